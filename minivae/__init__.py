@@ -1,0 +1,45 @@
+"""minivae: variational autoencoders and variational inference, from scratch on NumPy.
+
+The data path, one file each: ``data`` → ``nn`` (encoder) → ``densities`` (sampler, KL) →
+``models/vae`` (decoder, ELBO) → ``tensor`` (backward) → ``optim`` (update).
+"""
+from minivae.gradcheck import GradcheckError, gradcheck
+from minivae.ops import (
+    add,
+    concatenate,
+    div,
+    exp,
+    getitem,
+    leaky_relu,
+    log,
+    log1p,
+    logsumexp,
+    matmul,
+    max,
+    mean,
+    mul,
+    neg,
+    pow,
+    relu,
+    reshape,
+    sigmoid,
+    softplus,
+    sqrt,
+    stack,
+    sub,
+    sum,
+    tanh,
+    transpose,
+    where,
+)
+from minivae.tensor import Tensor, is_grad_enabled, no_grad, unbroadcast
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "no_grad", "is_grad_enabled", "unbroadcast", "gradcheck", "GradcheckError",
+    "add", "sub", "mul", "div", "neg", "pow", "matmul",
+    "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "leaky_relu", "softplus",
+    "sum", "mean", "max", "logsumexp",
+    "reshape", "transpose", "getitem", "concatenate", "stack", "where",
+]

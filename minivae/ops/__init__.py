@@ -1,0 +1,22 @@
+"""The primitives of the engine, grouped by kind; each module keeps forward and VJP together."""
+from minivae.ops.arithmetic import add, div, matmul, mul, neg, pow, sub
+from minivae.ops.elementwise import (
+    exp,
+    leaky_relu,
+    log,
+    log1p,
+    relu,
+    sigmoid,
+    softplus,
+    sqrt,
+    tanh,
+)
+from minivae.ops.reduce import logsumexp, max, mean, sum
+from minivae.ops.shape import concatenate, getitem, reshape, stack, transpose, where
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "pow", "matmul",
+    "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "leaky_relu", "softplus",
+    "sum", "mean", "max", "logsumexp",
+    "reshape", "transpose", "getitem", "concatenate", "stack", "where",
+]

@@ -1,0 +1,213 @@
+"""The autodiff engine: a Tensor wraps an ndarray and remembers how it was made.
+
+Every primitive (see ``minivae/ops/``) computes its output with NumPy and returns it through
+``Tensor.from_op`` together with a *vector-Jacobian product* (VJP): a function that takes the
+gradient of the final scalar with respect to the output, ``g = dL/d out``, and returns
+``dL/d parent`` for each parent.  ``backward()`` visits the graph once in reverse topological
+order and hands each node's accumulated gradient to its VJP.  That is all of reverse mode.
+
+Verified by: tests/test_engine.py (deep chain, shared subexpressions, no_grad, unbroadcast),
+tests/test_ops_gradients.py (every VJP against gradcheck) and
+tests/test_autograd_oracle.py::test_random_programs_match_autograd (an independent autodiff).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class _GradMode:
+    enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block no graph is recorded: results are plain leaves, VJPs are not kept."""
+    previous = _GradMode.enabled
+    _GradMode.enabled = False
+    try:
+        yield
+    finally:
+        _GradMode.enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return _GradMode.enabled
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting in a VJP.
+
+    If ``x`` of shape ``shape`` was broadcast to ``grad.shape`` in the forward pass, each element
+    of ``x`` was used once per copy, so its gradient is the sum over the copies: sum away the
+    leading axes that broadcasting prepended, then (keeping dims) the axes where ``x`` had size 1.
+
+    Verified by: tests/test_engine.py::test_unbroadcast_matches_sum_over_copies
+    """
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    ones = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if ones:
+        grad = grad.sum(axis=ones, keepdims=True)
+    return grad
+
+
+def _as_float_array(data, dtype=None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        return np.asarray(data, dtype=dtype)
+    array = np.asarray(data)
+    if array.dtype in FLOAT_DTYPES:
+        return array
+    if array.dtype.kind in "biu":  # Python numbers, bools and integer arrays become float64
+        return array.astype(np.float64)
+    raise TypeError(f"Tensor data must be float32 or float64 (or integers), got {array.dtype}")
+
+
+class Tensor:
+    """An ndarray with a gradient and a record of the primitive that produced it.
+
+    >>> x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    array([2., 4., 6.])
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_vjp", "op")
+    __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        self.data = _as_float_array(data, dtype)
+        self.grad: np.ndarray | None = None
+        self.requires_grad = bool(requires_grad)
+        self._parents: tuple = ()
+        self._vjp = None
+        self.op = "leaf"
+
+    @staticmethod
+    def from_op(data: np.ndarray, parents: tuple, vjp, op: str) -> "Tensor":
+        """Wrap a primitive's output; record ``parents`` and ``vjp`` only if a gradient can flow."""
+        out = Tensor.__new__(Tensor)
+        out.data, out.grad, out.op = data, None, op
+        out.requires_grad = _GradMode.enabled and any(p.requires_grad for p in parents)
+        out._parents = parents if out.requires_grad else ()
+        out._vjp = vjp if out.requires_grad else None
+        return out
+
+    # -- the reverse sweep -------------------------------------------------------------------
+    def backward(self, grad=None) -> None:
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires a gradient.
+
+        ``grad`` is the upstream gradient (same shape as ``self``); it may be omitted for a
+        single-element tensor, where it is 1.  Leaf gradients are added in place (``+=``), so
+        they accumulate across calls until the optimizer's (or module's) ``zero_grad``.
+        """
+        if not self.requires_grad:
+            raise ValueError("backward() called on a tensor that does not require grad")
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(f"grad must be given for a non-scalar output "
+                                 f"of shape {self.shape}")
+            grad = np.ones_like(self.data)
+        grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"grad has shape {grad.shape}, expected {self.shape}")
+
+        grads = {id(self): grad}
+        for node in self._reverse_topological_order():
+            g = grads.pop(id(node))
+            if not node._parents:  # a leaf: keep the gradient
+                if node.grad is None:
+                    node.grad = np.array(g, dtype=node.dtype)
+                else:
+                    node.grad += g
+                continue
+            for parent, parent_grad in zip(node._parents, node._vjp(g)):
+                if parent_grad is None or not parent.requires_grad:
+                    continue
+                key = id(parent)
+                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+
+    def _reverse_topological_order(self) -> list:
+        # Iterative depth-first search: a chain of 100,000 ops must not hit the recursion limit.
+        order, visited, stack = [], {id(self)}, [(self, iter(self._parents))]
+        while stack:
+            node, parents = stack[-1]
+            for parent in parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    visited.add(id(parent))
+                    stack.append((parent, iter(parent._parents)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+        return order[::-1]
+
+    def detach(self) -> "Tensor":
+        """The same data (no copy) as a leaf that does not require grad."""
+        return Tensor(self.data)
+
+    # -- array-like conveniences ---------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    dtype = property(lambda self: self.data.dtype)
+    T = property(lambda self: self.transpose())
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, threshold=20)}, dtype={self.dtype}{grad})"
+
+    # -- operators and methods: thin names for the primitives in minivae.ops ------------
+    def __add__(self, other): return ops.add(self, other)
+    def __radd__(self, other): return ops.add(other, self)
+    def __sub__(self, other): return ops.sub(self, other)
+    def __rsub__(self, other): return ops.sub(other, self)
+    def __mul__(self, other): return ops.mul(self, other)
+    def __rmul__(self, other): return ops.mul(other, self)
+    def __truediv__(self, other): return ops.div(self, other)
+    def __rtruediv__(self, other): return ops.div(other, self)
+    def __pow__(self, exponent): return ops.pow(self, exponent)
+    def __matmul__(self, other): return ops.matmul(self, other)
+    def __rmatmul__(self, other): return ops.matmul(other, self)
+    def __neg__(self): return ops.neg(self)
+    def __getitem__(self, index): return ops.getitem(self, index)
+
+    def exp(self): return ops.exp(self)
+    def log(self): return ops.log(self)
+    def log1p(self): return ops.log1p(self)
+    def sqrt(self): return ops.sqrt(self)
+    def tanh(self): return ops.tanh(self)
+    def sigmoid(self): return ops.sigmoid(self)
+    def relu(self): return ops.relu(self)
+    def leaky_relu(self, slope=0.01): return ops.leaky_relu(self, slope)
+    def softplus(self): return ops.softplus(self)
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+    def logsumexp(self, axis=None, keepdims=False): return ops.logsumexp(self, axis, keepdims)
+    def reshape(self, *shape): return ops.reshape(self, *shape)
+    def transpose(self, *axes): return ops.transpose(self, *axes)
+
+
+from minivae import ops  # noqa: E402  (ops needs Tensor defined first)
