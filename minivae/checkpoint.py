@@ -1,0 +1,323 @@
+"""Files that are either the old version or the new one, never half of each.
+
+Everything minivae writes to disk (checkpoints, metrics, pictures) goes through
+``atomic_write``: the bytes go to a temporary file in the target's directory, are flushed to
+the disk, and only then renamed over the target.  A rename within one directory is atomic, so
+a crash or a kill at any moment leaves either the previous file or the complete new one.
+
+Checkpoints are ``.npz`` archives (a zip of ``.npy`` files, the format of ``np.savez``) plus one
+extra member, ``__meta__``, holding JSON text (configuration, epoch, ...).  Nothing is pickled,
+so loading a checkpoint cannot run code, and ``load_checkpoint`` refuses archives that would
+need pickle.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+META_KEY = "__meta__"
+
+PathLike = str | os.PathLike
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or does not hold what was expected."""
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows."""
+    try:
+        # Linux exposes the umask here, which avoids the set-and-restore race below.
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
+    """Write a file so that readers see either its old content or the new one, never a mix.
+
+    ``write(tmp_path)`` must create the file at ``tmp_path``.  The temporary file sits in the
+    target's directory (a rename is only atomic within one file system) and keeps the target's
+    extension (``np.savez`` and matplotlib choose the format by extension).  After ``write``
+    returns, the file is fsynced and renamed over ``path``; if ``write`` raises, the temporary
+    file is removed, ``path`` is untouched, and the exception propagates.  Parent directories
+    are created.  The new file gets the old file's permissions, or, if there was none, those of
+    any newly created file (0o666 minus the umask).
+
+    Parameters
+    ----------
+    path : the final file.
+    write : callable receiving the temporary path as a ``str``.
+
+    Returns
+    -------
+    The final path as a ``pathlib.Path``.
+
+    Verified by: tests/test_checkpoint.py::test_atomic_write_survives_sigkill_mid_write
+    """
+    if not callable(write):
+        raise TypeError(f"atomic_write: write must be callable, got {type(write).__name__}")
+    target = Path(path)
+    if target.name == "":
+        raise ValueError(f"atomic_write: path must name a file, got {str(path)!r}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
+                                    dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp_path)
+        os.chmod(tmp_path, mode)
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data must be on disk before the rename makes it visible
+        finally:
+            os.close(fd)
+        os.replace(tmp_path, target)
+    except BaseException:
+        # BaseException too: Ctrl-C during a long save must not leave temp files behind.
+        try:
+            os.unlink(tmp_path)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(target.parent)
+    return target
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist the rename itself; best effort, since some platforms cannot open directories."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _json_default(value: Any) -> Any:
+    """Let NumPy scalars and arrays through ``json``, which only knows Python types."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+        return value.tolist()
+    raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
+
+
+def _first_non_finite(obj: Any, where: str, seen: set[int] | None = None) -> str | None:
+    """Where the first NaN or infinity inside ``obj`` is, as an index expression, or None."""
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isfinite(obj) else f"{where} = {obj!r}"
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
+        bad = np.argwhere(~np.isfinite(obj))
+        return None if len(bad) == 0 else f"{where}[{', '.join(map(str, bad[0]))}] is not finite"
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return None
+    if isinstance(obj, Mapping):
+        seen.add(id(obj))
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        seen.add(id(obj))
+        items = enumerate(obj)
+    else:
+        return None
+    for key, value in items:
+        found = _first_non_finite(value, f"{where}[{key!r}]", seen)
+        if found:
+            return found
+    return None
+
+
+def _to_json(obj: Any, argument: str, indent: int | None = None) -> str:
+    """Strict JSON text: NaN and infinity are refused, since they are not valid JSON."""
+    try:
+        return json.dumps(obj, indent=indent, allow_nan=False, default=_json_default)
+    except TypeError as error:
+        raise TypeError(f"{argument} is not JSON-serializable: {error}") from None
+    except ValueError as error:
+        where = _first_non_finite(obj, argument) if "Out of range" in str(error) else None
+        if where is None:
+            raise ValueError(f"{argument} cannot be written as JSON: {error}") from None
+        raise ValueError(f"{argument} must not contain NaN or infinity (not valid JSON): "
+                         f"{where}") from None
+
+
+def write_json(path: PathLike, obj: Any) -> Path:
+    """Write ``obj`` as strict JSON (indent 2, trailing newline), atomically.
+
+    NaN and infinity are refused with a ``ValueError`` naming where they are, so the file stays
+    readable by any JSON parser.  NumPy scalars and arrays are written as numbers and lists.
+
+    Verified by: tests/test_checkpoint.py::test_write_json_rejects_non_finite
+    """
+    text = _to_json(obj, "obj", indent=2) + "\n"
+
+    def write(tmp_path: str) -> None:
+        with open(tmp_path, "w", encoding="utf-8") as file:
+            file.write(text)
+
+    return atomic_write(path, write)
+
+
+def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
+                    meta: Mapping[str, Any]) -> Path:
+    """Save named arrays and a JSON-serializable ``meta`` dict as one ``.npz``, atomically.
+
+    The file is an uncompressed ``np.savez`` archive: member ``<name>.npy`` for each array, and
+    ``__meta__.npy``, a 0-d unicode array holding ``meta`` as JSON text.  Written with
+    ``allow_pickle=False``, so it loads without pickle.
+
+    Raises
+    ------
+    TypeError : a key that is not a ``str``, an object-dtype array, or ``meta`` not a dict.
+    ValueError : an empty key, a key containing NUL, the reserved key ``"__meta__"``, or
+        NaN/infinity in ``meta``.
+
+    Verified by: tests/test_checkpoint.py::test_checkpoint_round_trip_is_bit_exact
+    """
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"save_checkpoint: arrays must be a dict of name -> array, "
+                        f"got {type(arrays).__name__}")
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"save_checkpoint: meta must be a dict, got {type(meta).__name__}")
+    checked: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        if not isinstance(key, str):
+            raise TypeError(f"save_checkpoint: array names must be str, got {key!r} "
+                            f"({type(key).__name__})")
+        if key in ("", META_KEY) or "\x00" in key:
+            # zip member names end at a NUL byte, so such a name would load as another one.
+            raise ValueError(f"save_checkpoint: array name {key!r} is not allowed (names must "
+                             f"be non-empty, without NUL, and not the reserved {META_KEY!r})")
+        array = np.asarray(value)
+        if array.dtype.hasobject:
+            raise TypeError(f"save_checkpoint: array {key!r} has dtype {array.dtype}, which "
+                            f"would need pickle; convert it to a numeric or string dtype")
+        checked[key] = array
+    checked[META_KEY] = np.array(_to_json(dict(meta), "meta"))
+
+    def write(tmp_path: str) -> None:
+        # The same bytes np.savez writes; calling it directly would turn array names such as
+        # "file" or "allow_pickle" into its own keyword arguments.
+        with zipfile.ZipFile(tmp_path, mode="w", compression=zipfile.ZIP_STORED) as archive:
+            for key, array in checked.items():
+                with archive.open(key + ".npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+
+    return atomic_write(path, write)
+
+
+_ZIP_SIGNATURE = b"PK\x03\x04"  # every non-empty zip archive, hence every .npz, starts so
+
+# What reading a damaged archive can raise, from zipfile, zlib, the .npy reader and json.
+_CORRUPTION_ERRORS = (ValueError, EOFError, OSError, KeyError, UnicodeError,
+                      zipfile.BadZipFile, zipfile.LargeZipFile, struct.error, zlib.error)
+
+
+def load_checkpoint(path: PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """Load a checkpoint written by ``save_checkpoint``: ``(arrays, meta)``.
+
+    Arrays are read fully into memory.  Never unpickles: archives holding object arrays are
+    refused.
+
+    Raises
+    ------
+    FileNotFoundError : ``path`` does not exist.
+    CheckpointError : not an ``.npz`` archive, truncated or corrupted, no ``__meta__`` member,
+        meta that is not a JSON object, or arrays that would need pickle.
+
+    Verified by: tests/test_checkpoint.py::test_load_rejects_damaged_files
+    """
+    source = Path(path)
+    if not source.exists():
+        raise FileNotFoundError(2, "checkpoint not found", str(source))
+    with open(source, "rb") as file:
+        head = file.read(len(np.lib.format.MAGIC_PREFIX))
+        file.seek(0)
+        if head == np.lib.format.MAGIC_PREFIX:
+            raise CheckpointError(f"{source} is a single .npy array, not an .npz checkpoint")
+        if not head.startswith(_ZIP_SIGNATURE):
+            # Checked here because np.load would call anything unrecognized "pickled data".
+            raise CheckpointError(f"{source} is not an .npz checkpoint: it does not start with "
+                                  f"the zip signature {_ZIP_SIGNATURE!r} (got {head!r})")
+        try:
+            loaded = np.load(file, allow_pickle=False)
+        except _CORRUPTION_ERRORS as error:
+            raise CheckpointError(f"{source} is not a readable .npz checkpoint: "
+                                  f"{type(error).__name__}: {error}") from error
+        with loaded:
+            if META_KEY not in loaded.files:
+                raise CheckpointError(f"{source} has no {META_KEY!r} entry, so it was not "
+                                      f"written by save_checkpoint (entries: {loaded.files})")
+            try:
+                arrays = {key: loaded[key] for key in loaded.files}
+            except _CORRUPTION_ERRORS as error:
+                raise CheckpointError(f"{source} is damaged or holds arrays that need pickle: "
+                                      f"{type(error).__name__}: {error}") from error
+    not_arrays = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
+    if not_arrays:
+        raise CheckpointError(f"{source}: entries {not_arrays} are not .npy arrays")
+    meta_array = arrays.pop(META_KEY)
+    if meta_array.shape != () or meta_array.dtype.kind != "U":
+        raise CheckpointError(f"{source}: {META_KEY!r} must be a 0-d unicode array of JSON "
+                              f"text, got shape {meta_array.shape} dtype {meta_array.dtype}")
+    try:
+        meta = json.loads(str(meta_array))
+    except ValueError as error:
+        raise CheckpointError(f"{source}: {META_KEY!r} is not valid JSON: {error}") from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source}: {META_KEY!r} must be a JSON object, "
+                              f"got {type(meta).__name__}")
+    return arrays, meta
+
+
+def check_arrays(arrays: Mapping[str, np.ndarray],
+                 expected: Mapping[str, tuple[tuple[int, ...], Any]]) -> None:
+    """Check that ``arrays`` has exactly the names, shapes and dtypes in ``expected``.
+
+    ``expected`` maps each name to ``(shape, dtype)``.  Every mismatch is listed in one
+    ``CheckpointError`` (missing names, unexpected names, wrong shapes, wrong dtypes), so a
+    model/checkpoint disagreement is diagnosed in one run.
+
+    Verified by: tests/test_checkpoint.py::test_check_arrays_reports_every_mismatch
+    """
+    problems = []
+    for key in sorted(set(expected) - set(arrays)):
+        problems.append(f"missing array {key!r}")
+    for key in sorted(set(arrays) - set(expected)):
+        problems.append(f"unexpected array {key!r}")
+    for key in [k for k in expected if k in arrays]:
+        shape, dtype = expected[key]
+        array = np.asarray(arrays[key])
+        if tuple(array.shape) != tuple(shape):
+            problems.append(f"array {key!r}: expected shape {tuple(shape)}, got {array.shape}")
+        if array.dtype != np.dtype(dtype):
+            problems.append(f"array {key!r}: expected dtype {np.dtype(dtype)}, "
+                            f"got {array.dtype}")
+    if problems:
+        raise CheckpointError("checkpoint arrays do not match: " + "; ".join(problems))

@@ -1,0 +1,408 @@
+"""Atomic files, strict JSON and pickle-free .npz checkpoints (minivae/checkpoint.py)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+from hypothesis import given
+
+from minivae.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    check_arrays,
+    load_checkpoint,
+    save_checkpoint,
+    write_json,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_bytes(data: bytes):
+    def write(tmp_path: str) -> None:
+        with open(tmp_path, "wb") as file:
+            file.write(data)
+    return write
+
+
+def example_arrays() -> dict[str, np.ndarray]:
+    return {"encoder.W": np.arange(12, dtype=np.float32).reshape(3, 4) / 7,
+            "encoder.b": np.linspace(-1, 1, 4),
+            "step": np.array(1234, dtype=np.int64)}
+
+
+# ---------------------------------------------------------------- atomic_write
+
+def test_atomic_write_replaces_content_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_bytes(b"old")
+    returned = atomic_write(target, write_bytes(b"new content"))
+    assert returned == target
+    assert target.read_bytes() == b"new content"
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_atomic_write_uses_hidden_sibling_with_same_extension(tmp_path):
+    target = tmp_path / "model.npz"
+    target.write_bytes(b"old")
+    seen = {}
+
+    def write(tmp_path_str: str) -> None:
+        seen["tmp"] = Path(tmp_path_str)
+        seen["target_during_write"] = target.read_bytes()
+        Path(tmp_path_str).write_bytes(b"new")
+
+    atomic_write(target, write)
+    assert seen["tmp"].parent == tmp_path
+    assert seen["tmp"].name.startswith(".model.npz.")
+    assert seen["tmp"].suffix == ".npz"
+    assert seen["target_during_write"] == b"old"  # readers never see a partial file
+    assert target.read_bytes() == b"new"
+
+
+def test_atomic_write_exception_keeps_old_file_and_removes_temp(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_bytes(b'{"epoch": 1}\n')
+
+    def failing_write(tmp_path_str: str) -> None:
+        Path(tmp_path_str).write_bytes(b'{"epoch": 2, "elb')
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, failing_write)
+    assert target.read_bytes() == b'{"epoch": 1}\n'
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_atomic_write_exception_without_previous_file_leaves_nothing(tmp_path):
+    def failing_write(tmp_path_str: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "new.bin", failing_write)
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_creates_parent_directories(tmp_path):
+    target = tmp_path / "runs" / "mnist" / "epoch_3.bin"
+    atomic_write(target, write_bytes(b"abc"))
+    assert target.read_bytes() == b"abc"
+
+
+def test_atomic_write_file_modes(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    fresh = tmp_path / "fresh.bin"
+    atomic_write(fresh, write_bytes(b"x"))
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask  # as if created by open()
+
+    kept = tmp_path / "kept.bin"
+    kept.write_bytes(b"old")
+    kept.chmod(0o640)
+    atomic_write(kept, write_bytes(b"new"))
+    assert kept.stat().st_mode & 0o777 == 0o640
+
+
+def test_atomic_write_rejects_non_callable(tmp_path):
+    with pytest.raises(TypeError, match="callable"):
+        atomic_write(tmp_path / "x", b"not a function")
+
+
+SLOW_WRITER = r"""
+import sys, time
+from minivae.checkpoint import atomic_write
+
+def write(tmp_path):
+    with open(tmp_path, "wb") as file:
+        file.write(b"x" * 1_000_000)
+        file.flush()
+        print("started", tmp_path, flush=True)
+        for _ in range(600):  # about a minute, far longer than the test waits
+            file.write(b"y" * 100_000)
+            file.flush()
+            time.sleep(0.1)
+
+atomic_write(sys.argv[1], write)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_atomic_write_survives_sigkill_mid_write(tmp_path):
+    target = tmp_path / "model.npz"
+    arrays = example_arrays()
+    save_checkpoint(target, arrays, {"epoch": 4})
+    before = target.read_bytes()
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    child = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(target)],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("started "), f"child did not start writing: {line!r}"
+        tmp_file = Path(line.split(" ", 1)[1].strip())
+        assert tmp_file.parent == tmp_path and tmp_file.stat().st_size >= 1_000_000
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+
+    assert target.read_bytes() == before
+    loaded, meta = load_checkpoint(target)
+    assert meta == {"epoch": 4}
+    for key, array in arrays.items():
+        np.testing.assert_array_equal(loaded[key], array)
+    # The interrupted temp file is a hidden sibling; it never took the target's name.
+    assert tmp_file.name.startswith(".model.npz.")
+
+
+# ---------------------------------------------------------------- write_json
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(obj=st.dictionaries(st.text(max_size=8), json_values, max_size=5))
+def test_write_json_round_trip(tmp_path_factory, obj):
+    path = tmp_path_factory.mktemp("json") / "metrics.json"
+    write_json(path, obj)
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    assert json.loads(text) == obj
+    if obj:
+        assert text.splitlines()[1].startswith('  "')  # indent=2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), np.float32("nan")])
+def test_write_json_rejects_non_finite(tmp_path, bad):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"epoch": 1})
+    with pytest.raises(ValueError, match=r"NaN or infinity.*\['elbo'\]\[1\]"):
+        write_json(path, {"epoch": 2, "elbo": [-100.0, bad]})
+    assert json.loads(path.read_text()) == {"epoch": 1}
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_write_json_converts_numpy_values(tmp_path):
+    path = tmp_path / "m.json"
+    write_json(path, {"loss": np.float32(0.5), "step": np.int64(3), "curve": np.arange(3)})
+    assert json.loads(path.read_text()) == {"loss": 0.5, "step": 3, "curve": [0, 1, 2]}
+    with pytest.raises(ValueError, match=r"\['curve'\]\[2\] is not finite"):
+        write_json(path, {"curve": np.array([1.0, 2.0, np.nan])})
+
+
+def test_write_json_rejects_unserializable(tmp_path):
+    with pytest.raises(TypeError, match="obj is not JSON-serializable"):
+        write_json(tmp_path / "m.json", {"f": print})
+
+
+# ---------------------------------------------------------------- save / load round trip
+
+array_names = st.text(min_size=1, max_size=10).filter(
+    lambda name: "\x00" not in name and name != "__meta__")
+named_arrays = st.dictionaries(
+    array_names,
+    hnp.arrays(dtype=st.sampled_from([np.float32, np.float64, np.int64]),
+               shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
+    max_size=5,
+)
+
+
+@given(arrays=named_arrays,
+       meta=st.dictionaries(st.text(max_size=8), json_values, max_size=4))
+def test_checkpoint_round_trip_is_bit_exact(tmp_path_factory, arrays, meta):
+    path = tmp_path_factory.mktemp("ckpt") / "model.npz"
+    save_checkpoint(path, arrays, meta)
+    loaded, loaded_meta = load_checkpoint(path)
+    assert loaded_meta == meta
+    assert set(loaded) == set(arrays)
+    for key, array in arrays.items():
+        assert type(loaded[key]) is np.ndarray  # in memory, not a lazy view of the file
+        assert loaded[key].dtype == array.dtype
+        assert loaded[key].shape == array.shape
+        assert loaded[key].tobytes() == array.tobytes()  # bit for bit, NaN payloads included
+
+
+def test_checkpoint_is_a_plain_uncompressed_npz(tmp_path):
+    path = tmp_path / "model.npz"
+    save_checkpoint(path, example_arrays(), {"epoch": 2, "config": {"latent": 2}})
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(archive.namelist()) == sorted(
+            [key + ".npy" for key in example_arrays()] + ["__meta__.npy"])
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+    with np.load(path, allow_pickle=False) as npz:  # readable by NumPy alone
+        assert json.loads(str(npz["__meta__"])) == {"epoch": 2, "config": {"latent": 2}}
+        np.testing.assert_array_equal(npz["encoder.W"], example_arrays()["encoder.W"])
+
+
+def test_checkpoint_accepts_names_that_are_np_savez_keywords(tmp_path):
+    path = tmp_path / "model.npz"
+    arrays = {"file": np.ones(2), "allow_pickle": np.zeros(3), "args": np.arange(2)}
+    save_checkpoint(path, arrays, {})
+    loaded, _ = load_checkpoint(path)
+    assert {key: value.tolist() for key, value in loaded.items()} == \
+        {key: value.tolist() for key, value in arrays.items()}
+
+
+def test_checkpoint_path_without_npz_extension_is_kept(tmp_path):
+    path = tmp_path / "latest.ckpt"
+    save_checkpoint(path, {"x": np.ones(1)}, {})
+    assert os.listdir(tmp_path) == ["latest.ckpt"]
+    assert load_checkpoint(path)[0]["x"].tolist() == [1.0]
+
+
+@pytest.mark.parametrize("arrays, meta, error, pattern", [
+    ({1: np.ones(2)}, {}, TypeError, "names must be str, got 1"),
+    ({"__meta__": np.ones(2)}, {}, ValueError, "'__meta__'"),
+    ({"": np.ones(2)}, {}, ValueError, "non-empty"),
+    ({"a\x00b": np.ones(2)}, {}, ValueError, "NUL"),
+    ({"decoder.cache": np.array([{}, None], dtype=object)}, {}, TypeError,
+     "'decoder.cache' has dtype object"),
+    ({"x": np.ones(2)}, {"best": float("nan")}, ValueError, r"meta\['best'\]"),
+    ({"x": np.ones(2)}, [("epoch", 1)], TypeError, "meta must be a dict"),
+    ([np.ones(2)], {}, TypeError, "arrays must be a dict"),
+])
+def test_save_checkpoint_rejects_bad_input_and_writes_nothing(tmp_path, arrays, meta, error,
+                                                              pattern):
+    with pytest.raises(error, match=pattern):
+        save_checkpoint(tmp_path / "model.npz", arrays, meta)
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- loading refuses bad files
+
+unpickled = []
+
+
+def _record_unpickling() -> str:
+    unpickled.append(True)
+    return "unpickled"
+
+
+class PickleCanary:
+    """Unpickling this object calls _record_unpickling, so a test can tell if it happened."""
+
+    def __reduce__(self):
+        return (_record_unpickling, ())
+
+
+def test_load_never_unpickles(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, weights=np.array([PickleCanary()], dtype=object), __meta__=np.array("{}"))
+    with np.load(path, allow_pickle=True) as npz:  # the canary works when pickle is allowed
+        assert npz["weights"][0] == "unpickled"
+    unpickled.clear()
+
+    with pytest.raises(CheckpointError, match="pickle") as error:
+        load_checkpoint(path)
+    assert str(path) in str(error.value)
+    assert unpickled == []
+
+
+def test_load_rejects_every_truncation(tmp_path):
+    good = tmp_path / "good.npz"
+    save_checkpoint(good, example_arrays(), {"epoch": 1})
+    data = good.read_bytes()
+    cut = tmp_path / "cut.npz"
+    # Every length near the end (the zip directory lives there), a stride elsewhere.
+    for length in sorted(set(range(0, len(data), 5)) | set(range(len(data) - 64, len(data)))):
+        cut.write_bytes(data[:length])
+        with pytest.raises(CheckpointError, match="cut.npz"):
+            load_checkpoint(cut)
+
+
+def test_load_rejects_damaged_files(tmp_path):
+    good = tmp_path / "good.npz"
+    save_checkpoint(good, example_arrays(), {"epoch": 1})
+    data = good.read_bytes()
+    rng = np.random.default_rng(7)
+    weights = example_arrays()["encoder.W"].tobytes()
+    offset = data.find(weights)
+    assert offset > 0
+    flipped = bytearray(data)
+    flipped[offset + 5] ^= 0x01  # one bit of one weight
+
+    damaged = {
+        "garbage.npz": rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "zip_garbage.npz": b"PK\x03\x04" + rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "text.npz": b"epoch=3 elbo=-101.2\n",
+        "empty.npz": b"",
+        "bitflip.npz": bytes(flipped),
+    }
+    for name, content in damaged.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(path)
+        assert str(path) in str(error.value), name
+
+
+def test_load_rejects_npy_missing_meta_and_bad_meta(tmp_path):
+    cases = {}
+    np.save(tmp_path / "single.npy", np.ones(3))
+    cases["single.npy"] = "single .npy array"
+    np.savez(tmp_path / "no_meta.npz", W=np.ones(3))
+    cases["no_meta.npz"] = "no '__meta__' entry"
+    np.savez(tmp_path / "bad_json.npz", W=np.ones(3), __meta__=np.array("{epoch: 1"))
+    cases["bad_json.npz"] = "not valid JSON"
+    np.savez(tmp_path / "list_meta.npz", W=np.ones(3), __meta__=np.array("[1, 2]"))
+    cases["list_meta.npz"] = "must be a JSON object"
+    np.savez(tmp_path / "numeric_meta.npz", W=np.ones(3), __meta__=np.array(3.0))
+    cases["numeric_meta.npz"] = "0-d unicode array"
+    with zipfile.ZipFile(tmp_path / "not_npy.npz", "w") as archive:
+        archive.writestr("__meta__.npy", b"")
+        archive.writestr("notes.txt", b"hello")
+    cases["not_npy.npz"] = "damaged|not .npy arrays"
+    for name, pattern in cases.items():
+        with pytest.raises(CheckpointError, match=pattern) as error:
+            load_checkpoint(tmp_path / name)
+        assert name in str(error.value)
+
+
+def test_load_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "nowhere" / "model.npz"
+    with pytest.raises(FileNotFoundError, match="model.npz"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_error_is_a_value_error():
+    assert issubclass(CheckpointError, ValueError)
+
+
+# ---------------------------------------------------------------- check_arrays
+
+def test_check_arrays_accepts_a_match():
+    arrays = example_arrays()
+    expected = {key: (value.shape, value.dtype) for key, value in arrays.items()}
+    assert check_arrays(arrays, expected) is None
+
+
+def test_check_arrays_reports_every_mismatch():
+    arrays = {"W": np.zeros((3, 4), np.float32), "b": np.zeros(4), "extra": np.zeros(1)}
+    expected = {"W": ((4, 3), np.float32), "b": ((4,), np.float32), "missing": ((2,), "f8")}
+    with pytest.raises(CheckpointError) as error:
+        check_arrays(arrays, expected)
+    message = str(error.value)
+    assert "missing array 'missing'" in message
+    assert "unexpected array 'extra'" in message
+    assert "'W': expected shape (4, 3), got (3, 4)" in message
+    assert "'b': expected dtype float32, got float64" in message
+    assert "'W': expected dtype" not in message  # W's dtype is right
