@@ -1,0 +1,5 @@
+import sys
+
+from minivae.cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""Command line: ``python -m minivae train ...`` and ``python -m minivae evaluate ...``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m minivae",
+                                     description="Train and evaluate variational autoencoders.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a Bernoulli VAE")
+    train.add_argument("--dataset", default="mnist",
+                       help="mnist, fashion-mnist or mnist-5k (embedded; needs minivae[demo])")
+    train.add_argument("--data-root", default=None,
+                       help="folder with the IDX .gz files (default: $MINIVAE_DATA, ~/.cache)")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--z-dim", type=int, default=20)
+    train.add_argument("--hidden", type=int, nargs="+", default=[400],
+                       help="hidden layer widths, e.g. --hidden 400 400")
+    train.add_argument("--activation", default="tanh",
+                       choices=["tanh", "relu", "leaky_relu", "sigmoid", "softplus"])
+    train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-train", type=int, default=None,
+                       help="use only the first N training images")
+    train.add_argument("--max-test", type=int, default=None,
+                       help="use only the first N test images")
+    train.add_argument("--out", default="runs/vae", help="output folder")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="test ELBO and importance-sampled log p(x)")
+    evaluate.add_argument("--checkpoint", required=True, help="checkpoint.npz written by train")
+    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per image")
+    evaluate.add_argument("--n", type=int, default=None, help="evaluate the first N test images")
+    evaluate.add_argument("--data-root", default=None)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def run_train(args) -> int:
+    from minivae.train import TrainConfig, train
+
+    config = TrainConfig(
+        dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation, seed=args.seed,
+        dtype=args.dtype, out=args.out, data_root=args.data_root, max_train=args.max_train,
+        max_test=args.max_test,
+    )
+    metrics = train(config, progress=not args.quiet)
+    print(f"final test ELBO {metrics['test_elbo'][-1]:.3f} nats after {config.epochs} epochs; "
+          f"wrote {args.out}/checkpoint.npz, metrics.json, recon.png, samples.png, curve.png")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from minivae.data import binarize_dynamic
+    from minivae.evaluate import importance_sampled_log_likelihood, standard_error
+    from minivae.tensor import no_grad
+    from minivae.train import TEST_BINARIZATION_SEED, load_binary_split, load_model
+
+    model, config = load_model(args.checkpoint)
+    if args.data_root is not None:
+        config.data_root = args.data_root
+    config.max_test = args.n
+    test_x = binarize_dynamic(load_binary_split(config, "test"),
+                              np.random.default_rng(TEST_BINARIZATION_SEED))
+    rng = np.random.default_rng(args.seed)
+    with no_grad():
+        elbo = np.concatenate([model.elbo(test_x[i:i + 1000], rng).data.astype(np.float64)
+                               for i in range(0, len(test_x), 1000)])
+    log_px = importance_sampled_log_likelihood(model, test_x, args.k, rng,
+                                               progress=not args.quiet)
+    print(f"dataset {config.dataset} (test, {len(test_x)} images)")
+    print(f"test ELBO             {elbo.mean():10.3f} ± {standard_error(elbo):.3f} nats")
+    print(f"log p(x), IS k={args.k:<5d} {log_px.mean():10.3f} ± {standard_error(log_px):.3f} nats")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_train(args) if args.command == "train" else run_evaluate(args)
+    except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

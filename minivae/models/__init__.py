@@ -1,0 +1,4 @@
+"""Generative models trained by maximizing an evidence lower bound."""
+from minivae.models.vae import VAE
+
+__all__ = ["VAE"]
