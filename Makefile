@@ -1,0 +1,32 @@
+# minivae: `make demo` trains a VAE on the embedded digits; `make test` runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python setup.py pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[demo,test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python demos/vae_digits.py --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python bench/vae_vs_torch.py
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check minivae tests demos bench
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info .pytest_cache .hypothesis
