@@ -107,7 +107,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
             optimizer.step()
             elbo_sum += float(elbo.data.sum(dtype=np.float64))
             seen += len(x)
-            bar.set_postfix(elbo=f"{elbo_sum / seen:.2f}")
+            bar.set_postfix(elbo=f"{elbo_sum / seen:.2f}", refresh=False)
         if not np.isfinite(elbo_sum):
             raise FloatingPointError(f"the training ELBO became {elbo_sum} in epoch {epoch}; "
                                      "try a smaller --lr")
