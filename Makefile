@@ -20,9 +20,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# e.g. make bench BENCH_ARGS="--data-root ../shared/data/mnist --seeds 0 1 2"
+BENCH_ARGS ?= --dataset mnist --epochs 10
+
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
-	$(BIN)/python bench/vae_vs_torch.py
+	$(BIN)/python bench/vae_vs_torch.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff
