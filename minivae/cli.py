@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hidden layer widths, e.g. --hidden 400 400")
     train.add_argument("--activation", default="tanh",
                        choices=["tanh", "relu", "leaky_relu", "sigmoid", "softplus"])
+    train.add_argument("--leaky-slope", type=float, default=0.01,
+                       help="negative slope of leaky_relu")
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-train", type=int, default=None,
@@ -49,7 +51,8 @@ def run_train(args) -> int:
 
     config = TrainConfig(
         dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation, seed=args.seed,
+        z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation,
+        leaky_slope=args.leaky_slope, seed=args.seed,
         dtype=args.dtype, out=args.out, data_root=args.data_root, max_train=args.max_train,
         max_test=args.max_test,
     )

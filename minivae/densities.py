@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 import minivae.ops as ops
+from minivae.ops import fused
 from minivae.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -35,6 +36,16 @@ class DiagonalNormal:
         """z = μ + σ ⊙ ε, ε ~ N(0, I): a sample that gradients flow through."""
         eps = rng.standard_normal(self.loc.shape).astype(self.loc.dtype, copy=False)
         return self.loc + self.scale * eps
+
+    def rsample_and_kl(self, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """``(rsample(rng), kl_to_standard_normal())`` from one fused kernel pass.
+
+        The same ε is drawn as in ``rsample``; the tests check both results and gradients
+        against the two separate methods.
+        Verified by: tests/test_densities.py::test_fused_rsample_and_kl_equal_separate_methods
+        """
+        eps = rng.standard_normal(self.loc.shape).astype(self.loc.dtype, copy=False)
+        return fused.reparameterize_kl(self.loc, self.log_var, eps)
 
     def log_prob(self, z) -> Tensor:
         """log N(z; μ, diag σ²), summed over the last axis.
@@ -82,4 +93,6 @@ class BernoulliLogits:
         (this is minus the binary cross-entropy).
         Verified by: tests/test_densities.py::test_bernoulli_log_prob_matches_direct_formula
         """
+        if self.logits.ndim == 2 and not (isinstance(x, Tensor) and x.requires_grad):
+            return fused.bernoulli_log_prob(self.logits, x)  # one kernel, value and gradient
         return (x * self.logits - ops.softplus(self.logits)).sum(axis=-1)

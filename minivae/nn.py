@@ -13,6 +13,7 @@ from collections import OrderedDict
 import numpy as np
 
 import minivae.ops as ops
+from minivae.ops.fused import linear
 from minivae.tensor import FLOAT_DTYPES, Tensor
 
 
@@ -133,8 +134,9 @@ class Linear(Module):
         self.bias = Tensor(rng.uniform(-bound, bound, out_features).astype(dtype),
                            requires_grad=True)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x @ self.weight + self.bias  # (B, in) @ (in, out) + (out,) -> (B, out)
+    def forward(self, x: Tensor, activation: str = "identity", slope: float = 0.01) -> Tensor:
+        """act(x W + b): (B, in) @ (in, out) + (out,) -> (B, out), one fused primitive."""
+        return linear(x, self.weight, self.bias, activation, slope)
 
 
 ACTIVATIONS = {
@@ -159,17 +161,15 @@ class MLP(Module):
     """
 
     def __init__(self, sizes, activation: str = "tanh", rng: np.random.Generator | None = None,
-                 dtype=np.float32):
+                 dtype=np.float32, slope: float = 0.01):
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes must list at least an input and an output size, got {sizes}")
-        self.activation = activation
-        self._activation = get_activation(activation)
+        get_activation(activation)  # validates the name
+        self.activation, self.slope = activation, float(slope)
         self.layers = [Linear(a, b, rng, dtype) for a, b in zip(sizes[:-1], sizes[1:])]
 
     def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = self._activation(x)
-        return x
+        for layer in self.layers[:-1]:
+            x = layer(x, self.activation, self.slope)  # (B, width)
+        return self.layers[-1](x)

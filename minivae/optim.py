@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import kernels
 from minivae.tensor import Tensor
 
 
@@ -49,9 +50,13 @@ class Optimizer:
         for p in params:
             if p.grad is None:
                 p.grad = np.zeros_like(p.data)
+            if not (p.data.flags.c_contiguous and p.grad.flags.c_contiguous):
+                raise ValueError("parameters and their gradients must be C-contiguous arrays")
         flat = _flat_buffers(params)
-        # One (data, grad) pair per parameter, or a single pair covering all of them.
-        self._groups = [flat] if flat is not None else [(p.data, p.grad) for p in params]
+        # One (data, grad) pair of 1-D views per parameter, or a single pair covering them all;
+        # the update kernels work on 1-D contiguous buffers.
+        self._groups = [flat] if flat is not None else [
+            (p.data.reshape(-1), p.grad.reshape(-1)) for p in params]
 
     def zero_grad(self) -> None:
         for _, grad in self._groups:
@@ -76,15 +81,10 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         for i, (data, grad) in enumerate(self._groups):
-            direction = grad
-            if self.momentum:
-                if self.buffers[i] is None:
-                    self.buffers[i] = grad.copy()
-                else:
-                    self.buffers[i] *= self.momentum
-                    self.buffers[i] += grad
-                direction = self.buffers[i]
-            data -= self.lr * direction
+            first_step = self.buffers[i] is None
+            if first_step:
+                self.buffers[i] = np.empty_like(grad)
+            kernels.sgd_step(data, grad, self.buffers[i], self.lr, self.momentum, first_step)
 
 
 class Adam(Optimizer):
@@ -109,22 +109,9 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         self.t += 1
-        step_size = self.lr / (1.0 - self.beta1**self.t)
-        root_correction = np.sqrt(1.0 - self.beta2**self.t)
         for (data, grad), m, v in zip(self._groups, self.m, self.v):
-            # In place, in the order PyTorch uses, with one scratch array.
-            m *= self.beta1
-            m += (1.0 - self.beta1) * grad
-            v *= self.beta2
-            scratch = grad * grad
-            scratch *= 1.0 - self.beta2
-            v += scratch
-            np.sqrt(v, out=scratch)
-            scratch /= root_correction
-            scratch += self.eps
-            np.divide(m, scratch, out=scratch)
-            scratch *= step_size
-            data -= scratch
+            # One fused pass over the flat buffer (minivae.kernels.adam_step has the formula).
+            kernels.adam_step(data, grad, m, v, self.lr, self.beta1, self.beta2, self.eps, self.t)
 
     def state_dict(self) -> dict:
         """The optimizer's state as arrays (for checkpoints)."""

@@ -35,6 +35,7 @@ class TrainConfig:
     z_dim: int = 20
     hidden: tuple = (400,)
     activation: str = "tanh"
+    leaky_slope: float = 0.01
     seed: int = 0
     dtype: str = "float32"
     out: str = "runs/vae"
@@ -63,7 +64,7 @@ def load_binary_split(config: TrainConfig, split: str) -> np.ndarray:
 
 def build_model(config: TrainConfig, x_dim: int, rng: np.random.Generator) -> VAE:
     return VAE(x_dim, hidden=config.hidden, z_dim=config.z_dim, activation=config.activation,
-               rng=rng, dtype=np.dtype(config.dtype))
+               rng=rng, dtype=np.dtype(config.dtype), leaky_slope=config.leaky_slope)
 
 
 def mean_elbo(model: VAE, x: np.ndarray, rng: np.random.Generator, batch_size: int = 1000) -> float:

@@ -93,3 +93,23 @@ def test_bernoulli_log_prob_is_finite_for_huge_logits(dtype):
 def test_densities_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="same shape"):
         DiagonalNormal(Tensor(np.zeros(3)), Tensor(np.zeros(4)))
+
+
+def test_fused_rsample_and_kl_equal_separate_methods():
+    loc, log_var = random_normal(11, (5, 3))
+    mus = [Tensor(loc, requires_grad=True) for _ in range(2)]
+    lvs = [Tensor(log_var, requires_grad=True) for _ in range(2)]
+    weights = np.random.default_rng(1).standard_normal((5, 3))
+
+    q = DiagonalNormal(mus[0], lvs[0])
+    z, kl = q.rsample_and_kl(np.random.default_rng(7))
+    ((z * weights).sum() + kl.sum()).backward()
+
+    q = DiagonalNormal(mus[1], lvs[1])
+    z2, kl2 = q.rsample(np.random.default_rng(7)), q.kl_to_standard_normal()
+    ((z2 * weights).sum() + kl2.sum()).backward()
+
+    np.testing.assert_allclose(z.data, z2.data, rtol=1e-12)
+    np.testing.assert_allclose(kl.data, kl2.data, rtol=1e-12)
+    np.testing.assert_allclose(mus[0].grad, mus[1].grad, rtol=1e-12)
+    np.testing.assert_allclose(lvs[0].grad, lvs[1].grad, rtol=1e-12)

@@ -30,6 +30,7 @@ class VAE(Module):
     hidden : hidden layer widths of the encoder; the decoder mirrors them.
     z_dim : latent dimension.
     activation : "tanh", "relu", "leaky_relu", "sigmoid" or "softplus".
+    leaky_slope : leaky_relu's slope for negative inputs.
     likelihood : "bernoulli" (the only one here).
     rng : numpy Generator used for the initial weights.
     dtype : float32 (fast) or float64 (for gradient checks).
@@ -37,7 +38,7 @@ class VAE(Module):
 
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "tanh",
                  likelihood: str = "bernoulli", rng: np.random.Generator | None = None,
-                 dtype=np.float32):
+                 dtype=np.float32, leaky_slope: float = 0.01):
         if likelihood != "bernoulli":
             raise ValueError(f"likelihood must be 'bernoulli', got {likelihood!r}")
         for name, value in (("x_dim", x_dim), ("z_dim", z_dim)):
@@ -48,8 +49,8 @@ class VAE(Module):
         self.x_dim, self.z_dim, self.hidden = int(x_dim), int(z_dim), hidden
         self.dtype = dtype
         # The encoder's last layer emits [μ, log σ²] side by side: 2 · z_dim numbers.
-        self.encoder = MLP([x_dim, *hidden, 2 * z_dim], activation, rng, dtype)
-        self.decoder = MLP([z_dim, *reversed(hidden), x_dim], activation, rng, dtype)
+        self.encoder = MLP([x_dim, *hidden, 2 * z_dim], activation, rng, dtype, leaky_slope)
+        self.decoder = MLP([z_dim, *reversed(hidden), x_dim], activation, rng, dtype, leaky_slope)
         self.flatten_parameters()
 
     def encode(self, x) -> DiagonalNormal:
@@ -68,9 +69,9 @@ class VAE(Module):
         Verified by: tests/test_vae.py::test_elbo_is_reconstruction_minus_kl
         """
         q_z_given_x = self.encode(x)
-        z = q_z_given_x.rsample(_check_rng(rng))  # (B, z_dim)
+        # z = μ + σ ⊙ ε (B, z_dim) and the closed-form KL (B,), fused into one kernel pass
+        z, kl_q_prior = q_z_given_x.rsample_and_kl(_check_rng(rng))
         log_p_x_given_z = self.decode(z).log_prob(x)  # (B,)
-        kl_q_prior = q_z_given_x.kl_to_standard_normal()  # (B,)
         return log_p_x_given_z - kl_q_prior
 
     def forward(self, x, rng: np.random.Generator) -> Tensor:

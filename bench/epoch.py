@@ -1,0 +1,152 @@
+"""Seconds per MNIST-sized training epoch: minivae against PyTorch eager, interleaved in one run.
+
+Two architectures (both Bernoulli VAEs, float32, Adam 1e-3, one sample per example):
+
+* A: 784-400-20, tanh, batch 128 (Kingma & Welling's MNIST model);
+* B: 784-400-400-200 with LeakyReLU(0.2), batch 100 (the course notebook's model).
+
+Each repeat runs one minivae epoch and then one PyTorch epoch over the same 60,000 binary images
+(real MNIST with ``--data-root``, otherwise random binary images of the same size; the work per
+epoch does not depend on the pixel values).  The script prints the median seconds, the ratio
+minivae / PyTorch, and the GEMM share: the time the epoch's matrix products take alone (the same
+``np.matmul`` calls on the same shapes, nothing else) divided by minivae's epoch time.
+
+    python bench/epoch.py --repeats 3 [--data-root ../shared/data/mnist] [--backend auto]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from minivae import kernels
+from minivae.data import binarize_dynamic, load_dataset, minibatches
+from minivae.models import VAE
+from minivae.optim import Adam
+from minivae.train import TrainConfig
+
+ARCHITECTURES = {
+    "A": dict(hidden=(400,), z_dim=20, activation="tanh", batch_size=128, leaky_slope=0.01),
+    "B": dict(hidden=(400, 400), z_dim=200, activation="leaky_relu", batch_size=100,
+              leaky_slope=0.2),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--architectures", nargs="+", default=["A", "B"], choices=["A", "B"])
+    parser.add_argument("--data-root", default=None, help="MNIST IDX folder (else random data)")
+    parser.add_argument("--n", type=int, default=60_000, help="images per epoch")
+    parser.add_argument("--backend", default="auto", help="minivae kernel backend")
+    return parser.parse_args(argv)
+
+
+def training_images(args) -> np.ndarray:
+    if args.data_root:
+        pixels = load_dataset("mnist", "train", root=args.data_root).pixels(np.float32)[:args.n]
+    else:
+        pixels = np.random.default_rng(0).random((args.n, 784), dtype=np.float32) * 0.3
+    return binarize_dynamic(pixels, np.random.default_rng(1))
+
+
+def minivae_epoch(arch: dict, x: np.ndarray, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    model = VAE(784, hidden=arch["hidden"], z_dim=arch["z_dim"], activation=arch["activation"],
+                rng=rng, leaky_slope=arch["leaky_slope"])
+    optimizer = Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for batch in minibatches(x, arch["batch_size"], rng):
+        loss = -model.elbo(batch, rng).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def gemm_only_epoch(arch: dict, n: int) -> float:
+    """The epoch's matrix products alone: forward x W, backward G Wᵀ (not for the input
+    layer, whose input needs no gradient) and xᵀ G, for every layer and batch."""
+    rng = np.random.default_rng(0)
+    sizes = [784, *arch["hidden"], 2 * arch["z_dim"]]
+    decoder = [arch["z_dim"], *reversed(arch["hidden"]), 784]
+    layers = list(zip(sizes[:-1], sizes[1:])) + list(zip(decoder[:-1], decoder[1:]))
+    b = arch["batch_size"]
+    weights = [rng.standard_normal((i, o), dtype=np.float32) for i, o in layers]
+    inputs = [rng.standard_normal((b, i), dtype=np.float32) for i, _ in layers]
+    grads = [rng.standard_normal((b, o), dtype=np.float32) for _, o in layers]
+    start = time.perf_counter()
+    for _ in range(-(-n // b)):
+        for k, (w, x, g) in enumerate(zip(weights, inputs, grads)):
+            x @ w
+            x.T @ g
+            if k != 0:
+                g @ w.T
+    return time.perf_counter() - start
+
+
+def torch_epoch(torch, arch: dict, x: np.ndarray, seed: int) -> float:
+    from vae_vs_torch import build_torch_vae, torch_elbo
+
+    config = TrainConfig(hidden=arch["hidden"], z_dim=arch["z_dim"],
+                         activation=arch["activation"], leaky_slope=arch["leaky_slope"])
+    torch.manual_seed(seed)
+    encoder, decoder = build_torch_vae(torch, config, 784)
+    params = [p for module in (encoder, decoder) for p in module.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    for batch in minibatches(x, arch["batch_size"], rng):
+        loss = -torch_elbo(torch, encoder, decoder, torch.from_numpy(batch), arch["z_dim"]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def main(args: argparse.Namespace) -> dict:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print('PyTorch is not installed (pip install -e ".[bench]"): minivae times only.')
+    kernels.set_backend(args.backend)
+    print(f"kernel backend {args.backend}: "
+          + ", ".join(f"{k}={kernels.backend_of(k)}" for k in kernels.KERNELS[:7]))
+    print(f"load average at start: {os.getloadavg()[0]:.2f}; numpy {np.__version__}"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ""))
+    x = training_images(args)
+    results = {}
+    for name in args.architectures:
+        arch = ARCHITECTURES[name]
+        minivae_epoch(arch, x[:2000], 0)  # warm up (compiled kernels, BLAS threads)
+        ours, theirs, gemm = [], [], []
+        for repeat in range(args.repeats):
+            ours.append(minivae_epoch(arch, x, repeat))
+            gemm.append(gemm_only_epoch(arch, len(x)))
+            if torch is not None:
+                theirs.append(torch_epoch(torch, arch, x, repeat))
+        row = {"minivae_s": statistics.median(ours), "gemm_s": statistics.median(gemm)}
+        row["gemm_share"] = row["gemm_s"] / row["minivae_s"]
+        runs = ", ".join(f"{t:.2f}" for t in ours)
+        line = (f"{name}: minivae {row['minivae_s']:.2f} s (runs {runs}), "
+                f"GEMM alone {row['gemm_s']:.2f} s = {100 * row['gemm_share']:.0f}% of the epoch")
+        if theirs:
+            row["torch_s"] = statistics.median(theirs)
+            row["ratio"] = row["minivae_s"] / row["torch_s"]
+            runs = ", ".join(f"{t:.2f}" for t in theirs)
+            line += (f"; PyTorch {row['torch_s']:.2f} s (runs {runs}); "
+                     f"ratio minivae/PyTorch {row['ratio']:.2f}")
+        print(line, flush=True)
+        results[name] = row
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    return results
+
+
+if __name__ == "__main__":
+    main(parse_args())
