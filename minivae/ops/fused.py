@@ -33,7 +33,10 @@ def linear(x, weight, bias, activation: str = "identity", slope: float = 0.01) -
     kernels.bias_act_forward(y, bias.data, activation, slope, out=y)
 
     def vjp(g):
-        grad_pre, grad_bias = kernels.bias_act_backward(y, g, activation, slope)
+        if activation == "identity":  # act' = 1: the upstream gradient passes straight through
+            grad_pre, grad_bias = g, g.sum(axis=0)
+        else:
+            grad_pre, grad_bias = kernels.bias_act_backward(y, g, activation, slope)
         grad_x = grad_pre @ weight.data.T if x.requires_grad else None
         grad_weight = x.data.T @ grad_pre if weight.requires_grad else None
         return grad_x, grad_weight, grad_bias
