@@ -30,7 +30,14 @@ class DiagonalNormal:
             raise ValueError(f"loc and log_var must have the same shape, got {loc.shape} "
                              f"and {log_var.shape}")
         self.loc, self.log_var = loc, log_var
-        self.scale = ops.exp(0.5 * log_var)
+        self._scale = None
+
+    @property
+    def scale(self) -> Tensor:
+        """σ = exp(½ log σ²), computed on first use (the fused training path never needs it)."""
+        if self._scale is None:
+            self._scale = ops.exp(0.5 * self.log_var)
+        return self._scale
 
     def rsample(self, rng: np.random.Generator) -> Tensor:
         """z = μ + σ ⊙ ε, ε ~ N(0, I): a sample that gradients flow through."""

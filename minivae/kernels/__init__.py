@@ -36,7 +36,7 @@ AUTO_TABLE: dict[str, tuple[str, ...]] = {
     "bias_act_forward": _TRANSCENDENTAL,
     "bias_act_backward": _ARITHMETIC,
     "reparameterize_kl_forward": _TRANSCENDENTAL,
-    "reparameterize_kl_backward": _ARITHMETIC,
+    "reparameterize_kl_backward": ("numba", "c", "numpy"),  # tiny arrays: call overhead wins
     "adam_step": _ARITHMETIC,
     "sgd_step": _ARITHMETIC,
     "logsumexp_rows": _TRANSCENDENTAL,
