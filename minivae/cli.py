@@ -6,6 +6,8 @@ import sys
 
 import numpy as np
 
+from minivae.nn import ACTIVATIONS
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m minivae",
@@ -23,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--z-dim", type=int, default=20)
     train.add_argument("--hidden", type=int, nargs="+", default=[400],
                        help="hidden layer widths, e.g. --hidden 400 400")
-    train.add_argument("--activation", default="tanh",
-                       choices=["tanh", "relu", "leaky_relu", "sigmoid", "softplus"])
+    train.add_argument("--activation", default="tanh", choices=ACTIVATIONS)
     train.add_argument("--leaky-slope", type=float, default=0.01,
                        help="negative slope of leaky_relu")
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
