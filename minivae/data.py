@@ -545,8 +545,8 @@ def _not_found_error(name, split, stems, searched, failures) -> DatasetNotFoundE
         lines += [f"  {failure}" for failure in failures]
     lines.append(f"Fix: put the files in one of the directories above, or set the environment "
                  f"variable {ENV_VAR} to a directory that holds them (directly or in "
-                 f"{ENV_VAR}/{name}/), or pass root=<directory>, or connect to the internet and "
-                 f"use download=True.")
+                 f"{ENV_VAR}/{name}/), or pass root=<directory> (--data-root on the command "
+                 f"line), or connect to the internet and use download=True.")
     return DatasetNotFoundError("\n".join(lines))
 
 
