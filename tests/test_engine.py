@@ -1,8 +1,6 @@
 """The reverse-mode engine itself: unbroadcast, graph traversal, no_grad, dtypes, detach."""
 from __future__ import annotations
 
-import time
-
 import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
 import numpy as np
@@ -86,15 +84,12 @@ def test_diamond_graph_gradient():
 
 def test_deep_chain_backward_without_recursion_error():
     n_ops, factor = 100_000, 1.0001
-    start = time.perf_counter()
     x = Tensor(1.0, requires_grad=True)
     y = x
     for _ in range(n_ops):
         y = y * factor
-    y.backward()
-    elapsed = time.perf_counter() - start
+    y.backward()  # a recursive topological sort would raise RecursionError here
     np.testing.assert_allclose(x.grad, np.exp(n_ops * np.log1p(factor - 1)), rtol=1e-9)
-    assert elapsed < 10.0, f"a 100,000-op chain took {elapsed:.1f} s"
 
 
 # -- no_grad -----------------------------------------------------------------------------------
