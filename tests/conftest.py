@@ -47,3 +47,22 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared datasets not found at {path}")
     return path
+
+
+def check_flat_gradient(module, objective, analytic, directions, rtol, atol, step=1e-6):
+    """Central differences of ``objective()`` along each direction v of the module's flat
+    parameter buffer must equal analytic · v (the backward pass's flat gradient)."""
+    theta = module.flat_data.copy()
+    for v in directions:
+        module.flat_data[:] = theta + step * v
+        plus = objective()
+        module.flat_data[:] = theta - step * v
+        minus = objective()
+        np.testing.assert_allclose((plus - minus) / (2 * step), analytic @ v, rtol=rtol, atol=atol)
+    module.flat_data[:] = theta
+
+
+@pytest.fixture
+def flat_gradient_check():
+    """``check_flat_gradient`` as a fixture, so test modules need not import conftest."""
+    return check_flat_gradient

@@ -120,8 +120,7 @@ def _ensure() -> None:
 
 def _dispatch(kernel: str):
     def call(*args, **kwargs):
-        if not _active:
-            set_backend(_backend_name)
+        _ensure()
         return _active[kernel](*args, **kwargs)
 
     call.__name__ = kernel
