@@ -1,0 +1,194 @@
+"""What every distribution shares: shapes, parameter checks, sample vs rsample, Independent.
+
+Shapes follow the convention of torch.distributions:
+
+* ``batch_shape``: independent, not necessarily identical distributions side by side
+  (``Normal(loc=zeros(3), scale=1)`` has batch shape (3,));
+* ``event_shape``: the shape of one draw of one distribution (() for scalars, (d,) for a
+  d-dimensional Gaussian or a one-hot over d classes);
+* ``sample(rng, shape)`` returns ``shape + batch_shape + event_shape``; ``log_prob(x)``
+  returns one number per distribution in the batch (the event axes are summed over).
+
+``rsample`` is the reparameterized sampler: the draw is a differentiable function
+z = g(θ, ε) of the parameters θ and of noise ε that does not depend on θ, so gradients of
+E[f(z)] flow into θ through z.  ``sample`` draws without recording a graph.
+
+Verified by: tests/test_distributions_base.py
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minivae.ops._common import as_tensor
+from minivae.tensor import FLOAT_DTYPES, Tensor, no_grad
+
+
+def check_rng(rng) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return rng
+
+
+def check_sample_shape(shape) -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative ints (an int n means (n,))."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
+    if not all(isinstance(n, (int, np.integer)) and n >= 0 for n in shape):
+        raise ValueError(f"shape must contain non-negative ints, got {shape!r}")
+    return tuple(int(n) for n in shape)
+
+
+def as_parameters(**values) -> tuple[Tensor, ...]:
+    """The parameters as Tensors of one float dtype, in the order given.
+
+    The dtype comes from the first float ndarray or Tensor among them (Python numbers follow it,
+    as in NumPy); with none, float64.  Mixing float32 and float64 arrays is a TypeError: nothing
+    is upcast silently.  Integer arrays become the common float dtype.
+    """
+    like = None
+    for value in values.values():
+        if isinstance(value, Tensor) or (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
+            like = value if isinstance(value, Tensor) else Tensor(value)
+            break
+    dtype = like.dtype if like is not None else np.dtype(np.float64)
+    out = []
+    for name, value in values.items():
+        if isinstance(value, Tensor) or (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
+            tensor = as_tensor(value)
+        else:
+            array = np.asarray(value)
+            if array.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must be a number or a float array, got {array.dtype}")
+            tensor = Tensor(array.astype(dtype))
+        if tensor.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must be float32 or float64, got {tensor.dtype}")
+        if tensor.dtype != dtype:
+            raise TypeError(f"{name} has dtype {tensor.dtype} but the other parameters have "
+                            f"{dtype}; convert one explicitly (nothing is upcast silently)")
+        out.append(tensor)
+    return tuple(out)
+
+
+def require(condition, name: str, expected: str, value) -> None:
+    """Raise ``ValueError("<name> must be <expected>, got ...")`` unless every entry holds.
+
+    NaN fails every comparison, so a NaN parameter is reported here as well.
+    """
+    if not np.all(condition):
+        data = value.data if isinstance(value, Tensor) else np.asarray(value)
+        bad = data[~np.broadcast_to(np.asarray(condition), data.shape)] if data.ndim else data
+        shown = np.array2string(np.asarray(bad).ravel()[:3], precision=4)
+        raise ValueError(f"{name} must be {expected}, got {shown}"
+                         f"{' (and more)' if np.size(bad) > 3 else ''}")
+
+
+def require_finite(name: str, value: Tensor) -> None:
+    require(np.isfinite(value.data), name, "finite", value)
+
+
+class Distribution:
+    """Base class: subclasses set the shapes in ``__init__`` and implement the methods below."""
+
+    has_rsample = False  # True where rsample is a reparameterized (differentiable) sampler
+
+    def __init__(self, batch_shape: tuple, event_shape: tuple, dtype: np.dtype):
+        self.batch_shape, self.event_shape = tuple(batch_shape), tuple(event_shape)
+        self.dtype = np.dtype(dtype)
+
+    def sample_shape(self, shape) -> tuple[int, ...]:
+        """shape + batch_shape + event_shape: the shape of ``sample(rng, shape)``."""
+        return check_sample_shape(shape) + self.batch_shape + self.event_shape
+
+    def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no reparameterized sampler; "
+                                  "use sample() (no gradient) or a score-function estimator")
+
+    def sample(self, rng: np.random.Generator, shape=()) -> Tensor:
+        """A draw with no gradient: the reparameterized sampler run without recording a graph."""
+        with no_grad():
+            return self.rsample(rng, shape)
+
+    def log_prob(self, x) -> Tensor:
+        raise NotImplementedError
+
+    def entropy(self) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def mean(self) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def variance(self) -> Tensor:
+        raise NotImplementedError
+
+    def _value(self, x, name: str = "x") -> Tensor:
+        """``x`` as a Tensor of this distribution's dtype whose trailing axes are the event's."""
+        if not isinstance(x, Tensor):
+            array = np.asarray(x)
+            # integers and booleans (counts, class indices, coin flips) take the dtype; a float
+            # array of the other precision is an error, as everywhere in minivae
+            x = Tensor(array if array.dtype.kind == "f" else array.astype(self.dtype))
+        if x.dtype != self.dtype:
+            raise TypeError(f"{name} must have dtype {self.dtype}, got {x.dtype}")
+        n = len(self.event_shape)
+        if n and tuple(x.shape[-n:]) != self.event_shape:
+            raise ValueError(f"{name} must end in the event shape {self.event_shape}, "
+                             f"got shape {x.shape}")
+        return x
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(batch_shape={self.batch_shape}, "
+                f"event_shape={self.event_shape}, dtype={self.dtype})")
+
+
+class Independent(Distribution):
+    """Treat the last ``ndims`` batch axes of ``base`` as event axes.
+
+    ``Independent(Normal(loc, scale), 1)`` with loc of shape (B, d) is a diagonal Gaussian over
+    d-vectors: its log_prob and entropy are the base's summed over that axis, because the
+    coordinates are independent:  log p(x) = Σ_j log p_j(x_j),  H = Σ_j H_j.
+
+    Verified by: tests/test_distributions_base.py::test_independent_sums_the_base
+    """
+
+    def __init__(self, base: Distribution, ndims: int = 1):
+        if not isinstance(base, Distribution):
+            raise TypeError(f"base must be a Distribution, got {type(base).__name__}")
+        if not isinstance(ndims, (int, np.integer)) or not 0 <= ndims <= len(base.batch_shape):
+            raise ValueError(f"ndims must be an int in [0, {len(base.batch_shape)}] (the base's "
+                             f"batch rank), got {ndims!r}")
+        self.base, self.ndims = base, int(ndims)
+        cut = len(base.batch_shape) - self.ndims
+        super().__init__(base.batch_shape[:cut], base.batch_shape[cut:] + base.event_shape,
+                         base.dtype)
+        self.has_rsample = base.has_rsample
+
+    def _sum_event(self, value: Tensor) -> Tensor:
+        if self.ndims == 0:
+            return value
+        return value.sum(axis=tuple(range(-self.ndims, 0)))
+
+    def rsample(self, rng, shape=()) -> Tensor:
+        return self.base.rsample(rng, shape)
+
+    def sample(self, rng, shape=()) -> Tensor:
+        return self.base.sample(rng, shape)
+
+    def log_prob(self, x) -> Tensor:
+        return self._sum_event(self.base.log_prob(x))
+
+    def entropy(self) -> Tensor:
+        return self._sum_event(self.base.entropy())
+
+    @property
+    def mean(self) -> Tensor:
+        return self.base.mean
+
+    @property
+    def variance(self) -> Tensor:
+        return self.base.variance
