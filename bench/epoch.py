@@ -9,7 +9,9 @@ Each repeat runs one minivae epoch and then one PyTorch epoch over the same 60,0
 (real MNIST with ``--data-root``, otherwise random binary images of the same size; the work per
 epoch does not depend on the pixel values).  The script prints the median seconds, the ratio
 minivae / PyTorch, and the GEMM share: the time the epoch's matrix products take alone (the same
-``np.matmul`` calls on the same shapes, nothing else) divided by minivae's epoch time.
+``np.matmul`` calls on the same shapes, nothing else) divided by minivae's epoch time.  Two more
+columns locate the floor: the same step written by hand with no autodiff engine
+(``hand_fused.py``, same kernels and BLAS calls), and PyTorch's own matrix products alone.
 
     python bench/epoch.py --repeats 3 [--data-root ../shared/data/mnist] [--backend auto]
 """
@@ -28,6 +30,9 @@ from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.models import VAE
 from minivae.optim import Adam
 from minivae.train import TrainConfig
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hand_fused import hand_fused_epoch  # noqa: E402
 
 ARCHITECTURES = {
     "A": dict(hidden=(400,), z_dim=20, activation="tanh", batch_size=128, leaky_slope=0.01),
@@ -89,6 +94,26 @@ def gemm_only_epoch(arch: dict, n: int) -> float:
     return time.perf_counter() - start
 
 
+def torch_gemm_only_epoch(torch, arch: dict, n: int) -> float:
+    """``gemm_only_epoch`` with PyTorch's matrix products (its own BLAS) on the same shapes."""
+    rng = np.random.default_rng(0)
+    sizes = [784, *arch["hidden"], 2 * arch["z_dim"]]
+    decoder = [arch["z_dim"], *reversed(arch["hidden"]), 784]
+    layers = list(zip(sizes[:-1], sizes[1:])) + list(zip(decoder[:-1], decoder[1:]))
+    b = arch["batch_size"]
+    weights = [torch.from_numpy(rng.standard_normal((o, i), dtype=np.float32)) for i, o in layers]
+    inputs = [torch.from_numpy(rng.standard_normal((b, i), dtype=np.float32)) for i, _ in layers]
+    grads = [torch.from_numpy(rng.standard_normal((b, o), dtype=np.float32)) for _, o in layers]
+    start = time.perf_counter()
+    for _ in range(-(-n // b)):
+        for k, (w, x, g) in enumerate(zip(weights, inputs, grads)):
+            x @ w.T  # nn.Linear's weight is (out, in)
+            g.T @ x
+            if k != 0:
+                g @ w
+    return time.perf_counter() - start
+
+
 def torch_epoch(torch, arch: dict, x: np.ndarray, seed: int) -> float:
     from vae_vs_torch import build_torch_vae, torch_elbo
 
@@ -109,7 +134,6 @@ def torch_epoch(torch, arch: dict, x: np.ndarray, seed: int) -> float:
 
 
 def main(args: argparse.Namespace) -> dict:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
         import torch
     except ImportError:
@@ -125,23 +149,32 @@ def main(args: argparse.Namespace) -> dict:
     for name in args.architectures:
         arch = ARCHITECTURES[name]
         minivae_epoch(arch, x[:2000], 0)  # warm up (compiled kernels, BLAS threads)
-        ours, theirs, gemm = [], [], []
+        ours, hand, theirs, gemm, torch_gemm = [], [], [], [], []
         for repeat in range(args.repeats):
             ours.append(minivae_epoch(arch, x, repeat))
+            hand.append(hand_fused_epoch(arch, x, repeat))
             gemm.append(gemm_only_epoch(arch, len(x)))
             if torch is not None:
                 theirs.append(torch_epoch(torch, arch, x, repeat))
-        row = {"minivae_s": statistics.median(ours), "gemm_s": statistics.median(gemm)}
+                torch_gemm.append(torch_gemm_only_epoch(torch, arch, len(x)))
+        row = {"minivae_s": statistics.median(ours), "hand_fused_s": statistics.median(hand),
+               "gemm_s": statistics.median(gemm)}
         row["gemm_share"] = row["gemm_s"] / row["minivae_s"]
         runs = ", ".join(f"{t:.2f}" for t in ours)
-        line = (f"{name}: minivae {row['minivae_s']:.2f} s (runs {runs}), "
-                f"GEMM alone {row['gemm_s']:.2f} s = {100 * row['gemm_share']:.0f}% of the epoch")
+        line = (f"{name}: minivae {row['minivae_s']:.2f} s (runs {runs}); hand-fused, no "
+                f"engine {row['hand_fused_s']:.2f} s; NumPy GEMMs alone {row['gemm_s']:.2f} s "
+                f"= {100 * row['gemm_share']:.0f}% of minivae's epoch")
         if theirs:
             row["torch_s"] = statistics.median(theirs)
+            row["torch_gemm_s"] = statistics.median(torch_gemm)
             row["ratio"] = row["minivae_s"] / row["torch_s"]
+            row["hand_fused_ratio"] = row["hand_fused_s"] / row["torch_s"]
+            row["gemm_floor"] = row["gemm_s"] / row["torch_s"]
             runs = ", ".join(f"{t:.2f}" for t in theirs)
-            line += (f"; PyTorch {row['torch_s']:.2f} s (runs {runs}); "
-                     f"ratio minivae/PyTorch {row['ratio']:.2f}")
+            line += (f"; PyTorch {row['torch_s']:.2f} s (runs {runs}), its GEMMs alone "
+                     f"{row['torch_gemm_s']:.2f} s.  Ratios to PyTorch: minivae "
+                     f"{row['ratio']:.2f}, hand-fused {row['hand_fused_ratio']:.2f}, NumPy GEMMs "
+                     f"alone {row['gemm_floor']:.2f}")
         print(line, flush=True)
         results[name] = row
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
