@@ -97,14 +97,14 @@ def image_grid(images: np.ndarray, ncols: int, separator: int = 1,
     return grid
 
 
-def _new_figure(width_pixels: int, height_pixels: int, dpi: int = 100) -> Figure:
+def new_figure(width_pixels: int, height_pixels: int, dpi: int = 100) -> Figure:
     """A figure of an exact pixel size, attached to an Agg canvas (no pyplot involved)."""
     figure = Figure(figsize=(width_pixels / dpi, height_pixels / dpi), dpi=dpi)
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save_png(figure: Figure, path: PathLike) -> Path:
+def save_png(figure: Figure, path: PathLike) -> Path:
     """Write ``figure`` as PNG, atomically, at the pixel size it was created with."""
     return atomic_write(path, lambda tmp_path: figure.savefig(tmp_path, format="png",
                                                               dpi=figure.dpi))
@@ -135,12 +135,12 @@ def save_image_grid(path: PathLike, images: np.ndarray, ncols: int = 10,
     title_pixels = TITLE_HEIGHT_PIXELS if title else 0
     width, grid_height = grid.shape[1] * scale, grid.shape[0] * scale
     height = grid_height + title_pixels
-    figure = _new_figure(width, height)
+    figure = new_figure(width, height)
     _show_grid(figure, grid, [0.0, 0.0, 1.0, grid_height / height])
     if title:
         figure.text(0.5, 1.0 - title_pixels / 2 / height, title, ha="center", va="center",
                     fontsize=10)
-    return _save_png(figure, path)
+    return save_png(figure, path)
 
 
 def save_reconstructions(path: PathLike, originals: np.ndarray, reconstructions: np.ndarray,
@@ -174,13 +174,13 @@ def save_reconstructions(path: PathLike, originals: np.ndarray, reconstructions:
     scale = SCREEN_PIXELS_PER_IMAGE_PIXEL
     grid_width, height = grid.shape[1] * scale, grid.shape[0] * scale
     width = grid_width + ROW_LABEL_WIDTH_PIXELS
-    figure = _new_figure(width, height)
+    figure = new_figure(width, height)
     axes = _show_grid(figure, grid, [ROW_LABEL_WIDTH_PIXELS / width, 0.0, grid_width / width, 1.0])
     image_height = data.shape[1]
     axes.set_yticks([row * (image_height + 1) + (image_height - 1) / 2
                      for row in range(len(labels))], labels, fontsize=9)
     axes.tick_params(axis="y", length=0)
-    return _save_png(figure, path)
+    return save_png(figure, path)
 
 
 def save_curve(path: PathLike, epochs: Sequence[float], series: Mapping[str, Sequence[float]],
@@ -208,7 +208,7 @@ def save_curve(path: PathLike, epochs: Sequence[float], series: Mapping[str, Seq
             raise ValueError(f"series {name!r} has shape {y.shape}, but epochs has {x.shape}")
         lines[name] = np.where(np.isfinite(y), y, np.nan)
 
-    figure = _new_figure(640, 420)
+    figure = new_figure(640, 420)
     axes = figure.add_subplot()
     marker = "o" if x.size <= 50 else None  # with few epochs the points themselves matter
     for name, y in lines.items():
@@ -221,4 +221,4 @@ def save_curve(path: PathLike, epochs: Sequence[float], series: Mapping[str, Seq
     axes.grid(True, alpha=0.4)
     axes.legend()
     figure.tight_layout()
-    return _save_png(figure, path)
+    return save_png(figure, path)

@@ -11,12 +11,15 @@ from minivae.ops.elementwise import (
     sqrt,
     tanh,
 )
+from minivae.ops.linalg import cholesky, diagonal, solve_triangular, tril
 from minivae.ops.reduce import logsumexp, max, mean, sum
 from minivae.ops.shape import concatenate, getitem, reshape, stack, transpose, where
+from minivae.ops.special import digamma, lgamma
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "matmul",
     "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "leaky_relu", "softplus",
     "sum", "mean", "max", "logsumexp",
     "reshape", "transpose", "getitem", "concatenate", "stack", "where",
+    "lgamma", "digamma", "solve_triangular", "cholesky", "diagonal", "tril",
 ]
