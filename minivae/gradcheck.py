@@ -50,7 +50,7 @@ def gradcheck(f, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         if not isinstance(out, Tensor) or not out.requires_grad:
             return [np.zeros_like(x) for x in xs]
         out.backward(u)
-        return [np.zeros_like(x) if t.grad is None else t.grad for t in leaves]
+        return [np.zeros_like(t.data) if t.grad is None else t.grad for t in leaves]
 
     def jvp(vs):
         plus = evaluate([x + eps * v for x, v in zip(xs, vs)])

@@ -121,3 +121,12 @@ def test_gradcheck_leaves_inputs_unchanged(rng):
 def test_gradcheck_needs_an_input():
     with pytest.raises(ValueError, match="at least one input"):
         gradcheck(lambda: Tensor(1.0))
+
+
+def test_an_input_the_output_ignores_has_zero_gradient():
+    # y does not reach the output: its analytic gradient is None, compared as zeros
+    assert gradcheck(lambda x, y: (x * x).sum(), np.array([1.0, 2.0]), np.array([3.0]))
+    # ... but an input that changes the output through a detached path is caught
+    with pytest.raises(GradcheckError):
+        gradcheck(lambda x, y: (x * x).sum() + Tensor(y.data).sum(), np.array([1.0, 2.0]),
+                  np.array([3.0]))
