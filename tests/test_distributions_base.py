@@ -138,6 +138,8 @@ def test_parameters_share_one_dtype_and_are_checked():
     assert a.dtype == b.dtype == np.float32
     (c,) = as_parameters(c=2)
     assert c.dtype == np.float64
+    d, e = as_parameters(d=np.float32(2.0), e=np.ones(2, np.float32))  # NumPy scalars keep theirs
+    assert d.dtype == e.dtype == np.float32
     with pytest.raises(TypeError, match="b has dtype float64"):
         as_parameters(a=np.ones(2, np.float32), b=np.ones(2))
     with pytest.raises(TypeError, match="a must be a number or a float array"):

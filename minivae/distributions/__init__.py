@@ -2,18 +2,40 @@
 
 Names and parameters follow torch.distributions.  Every distribution has ``sample``,
 ``log_prob``, ``entropy``, ``mean`` and ``variance``; the reparameterizable ones have
-``rsample``.  ``kl_divergence(p, q)`` and ``cross_entropy(p, q)`` dispatch on the pair of
-types (see ``kl.py``).
+``rsample``.  A diagonal Gaussian over the last axis is ``Independent(Normal(loc, scale), 1)``.
+``kl_divergence(p, q)`` and ``cross_entropy(p, q)`` dispatch on the pair of types (``kl.py``);
+each family's module registers its closed forms, so all of them are imported here.
 """
 from minivae.distributions.base import Distribution, Independent
+from minivae.distributions.bernoulli import Bernoulli
+from minivae.distributions.beta import Beta
+from minivae.distributions.categorical import Categorical
+from minivae.distributions.dirichlet import Dirichlet
+from minivae.distributions.exponential import Exponential
+from minivae.distributions.gamma import Gamma
+from minivae.distributions.gumbel import Gumbel
 from minivae.distributions.kl import (
     cross_entropy,
     kl_divergence,
     register_cross_entropy,
     register_kl,
 )
+from minivae.distributions.laplace import Laplace
+from minivae.distributions.mixture import GaussianMixture
+from minivae.distributions.multivariate_normal import (
+    MultivariateNormal,
+    scale_tril_from_unconstrained,
+)
+from minivae.distributions.normal import Normal
+from minivae.distributions.poisson import Poisson
+from minivae.distributions.relaxed import RelaxedOneHotCategorical, straight_through
+from minivae.distributions.uniform import Uniform
 
 __all__ = [
     "Distribution", "Independent",
+    "Normal", "MultivariateNormal", "scale_tril_from_unconstrained",
+    "Bernoulli", "Categorical", "Poisson",
+    "Exponential", "Gamma", "Beta", "Dirichlet", "Laplace", "Uniform", "Gumbel",
+    "RelaxedOneHotCategorical", "straight_through", "GaussianMixture",
     "kl_divergence", "cross_entropy", "register_kl", "register_cross_entropy",
 ]

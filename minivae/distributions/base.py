@@ -45,20 +45,20 @@ def check_sample_shape(shape) -> tuple[int, ...]:
 def as_parameters(**values) -> tuple[Tensor, ...]:
     """The parameters as Tensors of one float dtype, in the order given.
 
-    The dtype comes from the first float ndarray or Tensor among them (Python numbers follow it,
-    as in NumPy); with none, float64.  Mixing float32 and float64 arrays is a TypeError: nothing
-    is upcast silently.  Integer arrays become the common float dtype.
+    The dtype comes from the first float ndarray, NumPy float scalar or Tensor among them
+    (Python numbers follow it, as in NumPy); with none, float64.  Mixing float32 and float64 is
+    a TypeError: nothing is upcast silently.  Integer arrays become the common float dtype.
     """
-    like = None
-    for value in values.values():
-        if isinstance(value, Tensor) or (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
-            like = value if isinstance(value, Tensor) else Tensor(value)
-            break
-    dtype = like.dtype if like is not None else np.dtype(np.float64)
+    def typed(value) -> bool:  # carries its own float dtype (Python numbers do not)
+        return isinstance(value, (Tensor, np.floating)) or (
+            isinstance(value, np.ndarray) and value.dtype.kind == "f")
+
+    like = next((value for value in values.values() if typed(value)), None)
+    dtype = np.dtype(np.float64) if like is None else np.dtype(like.dtype)
     out = []
     for name, value in values.items():
-        if isinstance(value, Tensor) or (isinstance(value, np.ndarray) and value.dtype.kind == "f"):
-            tensor = as_tensor(value)
+        if typed(value):
+            tensor = as_tensor(np.asarray(value) if isinstance(value, np.floating) else value)
         else:
             array = np.asarray(value)
             if array.dtype.kind not in "biuf":
@@ -71,6 +71,13 @@ def as_parameters(**values) -> tuple[Tensor, ...]:
                             f"{dtype}; convert one explicitly (nothing is upcast silently)")
         out.append(tensor)
     return tuple(out)
+
+
+def broadcast_to(value: Tensor, shape: tuple) -> Tensor:
+    """``value`` broadcast to ``shape`` by adding zeros (the VJP of the sum unbroadcasts)."""
+    if value.shape == tuple(shape):
+        return value
+    return value + np.zeros(shape, dtype=value.dtype)
 
 
 def require(condition, name: str, expected: str, value) -> None:
@@ -129,10 +136,10 @@ class Distribution:
     def _value(self, x, name: str = "x") -> Tensor:
         """``x`` as a Tensor of this distribution's dtype whose trailing axes are the event's."""
         if not isinstance(x, Tensor):
-            array = np.asarray(x)
-            # integers and booleans (counts, class indices, coin flips) take the dtype; a float
-            # array of the other precision is an error, as everywhere in minivae
-            x = Tensor(array if array.dtype.kind == "f" else array.astype(self.dtype))
+            # Python numbers and lists, integers and booleans (counts, class indices, coin flips)
+            # take the dtype; a float array of the other precision is an error, as everywhere
+            keep = isinstance(x, np.ndarray) and x.dtype.kind == "f"
+            x = Tensor(x if keep else np.asarray(x).astype(self.dtype))
         if x.dtype != self.dtype:
             raise TypeError(f"{name} must have dtype {self.dtype}, got {x.dtype}")
         n = len(self.event_shape)

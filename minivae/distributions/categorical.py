@@ -1,0 +1,219 @@
+"""The categorical distribution over K classes, the Gumbel-max sampler, and the closed-form KL.
+
+    P(k) = π_k = exp(l_k) / Σ_j exp(l_j),   k ∈ {0, …, K − 1}
+
+Classes sit on the last axis of ``logits`` (or ``probs``); leading axes are the batch.  The
+logits are stored normalized, log π_k = l_k − logsumexp(l), so they are log-probabilities.
+A class of probability 0 has logit −∞; sums over classes use 0 · log 0 = 0.
+
+Draws are class indices: ``sample`` returns an int64 ndarray (not a Tensor, whose data are
+floats and which would carry no gradient anyway); ``log_prob`` accepts ints, or floats holding
+integer values.
+
+Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas,
+::test_categorical_sampler_chi_square
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minivae import ops
+from minivae.distributions.base import Distribution, as_parameters, check_rng, require
+from minivae.distributions.gumbel import standard_gumbel_from_uniform
+from minivae.distributions.kl import register_cross_entropy, register_kl
+from minivae.tensor import Tensor
+
+
+def standard_gumbel(rng: np.random.Generator, shape: tuple, dtype) -> np.ndarray:
+    """G = −log(−log U), U ~ Uniform[0, 1): the standard Gumbel, P(G ≤ g) = exp(−e⁻ᵍ).
+
+    Drawn in ``dtype`` by the inverse CDF of ``gumbel.standard_gumbel_from_uniform``, which
+    keeps every draw finite.
+    Verified by: tests/test_dist_relaxed.py::test_gumbel_noise_has_the_gumbel_distribution
+    """
+    return standard_gumbel_from_uniform(check_rng(rng).random(shape, dtype=dtype))
+
+
+def normalized_logits(probs, logits, validate_args: bool) -> Tensor:
+    """log π = l − logsumexp(l) along the last axis, from exactly one of ``probs``, ``logits``.
+
+    probs : non-negative weights with a positive sum on each row; they are normalized, π =
+        probs / Σ probs, and a weight 0 becomes the logit −∞.
+    logits : any reals; −∞ (probability 0) is allowed, +∞ and NaN are not, and each row needs
+        one finite entry.
+    """
+    if (probs is None) == (logits is None):
+        raise ValueError("exactly one of probs and logits must be given, got "
+                         f"{'both' if probs is not None else 'neither'}")
+    name = "probs" if probs is not None else "logits"
+    (value,) = as_parameters(**{name: probs if probs is not None else logits})
+    if value.ndim == 0:
+        raise ValueError(f"{name} must have a class axis (the last one), got a scalar")
+    if validate_args and probs is not None:
+        require((value.data >= 0) & np.isfinite(value.data), "probs", "non-negative and finite",
+                value)
+        require(value.data.sum(axis=-1) > 0, "probs", "rows with a positive sum",
+                value.data.sum(axis=-1))
+    if validate_args and logits is not None:
+        require(~np.isnan(value.data) & (value.data != np.inf), "logits",
+                "real or −inf (not NaN or +inf)", value)
+        require(np.isfinite(value.data).any(axis=-1), "logits", "rows with a finite entry",
+                value.data.max(axis=-1))
+    if probs is not None:
+        with np.errstate(divide="ignore"):  # a weight 0 is the logit −∞ on purpose
+            value = value.log()
+    return value - value.logsumexp(axis=-1, keepdims=True)
+
+
+def pick_class(table: Tensor, index: np.ndarray) -> Tensor:
+    """table[..., index]: along the last axis, the entry named by ``index``.
+
+    ``index`` broadcasts against the leading axes of ``table``; the result has the broadcast
+    shape.  (Indexing with one integer array per axis; the VJP scatters with np.add.at.)
+    """
+    batch = table.shape[:-1]
+    grids = tuple(np.arange(n).reshape((n,) + (1,) * (len(batch) - 1 - axis))
+                  for axis, n in enumerate(batch))
+    return table[grids + (index,)]
+
+
+def class_indices(value, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices as int64 with invalid entries set to 0, mask of the valid entries).
+
+    Valid: an integer value (an int, or a float with no fractional part) in [0, K).
+    """
+    data = value.data if isinstance(value, Tensor) else np.asarray(value)
+    if data.dtype.kind not in "iuf":
+        raise TypeError(f"value must hold class indices (ints), got dtype {data.dtype}")
+    with np.errstate(invalid="ignore"):
+        valid = (data >= 0) & (data < num_classes) & (data == np.floor(data))
+    return np.where(valid, data, 0).astype(np.int64), valid
+
+
+class Categorical(Distribution):
+    """Categorical(π) over the last axis of ``probs`` or ``logits`` (give exactly one).
+
+    probs : non-negative weights (normalized along the last axis; a 0 is probability 0).
+    logits : unnormalized log-probabilities (−∞ allowed for probability 0).
+    validate_args : check the ranges above (ValueError otherwise).
+
+    batch_shape = the leading axes; event_shape = (); ``num_classes`` = K.
+    """
+
+    def __init__(self, probs=None, logits=None, validate_args: bool = True):
+        self.logits = normalized_logits(probs, logits, validate_args)
+        self.num_classes = self.logits.shape[-1]
+        super().__init__(self.logits.shape[:-1], (), self.logits.dtype)
+
+    @property
+    def probs(self) -> Tensor:
+        """π_k = exp(log π_k), shape batch + (K,)."""
+        return self.logits.exp()
+
+    def sample(self, rng: np.random.Generator, shape=()) -> np.ndarray:
+        """Class indices k = argmax_j (log π_j + G_j), G_j i.i.d. standard Gumbel (Gumbel-max).
+
+        Exact, not approximate.  G_j has density e^{−g} exp(−e^{−g}); with x_j = log π_j + G_j,
+        P(argmax = k) = ∫ P(x_k ∈ dx) Π_{j≠k} P(x_j < x)
+                      = ∫ π_k e^{−x} exp(−e^{−x} π_k) Π_{j≠k} exp(−e^{−x} π_j) dx
+                      = ∫ π_k e^{−x} exp(−e^{−x} Σ_j π_j) dx = π_k ∫₀^∞ e^{−t} dt = π_k
+        (substituting t = e^{−x}, Σ_j π_j = 1).  Classes with π_j = 0 have x_j = −∞: never drawn.
+
+        Returns an int64 ndarray of shape ``shape + batch_shape``.
+        Verified by: tests/test_dist_discrete.py::test_categorical_sampler_chi_square,
+        tests/test_dist_relaxed.py::test_gumbel_max_is_exactly_categorical
+        """
+        full_shape = self.sample_shape(shape) + (self.num_classes,)
+        noisy = self.logits.data + standard_gumbel(rng, full_shape, self.dtype)
+        return np.argmax(noisy, axis=-1).astype(np.int64)
+
+    def log_prob(self, value) -> Tensor:
+        """log P(k) = log π_k = l_k − logsumexp(l) for class indices k.
+
+        ``value``: ints (or integer-valued floats) broadcasting against the batch shape.
+        Anything else — negative, ≥ K, fractional — is outside the support: −∞.
+        d/dl_j = 1[j = k] − π_j.
+        Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas,
+        ::test_categorical_outside_support_and_validation, ::test_categorical_gradients
+        """
+        index, valid = class_indices(value, self.num_classes)
+        try:
+            np.broadcast_shapes(index.shape, self.batch_shape)
+        except ValueError:
+            raise ValueError(f"value must broadcast against the batch shape {self.batch_shape}, "
+                             f"got shape {index.shape}") from None
+        return ops.where(valid, pick_class(self.logits, index), -np.inf)
+
+    def entropy(self) -> Tensor:
+        """H = −Σ_k π_k log π_k (terms with π_k = 0 are 0).
+
+        Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas
+        """
+        return -(self.probs * _drop_minus_infinity(self.logits)).sum(axis=-1)
+
+    @property
+    def mean(self) -> Tensor:
+        """E[k] = Σ_k k π_k: the mean of the class index read as a number.
+
+        Meaningful only when the order of the classes means something (it does not for
+        labels); for the one-hot encoding of k the mean is ``probs``.
+        Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas
+        """
+        return (self.probs * self._class_numbers()).sum(axis=-1)
+
+    @property
+    def variance(self) -> Tensor:
+        """Var[k] = Σ_k π_k (k − E[k])², of the index read as a number (see ``mean``).
+
+        Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas
+        """
+        centered = self._class_numbers() - self.mean.reshape(self.batch_shape + (1,))
+        return (self.probs * centered * centered).sum(axis=-1)
+
+    def _class_numbers(self) -> np.ndarray:
+        return np.arange(self.num_classes, dtype=self.dtype)
+
+
+def _drop_minus_infinity(log_probs: Tensor) -> Tensor:
+    """log π with −∞ replaced by 0: multiplied by π = 0 it gives the term 0 · log 0 = 0."""
+    return ops.where(log_probs.data == -np.inf, 0.0, log_probs)
+
+
+def _check_classes(p: Categorical, q: Categorical) -> np.ndarray:
+    """Where q gives probability 0 to a class p can draw, per batch entry."""
+    if p.num_classes != q.num_classes:
+        raise ValueError(f"p and q must have the same number of classes, got {p.num_classes} "
+                         f"and {q.num_classes}")
+    return ((q.logits.data == -np.inf) & (p.logits.data > -np.inf)).any(axis=-1)
+
+
+@register_cross_entropy(Categorical, Categorical)
+def cross_entropy_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
+    """−E_p[log q(k)] = −Σ_k π_k log ρ_k  (π, ρ the class probabilities of p and q).
+
+    Terms with π_k = 0 are 0; +∞ where some ρ_k = 0 < π_k.
+    Verified by: tests/test_dist_discrete.py::test_categorical_kl_is_cross_entropy_minus_entropy,
+    ::test_categorical_kl_with_zero_probabilities
+    """
+    impossible = _check_classes(p, q)
+    log_q = ops.where(p.logits.data == -np.inf, 0.0, _drop_minus_infinity(q.logits))
+    return ops.where(impossible, np.inf, -(p.probs * log_q).sum(axis=-1))
+
+
+@register_kl(Categorical, Categorical)
+def kl_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
+    """KL(p ‖ q) = Σ_k π_k (log π_k − log ρ_k), with 0 · log(0/ρ) = 0 and +∞ where ρ_k = 0 < π_k.
+
+    The difference of log-probabilities is formed inside the sum (not as Σ π log π − Σ π log ρ)
+    so that a small KL is not the difference of two large sums.  Where p ≈ q the terms still
+    cancel, and rounding can leave −1e-17 or so; KL ≥ 0 exactly, so a negative result is set
+    to 0.
+    Verified by: tests/test_dist_discrete.py::test_categorical_kl_matches_direct_sum,
+    ::test_categorical_kl_with_zero_probabilities,
+    ::test_categorical_kl_is_finite_for_extreme_logits,
+    ::test_categorical_kl_matches_monte_carlo, ::test_categorical_kl_is_cross_entropy_minus_entropy
+    """
+    impossible = _check_classes(p, q)
+    log_p = _drop_minus_infinity(p.logits)
+    log_q = ops.where(p.logits.data == -np.inf, 0.0, _drop_minus_infinity(q.logits))
+    return ops.where(impossible, np.inf, (p.probs * (log_p - log_q)).sum(axis=-1).relu())
