@@ -1,8 +1,15 @@
-"""The few densities a Bernoulli VAE needs: a diagonal Gaussian q(z|x) and a Bernoulli p(x|z).
+"""The two densities a Bernoulli VAE needs, as minivae.distributions with fused fast paths.
 
-This is where sampling meets differentiation.  ``DiagonalNormal.rsample`` draws
-z = μ + σ ⊙ ε with ε ~ N(0, I) drawn *outside* the graph, so z is a differentiable function of
-(μ, σ) and gradients flow through the sample: the reparameterization trick.
+* ``DiagonalNormal(loc, log_var)`` is q(z|x) = N(μ, diag σ²): the diagonal Gaussian
+  ``Independent(Normal(μ, σ), 1)`` of minivae.distributions, parameterized by the log-variance
+  the encoder emits (unconstrained; σ = exp(½ log σ²) is always positive).
+* ``BernoulliLogits(logits)`` is p(x|z): ``Independent(Bernoulli(logits=l), 1)`` over pixels.
+
+This is where sampling meets differentiation.  ``rsample`` draws z = μ + σ ⊙ ε with
+ε ~ N(0, I) drawn *outside* the graph, so z is a differentiable function of (μ, σ) and
+gradients flow through the sample: the reparameterization trick.  The training step calls the
+fused kernels (``rsample_and_kl``, the 2-D Bernoulli log-likelihood); everything else
+(log_prob, entropy, kl_divergence against any registered distribution) is inherited.
 
 Verified by: tests/test_densities.py
 """
@@ -13,36 +20,30 @@ import math
 import numpy as np
 
 import minivae.ops as ops
+from minivae.distributions.base import Independent
+from minivae.distributions.bernoulli import Bernoulli
+from minivae.distributions.normal import Normal
 from minivae.ops import fused
 from minivae.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-class DiagonalNormal:
-    """N(μ, diag σ²) over the last axis, parameterized by mean and log-variance.
-
-    The encoder emits log σ² (unconstrained); σ = exp(½ log σ²) is then always positive.
-    """
+class DiagonalNormal(Independent):
+    """N(μ, diag σ²) over the last axis, parameterized by mean and log-variance."""
 
     def __init__(self, loc: Tensor, log_var: Tensor):
         if loc.shape != log_var.shape:
             raise ValueError(f"loc and log_var must have the same shape, got {loc.shape} "
                              f"and {log_var.shape}")
         self.loc, self.log_var = loc, log_var
-        self._scale = None
+        # σ = exp(½ log σ²) > 0 by construction, so the Normal need not check it
+        super().__init__(Normal(loc, ops.exp(0.5 * log_var), validate_args=False), 1)
 
     @property
     def scale(self) -> Tensor:
-        """σ = exp(½ log σ²), computed on first use (the fused training path never needs it)."""
-        if self._scale is None:
-            self._scale = ops.exp(0.5 * self.log_var)
-        return self._scale
-
-    def rsample(self, rng: np.random.Generator) -> Tensor:
-        """z = μ + σ ⊙ ε, ε ~ N(0, I): a sample that gradients flow through."""
-        eps = rng.standard_normal(self.loc.shape).astype(self.loc.dtype, copy=False)
-        return self.loc + self.scale * eps
+        """σ = exp(½ log σ²)."""
+        return self.base.scale
 
     def rsample_and_kl(self, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         """``(rsample(rng), kl_to_standard_normal())`` from one fused kernel pass.
@@ -54,20 +55,13 @@ class DiagonalNormal:
         eps = rng.standard_normal(self.loc.shape).astype(self.loc.dtype, copy=False)
         return fused.reparameterize_kl(self.loc, self.log_var, eps)
 
-    def log_prob(self, z) -> Tensor:
-        """log N(z; μ, diag σ²), summed over the last axis.
-
-        Math: −½ Σ_j [ log 2π + log σ²_j + (z_j − μ_j)² / σ²_j ].
-        Verified by: tests/test_densities.py::test_diagonal_normal_log_prob_matches_scipy
-        """
-        standardized = (z - self.loc) / self.scale
-        return -0.5 * (LOG_2PI + self.log_var + standardized * standardized).sum(axis=-1)
-
     def kl_to_standard_normal(self) -> Tensor:
         """KL(N(μ, diag σ²) ‖ N(0, I)) in closed form, summed over the last axis.
 
-        Math (Kingma & Welling 2014, appendix B): ½ Σ_j [ μ_j² + σ_j² − 1 − log σ_j² ].
-        Verified by: tests/test_densities.py::test_kl_matches_monte_carlo
+        Math (Kingma & Welling 2014, appendix B): ½ Σ_j [ μ_j² + σ_j² − 1 − log σ_j² ], the
+        Normal ‖ Normal KL of minivae.distributions with q = N(0, 1), written in log σ².
+        Verified by: tests/test_densities.py::test_kl_matches_monte_carlo,
+        tests/test_densities.py::test_kl_agrees_with_the_registry
         """
         terms = self.loc * self.loc + ops.exp(self.log_var) - 1.0 - self.log_var
         return 0.5 * terms.sum(axis=-1)
@@ -82,11 +76,13 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
     return -0.5 * (LOG_2PI + z * z).sum(axis=-1)
 
 
-class BernoulliLogits:
+class BernoulliLogits(Independent):
     """Independent Bernoulli variables over the last axis, with logits l = log(p / (1 − p))."""
 
     def __init__(self, logits: Tensor):
         self.logits = logits
+        # the decoder's logits are finite; validating them would cost a pass per step
+        super().__init__(Bernoulli(logits=logits, validate_args=False), 1)
 
     @property
     def probs(self) -> Tensor:
@@ -97,9 +93,10 @@ class BernoulliLogits:
 
         Math: since log σ(l) = l − softplus(l) and log(1 − σ(l)) = −softplus(l), each term is
         x·l − softplus(l): finite for any finite logit, and for soft targets x ∈ [0, 1] too
-        (this is minus the binary cross-entropy).
+        (this is minus the binary cross-entropy).  2-D logits take the fused kernel (value and
+        gradient in one pass); others the general Bernoulli.log_prob.
         Verified by: tests/test_densities.py::test_bernoulli_log_prob_matches_direct_formula
         """
         if self.logits.ndim == 2 and not (isinstance(x, Tensor) and x.requires_grad):
             return fused.bernoulli_log_prob(self.logits, x)  # one kernel, value and gradient
-        return (x * self.logits - ops.softplus(self.logits)).sum(axis=-1)
+        return super().log_prob(x)

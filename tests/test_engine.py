@@ -161,6 +161,13 @@ PRIMITIVE_CALLS = {
     "concatenate": lambda a, b: mv.concatenate([a, b], axis=1),
     "stack": lambda a, b: mv.stack([a, b], axis=-1),
     "where": lambda a, b: mv.where(np.array([True, False, True]), a, b),
+    "lgamma": lambda a, b: mv.ops.lgamma(a),
+    "digamma": lambda a, b: mv.ops.digamma(a),
+    "solve_triangular": lambda a, b: mv.ops.solve_triangular(mv.ops.tril(a[:, :2]), b[:, 0],
+                                                             vector=True),
+    "cholesky": lambda a, b: mv.ops.cholesky(mv.matmul(a, a.T)),
+    "diagonal": lambda a, b: mv.ops.diagonal(a[:, :2]),
+    "tril": lambda a, b: mv.ops.tril(a),
 }
 
 
