@@ -1,0 +1,127 @@
+"""Demo: what reparameterized samplers draw, next to the distributions they stand for.
+
+Writes three pictures to ``--out``:
+
+* exponential.png — the inverse-CDF sampler z = −log(1 − u)/λ against NumPy's own exponential
+  sampler and the density λe^(−λz): the same distribution, but only the first is a
+  differentiable function of λ;
+* gumbel_softmax.png — relaxed one-hot samples softmax((l + G)/τ) at several temperatures: hot
+  samples are smeared over the classes, cold ones approach the one-hot draws of the Categorical
+  whose probabilities are drawn alongside;
+* gaussian.png — draws of z = μ + Lε and the 1-, 2- and 3-σ ellipses of Σ = LLᵀ.
+
+    python demos/samplers.py --out runs/samplers
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from minivae.distributions import (
+    Categorical,
+    Exponential,
+    MultivariateNormal,
+    RelaxedOneHotCategorical,
+)
+from minivae.plots import new_figure, save_png
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/samplers", help="output folder for the pictures")
+    parser.add_argument("--n", type=int, default=20_000, help="draws per histogram")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def exponential_figure(path: Path, n: int, rng: np.random.Generator) -> Path:
+    rate = 1.5
+    reparameterized = Exponential(rate).rsample(rng, (n,)).data
+    direct = rng.exponential(1.0 / rate, n)
+    figure = new_figure(720, 420)
+    axes = figure.add_subplot(1, 1, 1)
+    bins = np.linspace(0.0, 4.0, 61)
+    axes.hist(direct, bins, density=True, alpha=0.45, label="NumPy's sampler")
+    axes.hist(reparameterized, bins, density=True, histtype="step", linewidth=2,
+              label="inverse CDF: −log(1 − u)/λ")
+    grid = np.linspace(0.0, 4.0, 200)
+    axes.plot(grid, rate * np.exp(-rate * grid), "k--", label="density λe^(−λz)")
+    axes.set_title(f"Exponential(λ = {rate}): {n:,} draws each")
+    axes.set_xlabel("z")
+    axes.legend()
+    return save_png(figure, path)
+
+
+def gumbel_softmax_figure(path: Path, n: int, rng: np.random.Generator) -> Path:
+    probs = np.array([0.5, 0.25, 0.15, 0.07, 0.03])
+    logits = np.log(probs)
+    temperatures = (5.0, 1.0, 0.5, 0.1)
+    figure = new_figure(1100, 520)
+    classes = np.arange(len(probs))
+    for column, tau in enumerate(temperatures):
+        samples = RelaxedOneHotCategorical(tau, logits=logits).rsample(rng, (n,)).data
+        axes = figure.add_subplot(2, len(temperatures), column + 1)
+        for row in samples[:6]:  # six single draws, as stacked bars
+            axes.plot(classes, row, marker="o", alpha=0.7)
+        axes.set_ylim(-0.05, 1.05)
+        axes.set_title(f"τ = {tau}: six draws")
+        axes.set_xticks(classes)
+        axes = figure.add_subplot(2, len(temperatures), len(temperatures) + column + 1)
+        axes.hist(samples.max(axis=1), np.linspace(0, 1, 41), color="tab:purple")
+        axes.set_xlabel("largest coordinate")
+        if column == 0:
+            axes.set_ylabel("count")
+    hard = Categorical(logits=logits).sample(rng, (n,))
+    hard = np.asarray(getattr(hard, "data", hard)).astype(int)
+    frequencies = np.bincount(hard, minlength=len(probs)) / n
+    figure.suptitle("Gumbel-softmax softmax((l + G)/τ) with p = "
+                    + ", ".join(f"{p:.2f}" for p in probs)
+                    + ";  Gumbel-max frequencies " + ", ".join(f"{f:.2f}" for f in frequencies))
+    figure.subplots_adjust(hspace=0.45, wspace=0.3)
+    return save_png(figure, path)
+
+
+def gaussian_figure(path: Path, n: int, rng: np.random.Generator) -> Path:
+    loc = np.array([1.0, -0.5])
+    scale_tril = np.array([[1.2, 0.0], [0.9, 0.5]])
+    draws = MultivariateNormal(loc, scale_tril).rsample(rng, (min(n, 3000),)).data
+    covariance = scale_tril @ scale_tril.T
+    figure = new_figure(560, 560)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.scatter(draws[:, 0], draws[:, 1], s=3, alpha=0.3, label="μ + Lε")
+    # the k-σ ellipse is μ + k L (cos t, sin t): L maps the unit circle onto it
+    t = np.linspace(0.0, 2.0 * np.pi, 200)
+    circle = np.stack([np.cos(t), np.sin(t)])
+    for k in (1, 2, 3):
+        ellipse = loc[:, None] + k * scale_tril @ circle
+        axes.plot(ellipse[0], ellipse[1], "k", linewidth=1)
+    sample_covariance = np.cov(draws.T)
+    axes.set_title("z = μ + Lε with Σ = LLᵀ = "
+                   f"[[{covariance[0, 0]:.2f}, {covariance[0, 1]:.2f}], "
+                   f"[{covariance[1, 0]:.2f}, {covariance[1, 1]:.2f}]]\n"
+                   f"sample covariance [[{sample_covariance[0, 0]:.2f}, "
+                   f"{sample_covariance[0, 1]:.2f}], [{sample_covariance[1, 0]:.2f}, "
+                   f"{sample_covariance[1, 1]:.2f}]]", fontsize=9)
+    axes.set_aspect("equal")
+    axes.legend(loc="upper left")
+    return save_png(figure, path)
+
+
+def main(args: argparse.Namespace) -> list[Path]:
+    if args.n < 100:
+        raise ValueError(f"--n must be at least 100, got {args.n}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    paths = [exponential_figure(out / "exponential.png", args.n, rng),
+             gumbel_softmax_figure(out / "gumbel_softmax.png", args.n, rng),
+             gaussian_figure(out / "gaussian.png", args.n, rng)]
+    for path in paths:
+        print(path.resolve())
+    return paths
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,27 @@
+"""The sampler demo runs and writes the pictures it promises."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from matplotlib.image import imread
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demos"))
+import samplers  # noqa: E402
+
+
+def test_samplers_demo_writes_three_pictures(tmp_path):
+    paths = samplers.main(samplers.parse_args(["--out", str(tmp_path), "--n", "500"]))
+    assert sorted(p.name for p in paths) == ["exponential.png", "gaussian.png",
+                                             "gumbel_softmax.png"]
+    for path in paths:
+        image = imread(path)
+        assert image.ndim == 3 and min(image.shape[:2]) >= 400
+        assert image[..., :3].std() > 0.05  # something was drawn, not a blank canvas
+    assert not list(tmp_path.glob("*.tmp*"))  # written atomically, no temporary files left
+
+
+def test_samplers_demo_rejects_too_few_draws(tmp_path):
+    with pytest.raises(ValueError, match="--n must be at least 100"):
+        samplers.main(samplers.parse_args(["--out", str(tmp_path), "--n", "5"]))
