@@ -162,3 +162,19 @@ def test_training_on_real_digits_lowers_negative_elbo():
     # learned pen strokes explains a digit in well under 250 nats.
     assert before < -500
     assert after > -250, (before, after)
+
+
+def test_log_joint_is_likelihood_plus_prior():
+    vae = tiny_vae(z_dim=2)
+    x = binary_data(3, 6)
+    z = np.random.default_rng(4).standard_normal((5, 3, 2))  # 5 samples for each of 3 images
+    W = [layer.weight.data for layer in vae.decoder.layers]
+    b = [layer.bias.data for layer in vae.decoder.layers]
+    logits = np.tanh(z @ W[0] + b[0]) @ W[1] + b[1]
+    p = special.expit(logits)
+    expected = (np.log(np.where(x == 1, p, 1 - p)).sum(-1)
+                + stats.norm.logpdf(z).sum(-1))
+    np.testing.assert_allclose(vae.log_joint(x, z).data, expected, rtol=1e-10)
+    np.testing.assert_allclose(vae.log_joint(x, z[0]).data, expected[0], rtol=1e-10)
+    with pytest.raises(ValueError, match="z must have shape"):
+        vae.log_joint(x, z[:, :2])

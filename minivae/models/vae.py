@@ -77,6 +77,22 @@ class VAE(Module):
     def forward(self, x, rng: np.random.Generator) -> Tensor:
         return self.elbo(x, rng)
 
+    def log_joint(self, x, z) -> Tensor:
+        """log p(x, z) = log p(x | z) + log N(z; 0, I).
+
+        z may carry leading sample axes: z (..., B, z_dim) with x (B, x_dim) gives (..., B).
+        Verified by: tests/test_vae.py::test_log_joint_is_likelihood_plus_prior
+        """
+        x = self._check_x(x)
+        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z))
+        if z.ndim < 2 or z.shape[-1] != self.z_dim or z.shape[-2] != x.shape[0]:
+            raise ValueError(f"z must have shape (..., {x.shape[0]}, {self.z_dim}) for x of "
+                             f"shape {x.shape}, got {z.shape}")
+        samples = z.shape[:-1]  # (..., B)
+        targets = np.broadcast_to(x.data, (*samples, self.x_dim)).reshape(-1, self.x_dim)
+        log_p_x_given_z = self.decode(z.reshape(-1, self.z_dim)).log_prob(targets)
+        return log_p_x_given_z.reshape(samples) + standard_normal_log_prob(z)
+
     def log_importance_weights(self, x, k: int, rng: np.random.Generator) -> np.ndarray:
         """log w_i = log p(x, z_i) − log q(z_i | x) for z_1..z_k ~ q(z|x); shape (k, B).
 
@@ -86,11 +102,8 @@ class VAE(Module):
         """
         with no_grad():
             q = self.encode(x)
-            z = q.loc + q.scale * Tensor(rng.standard_normal((k, *q.loc.shape)).astype(self.dtype))
-            log_p_x_given_z = self.decode(z.reshape(-1, self.z_dim)).log_prob(
-                np.broadcast_to(x, (k, *x.shape)).reshape(-1, self.x_dim)
-            ).reshape(k, -1)
-            log_w = log_p_x_given_z + standard_normal_log_prob(z) - q.log_prob(z)
+            z = q.rsample(rng, (k,))  # (k, B, z_dim)
+            log_w = self.log_joint(x, z) - q.log_prob(z)
         return log_w.data
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
