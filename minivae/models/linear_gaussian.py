@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from minivae.distributions import Distribution, MultivariateNormal
+from minivae.distributions import Distribution, Independent, MultivariateNormal, Normal
 from minivae.distributions.base import as_parameters, require
 from minivae.ops import cholesky, matmul, solve_triangular
 from minivae.tensor import Tensor
@@ -105,21 +105,35 @@ class LinearGaussian:
         """q(z | x): the given encoder's, or the exact posterior."""
         return self.encoder(x) if self.encoder is not None else self.posterior(x)
 
-    def log_joint(self, x, z) -> Tensor:
-        """log p(x, z) = log N(z; 0, I) + log N(x; Wz + b, σ² I).
+    def prior(self) -> Independent:
+        """p(z) = N(0, I) over d-vectors."""
+        zeros = np.zeros(self.z_dim, dtype=self.dtype)
+        return Independent(Normal(zeros, np.ones_like(zeros)), 1)
+
+    def _check_z(self, z) -> Tensor:
+        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, dtype=self.dtype))
+        if z.shape[-1] != self.z_dim:
+            raise ValueError(f"z must have shape (..., {self.z_dim}), got {z.shape}")
+        return z
+
+    def log_likelihood(self, x, z) -> Tensor:
+        """log p(x | z) = log N(x; Wz + b, σ² I) = −(D/2) log 2π − D log σ − ‖x − Wz − b‖²/(2σ²).
 
         z may carry leading sample axes: z (..., B, d) with x (B, D) gives (..., B).
         Verified by: tests/test_linear_gaussian.py::test_log_joint_matches_scipy
         """
-        x = self._check_x(x)
-        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, dtype=self.dtype))
-        if z.shape[-1] != self.z_dim:
-            raise ValueError(f"z must have shape (..., {self.z_dim}), got {z.shape}")
-        log_prior = -0.5 * (LOG_2PI + z * z).sum(axis=-1)
+        x, z = self._check_x(x), self._check_z(z)
         standardized = (x - (matmul(z, self.W.T) + self.b)) / self.sigma
-        log_likelihood = (-0.5 * self.x_dim * LOG_2PI - self.x_dim * self.sigma.log()
-                          - 0.5 * (standardized * standardized).sum(axis=-1))
-        return log_prior + log_likelihood
+        return (-0.5 * self.x_dim * LOG_2PI - self.x_dim * self.sigma.log()
+                - 0.5 * (standardized * standardized).sum(axis=-1))
+
+    def log_joint(self, x, z) -> Tensor:
+        """log p(x, z) = log N(z; 0, I) + log N(x; Wz + b, σ² I), z as in ``log_likelihood``.
+
+        Verified by: tests/test_linear_gaussian.py::test_log_joint_matches_scipy
+        """
+        z = self._check_z(z)
+        return -0.5 * (LOG_2PI + z * z).sum(axis=-1) + self.log_likelihood(x, z)
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """n draws (x, z) from the joint: z ~ N(0, I), x = Wz + b + σε."""

@@ -17,6 +17,7 @@ import numpy as np
 
 import minivae.ops as ops
 from minivae.densities import BernoulliLogits, DiagonalNormal, standard_normal_log_prob
+from minivae.distributions import Independent, Normal
 from minivae.nn import MLP, Module, _check_dtype, _check_rng
 from minivae.tensor import Tensor, no_grad
 
@@ -77,8 +78,13 @@ class VAE(Module):
     def forward(self, x, rng: np.random.Generator) -> Tensor:
         return self.elbo(x, rng)
 
-    def log_joint(self, x, z) -> Tensor:
-        """log p(x, z) = log p(x | z) + log N(z; 0, I).
+    def prior(self) -> Independent:
+        """p(z) = N(0, I) over z_dim-vectors."""
+        zeros = np.zeros(self.z_dim, dtype=self.dtype)
+        return Independent(Normal(zeros, np.ones_like(zeros)), 1)
+
+    def log_likelihood(self, x, z) -> Tensor:
+        """log p(x | z) = Σ_i x_i l_i − softplus(l_i), l = decoder(z).
 
         z may carry leading sample axes: z (..., B, z_dim) with x (B, x_dim) gives (..., B).
         Verified by: tests/test_vae.py::test_log_joint_is_likelihood_plus_prior
@@ -90,8 +96,14 @@ class VAE(Module):
                              f"shape {x.shape}, got {z.shape}")
         samples = z.shape[:-1]  # (..., B)
         targets = np.broadcast_to(x.data, (*samples, self.x_dim)).reshape(-1, self.x_dim)
-        log_p_x_given_z = self.decode(z.reshape(-1, self.z_dim)).log_prob(targets)
-        return log_p_x_given_z.reshape(samples) + standard_normal_log_prob(z)
+        return self.decode(z.reshape(-1, self.z_dim)).log_prob(targets).reshape(samples)
+
+    def log_joint(self, x, z) -> Tensor:
+        """log p(x, z) = log p(x | z) + log N(z; 0, I), with z as in ``log_likelihood``.
+
+        Verified by: tests/test_vae.py::test_log_joint_is_likelihood_plus_prior
+        """
+        return self.log_likelihood(x, z) + standard_normal_log_prob(z)
 
     def log_importance_weights(self, x, k: int, rng: np.random.Generator) -> np.ndarray:
         """log w_i = log p(x, z_i) − log q(z_i | x) for z_1..z_k ~ q(z|x); shape (k, B).
