@@ -62,19 +62,28 @@ class Module:
         dtype = dtypes.pop()
         total = sum(p.size for p in params)
         self.flat_data = np.empty(total, dtype=dtype)
-        self.flat_grad = np.zeros(total, dtype=dtype)
+        self._flat_grad = np.zeros(total, dtype=dtype)
+        self._flat_parameters = params
         offset = 0
         for p in params:
             n = p.size
             self.flat_data[offset:offset + n] = p.data.ravel()
             p.data = self.flat_data[offset:offset + n].reshape(p.shape)
-            p.grad = self.flat_grad[offset:offset + n].reshape(p.shape)
+            p.grad = self._flat_grad[offset:offset + n].reshape(p.shape)
             offset += n
 
+    @property
+    def flat_grad(self) -> np.ndarray:
+        """All parameters' gradients as one 1-D buffer (after ``flatten_parameters``)."""
+        for p in self._flat_parameters:
+            if p._grad_cleared:
+                p.grad  # noqa: B018  (reading a cleared gradient writes its zeros)
+        return self._flat_grad
+
     def zero_grad(self) -> None:
+        """Set every parameter's gradient to zero (lazily: see ``Tensor.clear_grad``)."""
         for p in self.parameters():
-            if p.grad is not None:
-                p.grad[...] = 0
+            p.clear_grad()
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of all parameter arrays, keyed by dotted name."""

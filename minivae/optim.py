@@ -59,8 +59,16 @@ class Optimizer:
             (p.data.reshape(-1), p.grad.reshape(-1)) for p in params]
 
     def zero_grad(self) -> None:
-        for _, grad in self._groups:
-            grad[...] = 0
+        """Set the gradients to zero (lazily: see ``Tensor.clear_grad``)."""
+        for p in self.params:
+            p.clear_grad()
+
+    def _gradients_ready(self) -> None:
+        """Fill in the zeros of gradients still cleared (parameters the loss did not use),
+        since the update kernels read the gradient buffers directly."""
+        for p in self.params:
+            if p._grad_cleared:
+                p.grad  # noqa: B018  (reading it writes the zeros)
 
     def step(self) -> None:
         raise NotImplementedError
@@ -80,6 +88,7 @@ class SGD(Optimizer):
         self.buffers = [None] * len(self._groups)
 
     def step(self) -> None:
+        self._gradients_ready()
         for i, (data, grad) in enumerate(self._groups):
             first_step = self.buffers[i] is None
             if first_step:
@@ -108,6 +117,7 @@ class Adam(Optimizer):
         self.v = [np.zeros_like(data) for data, _ in self._groups]
 
     def step(self) -> None:
+        self._gradients_ready()
         self.t += 1
         for (data, grad), m, v in zip(self._groups, self.m, self.v):
             # One fused pass over the flat buffer (minivae.kernels.adam_step has the formula).

@@ -84,12 +84,13 @@ class Tensor:
     array([2., 4., 6.])
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_vjp", "op")
+    __slots__ = ("data", "_grad", "_grad_cleared", "requires_grad", "_parents", "_vjp", "op")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data = _as_float_array(data, dtype)
-        self.grad: np.ndarray | None = None
+        self._grad: np.ndarray | None = None
+        self._grad_cleared = False
         self.requires_grad = bool(requires_grad)
         self._parents: tuple = ()
         self._vjp = None
@@ -99,7 +100,7 @@ class Tensor:
     def from_op(data: np.ndarray, parents: tuple, vjp, op: str) -> "Tensor":
         """Wrap a primitive's output; record ``parents`` and ``vjp`` only if a gradient can flow."""
         out = Tensor.__new__(Tensor)
-        out.data, out.grad, out.op = data, None, op
+        out.data, out._grad, out._grad_cleared, out.op = data, None, False, op
         out.requires_grad = _GradMode.enabled and any(p.requires_grad for p in parents)
         out._parents = parents if out.requires_grad else ()
         out._vjp = vjp if out.requires_grad else None
@@ -126,18 +127,58 @@ class Tensor:
 
         grads = {id(self): grad}
         for node in self._reverse_topological_order():
-            g = grads.pop(id(node))
+            g = grads.pop(id(node), None)
+            if g is None:  # a leaf whose VJPs all wrote into its gradient themselves
+                continue
             if not node._parents:  # a leaf: keep the gradient
-                if node.grad is None:
-                    node.grad = np.array(g, dtype=node.dtype)
-                else:
-                    node.grad += g
+                node.accumulate_grad(g)
                 continue
             for parent, parent_grad in zip(node._parents, node._vjp(g)):
                 if parent_grad is None or not parent.requires_grad:
                     continue
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+
+    # -- the gradient buffer of a leaf -----------------------------------------------------
+    # ``zero_grad`` does not write zeros into every gradient: it marks them *cleared*, and the
+    # first gradient to arrive overwrites the buffer instead of being added to it.  That saves
+    # a pass over all parameters per step and lets BLAS write a weight gradient straight into
+    # the buffer (``accumulate_grad_matmul``).  Reading ``.grad`` of a cleared tensor fills in
+    # the zeros first, so from the outside a cleared gradient is simply zero.
+    @property
+    def grad(self) -> np.ndarray | None:
+        if self._grad_cleared:
+            self._grad[...] = 0
+            self._grad_cleared = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        self._grad, self._grad_cleared = value, False
+
+    def clear_grad(self) -> None:
+        """Set the gradient to zero (lazily: see the comment above)."""
+        if self._grad is not None:
+            self._grad_cleared = True
+
+    def accumulate_grad(self, g: np.ndarray) -> None:
+        """grad += g, in place; a missing gradient is created, a cleared one overwritten."""
+        if self._grad is None:
+            self._grad = np.array(np.broadcast_to(g, self.shape), dtype=self.dtype)
+        elif self._grad_cleared:
+            np.copyto(self._grad, g)
+            self._grad_cleared = False
+        else:
+            self._grad += g
+
+    def accumulate_grad_matmul(self, a: np.ndarray, b: np.ndarray) -> None:
+        """grad += a @ b; into a cleared, contiguous buffer BLAS writes the product directly."""
+        if (self._grad_cleared and self._grad.flags.c_contiguous
+                and self._grad.dtype == np.result_type(a, b)):
+            np.matmul(a, b, out=self._grad)
+            self._grad_cleared = False
+        else:
+            self.accumulate_grad(a @ b)
 
     def _reverse_topological_order(self) -> list:
         # Iterative depth-first search: a chain of 100,000 ops must not hit the recursion limit.

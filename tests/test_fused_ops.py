@@ -91,7 +91,14 @@ def test_linear_skips_the_input_gradient_for_constant_inputs():
     weight = Tensor(w, requires_grad=True)
     out = fused.linear(Tensor(x), weight, Tensor(b), "tanh")
     grads = out._vjp(np.ones_like(out.data))
-    assert grads[0] is None and grads[1] is not None
+    assert grads[0] is None
+    # a parameter's gradient goes straight into its buffer: xᵀ (1 − y²) for tanh
+    assert grads[1] is None
+    np.testing.assert_allclose(weight.grad, x.T @ (1 - out.data**2), rtol=1e-12)
+    # a weight computed by other ops gets its gradient back through the engine instead
+    computed = Tensor(w, requires_grad=True) * 1.0
+    grads = fused.linear(Tensor(x), computed, Tensor(b), "tanh")._vjp(np.ones_like(out.data))
+    np.testing.assert_allclose(grads[1], x.T @ (1 - out.data**2), rtol=1e-12)
 
 
 def test_fused_ops_keep_float32_and_reject_mixed_dtypes():

@@ -110,3 +110,18 @@ def test_optimizers_reject_bad_hyperparameters(factory):
 def test_optimizers_reject_non_parameters():
     with pytest.raises(TypeError):
         Adam([Tensor(np.zeros(2))])
+
+
+def test_a_parameter_the_loss_ignores_gets_a_zero_gradient_after_zero_grad():
+    """Cleared gradients are materialized before the update: the unused parameter sees g = 0."""
+    used = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    unused = Tensor(np.array([0.5]), requires_grad=True)
+    optimizer = SGD([used, unused], lr=0.1, momentum=0.0)
+    (used * used + unused * unused).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    (used * used).sum().backward()  # unused keeps its stale gradient, marked cleared
+    before = unused.data.copy()
+    optimizer.step()
+    np.testing.assert_array_equal(unused.data, before)
+    np.testing.assert_array_equal(unused.grad, [0.0])

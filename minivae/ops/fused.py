@@ -38,7 +38,12 @@ def linear(x, weight, bias, activation: str = "identity", slope: float = 0.01) -
         else:
             grad_pre, grad_bias = kernels.bias_act_backward(y, g, activation, slope)
         grad_x = grad_pre @ weight.data.T if x.requires_grad else None
-        grad_weight = x.data.T @ grad_pre if weight.requires_grad else None
+        grad_weight = None
+        if weight.requires_grad and not weight._parents:
+            # a parameter: BLAS writes xᵀ G_pre straight into its gradient buffer
+            weight.accumulate_grad_matmul(x.data.T, grad_pre)
+        elif weight.requires_grad:
+            grad_weight = x.data.T @ grad_pre
         return grad_x, grad_weight, grad_bias
 
     return Tensor.from_op(y, (x, weight, bias), vjp, f"linear[{activation}]")
