@@ -5,7 +5,8 @@ Math: with weights w_i = p(x, z_i) / q(z_i | x), z_i ~ q(z | x),
 E[log p̂_k] is the IWAE bound L_k: L_1 = ELBO ≤ L_k ≤ L_{k+1} ≤ log p(x) (Burda et al. 2016),
 so the estimate approaches log p(x) from below as k grows.
 
-Verified by: tests/test_vae.py::test_importance_sampling_bounds
+Verified by: tests/test_vae.py::test_importance_sampling_bounds,
+tests/test_objectives_likelihood.py::test_evaluate_wrapper_matches_the_estimator
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from minivae.models import VAE
+from minivae.objectives.likelihood import importance_sampling_log_likelihood
 
 ROWS_PER_CHUNK = 20_000  # decoder rows evaluated at once (samples × examples): bounds memory
 
@@ -24,8 +26,10 @@ def importance_sampled_log_likelihood(model: VAE, x: np.ndarray, k: int,
                                       progress: bool = False) -> np.ndarray:
     """Per-example log p̂_k(x) = log-mean-exp of k importance weights; shape (N,), float64.
 
-    The k samples are drawn in chunks and combined with a running log-sum-exp, so memory stays
-    bounded for any k.
+    The examples go ``batch_size`` at a time through
+    ``minivae.objectives.likelihood.importance_sampling_log_likelihood``, whose k draws are taken
+    in chunks and combined with a running log-sum-exp, so memory stays bounded for any k.
+    (That function also returns each estimate's standard error.)
     """
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -36,15 +40,8 @@ def importance_sampled_log_likelihood(model: VAE, x: np.ndarray, k: int,
     starts = range(0, len(x), batch_size)
     for start in tqdm(starts, desc=f"log p(x), k={k}", disable=not progress, leave=False):
         xb = x[start:start + batch_size]
-        running_max = np.full(len(xb), -np.inf)
-        running_sum = np.zeros(len(xb))  # Σ exp(log w − running_max)
-        for done in range(0, k, chunk):
-            log_w = model.log_importance_weights(xb, min(chunk, k - done), rng).astype(np.float64)
-            new_max = np.maximum(running_max, log_w.max(axis=0))
-            running_sum = (running_sum * np.exp(running_max - new_max)
-                           + np.exp(log_w - new_max).sum(axis=0))
-            running_max = new_max
-        result[start:start + len(xb)] = running_max + np.log(running_sum) - math.log(k)
+        estimate, _ = importance_sampling_log_likelihood(model, xb, int(k), rng, chunk=chunk)
+        result[start:start + len(xb)] = estimate
     return result
 
 
