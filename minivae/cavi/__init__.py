@@ -1,0 +1,1 @@
+"""Coordinate-ascent variational inference (see the submodules)."""
