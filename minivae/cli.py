@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--leaky-slope", type=float, default=0.01,
                        help="negative slope of leaky_relu")
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    train.add_argument("--objective", default="elbo", choices=["elbo", "iwae"],
+                       help="bound to maximize: the ELBO (one sample, exact KL) or the "
+                            "importance-weighted bound L_k of Burda et al. (2016)")
+    train.add_argument("--k-train", type=int, default=None,
+                       help="samples per image of L_k when --objective iwae (default 5); "
+                            "the ELBO uses 1")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-train", type=int, default=None,
                        help="use only the first N training images")
@@ -48,17 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args) -> int:
-    from minivae.train import TrainConfig, train
+    from minivae.train import TrainConfig, bound_name, train
 
+    k = args.k_train if args.k_train is not None else (5 if args.objective == "iwae" else 1)
     config = TrainConfig(
         dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation,
         leaky_slope=args.leaky_slope, seed=args.seed,
         dtype=args.dtype, out=args.out, data_root=args.data_root, max_train=args.max_train,
-        max_test=args.max_test,
+        max_test=args.max_test, objective=args.objective, k=k,
     )
     metrics = train(config, progress=not args.quiet)
-    print(f"final test ELBO {metrics['test_elbo'][-1]:.3f} nats after {config.epochs} epochs; "
+    print(f"final test ELBO {metrics['test_elbo'][-1]:.3f} nats after {config.epochs} epochs "
+          f"on the {bound_name(config.objective, config.k)}; "
           f"wrote {args.out}/checkpoint.npz, metrics.json, recon.png, samples.png, curve.png")
     return 0
 
@@ -67,7 +75,7 @@ def run_evaluate(args) -> int:
     from minivae.data import binarize_dynamic
     from minivae.evaluate import importance_sampled_log_likelihood, standard_error
     from minivae.tensor import no_grad
-    from minivae.train import TEST_BINARIZATION_SEED, load_binary_split, load_model
+    from minivae.train import TEST_BINARIZATION_SEED, bound_name, load_binary_split, load_model
 
     model, config = load_model(args.checkpoint)
     if args.data_root is not None:
@@ -81,7 +89,8 @@ def run_evaluate(args) -> int:
                                for i in range(0, len(test_x), 1000)])
     log_px = importance_sampled_log_likelihood(model, test_x, args.k, rng,
                                                progress=not args.quiet)
-    print(f"dataset {config.dataset} (test, {len(test_x)} images)")
+    print(f"dataset {config.dataset} (test, {len(test_x)} images), model trained on the "
+          f"{bound_name(config.objective, config.k)}")
     print(f"test ELBO             {elbo.mean():10.3f} ± {standard_error(elbo):.3f} nats")
     print(f"log p(x), IS k={args.k:<5d} {log_px.mean():10.3f} ± {standard_error(log_px):.3f} nats")
     return 0

@@ -69,6 +69,8 @@ def test_same_seed_gives_identical_runs(tmp_path, tiny_mnist):
     (["train", "--epochs", "0"], "epochs"),
     (["train", "--lr", "-1"], "lr"),
     (["train", "--dataset", "cifar"], "cifar"),
+    (["train", "--objective", "iwae", "--k-train", "0"], "k must be a positive integer"),
+    (["train", "--k-train", "3"], "k must be 1 with objective 'elbo'"),
     (["evaluate", "--checkpoint", "/nonexistent/checkpoint.npz"], "checkpoint.npz"),
 ])
 def test_bad_arguments_give_a_message_not_a_traceback(argv, message, capsys, tmp_path):
