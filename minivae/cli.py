@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
 
+from minivae.models.registry import MODELS
 from minivae.nn import ACTIVATIONS
 
 
@@ -35,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--k-train", type=int, default=None,
                        help="samples per image of L_k when --objective iwae (default 5); "
                             "the ELBO uses 1")
+    train.add_argument("--model", default="vae", choices=sorted(MODELS),
+                       help="which model to train (default: the Bernoulli VAE)")
+    train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a model option, e.g. --option n_classes=10 (repeatable; VALUE is "
+                            "read as JSON when it parses, else as a string)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-train", type=int, default=None,
                        help="use only the first N training images")
@@ -53,6 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_options(pairs: list[str]) -> dict:
+    """``["n_classes=10", "ema=true"]`` → ``{"n_classes": 10, "ema": True}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"--option must look like KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
 def run_train(args) -> int:
     from minivae.train import TrainConfig, bound_name, train
 
@@ -62,11 +83,13 @@ def run_train(args) -> int:
         z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation,
         leaky_slope=args.leaky_slope, seed=args.seed,
         dtype=args.dtype, out=args.out, data_root=args.data_root, max_train=args.max_train,
-        max_test=args.max_test, objective=args.objective, k=k,
+        max_test=args.max_test, objective=args.objective, k=k, model=args.model,
+        model_options=parse_options(args.option),
     )
     metrics = train(config, progress=not args.quiet)
-    print(f"final test ELBO {metrics['test_elbo'][-1]:.3f} nats after {config.epochs} epochs "
-          f"on the {bound_name(config.objective, config.k)}; "
+    print(f"final test {metrics['test_metric']} {metrics['test_elbo'][-1]:.3f} nats after "
+          f"{config.epochs} epochs on the "
+          f"{bound_name(config.objective, config.k, config.model)}; "
           f"wrote {args.out}/checkpoint.npz, metrics.json, recon.png, samples.png, curve.png")
     return 0
 
@@ -75,24 +98,35 @@ def run_evaluate(args) -> int:
     from minivae.data import binarize_dynamic
     from minivae.evaluate import importance_sampled_log_likelihood, standard_error
     from minivae.tensor import no_grad
-    from minivae.train import TEST_BINARIZATION_SEED, bound_name, load_binary_split, load_model
+    from minivae.train import (
+        TEST_BINARIZATION_SEED,
+        bound_name,
+        load_binary_split,
+        load_model,
+        test_metric_name,
+    )
 
     model, config = load_model(args.checkpoint)
     if args.data_root is not None:
         config.data_root = args.data_root
     config.max_test = args.n
-    test_x = binarize_dynamic(load_binary_split(config, "test"),
-                              np.random.default_rng(TEST_BINARIZATION_SEED))
+    test_x = load_binary_split(config, "test")
+    if getattr(model, "binary_data", True):
+        test_x = binarize_dynamic(test_x, np.random.default_rng(TEST_BINARIZATION_SEED))
     rng = np.random.default_rng(args.seed)
+    metric = test_metric_name(model)
+    score = model.elbo if metric == "ELBO" else model.objective
     with no_grad():
-        elbo = np.concatenate([model.elbo(test_x[i:i + 1000], rng).data.astype(np.float64)
-                               for i in range(0, len(test_x), 1000)])
-    log_px = importance_sampled_log_likelihood(model, test_x, args.k, rng,
-                                               progress=not args.quiet)
-    print(f"dataset {config.dataset} (test, {len(test_x)} images), model trained on the "
-          f"{bound_name(config.objective, config.k)}")
-    print(f"test ELBO             {elbo.mean():10.3f} ± {standard_error(elbo):.3f} nats")
-    print(f"log p(x), IS k={args.k:<5d} {log_px.mean():10.3f} ± {standard_error(log_px):.3f} nats")
+        values = np.concatenate([score(test_x[i:i + 1000], rng).data.astype(np.float64)
+                                 for i in range(0, len(test_x), 1000)])
+    print(f"dataset {config.dataset} (test, {len(test_x)} images), model {config.model} "
+          f"trained on the {bound_name(config.objective, config.k, config.model)}")
+    print(f"test {metric:<17} {values.mean():10.3f} ± {standard_error(values):.3f} nats")
+    if hasattr(model, "log_importance_weights"):
+        log_px = importance_sampled_log_likelihood(model, test_x, args.k, rng,
+                                                   progress=not args.quiet)
+        print(f"log p(x), IS k={args.k:<5d} {log_px.mean():10.3f} ± "
+              f"{standard_error(log_px):.3f} nats")
     return 0
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from minivae.checkpoint import load_checkpoint, save_checkpoint, write_json
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.models import VAE
+from minivae.models.registry import model_class
 from minivae.objectives.iwae import iwae_bound
 from minivae.optim import Adam
 from minivae.tensor import Tensor, no_grad
@@ -54,6 +55,8 @@ class TrainConfig:
     max_test: int | None = None
     objective: str = "elbo"  # "elbo" or "iwae" (the bound L_k)
     k: int = 1  # samples per example of L_k; only "iwae" uses more than one
+    model: str = "vae"  # a name in minivae.models.registry.MODELS
+    model_options: dict = dataclasses.field(default_factory=dict)  # passed to the model class
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in np.atleast_1d(self.hidden))
@@ -72,10 +75,20 @@ class TrainConfig:
             raise ValueError(f"k must be 1 with objective 'elbo' (k samples are used only by "
                              f"objective 'iwae'), got {self.k!r}")
         self.k = int(self.k)
+        model_class(self.model)  # an unknown name fails here, before any data is loaded
+        if not isinstance(self.model_options, dict):
+            raise TypeError(f"model_options must be a dict, got "
+                            f"{type(self.model_options).__name__}")
+        if self.objective == "iwae" and self.model != "vae":
+            raise ValueError(f"objective 'iwae' is implemented for model 'vae', got model "
+                             f"{self.model!r}")
 
 
-def bound_name(objective: str, k: int) -> str:
-    """How the trained bound is called in logs and plots: "ELBO" or "L_k"."""
+def bound_name(objective: str, k: int, model: str = "vae") -> str:
+    """How the trained bound is called in logs and plots: "ELBO", "L_k", or "objective" (the
+    model's own, for models other than the VAE)."""
+    if model != "vae":
+        return "objective"
     return "ELBO" if objective == "elbo" else f"L_{k}"
 
 
@@ -91,17 +104,26 @@ def load_binary_split(config: TrainConfig, split: str) -> np.ndarray:
     return pixels[:limit] if limit else pixels
 
 
-def build_model(config: TrainConfig, x_dim: int, rng: np.random.Generator) -> VAE:
-    return VAE(x_dim, hidden=config.hidden, z_dim=config.z_dim, activation=config.activation,
-               rng=rng, dtype=np.dtype(config.dtype), leaky_slope=config.leaky_slope)
+def build_model(config: TrainConfig, x_dim: int, rng: np.random.Generator):
+    """The configured model (``config.model``, default the VAE) with fresh weights."""
+    return model_class(config.model)(
+        x_dim, hidden=config.hidden, z_dim=config.z_dim, activation=config.activation, rng=rng,
+        dtype=np.dtype(config.dtype), leaky_slope=config.leaky_slope, **config.model_options)
 
 
-def mean_elbo(model: VAE, x: np.ndarray, rng: np.random.Generator, batch_size: int = 1000) -> float:
-    """Average single-sample ELBO over the rows of x (no graph is built)."""
+def test_metric_name(model) -> str:
+    """"ELBO" for models with an ``elbo`` method, else "objective"."""
+    return "ELBO" if hasattr(model, "elbo") else "objective"
+
+
+def mean_elbo(model, x: np.ndarray, rng: np.random.Generator, batch_size: int = 1000) -> float:
+    """Average single-sample ELBO (or objective, for models without one) over the rows of x,
+    with no graph built."""
+    score = model.elbo if hasattr(model, "elbo") else model.objective
     total = 0.0
     with no_grad():
         for start in range(0, len(x), batch_size):
-            total += float(model.elbo(x[start:start + batch_size], rng).data.sum(dtype=np.float64))
+            total += float(score(x[start:start + batch_size], rng).data.sum(dtype=np.float64))
     return total / len(x)
 
 
@@ -115,7 +137,7 @@ def training_bound(model: VAE, x: np.ndarray, config: TrainConfig,
     """
     if config.objective == "iwae":
         return iwae_bound(model, x, config.k, rng)
-    return model.elbo(x, rng)
+    return model.objective(x, rng)
 
 
 def train(config: TrainConfig, progress: bool = True) -> dict:
@@ -131,17 +153,21 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
 
     train_pixels = load_binary_split(config, "train")
     test_pixels = load_binary_split(config, "test")
-    test_x = binarize_dynamic(test_pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
-
     model = build_model(config, train_pixels.shape[1], model_rng)
+    binary = getattr(model, "binary_data", True)  # False: trained on the grey levels
+    test_x = (binarize_dynamic(test_pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
+              if binary else test_pixels)
     optimizer = Adam(model.parameters(), lr=config.lr)
-    train_key, name = train_metric(config.objective), bound_name(config.objective, config.k)
+    train_key = train_metric(config.objective)
+    name = bound_name(config.objective, config.k, config.model)
     metrics = {"config": dataclasses.asdict(config), "objective": config.objective,
-               "k": config.k, "epoch": [], train_key: [], "test_elbo": [], "seconds": []}
+               "k": config.k, "test_metric": test_metric_name(model), "epoch": [],
+               train_key: [], "test_elbo": [], "seconds": []}
 
     for epoch in range(1, config.epochs + 1):
         start, bound_sum, seen = time.perf_counter(), 0.0, 0
-        train_x = binarize_dynamic(train_pixels, data_rng)  # a fresh binarization every epoch
+        # a fresh binarization every epoch
+        train_x = binarize_dynamic(train_pixels, data_rng) if binary else train_pixels
         n_batches = -(-len(train_x) // config.batch_size)
         bar = tqdm(minibatches(train_x, config.batch_size, data_rng), total=n_batches,
                    desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
@@ -158,23 +184,25 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
             raise FloatingPointError(f"the training {name} became {bound_sum} in epoch "
                                      f"{epoch}; try a smaller --lr")
         seconds = time.perf_counter() - start
+        if hasattr(model, "on_epoch_end"):
+            model.on_epoch_end(epoch)  # e.g. a temperature schedule
         test_elbo = mean_elbo(model, test_x, noise_rng)
         for key, value in (("epoch", epoch), (train_key, bound_sum / seen),
                            ("test_elbo", test_elbo), ("seconds", seconds)):
             metrics[key].append(value)
         if progress:
             tqdm.write(f"epoch {epoch:3d}  train {name:>5} {bound_sum / seen:9.3f}  "
-                       f"test ELBO {test_elbo:9.3f}  ({seconds:.1f} s)")
+                       f"test {test_metric_name(model)} {test_elbo:9.3f}  ({seconds:.1f} s)")
         write_json(out / "metrics.json", metrics)
         save_checkpoint(out / "checkpoint.npz", model.state_dict(),
                         {"config": dataclasses.asdict(config), "objective": config.objective,
-                         "k": config.k, "epoch": epoch})
+                         "k": config.k, "epoch": epoch, "x_dim": int(train_pixels.shape[1])})
 
     write_pictures(model, test_x, metrics, out, np.random.default_rng(config.seed))
     return metrics
 
 
-def write_pictures(model: VAE, test_x: np.ndarray, metrics: dict, out: Path,
+def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,
                    rng: np.random.Generator) -> None:
     """recon.png (test digits and their reconstructions), samples.png, curve.png."""
     from minivae.plots import save_curve, save_image_grid, save_reconstructions
@@ -182,24 +210,29 @@ def write_pictures(model: VAE, test_x: np.ndarray, metrics: dict, out: Path,
     shown = test_x[np.linspace(0, len(test_x) - 1, 20).astype(int)]  # spread over all classes
     save_reconstructions(out / "recon.png", shown, model.reconstruct(shown), n=20)
     save_image_grid(out / "samples.png", model.sample(100, rng), ncols=10,
-                    title="samples: σ(decoder(z)), z ~ N(0, I)")
-    name = bound_name(metrics["objective"], metrics["k"])
+                    title="samples: decoder(z), z drawn from the prior")
+    model_name = metrics["config"].get("model", "vae")
+    name = bound_name(metrics["objective"], metrics["k"], model_name)
     save_curve(out / "curve.png", metrics["epoch"],
                {f"train {name}": metrics[train_metric(metrics["objective"])],
-                "test ELBO": metrics["test_elbo"]},
-               title=f"VAE on {metrics['config']['dataset']}, trained on the {name}")
+                f"test {metrics.get('test_metric', 'ELBO')}": metrics["test_elbo"]},
+               title=f"{model_name} on {metrics['config']['dataset']}, "
+                     f"trained on the {name}")
 
 
-def load_model(path) -> tuple[VAE, TrainConfig]:
-    """Rebuild a trained VAE from a checkpoint written by ``train``."""
+def load_model(path) -> tuple:
+    """Rebuild a trained model (and its config) from a checkpoint written by ``train``."""
     arrays, meta = load_checkpoint(path)
     if "config" not in meta:
         raise ValueError(f"{path}: not a minivae training checkpoint (no 'config' in its metadata)")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in fields})
-    x_dim = arrays.get("encoder.layers.0.weight", np.empty((0, 0))).shape[0]
+    # x_dim is in the metadata since models other than the VAE exist; older files: the
+    # encoder's first weight has x_dim rows
+    x_dim = int(meta.get("x_dim", arrays.get("encoder.layers.0.weight",
+                                             np.empty((0, 0))).shape[0]))
     if x_dim < 1:
-        raise ValueError(f"{path}: checkpoint has no encoder.layers.0.weight array")
+        raise ValueError(f"{path}: checkpoint has no x_dim and no encoder.layers.0.weight array")
     model = build_model(config, x_dim, np.random.default_rng(0))
     model.load_state_dict(arrays)
     return model, config

@@ -83,3 +83,30 @@ def test_evaluate_rejects_a_foreign_file(tmp_path, capsys):
     np.savez(path, weights=np.zeros(3))
     assert main(["evaluate", "--checkpoint", str(path)]) == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model, options", [("categorical", ["n_classes=5"])])
+def test_other_models_train_and_evaluate_from_the_command_line(tmp_path, tiny_mnist, capsys,
+                                                               model, options):
+    out = tmp_path / model
+    args = ["train", "--model", model, "--dataset", "mnist", "--data-root", str(tiny_mnist),
+            "--epochs", "2", "--batch-size", "50", "--hidden", "32", "--z-dim", "4",
+            "--out", str(out), "--quiet"]
+    for option in options:
+        args += ["--option", option]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["model"] == model and all(np.isfinite(metrics["test_elbo"]))
+    for name in ("checkpoint.npz", "recon.png", "samples.png", "curve.png"):
+        assert (out / name).is_file(), name
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"), "--k", "5", "--n",
+                 "20", "--data-root", str(tiny_mnist), "--quiet"]) == 0
+    assert f"model {model}" in capsys.readouterr().out
+
+
+def test_unknown_model_and_bad_option_are_reported(tmp_path, tiny_mnist):
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "nope", "--out", str(tmp_path / "x"), "--quiet"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        main(["train", "--option", "no-equals-sign", "--out", str(tmp_path / "x"), "--quiet"])

@@ -136,7 +136,7 @@ def test_cli_trains_on_the_iwae_bound(tmp_path, capsys):
     code = cli_main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"), "--k", "10",
                      "--n", "20", "--quiet"])
     assert code == 0
-    assert "model trained on the L_3" in capsys.readouterr().out
+    assert "model vae trained on the L_3" in capsys.readouterr().out
 
 
 def test_importance_sampling_demo_converges_to_the_exact_value(tmp_path, capsys):

@@ -78,6 +78,10 @@ class VAE(Module):
     def forward(self, x, rng: np.random.Generator) -> Tensor:
         return self.elbo(x, rng)
 
+    def objective(self, x, rng: np.random.Generator) -> Tensor:
+        """What training maximizes: the ELBO (see ``minivae.models.registry``)."""
+        return self.elbo(x, rng)
+
     def prior(self) -> Independent:
         """p(z) = N(0, I) over z_dim-vectors."""
         zeros = np.zeros(self.z_dim, dtype=self.dtype)

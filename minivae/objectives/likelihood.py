@@ -126,6 +126,8 @@ def importance_sampling_log_likelihood(model, x, k: int, rng: np.random.Generato
     Returns two float64 arrays of shape (B,); no graph is recorded.
     chunk : draws per chunk (default: about 20,000 / B), which bounds the memory.  The draws
     come from ``rng`` in order, so the result does not depend on ``chunk``.
+    A model with its own ``log_importance_weights(x, k, rng)`` (e.g. discrete latents) supplies
+    the weights; otherwise they are log p(x, z) − log q(z|x) with z ~ model.encode(x).
 
     Verified by:
     tests/test_objectives_likelihood.py::test_importance_sampling_is_unbiased_for_evidence,
@@ -136,6 +138,10 @@ def importance_sampling_log_likelihood(model, x, k: int, rng: np.random.Generato
     chunk = _batch_and_chunk(x, chunk)[1]
 
     def chunks():
+        if hasattr(model, "log_importance_weights"):  # a model with its own proposal/latents
+            for done in range(0, k, chunk):
+                yield np.asarray(model.log_importance_weights(x, min(chunk, k - done), rng))
+            return
         q = model.encode(x)  # one encoder pass for all k draws
         for done in range(0, k, chunk):
             yield log_importance_weights(model, x, min(chunk, k - done), rng, q=q).data
