@@ -85,7 +85,11 @@ def test_evaluate_rejects_a_foreign_file(tmp_path, capsys):
     assert "checkpoint" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model, options", [("categorical", ["n_classes=5"])])
+@pytest.mark.parametrize("model, options", [
+    ("categorical", ["n_classes=5"]),
+    ("full_covariance", []),
+    ("gaussian_decoder", ["sigma=\"learned_per_pixel\""]),
+])
 def test_other_models_train_and_evaluate_from_the_command_line(tmp_path, tiny_mnist, capsys,
                                                                model, options):
     out = tmp_path / model

@@ -13,6 +13,8 @@ import importlib
 # name → (module, class); imported on demand so that ``--model vae`` loads nothing else
 MODELS = {
     "vae": ("minivae.models.vae", "VAE"),
+    "full_covariance": ("minivae.models.full_covariance", "FullCovarianceVAE"),
+    "gaussian_decoder": ("minivae.models.gaussian_decoder", "GaussianDecoderVAE"),
     "categorical": ("minivae.models.categorical_vae", "CategoricalVAE"),
 }
 
