@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from minivae.models.registry import MODELS
+from minivae.models.registry import MODELS, default_activation
 from minivae.nn import ACTIVATIONS
 
 
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--z-dim", type=int, default=20)
     train.add_argument("--hidden", type=int, nargs="+", default=[400],
                        help="hidden layer widths, e.g. --hidden 400 400")
-    train.add_argument("--activation", default="tanh", choices=ACTIVATIONS)
+    train.add_argument("--activation", default=None, choices=ACTIVATIONS,
+                       help="hidden activation (default: the model's own, tanh for the VAE)")
     train.add_argument("--leaky-slope", type=float, default=0.01,
                        help="negative slope of leaky_relu")
     train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -80,7 +81,8 @@ def run_train(args) -> int:
     k = args.k_train if args.k_train is not None else (5 if args.objective == "iwae" else 1)
     config = TrainConfig(
         dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation,
+        z_dim=args.z_dim, hidden=tuple(args.hidden),
+        activation=args.activation or default_activation(args.model),
         leaky_slope=args.leaky_slope, seed=args.seed,
         dtype=args.dtype, out=args.out, data_root=args.data_root, max_train=args.max_train,
         max_test=args.max_test, objective=args.objective, k=k, model=args.model,

@@ -89,6 +89,7 @@ def test_evaluate_rejects_a_foreign_file(tmp_path, capsys):
     ("categorical", ["n_classes=5"]),
     ("full_covariance", []),
     ("gaussian_decoder", ["sigma=\"learned_per_pixel\""]),
+    ("vqvae", ["codebook_size=8", "ema=true"]),
 ])
 def test_other_models_train_and_evaluate_from_the_command_line(tmp_path, tiny_mnist, capsys,
                                                                model, options):
@@ -101,6 +102,8 @@ def test_other_models_train_and_evaluate_from_the_command_line(tmp_path, tiny_mn
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["model"] == model and all(np.isfinite(metrics["test_elbo"]))
+    # no --activation given: the model's own default (relu for the VQ-VAE, tanh otherwise)
+    assert metrics["config"]["activation"] == ("relu" if model == "vqvae" else "tanh")
     for name in ("checkpoint.npz", "recon.png", "samples.png", "curve.png"):
         assert (out / name).is_file(), name
     capsys.readouterr()

@@ -16,6 +16,7 @@ MODELS = {
     "full_covariance": ("minivae.models.full_covariance", "FullCovarianceVAE"),
     "gaussian_decoder": ("minivae.models.gaussian_decoder", "GaussianDecoderVAE"),
     "categorical": ("minivae.models.categorical_vae", "CategoricalVAE"),
+    "vqvae": ("minivae.models.vqvae", "VQVAE"),
 }
 
 
@@ -25,3 +26,10 @@ def model_class(name: str) -> type:
         raise ValueError(f"model must be one of {', '.join(sorted(MODELS))}, got {name!r}")
     module, cls = MODELS[name]
     return getattr(importlib.import_module(module), cls)
+
+
+def default_activation(name: str) -> str:
+    """The hidden activation a model uses when none is asked for (its constructor's default)."""
+    import inspect
+
+    return inspect.signature(model_class(name)).parameters["activation"].default
