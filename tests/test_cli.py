@@ -90,6 +90,7 @@ def test_evaluate_rejects_a_foreign_file(tmp_path, capsys):
     ("full_covariance", []),
     ("gaussian_decoder", ["sigma=\"learned_per_pixel\""]),
     ("vqvae", ["codebook_size=8", "ema=true"]),
+    ("vade", ["n_clusters=3"]),
 ])
 def test_other_models_train_and_evaluate_from_the_command_line(tmp_path, tiny_mnist, capsys,
                                                                model, options):

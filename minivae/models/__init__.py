@@ -1,4 +1,9 @@
-"""Generative models trained by maximizing an evidence lower bound."""
+"""Generative models trained by maximizing an evidence lower bound.
+
+The VAE and the linear-Gaussian model are imported here; the other models (full-covariance
+posterior, Gaussian decoder, categorical latents, VQ-VAE, VaDE) live in their own modules and
+are listed by name in ``registry.py`` for the command line.
+"""
 from minivae.models.linear_gaussian import LinearGaussian
 from minivae.models.vae import VAE
 

@@ -17,6 +17,7 @@ MODELS = {
     "gaussian_decoder": ("minivae.models.gaussian_decoder", "GaussianDecoderVAE"),
     "categorical": ("minivae.models.categorical_vae", "CategoricalVAE"),
     "vqvae": ("minivae.models.vqvae", "VQVAE"),
+    "vade": ("minivae.models.vade", "VaDE"),
 }
 
 

@@ -1,0 +1,266 @@
+"""Variational deep embedding, VaDE (Jiang et al., 2017): a VAE whose prior is a Gaussian mixture.
+
+Generative model:  c ~ Cat(π),  z | c ~ N(μ_c, diag σ_c²),  x | z ~ Bernoulli(σ(decoder(z))),
+with π = softmax(prior_logits), μ_c = prior_means[c], log σ_c² = prior_log_vars[c] learned.
+Inference model:   q(z, c | x) = q(z | x) q(c | x),  q(z | x) = N(μ̃(x), diag σ̃²(x)),
+and q(c | x) = γ(z) = p(c | z) (Bayes' rule in the prior), evaluated at the sampled z.
+
+The ELBO splits as E_q[log p(x | z)] − KL(q(z|x) γ ‖ p(z, c)), and for any γ with Σ_c γ_c = 1
+
+    KL(q(z|x) γ ‖ p(z, c)) = Σ_c γ_c [log(γ_c / π_c) + KL(N(μ̃, σ̃²) ‖ N(μ_c, σ_c²))],
+    KL(N(μ̃, σ̃²) ‖ N(μ_c, σ_c²))
+        = ½ Σ_j [log σ²_cj − log σ̃²_j + σ̃²_j/σ²_cj + (μ̃_j − μ_cj)²/σ²_cj − 1].
+
+Multiplied out this is Jiang et al.'s closed form: the −½ J log 2π of E_q[log p(z|c)] and the
++½ J log 2π of the entropy of q(z|x) cancel, so nothing is dropped and it is a true ELBO.
+For fixed q(z|x) the bound is largest at γ*_c ∝ π_c exp(−KL(q(z|x) ‖ N(μ_c, σ_c²))), where the
+KL term equals −log Σ_c π_c exp(−KL_c); VaDE's γ = p(c | z) at a draw is not that maximizer, so
+on average its objective is ≤ the bound at γ* ≤ log p(x): still a lower bound.
+
+Initialization (the model is hard to train from scratch: the clusters must first exist in z):
+pretrain encoder mean and decoder as a deterministic autoencoder (``autoencoder_objective``),
+then ``initialize_prior`` fits a diagonal GMM to the encoder means by EM (k-means++ seeds).
+
+Verified by: tests/test_models_vade.py
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import minivae.ops as ops
+from minivae.clustering import DiagonalGMM, fit_diagonal_gmm
+from minivae.densities import BernoulliLogits, DiagonalNormal
+from minivae.distributions.mixture import GaussianMixture
+from minivae.nn import MLP, Module, _check_dtype, _check_rng
+from minivae.tensor import Tensor, no_grad
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class VaDE(Module):
+    """A Bernoulli VAE with a learned K-component diagonal Gaussian-mixture prior.
+
+    Parameters
+    ----------
+    x_dim, hidden, z_dim, activation, leaky_slope, rng, dtype : as for ``VAE``.
+    n_clusters : K, the mixture components (clusters), default 10.
+    n_samples : L, the z draws per example averaged in ``objective`` (each with its own γ).
+    """
+
+    def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "tanh",
+                 rng: np.random.Generator | None = None, dtype=np.float32,
+                 leaky_slope: float = 0.01, n_clusters: int = 10, n_samples: int = 1):
+        for name, value in (("x_dim", x_dim), ("z_dim", z_dim), ("n_clusters", n_clusters),
+                            ("n_samples", n_samples)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        rng, dtype = _check_rng(rng), _check_dtype(dtype)
+        self.x_dim, self.z_dim, self.hidden, self.dtype = int(x_dim), int(z_dim), hidden, dtype
+        self.n_clusters, self.n_samples = int(n_clusters), int(n_samples)
+        self.encoder = MLP([x_dim, *hidden, 2 * z_dim], activation, rng, dtype, leaky_slope)
+        self.decoder = MLP([z_dim, *reversed(hidden), x_dim], activation, rng, dtype, leaky_slope)
+        # Until initialize_prior: uniform π, unit variances, means spread like N(0, I) draws.
+        self.prior_logits = Tensor(np.zeros(n_clusters, dtype), requires_grad=True)
+        self.prior_means = Tensor(rng.standard_normal((n_clusters, z_dim)).astype(dtype),
+                                  requires_grad=True)
+        self.prior_log_vars = Tensor(np.zeros((n_clusters, z_dim), dtype), requires_grad=True)
+        self.flatten_parameters()
+
+    # --- the two networks ----------------------------------------------------------------
+    def encode(self, x) -> DiagonalNormal:
+        """q(z | x) = N(μ̃(x), diag σ̃²(x)) for a batch x of shape (B, x_dim)."""
+        h = self.encoder(self._check_x(x))  # (B, 2 · z_dim): [μ̃, log σ̃²]
+        return DiagonalNormal(loc=h[:, : self.z_dim], log_var=h[:, self.z_dim:])
+
+    def decode(self, z) -> BernoulliLogits:
+        """p(x | z) = Bernoulli(σ(decoder(z))) for z of shape (B, z_dim)."""
+        return BernoulliLogits(self.decoder(z))
+
+    # --- the mixture prior ---------------------------------------------------------------
+    def log_mixture_weights(self) -> Tensor:
+        """log π = logits − logsumexp(logits), shape (K,)."""
+        return self.prior_logits - self.prior_logits.logsumexp()
+
+    def cluster_log_joint(self, z) -> Tensor:
+        """log p(z, c) = log π_c − ½ Σ_j [log 2π + log σ²_cj + (z_j − μ_cj)²/σ²_cj];
+        z of shape (..., z_dim) gives (..., K).
+
+        Verified by: tests/test_models_vade.py::test_prior_densities_match_scipy
+        """
+        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, self.dtype))
+        z = z.reshape(*z.shape[:-1], 1, self.z_dim)  # a cluster axis, for broadcasting
+        diff = z - self.prior_means  # (..., K, J)
+        inverse_var = (-self.prior_log_vars).exp()
+        log_normal = -0.5 * (LOG_2PI + self.prior_log_vars + diff * diff * inverse_var)
+        return self.log_mixture_weights() + log_normal.sum(axis=-1)
+
+    def log_responsibilities(self, z) -> Tensor:
+        """log γ_c(z) = log p(c | z) = log p(z, c) − logsumexp_c' log p(z, c'); (..., K).
+
+        Verified by: tests/test_models_vade.py::test_prior_densities_match_scipy
+        """
+        joint = self.cluster_log_joint(z)
+        return joint - joint.logsumexp(axis=-1, keepdims=True)
+
+    def prior(self) -> GaussianMixture:
+        """p(z) = Σ_c π_c N(z; μ_c, diag σ_c²) as a distribution (log_prob, sample)."""
+        return GaussianMixture(self.prior_logits, self.prior_means,
+                               (0.5 * self.prior_log_vars).exp(), validate_args=False)
+
+    # --- the objective -------------------------------------------------------------------
+    def kl_to_prior(self, q: DiagonalNormal, log_gamma) -> Tensor:
+        """KL(q(z|x) γ ‖ p(z, c)) = Σ_c γ_c [log γ_c − log π_c
+            + ½ Σ_j (log σ²_cj − log σ̃²_j + σ̃²_j/σ²_cj + (μ̃_j − μ_cj)²/σ²_cj − 1)].
+
+        q has batch shape (B,); log_gamma (..., B, K) (log q(c|x), normalized) gives (..., B).
+        Ratios of variances are exponentials of differences of log-variances, and γ log γ is
+        exp(log γ)·log γ, which is 0, never NaN, for an underflowed γ.
+        Verified by: tests/test_models_vade.py::test_closed_form_elbo_matches_monte_carlo,
+        ::test_kl_gradients_pass_gradcheck, ::test_kl_is_smallest_at_the_optimal_gamma
+        """
+        log_gamma = log_gamma if isinstance(log_gamma, Tensor) else Tensor(np.asarray(log_gamma))
+        q_loc = q.loc.reshape(*q.loc.shape[:-1], 1, self.z_dim)  # (B, 1, J)
+        q_log_var = q.log_var.reshape(*q.log_var.shape[:-1], 1, self.z_dim)
+        diff = q_loc - self.prior_means  # (B, K, J)
+        kl_gauss = 0.5 * (self.prior_log_vars - q_log_var - 1.0
+                          + (q_log_var - self.prior_log_vars).exp()
+                          + diff * diff * (-self.prior_log_vars).exp()).sum(axis=-1)  # (B, K)
+        terms = log_gamma - self.log_mixture_weights() + kl_gauss
+        return (log_gamma.exp() * terms).sum(axis=-1)
+
+    def objective(self, x, rng: np.random.Generator) -> Tensor:
+        """The VaDE ELBO per example (B,), with L = ``n_samples`` draws z_l = μ̃ + σ̃ ⊙ ε_l:
+
+            (1/L) Σ_l [log p(x | z_l) − KL(q(z|x) γ(z_l) ‖ p(z, c))],   γ(z) = p(c | z).
+
+        With L = 1 this is Jiang et al.'s estimator; gradients also flow through γ(z_l).
+        Verified by: tests/test_models_vade.py::test_objective_is_reconstruction_minus_kl,
+        ::test_objective_gradient_matches_central_differences
+        """
+        q = self.encode(x)
+        z = q.rsample(_check_rng(rng), (self.n_samples,))  # (L, B, J)
+        log_gamma = self.log_responsibilities(z)  # (L, B, K)
+        return (self.log_likelihood(x, z) - self.kl_to_prior(q, log_gamma)).mean(axis=0)
+
+    def forward(self, x, rng: np.random.Generator) -> Tensor:
+        return self.objective(x, rng)
+
+    def elbo(self, x, rng: np.random.Generator) -> Tensor:
+        """Same as ``objective``: a one-draw estimate of a lower bound on log p(x).
+
+        Verified by: tests/test_models_vade.py::test_elbo_is_below_the_evidence
+        """
+        return self.objective(x, rng)
+
+    def autoencoder_objective(self, x) -> Tensor:
+        """log p(x | z = μ̃(x)) per example (B,): the pretraining objective, a deterministic
+        autoencoder through the encoder mean (minus the binary cross-entropy).
+
+        Verified by: tests/test_models_vade.py::test_autoencoder_objective_decodes_the_mean
+        """
+        return self.decode(self.encode(x).loc).log_prob(x)
+
+    def initialize_prior(self, z_means, rng: np.random.Generator,
+                         posterior_scale: float | None = 0.1, **em_options) -> DiagonalGMM:
+        """Set π, μ_c, σ_c² to a diagonal GMM fitted by EM to z_means (N, z_dim), e.g. the
+        encoder means μ̃(x) of the training set after pretraining; returns the fit.
+
+        Autoencoder pretraining leaves the log σ̃² half of the encoder's last layer untrained,
+        and its arbitrary σ̃ (≈ 1) can dwarf the clusters, whose spread depends on the scale
+        the autoencoder chose.  So, unless ``posterior_scale`` is None, that half restarts as
+        the constant log σ̃²_j = log(s² · mean_c σ²_cj) (zero weights, this bias), s =
+        posterior_scale: at first a draw z stays near μ̃(x), inside its cluster.
+        Verified by: tests/test_models_vade.py::test_initialize_prior_copies_the_fitted_gmm
+        """
+        z_means = np.asarray(z_means.data if isinstance(z_means, Tensor) else z_means)
+        if z_means.ndim != 2 or z_means.shape[1] != self.z_dim:
+            raise ValueError(f"z_means must have shape (N, {self.z_dim}), got {z_means.shape}")
+        if posterior_scale is not None and not (isinstance(posterior_scale, (int, float))
+                                                and 0 < posterior_scale < math.inf):
+            raise ValueError(f"posterior_scale must be a positive number or None, "
+                             f"got {posterior_scale!r}")
+        gmm = fit_diagonal_gmm(z_means, self.n_clusters, _check_rng(rng), **em_options)
+        self.prior_logits.data[...] = np.log(gmm.weights)
+        self.prior_means.data[...] = gmm.means
+        self.prior_log_vars.data[...] = np.log(gmm.variances)
+        if posterior_scale is not None:
+            last = self.encoder.layers[-1]
+            last.weight.data[:, self.z_dim:] = 0.0
+            last.bias.data[self.z_dim:] = np.log(posterior_scale**2 * gmm.variances.mean(0))
+        return gmm
+
+    # --- evaluation ----------------------------------------------------------------------
+    def log_likelihood(self, x, z) -> Tensor:
+        """log p(x | z) = Σ_i x_i l_i − softplus(l_i), l = decoder(z); z (..., B, J) → (..., B).
+
+        Verified by: tests/test_models_vade.py::test_objective_is_reconstruction_minus_kl
+        """
+        x = self._check_x(x)
+        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z))
+        if z.ndim < 2 or z.shape[-1] != self.z_dim or z.shape[-2] != x.shape[0]:
+            raise ValueError(f"z must have shape (..., {x.shape[0]}, {self.z_dim}) for x of "
+                             f"shape {x.shape}, got {z.shape}")
+        samples = z.shape[:-1]
+        targets = np.broadcast_to(x.data, (*samples, self.x_dim)).reshape(-1, self.x_dim)
+        return self.decode(z.reshape(-1, self.z_dim)).log_prob(targets).reshape(samples)
+
+    def log_joint(self, x, z) -> Tensor:
+        """log p(x, z) = log p(x | z) + logsumexp_c log p(z, c); z as in ``log_likelihood``.
+
+        Verified by: tests/test_models_vade.py::test_elbo_is_below_the_evidence
+        """
+        return self.log_likelihood(x, z) + self.cluster_log_joint(z).logsumexp(axis=-1)
+
+    def log_importance_weights(self, x, k: int, rng: np.random.Generator) -> np.ndarray:
+        """log w_i = log p(x, z_i) − log q(z_i | x), z_1..z_k ~ q(z|x); shape (k, B).
+
+        Verified by: tests/test_models_vade.py::test_elbo_is_below_the_evidence
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        with no_grad():
+            q = self.encode(x)
+            z = q.rsample(_check_rng(rng), (int(k),))
+            return (self.log_joint(x, z) - q.log_prob(z)).data
+
+    def predict(self, x) -> np.ndarray:
+        """Cluster of each example: argmax_c γ_c(μ̃(x)), γ at the posterior mean; (B,) int64."""
+        with no_grad():
+            return np.argmax(self.log_responsibilities(self.encode(x).loc).data, axis=-1)
+
+    def sample(self, n: int, rng: np.random.Generator, cluster: int | None = None) -> np.ndarray:
+        """Pixel probabilities σ(decoder(z)), z ~ p(z) (or z ~ N(μ_c, σ_c²) for one cluster c);
+        shape (n, x_dim)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        rng = _check_rng(rng)
+        with no_grad():
+            if cluster is None:
+                z = self.prior().sample(rng, (int(n),)).data
+            else:
+                if not isinstance(cluster, (int, np.integer)) \
+                        or not 0 <= cluster < self.n_clusters:
+                    raise ValueError(f"cluster must be an integer in [0, {self.n_clusters}), "
+                                     f"got {cluster!r}")
+                noise = rng.standard_normal((int(n), self.z_dim)).astype(self.dtype)
+                z = self.prior_means.data[cluster] \
+                    + np.exp(0.5 * self.prior_log_vars.data[cluster]) * noise
+            return ops.sigmoid(self.decoder(Tensor(z.astype(self.dtype)))).data
+
+    def reconstruct(self, x) -> np.ndarray:
+        """Pixel probabilities decoded from the posterior mean μ̃(x); shape (B, x_dim)."""
+        with no_grad():
+            return ops.sigmoid(self.decoder(self.encode(x).loc)).data
+
+    def _check_x(self, x) -> Tensor:
+        data = x.data if isinstance(x, Tensor) else x
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"x must be a numpy array or Tensor, got {type(x).__name__}")
+        if data.ndim != 2 or data.shape[1] != self.x_dim:
+            raise ValueError(f"x must have shape (batch, {self.x_dim}), got {data.shape}")
+        if data.dtype != self.dtype:
+            raise TypeError(f"x must have dtype {self.dtype} (the model's), got {data.dtype}")
+        return x if isinstance(x, Tensor) else Tensor(x)
