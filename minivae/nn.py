@@ -116,6 +116,18 @@ def _check_dtype(dtype) -> np.dtype:
     return dtype
 
 
+def check_batch(x, x_dim: int, dtype) -> Tensor:
+    """``x`` as a Tensor after checking it is a (batch, x_dim) array of the model's dtype."""
+    data = x.data if isinstance(x, Tensor) else x
+    if not isinstance(data, np.ndarray):
+        raise TypeError(f"x must be a numpy array or Tensor, got {type(x).__name__}")
+    if data.ndim != 2 or data.shape[1] != x_dim:
+        raise ValueError(f"x must have shape (batch, {x_dim}), got {data.shape}")
+    if data.dtype != dtype:
+        raise TypeError(f"x must have dtype {dtype} (the model's), got {data.dtype}")
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
 def _check_rng(rng) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")

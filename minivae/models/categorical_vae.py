@@ -37,7 +37,7 @@ import numpy as np
 from minivae.densities import BernoulliLogits
 from minivae.distributions.categorical import Categorical
 from minivae.distributions.relaxed import RelaxedOneHotCategorical
-from minivae.nn import MLP, Module, _check_dtype, _check_rng
+from minivae.nn import MLP, Module, _check_dtype, _check_rng, check_batch
 from minivae.tensor import Tensor, no_grad
 
 
@@ -242,11 +242,4 @@ class CategoricalVAE(Module):
         return Tensor((np.arange(self.n_classes) == classes[..., None]).astype(self.dtype))
 
     def _check_x(self, x) -> Tensor:
-        data = x.data if isinstance(x, Tensor) else x
-        if not isinstance(data, np.ndarray):
-            raise TypeError(f"x must be a numpy array or Tensor, got {type(x).__name__}")
-        if data.ndim != 2 or data.shape[1] != self.x_dim:
-            raise ValueError(f"x must have shape (batch, {self.x_dim}), got {data.shape}")
-        if data.dtype != self.dtype:
-            raise TypeError(f"x must have dtype {self.dtype} (the model's), got {data.dtype}")
-        return x if isinstance(x, Tensor) else Tensor(x)
+        return check_batch(x, self.x_dim, self.dtype)

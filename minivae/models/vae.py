@@ -18,7 +18,7 @@ import numpy as np
 import minivae.ops as ops
 from minivae.densities import BernoulliLogits, DiagonalNormal, standard_normal_log_prob
 from minivae.distributions import Independent, Normal
-from minivae.nn import MLP, Module, _check_dtype, _check_rng
+from minivae.nn import MLP, Module, _check_dtype, _check_rng, check_batch
 from minivae.tensor import Tensor, no_grad
 
 
@@ -134,11 +134,4 @@ class VAE(Module):
             return ops.sigmoid(self.decoder(self.encode(x).loc)).data
 
     def _check_x(self, x) -> Tensor:
-        data = x.data if isinstance(x, Tensor) else x
-        if not isinstance(data, np.ndarray):
-            raise TypeError(f"x must be a numpy array or Tensor, got {type(x).__name__}")
-        if data.ndim != 2 or data.shape[1] != self.x_dim:
-            raise ValueError(f"x must have shape (batch, {self.x_dim}), got {data.shape}")
-        if data.dtype != self.dtype:
-            raise TypeError(f"x must have dtype {self.dtype} (the model's), got {data.dtype}")
-        return x if isinstance(x, Tensor) else Tensor(x)
+        return check_batch(x, self.x_dim, self.dtype)
