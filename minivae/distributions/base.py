@@ -153,6 +153,20 @@ class Distribution:
                 f"event_shape={self.event_shape}, dtype={self.dtype})")
 
 
+class LocationScale(Distribution):
+    """A scalar family with a location ``loc`` (finite) and a scale ``scale`` (> 0), element-wise
+    over the broadcast of the two: the shared constructor of Normal, Laplace and Gumbel."""
+
+    def __init__(self, loc, scale, validate_args: bool = True):
+        self.loc, self.scale = as_parameters(loc=loc, scale=scale)
+        if validate_args:
+            require(np.isfinite(self.loc.data), "loc", "finite", self.loc)
+            require((self.scale.data > 0) & np.isfinite(self.scale.data), "scale",
+                    "positive and finite", self.scale)
+        batch_shape = np.broadcast_shapes(self.loc.shape, self.scale.shape)
+        super().__init__(batch_shape, (), self.loc.dtype)
+
+
 class Independent(Distribution):
     """Treat the last ``ndims`` batch axes of ``base`` as event axes.
 

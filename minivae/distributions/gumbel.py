@@ -23,11 +23,9 @@ import math
 import numpy as np
 
 from minivae.distributions.base import (
-    Distribution,
-    as_parameters,
+    LocationScale,
     broadcast_to,
     check_rng,
-    require,
 )
 from minivae.distributions.kl import register_kl
 from minivae.distributions.laplace import exp_taylor_remainder
@@ -78,7 +76,7 @@ def standard_gumbel_from_uniform(u: np.ndarray) -> np.ndarray:
     return -np.log(-np.log(u))
 
 
-class Gumbel(Distribution):
+class Gumbel(LocationScale):
     """Gumbel(loc, scale) for each entry of the broadcast of ``loc`` and ``scale``.
 
     loc : μ, the mode, any real.
@@ -87,15 +85,6 @@ class Gumbel(Distribution):
     """
 
     has_rsample = True
-
-    def __init__(self, loc, scale, validate_args: bool = True):
-        self.loc, self.scale = as_parameters(loc=loc, scale=scale)
-        if validate_args:
-            require(np.isfinite(self.loc.data), "loc", "finite", self.loc)
-            require((self.scale.data > 0) & np.isfinite(self.scale.data), "scale",
-                    "positive and finite", self.scale)
-        batch_shape = np.broadcast_shapes(self.loc.shape, self.scale.shape)
-        super().__init__(batch_shape, (), self.loc.dtype)
 
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """Reparameterized inverse-CDF draw:  z = F⁻¹(u; μ, β) = μ − β log(−log u),  u ~ U(0, 1).

@@ -20,11 +20,9 @@ import math
 import numpy as np
 
 from minivae.distributions.base import (
-    Distribution,
-    as_parameters,
+    LocationScale,
     broadcast_to,
     check_rng,
-    require,
 )
 from minivae.distributions.kl import register_kl
 from minivae.ops import where
@@ -74,7 +72,7 @@ def standard_laplace_from_uniform(v: np.ndarray) -> np.ndarray:
     return -np.sign(u) * np.log1p(-2 * np.abs(u))
 
 
-class Laplace(Distribution):
+class Laplace(LocationScale):
     """Laplace(loc, scale) for each entry of the broadcast of ``loc`` and ``scale``.
 
     loc : μ, the median and mean, any real.
@@ -83,15 +81,6 @@ class Laplace(Distribution):
     """
 
     has_rsample = True
-
-    def __init__(self, loc, scale, validate_args: bool = True):
-        self.loc, self.scale = as_parameters(loc=loc, scale=scale)
-        if validate_args:
-            require(np.isfinite(self.loc.data), "loc", "finite", self.loc)
-            require((self.scale.data > 0) & np.isfinite(self.scale.data), "scale",
-                    "positive and finite", self.scale)
-        batch_shape = np.broadcast_shapes(self.loc.shape, self.scale.shape)
-        super().__init__(batch_shape, (), self.loc.dtype)
 
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """Reparameterized inverse-CDF draw:  z = F⁻¹(v; μ, b) = μ + b ε,  v ~ U[0, 1),

@@ -15,11 +15,9 @@ import math
 import numpy as np
 
 from minivae.distributions.base import (
-    Distribution,
-    as_parameters,
+    LocationScale,
     broadcast_to,
     check_rng,
-    require,
 )
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.tensor import Tensor
@@ -38,7 +36,7 @@ def _standard_normal_cdf(z: Tensor) -> Tensor:
     return Tensor.from_op(out, (z,), lambda g: (g * density,), "standard_normal_cdf")
 
 
-class Normal(Distribution):
+class Normal(LocationScale):
     """N(loc, scale²) for each entry of the broadcast of ``loc`` and ``scale``.
 
     loc : μ, any real (array, Tensor or number).
@@ -47,15 +45,6 @@ class Normal(Distribution):
     """
 
     has_rsample = True
-
-    def __init__(self, loc, scale, validate_args: bool = True):
-        self.loc, self.scale = as_parameters(loc=loc, scale=scale)
-        if validate_args:
-            require(np.isfinite(self.loc.data), "loc", "finite", self.loc)
-            require((self.scale.data > 0) & np.isfinite(self.scale.data), "scale",
-                    "positive and finite", self.scale)
-        batch_shape = np.broadcast_shapes(self.loc.shape, self.scale.shape)
-        super().__init__(batch_shape, (), self.loc.dtype)
 
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """z = μ + σ ε with ε ~ N(0, 1) drawn outside the graph, so dz/dμ = 1 and dz/dσ = ε.
