@@ -63,6 +63,25 @@ def check_flat_gradient(module, objective, analytic, directions, rtol, atol, ste
 
 
 @pytest.fixture
+def objective_of_parameters():
+    """``make(model, x, seed)`` → f(*parameters) = Σ model.objective(x) with the model's
+    parameters replaced by f's arguments and the same noise every call (for gradcheck)."""
+    def make(model, x, seed):
+        names = [name for name, _ in model.named_parameters()]
+
+        def f(*tensors):
+            for name, tensor in zip(names, tensors):
+                *path, leaf = name.split(".")
+                owner = model
+                for part in path:
+                    owner = owner[int(part)] if part.isdigit() else getattr(owner, part)
+                setattr(owner, leaf, tensor)
+            return model.objective(x, np.random.default_rng(seed)).sum()
+        return f
+    return make
+
+
+@pytest.fixture
 def flat_gradient_check():
     """``check_flat_gradient`` as a fixture, so test modules need not import conftest."""
     return check_flat_gradient
