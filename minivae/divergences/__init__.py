@@ -1,0 +1,12 @@
+"""Divergences between distributions, and what each one asks of them.
+
+* ``kl_directions`` — fitting a Gaussian q to a target p by reverse KL(q‖p) (mode seeking: needs
+  samples of q and log p up to a constant) or forward KL(p‖q) (mode covering: needs samples of p),
+  and the table of which direction each kind of access allows;
+* ``bounds`` — lower bounds on KL(p‖q) through a critic T: R1 (convex conjugate) and R2
+  (Donsker–Varadhan), with R1 ≤ R2 ≤ KL;
+* ``jensen_shannon`` — JSD for discrete and 1-D continuous distributions, 0 ≤ JSD ≤ log 2;
+* ``discriminator`` — the optimal classifier between two samples and the density ratio it gives,
+  f₁(x) = f₀(x) D*(x) / (1 − D*(x));
+* ``quadrature`` — the 1-D integration grid the exact 1-D divergences are computed on.
+"""
