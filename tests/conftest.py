@@ -85,3 +85,13 @@ def objective_of_parameters():
 def flat_gradient_check():
     """``check_flat_gradient`` as a fixture, so test modules need not import conftest."""
     return check_flat_gradient
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Report how many fuzz cases tests/fuzzing.py checked (quoted in docs/RELIABILITY.md)."""
+    import sys
+
+    fuzzing = sys.modules.get("fuzzing")
+    line = fuzzing.summary() if fuzzing is not None else ""
+    if line:
+        terminalreporter.write_line(line)
