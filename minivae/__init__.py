@@ -3,6 +3,7 @@
 The data path, one file each: ``data`` → ``nn`` (encoder) → ``densities`` (sampler, KL) →
 ``models/vae`` (decoder, ELBO) → ``tensor`` (backward) → ``optim`` (update).
 """
+from minivae.anomaly import AnomalyError, detect_anomaly
 from minivae.distributions import cross_entropy, kl_divergence
 from minivae.gradcheck import GradcheckError, gradcheck
 from minivae.ops import (
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "no_grad", "is_grad_enabled", "unbroadcast", "gradcheck", "GradcheckError",
+    "detect_anomaly", "AnomalyError",
     "kl_divergence", "cross_entropy",
     "add", "sub", "mul", "div", "neg", "pow", "matmul",
     "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "leaky_relu", "softplus",

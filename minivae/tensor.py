@@ -16,6 +16,8 @@ import contextlib
 
 import numpy as np
 
+from minivae.anomaly import AnomalyMode, check_backward, check_forward
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -66,13 +68,18 @@ def _as_float_array(data, dtype=None) -> np.ndarray:
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        return np.asarray(data, dtype=dtype)
+    # Look at what arrived before converting: np.asarray(None, dtype=float) would be NaN and
+    # np.asarray("1", dtype=float) a number, silently.
     array = np.asarray(data)
+    other_float = array.dtype.kind == "f" and array.dtype not in FLOAT_DTYPES
+    if array.dtype.kind not in "fbiu" or (other_float and dtype is None):
+        raise TypeError(f"Tensor data must be float32 or float64 (or integers), "
+                        f"got {array.dtype} from {type(data).__name__}")
+    if dtype is not None:
+        return array.astype(dtype, copy=False)
     if array.dtype in FLOAT_DTYPES:
         return array
-    if array.dtype.kind in "biu":  # Python numbers, bools and integer arrays become float64
-        return array.astype(np.float64)
-    raise TypeError(f"Tensor data must be float32 or float64 (or integers), got {array.dtype}")
+    return array.astype(np.float64)  # Python numbers, bools and integer arrays
 
 
 class Tensor:
@@ -98,7 +105,13 @@ class Tensor:
 
     @staticmethod
     def from_op(data: np.ndarray, parents: tuple, vjp, op: str) -> "Tensor":
-        """Wrap a primitive's output; record ``parents`` and ``vjp`` only if a gradient can flow."""
+        """Wrap a primitive's output; record ``parents`` and ``vjp`` only if a gradient can flow.
+
+        Inside ``minivae.detect_anomaly()`` the output is first checked for NaN/±inf made from
+        finite parents (and ``backward`` checks each VJP's result the same way).
+        """
+        if AnomalyMode.enabled:  # see minivae/anomaly.py; off by default, so one test
+            check_forward(data, parents, op)
         out = Tensor.__new__(Tensor)
         out.data, out._grad, out._grad_cleared, out.op = data, None, False, op
         out.requires_grad = _GradMode.enabled and any(p.requires_grad for p in parents)
@@ -126,6 +139,7 @@ class Tensor:
             raise ValueError(f"grad has shape {grad.shape}, expected {self.shape}")
 
         grads = {id(self): grad}
+        detect_anomaly = AnomalyMode.enabled
         for node in self._reverse_topological_order():
             g = grads.pop(id(node), None)
             if g is None:  # a leaf whose VJPs all wrote into its gradient themselves
@@ -133,7 +147,10 @@ class Tensor:
             if not node._parents:  # a leaf: keep the gradient
                 node.accumulate_grad(g)
                 continue
-            for parent, parent_grad in zip(node._parents, node._vjp(g)):
+            parent_grads = node._vjp(g)
+            if detect_anomaly:
+                check_backward(g, node._parents, parent_grads, node.op)
+            for parent, parent_grad in zip(node._parents, parent_grads):
                 if parent_grad is None or not parent.requires_grad:
                     continue
                 key = id(parent)

@@ -337,6 +337,8 @@ def logsumexp_rows(a: np.ndarray) -> np.ndarray:
     dtype, (a,) = _float_inputs(a=a)
     _require_ndim("a", a, 2)
     rows, cols = a.shape
+    if cols == 0:  # the C loop would return log(0) = −∞; every backend raises instead
+        raise ValueError(f"a must have at least one column to take a row maximum, got {a.shape}")
     out = np.empty(rows, dtype)
     function, pointer = _kernel("logsumexp_rows", dtype)
     function(pointer(a), rows, cols, pointer(out))

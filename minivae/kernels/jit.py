@@ -73,9 +73,21 @@ def check_available() -> None:
 
 
 # -- helpers for the wrappers ---------------------------------------------------------------
-def _common_dtype(*arrays) -> np.dtype:
-    """The dtype NumPy's promotion would give the reference's arithmetic (integers → float64)."""
-    return np.result_type(*arrays, np.float32)
+def _common_dtype(**arrays) -> np.dtype:
+    """The one dtype, float32 or float64, that all the named arrays share.
+
+    ``TypeError`` otherwise, as in the C backend: the engine never mixes dtypes, and promoting
+    here would silently compute float32 work in float64.
+    """
+    (first_name, first), *rest = arrays.items()
+    dtype = np.asarray(first).dtype
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{first_name} must be a float32 or float64 array, got dtype {dtype}")
+    for name, array in rest:
+        if np.asarray(array).dtype != dtype:
+            raise TypeError(f"{name} must have the dtype of {first_name} ({dtype}), "
+                            f"got {np.asarray(array).dtype}")
+    return dtype
 
 
 def _contiguous(array, dtype: np.dtype) -> np.ndarray:
@@ -132,12 +144,13 @@ def bernoulli_log_prob(logits: np.ndarray, x: np.ndarray,
 
     Verified by: tests/test_kernels.py::test_bernoulli_log_prob_matches_reference
     """
-    dtype = _common_dtype(logits, x)
+    dtype = _common_dtype(logits=logits, x=x)
     logits, x = _contiguous(logits, dtype), _contiguous(x, dtype)
     _require_2d("logits", logits)
     _require_shape("x", x, logits.shape)
     want_grad = grad_logits is not None
     if want_grad:
+        _common_dtype(logits=logits, grad_logits=grad_logits)
         _require_shape("grad_logits", grad_logits, logits.shape)
     else:
         grad_logits = _no_array(dtype, 2)
@@ -189,7 +202,7 @@ def bias_act_forward(h: np.ndarray, bias: np.ndarray, activation: str, slope: fl
     Verified by: tests/test_kernels.py::test_bias_act_matches_reference
     """
     code = _activation_code(activation)
-    dtype = _common_dtype(h, bias)
+    dtype = _common_dtype(h=h, bias=bias)
     h_in, bias = _contiguous(h, dtype), _contiguous(bias, dtype)
     _require_2d("h", h_in)
     _require_shape("bias", bias, h_in.shape[1:])
@@ -255,7 +268,7 @@ def bias_act_backward(y: np.ndarray, grad_y: np.ndarray, activation: str,
     Verified by: tests/test_kernels.py::test_bias_act_backward_matches_reference
     """
     code = _activation_code(activation)
-    dtype = _common_dtype(y, grad_y)
+    dtype = _common_dtype(y=y, grad_y=grad_y)
     y, grad_y = _contiguous(y, dtype), _contiguous(grad_y, dtype)
     _require_2d("y", y)
     _require_shape("grad_y", grad_y, y.shape)
@@ -288,7 +301,7 @@ def reparameterize_kl_forward(loc: np.ndarray, log_var: np.ndarray,
 
     Verified by: tests/test_kernels.py::test_reparameterize_kl_matches_reference
     """
-    dtype = _common_dtype(loc, log_var, eps)
+    dtype = _common_dtype(loc=loc, log_var=log_var, eps=eps)
     loc, log_var, eps = (_contiguous(a, dtype) for a in (loc, log_var, eps))
     _require_2d("loc", loc)
     _require_shape("log_var", log_var, loc.shape)
@@ -330,8 +343,8 @@ def reparameterize_kl_backward(loc: np.ndarray, eps: np.ndarray, std: np.ndarray
 
     Verified by: tests/test_kernels.py::test_reparameterize_kl_backward_matches_reference
     """
-    present = [a for a in (loc, eps, std, grad_z, grad_kl) if a is not None]
-    dtype = _common_dtype(*present)
+    present = {"loc": loc, "eps": eps, "std": std, "grad_z": grad_z, "grad_kl": grad_kl}
+    dtype = _common_dtype(**{name: a for name, a in present.items() if a is not None})
     loc, eps, std = (_contiguous(a, dtype) for a in (loc, eps, std))
     _require_2d("loc", loc)
     _require_shape("eps", eps, loc.shape)
@@ -368,6 +381,7 @@ def _adam_update(param, grad, m, v, step_size, root_correction, beta1, one_minus
 
 
 def _require_buffers(param: np.ndarray, **others: np.ndarray) -> None:
+    _common_dtype(param=param, **others)
     _require_shape("param", param, param.shape[:1])
     for name, array in others.items():
         _require_shape(name, array, param.shape)
@@ -438,7 +452,7 @@ def logsumexp_rows(a: np.ndarray) -> np.ndarray:
 
     Verified by: tests/test_kernels.py::test_logsumexp_rows_matches_reference
     """
-    a = _contiguous(a, _common_dtype(a))
+    a = _contiguous(a, _common_dtype(a=a))
     _require_2d("a", a)
     if a.shape[1] == 0:
         raise ValueError(f"a must have at least one column to take a row maximum, got {a.shape}")
@@ -479,7 +493,7 @@ def _matmul_blocked(a, b, block, c):
 
 
 def _matmul_operands(a, b) -> tuple[np.ndarray, np.ndarray]:
-    dtype = _common_dtype(a, b)
+    dtype = _common_dtype(a=a, b=b)
     a, b = _contiguous(a, dtype), _contiguous(b, dtype)
     _require_2d("a", a)
     _require_2d("b", b)

@@ -5,7 +5,9 @@ math is easy to check; ``jit.py`` (numba) and ``csrc/kernels.c`` (C via cffi) im
 contract loop for loop.  The contract, for every backend:
 
 * inputs may be any float32 or float64 arrays (non-contiguous too); all array arguments of one
-  call share one dtype, and results have that dtype (nothing is upcast);
+  call share one dtype, and results have that dtype (nothing is upcast).  The compiled
+  backends enforce this with ``TypeError``; this reference, being the specification, does not
+  check it;
 * outputs are fresh C-contiguous arrays unless an ``out`` argument says otherwise;
 * in-place kernels (``adam_step``, ``sgd_step``) need 1-D C-contiguous buffers of one dtype;
 * NaN in an input propagates to the outputs it touches; nothing raises on extreme values.
@@ -186,10 +188,14 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float,
 def logsumexp_rows(a: np.ndarray) -> np.ndarray:
     """log Σ_j exp(a_ij) for each row i, shifted by the row maximum (no overflow).
 
-    A row of all −∞ gives −∞; a row containing +∞ gives +∞; NaN propagates.
+    A row of all −∞ gives −∞; a row containing +∞ gives +∞; NaN propagates.  Rows with no
+    columns raise ValueError (every backend does): there is no maximum to shift by.
 
-    Verified by: tests/test_kernels.py::test_logsumexp_rows_matches_reference
+    Verified by: tests/test_kernels.py::test_logsumexp_rows_matches_reference,
+    tests/test_extremes_engine.py::test_logsumexp_rows_without_columns_raises_on_every_backend
     """
+    if a.ndim == 2 and a.shape[1] == 0:
+        raise ValueError(f"a must have at least one column to take a row maximum, got {a.shape}")
     m = a.max(axis=1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0).astype(a.dtype)
     with np.errstate(divide="ignore"):
