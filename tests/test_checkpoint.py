@@ -249,7 +249,9 @@ def test_checkpoint_is_a_plain_uncompressed_npz(tmp_path):
             [key + ".npy" for key in example_arrays()] + ["__meta__.npy"])
         assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
     with np.load(path, allow_pickle=False) as npz:  # readable by NumPy alone
-        assert json.loads(str(npz["__meta__"])) == {"epoch": 2, "config": {"latent": 2}}
+        meta = json.loads(str(npz["__meta__"]))
+        assert len(meta.pop("__sha256__")) == 64  # hex SHA-256 of the content
+        assert meta == {"epoch": 2, "config": {"latent": 2}}
         np.testing.assert_array_equal(npz["encoder.W"], example_arrays()["encoder.W"])
 
 

