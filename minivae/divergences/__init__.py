@@ -10,3 +10,31 @@
   f₁(x) = f₀(x) D*(x) / (1 − D*(x));
 * ``quadrature`` — the 1-D integration grid the exact 1-D divergences are computed on.
 """
+from minivae.divergences.bounds import BoundHistory, r1_bound, r2_bound, train_critic
+from minivae.divergences.discriminator import (
+    Discriminator,
+    LogisticDiscriminator,
+    MLPDiscriminator,
+    discriminator_objective,
+    optimal_discriminator,
+    optimal_logit,
+)
+from minivae.divergences.jensen_shannon import jensen_shannon_1d, jensen_shannon_discrete
+from minivae.divergences.kl_directions import (
+    KL_ACCESS_TABLE,
+    GaussianFit,
+    fit_forward_kl,
+    fit_reverse_kl,
+    format_kl_access_table,
+    forward_kl_1d,
+    reverse_kl_1d,
+)
+
+__all__ = [
+    "BoundHistory", "r1_bound", "r2_bound", "train_critic",
+    "Discriminator", "LogisticDiscriminator", "MLPDiscriminator", "discriminator_objective",
+    "optimal_discriminator", "optimal_logit",
+    "jensen_shannon_1d", "jensen_shannon_discrete",
+    "KL_ACCESS_TABLE", "GaussianFit", "fit_forward_kl", "fit_reverse_kl",
+    "format_kl_access_table", "forward_kl_1d", "reverse_kl_1d",
+]
