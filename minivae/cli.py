@@ -16,42 +16,46 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Train and evaluate variational autoencoders.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a Bernoulli VAE")
-    train.add_argument("--dataset", default="mnist",
+    # The train options have no defaults here (None): one left out takes TrainConfig's default
+    # in a new run and the run's own value with --resume, so None means "not given".
+    train = commands.add_parser(
+        "train", help="train a Bernoulli VAE",
+        description="Train a model. Options left out take the defaults of "
+                    "minivae.train.TrainConfig (with --resume: the run's own values).")
+    train.add_argument("--dataset",
                        help="mnist, fashion-mnist or mnist-5k (embedded; needs minivae[demo])")
-    train.add_argument("--data-root", default=None,
+    train.add_argument("--data-root",
                        help="folder with the IDX .gz files (default: $MINIVAE_DATA, ~/.cache)")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--z-dim", type=int, default=20)
-    train.add_argument("--hidden", type=int, nargs="+", default=[400],
+    train.add_argument("--epochs", type=int, help="number of epochs the run trains in all")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--z-dim", type=int)
+    train.add_argument("--hidden", type=int, nargs="+",
                        help="hidden layer widths, e.g. --hidden 400 400")
-    train.add_argument("--activation", default=None, choices=ACTIVATIONS,
+    train.add_argument("--activation", choices=ACTIVATIONS,
                        help="hidden activation (default: the model's own, tanh for the VAE)")
-    train.add_argument("--leaky-slope", type=float, default=0.01,
-                       help="negative slope of leaky_relu")
-    train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    train.add_argument("--objective", default="elbo", choices=["elbo", "iwae"],
-                       help="bound to maximize: the ELBO (one sample, exact KL) or the "
-                            "importance-weighted bound L_k of Burda et al. (2016)")
-    train.add_argument("--k-train", type=int, default=None,
+    train.add_argument("--leaky-slope", type=float, help="negative slope of leaky_relu")
+    train.add_argument("--dtype", choices=["float32", "float64"])
+    train.add_argument("--objective", choices=["elbo", "iwae"],
+                       help="bound to maximize: the ELBO (one sample, exact KL; the default) or "
+                            "the importance-weighted bound L_k of Burda et al. (2016)")
+    train.add_argument("--k-train", type=int,
                        help="samples per image of L_k when --objective iwae (default 5); "
                             "the ELBO uses 1")
-    train.add_argument("--model", default="vae", choices=sorted(MODELS),
+    train.add_argument("--model", choices=sorted(MODELS),
                        help="which model to train (default: the Bernoulli VAE)")
-    train.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+    train.add_argument("--option", action="append", metavar="KEY=VALUE",
                        help="a model option, e.g. --option n_classes=10 (repeatable; VALUE is "
                             "read as JSON when it parses, else as a string)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--max-train", type=int, default=None,
-                       help="use only the first N training images")
-    train.add_argument("--max-test", type=int, default=None,
-                       help="use only the first N test images")
-    train.add_argument("--out", default="runs/vae", help="output folder")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--max-train", type=int, help="use only the first N training images")
+    train.add_argument("--max-test", type=int, help="use only the first N test images")
+    train.add_argument("--out", default="runs/vae", help="output folder (default %(default)s)")
     train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its last checkpoint (the other "
-                            "options must be the run's; --epochs may be raised)")
+                       help="continue the run in --out from its last checkpoint, with the "
+                            "options it was started with; --epochs N trains it to N epochs, "
+                            "--data-root reads the data from elsewhere, and any other option "
+                            "given must equal the run's")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="test ELBO and importance-sampled log p(x)")
@@ -78,19 +82,37 @@ def parse_options(pairs: list[str]) -> dict:
     return options
 
 
-def run_train(args) -> int:
-    from minivae.train import TrainConfig, bound_name, train
-
-    k = args.k_train if args.k_train is not None else (5 if args.objective == "iwae" else 1)
-    config = TrainConfig(
+def given_train_fields(args) -> dict:
+    """The TrainConfig fields that the command line sets (all but --out); options left out
+    are None and so are absent here."""
+    fields = dict(
         dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        z_dim=args.z_dim, hidden=tuple(args.hidden),
-        activation=args.activation or default_activation(args.model),
-        leaky_slope=args.leaky_slope, seed=args.seed,
-        dtype=args.dtype, out=args.out, data_root=args.data_root, max_train=args.max_train,
-        max_test=args.max_test, objective=args.objective, k=k, model=args.model,
-        model_options=parse_options(args.option),
-    )
+        z_dim=args.z_dim, hidden=args.hidden, activation=args.activation,
+        leaky_slope=args.leaky_slope, seed=args.seed, dtype=args.dtype, data_root=args.data_root,
+        max_train=args.max_train, max_test=args.max_test, objective=args.objective,
+        k=args.k_train, model=args.model,
+        model_options=None if args.option is None else parse_options(args.option))
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def new_run_config(out: str, fields: dict):
+    """The config of a new run: ``fields`` over TrainConfig's defaults, where the activation
+    defaults to the model's own and k to 5 for L_k (the ELBO has k = 1)."""
+    from minivae.train import TrainConfig
+
+    defaults = {"activation": default_activation(fields.get("model", "vae")),
+                "k": 5 if fields.get("objective") == "iwae" else 1}
+    return TrainConfig(out=out, **{**defaults, **fields})
+
+
+def run_train(args) -> int:
+    from minivae.resume import resume_config
+    from minivae.train import bound_name, train
+
+    fields = given_train_fields(args)
+    # resuming: the run's own config, changed only where the command line says so (and allowed)
+    config = (resume_config(args.out, **fields) if args.resume
+              else new_run_config(args.out, fields))
     metrics = train(config, progress=not args.quiet, resume=args.resume)
     print(f"final test {metrics['test_metric']} {metrics['test_elbo'][-1]:.3f} nats after "
           f"{config.epochs} epochs on the "

@@ -14,10 +14,8 @@ test ELBOs are comparable across epochs, runs and objectives.
 Runs are reproducible and resumable.  Every random draw comes from three generators spawned
 from ``config.seed`` (weights, data order and binarization, model noise), so one seed gives
 bit-identical runs on one machine.  After every epoch ``checkpoint.npz`` stores everything the
-next epoch reads: parameters, Adam's moments and step count, the generators' states, the
-model's state outside its parameters (e.g. an annealed temperature) and the metrics so far.
-``train(config, resume=True)`` continues from it, and the result is bit-identical to a run
-that was never interrupted (the wall-clock seconds aside).
+next epoch reads, and ``train(config, resume=True)`` continues from it, bit-identical to a run
+that was never interrupted; minivae/resume.py says what the checkpoint holds and why.
 
 Verified by: tests/test_vae.py::test_training_on_real_digits_lowers_negative_elbo,
 tests/test_iwae_training.py::test_iwae_training_raises_the_bound_on_real_digits
@@ -25,35 +23,29 @@ tests/test_iwae_training.py::test_iwae_training_raises_the_bound_on_real_digits
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from minivae.checkpoint import (
-    CheckpointError,
-    check_arrays,
-    load_checkpoint,
-    save_checkpoint,
-    write_json,
-)
+from minivae.checkpoint import CheckpointError, check_arrays, load_checkpoint, write_json
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.models import VAE
 from minivae.models.registry import model_class
 from minivae.objectives.iwae import iwae_bound
 from minivae.optim import Adam
+from minivae.resume import (
+    CHECKPOINT_NAME,
+    read_resume_checkpoint,
+    remove_stale_temporary_files,
+    restore_run,
+    save_run,
+)
 from minivae.tensor import Tensor, no_grad
 
 TEST_BINARIZATION_SEED = 12345  # fixed, so every run scores the same binary test set
 OBJECTIVES = ("elbo", "iwae")
-CHECKPOINT_NAME = "checkpoint.npz"
-# Checkpoint arrays that are not model parameters: Module.named_parameters skips names starting
-# with "_", so these prefixes can never clash with a parameter's name.
-OPTIMIZER_PREFIX, MODEL_EXTRA_PREFIX = "_adam.", "_model."
-# Config fields a resumed run may change: where files go and come from, and the total length.
-RESUMABLE_CHANGES = ("epochs", "out", "data_root")
 
 
 @dataclasses.dataclass
@@ -169,12 +161,16 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
     "elbo", ``train_iwae`` — the mean L̂_k — for "iwae"), the test ELBO and the seconds.
 
     ``resume=True`` continues the run whose ``out/checkpoint.npz`` is there, from the epoch
-    after the last one saved; ``config`` must match the run's except for ``RESUMABLE_CHANGES``
-    (raise ``epochs`` to train longer).  FileNotFoundError when there is no checkpoint,
-    ValueError when it belongs to another run, is damaged, or the run already has ``epochs``.
+    after the last one saved; ``config`` must match the run's except for the fields in
+    ``minivae.resume.RESUMABLE_CHANGES`` (raise ``epochs`` to train longer).
+    ``minivae.resume.resume_config(out)`` reads that config back, so
+    ``train(resume_config(out, epochs=20), resume=True)`` continues a run without restating it.
+    FileNotFoundError when there is no checkpoint, ValueError when it belongs to another run,
+    is damaged, or the run already has ``epochs``.
     """
     out = Path(config.out)
-    saved = read_resume_checkpoint(out / CHECKPOINT_NAME, config) if resume else None
+    checkpoint = out / CHECKPOINT_NAME
+    saved = read_resume_checkpoint(checkpoint, config) if resume else None
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporary_files(out)
     model_rng, data_rng, noise_rng = np.random.default_rng(config.seed).spawn(3)
@@ -191,10 +187,10 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
     metrics = {"config": dataclasses.asdict(config), "objective": config.objective,
                "k": config.k, "test_metric": test_metric_name(model), "epoch": [],
                train_key: [], "test_elbo": [], "seconds": []}
+    generators = {"data": data_rng, "noise": noise_rng}  # the run state besides the model's
     first_epoch = 1
     if saved is not None:
-        first_epoch = 1 + restore_run(saved, out / CHECKPOINT_NAME, model, optimizer,
-                                      {"data": data_rng, "noise": noise_rng}, metrics)
+        first_epoch = 1 + restore_run(saved, checkpoint, model, optimizer, generators, metrics)
 
     for epoch in range(first_epoch, config.epochs + 1):
         start, bound_sum, seen = time.perf_counter(), 0.0, 0
@@ -226,153 +222,12 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
             tqdm.write(f"epoch {epoch:3d}  train {name:>5} {bound_sum / seen:9.3f}  "
                        f"test {test_metric_name(model)} {test_elbo:9.3f}  ({seconds:.1f} s)")
         # the checkpoint first: it is what a resumed run reads, metrics.json only a copy
-        arrays, extra = run_state(model, optimizer)
-        save_checkpoint(out / CHECKPOINT_NAME, arrays,
-                        {"config": dataclasses.asdict(config), "objective": config.objective,
-                         "k": config.k, "epoch": epoch, "x_dim": int(train_pixels.shape[1]),
-                         "metrics": metrics, "model_state": extra,
-                         "rng": {"data": data_rng.bit_generator.state,
-                                 "noise": noise_rng.bit_generator.state}})
+        save_run(checkpoint, config, epoch, int(train_pixels.shape[1]), model, optimizer,
+                 generators, metrics)
         write_json(out / "metrics.json", metrics)
 
     write_pictures(model, test_x, metrics, out, np.random.default_rng(config.seed))
     return metrics
-
-
-def remove_stale_temporary_files(out: Path) -> None:
-    """Delete what saves killed mid-write left behind (``atomic_write``'s hidden siblings).
-
-    They never take a real file's name, so they cannot be loaded by mistake; this only keeps a
-    run folder that was interrupted many times from filling up with dead files.
-    """
-    for target in (CHECKPOINT_NAME, "metrics.json"):
-        for stale in out.glob(f".{target}.*{Path(target).suffix}"):
-            stale.unlink(missing_ok=True)
-
-
-def _plain(value):
-    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
-    return json.loads(json.dumps(value))
-
-
-def read_resume_checkpoint(path: Path, config: TrainConfig) -> tuple[dict, dict]:
-    """(arrays, meta) of the checkpoint to resume, after checking that it belongs to the run
-    ``config`` describes and that epochs are left to train."""
-    if not path.is_file():
-        raise FileNotFoundError(2, f"cannot resume: no checkpoint in {path.parent} (run without "
-                                   f"--resume to start a new run there)", str(path))
-    arrays, meta = load_checkpoint(path, require_checksum=True)
-    for key in ("config", "epoch", "metrics", "rng", "model_state"):
-        if key not in meta:
-            raise CheckpointError(f"{path} cannot be resumed: its metadata has no {key!r} "
-                                  f"(written by an older minivae, or not by train)")
-    stored, current = meta["config"], _plain(dataclasses.asdict(config))
-    if not isinstance(stored, dict):
-        raise CheckpointError(f"{path}: 'config' in the metadata must be a JSON object, got "
-                              f"{type(stored).__name__}")
-    changed = [f"{field} {stored.get(field, '(missing)')!r} → {value!r}"
-               for field, value in current.items()
-               if field not in RESUMABLE_CHANGES and stored.get(field) != value]
-    if changed:
-        raise ValueError(f"cannot resume {path}: the config differs from the run's in "
-                         f"{'; '.join(changed)} (only {', '.join(RESUMABLE_CHANGES)} may "
-                         f"change; start a new run in another --out folder instead)")
-    done = meta["epoch"]
-    if not isinstance(done, int) or isinstance(done, bool) or done < 1:
-        raise CheckpointError(f"{path}: 'epoch' must be a positive integer, got {done!r}")
-    if done >= config.epochs:
-        raise ValueError(f"nothing to resume: the run in {path.parent} has already finished "
-                         f"{done} epochs and epochs is {config.epochs}; raise --epochs to "
-                         f"train longer")
-    return arrays, meta
-
-
-def model_extra_state(model) -> tuple[dict, dict]:
-    """What a model keeps outside ``state_dict`` that later epochs read: (arrays, JSON dict).
-
-    Arrays: its top-level arrays and constant Tensors that are neither parameters nor in
-    ``state_dict`` (e.g. the VQ-VAE's codeword usage counts).  JSON: its scalar attributes
-    with their types (e.g. the categorical VAE's annealed temperature) and the states of its
-    random generators (e.g. the VQ-VAE's, which restarts dead codewords).
-    """
-    covered = set(model.state_dict())
-    flat = [id(getattr(model, n, None)) for n in ("flat_data", "_flat_grad")]
-    arrays, scalars, generators = {}, {}, {}
-    for name, value in vars(model).items():
-        if isinstance(value, Tensor) and not value.requires_grad:
-            value = value.data
-        if isinstance(value, np.ndarray) and name not in covered and id(value) not in flat:
-            arrays[MODEL_EXTRA_PREFIX + name] = value.copy()
-        elif isinstance(value, np.random.Generator):
-            generators[name] = value.bit_generator.state
-        elif isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
-            kind = type(value).__name__ if type(value) in (bool, int, float) else value.dtype.str
-            scalars[name] = [kind, value.item() if isinstance(value, np.generic) else value]
-    return arrays, {"scalars": scalars, "generators": generators}
-
-
-def run_state(model, optimizer: Adam) -> tuple[dict, dict]:
-    """The arrays of a checkpoint (parameters, Adam's state, model extras) and the model's
-    JSON-able extra state."""
-    extra_arrays, extra = model_extra_state(model)
-    arrays = dict(model.state_dict())
-    arrays.update({OPTIMIZER_PREFIX + k: v for k, v in optimizer.state_dict().items()})
-    arrays.update(extra_arrays)
-    return arrays, extra
-
-
-def restore_run(saved: tuple[dict, dict], path: Path, model, optimizer: Adam,
-                generators: dict, metrics: dict) -> int:
-    """Put the run state of a checkpoint into a freshly built model, optimizer, generators and
-    metrics (in place); return the last epoch it finished.  Everything is checked against the
-    fresh objects first, so a mismatch is a CheckpointError naming the file."""
-    arrays, meta = saved
-    expected_arrays, extra = run_state(model, optimizer)
-    try:
-        check_arrays(arrays, {k: (v.shape, v.dtype) for k, v in expected_arrays.items()})
-    except CheckpointError as error:
-        raise CheckpointError(f"{path} does not fit the model built from its config: "
-                              f"{error}") from None
-    state = meta["model_state"]
-    if (not isinstance(state, dict) or not isinstance(state.get("scalars"), dict)
-            or not isinstance(state.get("generators"), dict)
-            or set(state["scalars"]) != set(extra["scalars"])
-            or set(state["generators"]) != set(extra["generators"])):
-        raise CheckpointError(f"{path}: the model state it holds names "
-                              f"{sorted(state) if isinstance(state, dict) else state!r}, the "
-                              f"model built from its config has scalars "
-                              f"{sorted(extra['scalars'])} and generators "
-                              f"{sorted(extra['generators'])}")
-    epoch = meta["epoch"]
-    train_key = next(k for k in ("train_elbo", "train_iwae") if k in metrics)
-    saved_metrics = meta["metrics"]
-    keys = ("epoch", train_key, "test_elbo", "seconds")
-    if not (isinstance(saved_metrics, dict)
-            and all(isinstance(saved_metrics.get(k), list) and len(saved_metrics[k]) == epoch
-                    for k in keys)):
-        raise CheckpointError(f"{path}: 'metrics' must hold lists {keys} of {epoch} entries "
-                              f"each (one per finished epoch)")
-    try:
-        model.load_state_dict({k: v for k, v in arrays.items() if not k.startswith("_")})
-        optimizer.load_state_dict({k[len(OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
-                                   if k.startswith(OPTIMIZER_PREFIX)})
-        for name, value in arrays.items():
-            if name.startswith(MODEL_EXTRA_PREFIX):
-                target = getattr(model, name[len(MODEL_EXTRA_PREFIX):])
-                (target.data if isinstance(target, Tensor) else target)[...] = value
-        for name, (kind, value) in state["scalars"].items():
-            setattr(model, name, {"bool": bool, "int": int, "float": float}.get(
-                kind, np.dtype(kind).type)(value))
-        for name, value in state["generators"].items():
-            getattr(model, name).bit_generator.state = value
-        for name, rng in generators.items():
-            rng.bit_generator.state = meta["rng"][name]
-    except (TypeError, ValueError, KeyError) as error:
-        raise CheckpointError(f"{path}: cannot restore the run state: "
-                              f"{type(error).__name__}: {error}") from None
-    for key in keys:
-        metrics[key] = list(saved_metrics[key])
-    return epoch
 
 
 def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,
@@ -393,6 +248,17 @@ def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,
                      f"trained on the {name}")
 
 
+def stored_config(path, fields: dict) -> TrainConfig:
+    """The ``TrainConfig`` a checkpoint's metadata describes (fields unknown to this version
+    ignored); a CheckpointError naming ``path`` when it is not a valid config."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        return TrainConfig(**{k: v for k, v in fields.items() if k in known})
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: the config in its metadata is not valid: "
+                              f"{error}") from None
+
+
 def load_model(path) -> tuple:
     """Rebuild a trained model (and its config) from a checkpoint written by ``train``.
 
@@ -403,12 +269,7 @@ def load_model(path) -> tuple:
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path}: not a minivae training checkpoint (no 'config' object "
                               f"in its metadata)")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    try:
-        config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in fields})
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: the config in its metadata is not valid: "
-                              f"{error}") from None
+    config = stored_config(path, meta["config"])
     # x_dim is in the metadata since models other than the VAE exist; older files: the
     # encoder's first weight has x_dim rows
     x_dim = meta.get("x_dim", arrays.get("encoder.layers.0.weight", np.empty((0, 0))).shape[0])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from minivae.checkpoint import load_checkpoint
-from minivae.cli import main
+from minivae.cli import build_parser, given_train_fields, main, new_run_config
 from minivae.data import write_idx
 
 
@@ -118,3 +118,18 @@ def test_unknown_model_and_bad_option_are_reported(tmp_path, tiny_mnist):
         main(["train", "--model", "nope", "--out", str(tmp_path / "x"), "--quiet"])
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         main(["train", "--option", "no-equals-sign", "--out", str(tmp_path / "x"), "--quiet"])
+
+
+def test_options_left_out_take_the_config_defaults():
+    from minivae.train import TrainConfig
+
+    def config(*argv):
+        args = build_parser().parse_args(["train", *argv])
+        return new_run_config(args.out, given_train_fields(args))
+
+    assert given_train_fields(build_parser().parse_args(["train"])) == {}
+    assert config() == TrainConfig()
+    assert config("--model", "vqvae").activation == "relu"  # the model's own default
+    assert config("--objective", "iwae").k == 5
+    assert config("--objective", "iwae", "--k-train", "2", "--hidden", "8", "8") == TrainConfig(
+        objective="iwae", k=2, hidden=(8, 8))

@@ -12,6 +12,7 @@ import minivae.train as training
 from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minivae.cli import main
 from minivae.data import load_dataset
+from minivae.resume import resume_config
 from minivae.train import TrainConfig, train
 
 
@@ -157,18 +158,83 @@ def test_stale_temporary_files_are_ignored_and_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "metrics.json"]
 
 
-def test_command_line_resume(tmp_path, capsys):
-    args = ["train", "--dataset", "mnist-5k", "--batch-size", "40", "--hidden", "12",
-            "--z-dim", "3", "--max-train", "120", "--max-test", "20", "--quiet",
-            "--out", str(tmp_path / "run")]
-    assert main([*args, "--epochs", "1"]) == 0
-    assert main([*args, "--epochs", "2", "--resume"]) == 0
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epoch"] == [1, 2]
+class Interrupted(Exception):
+    """Stands for a kill between two epochs."""
+
+
+def interrupt_once_after_epoch(monkeypatch, epoch: int):
+    """The next run stops right after saving the checkpoint of ``epoch``, as if killed there."""
+    save, armed = training.save_run, [True]
+
+    def save_then_stop(path, config, done, *rest):
+        save(path, config, done, *rest)
+        if done == epoch and armed:
+            armed.clear()
+            raise Interrupted
+
+    monkeypatch.setattr(training, "save_run", save_then_stop)
+
+
+# none of these is a default: a resume that ignored the run's own options would not match
+OPTIONS = ["--dataset", "mnist-5k", "--batch-size", "40", "--hidden", "12", "--z-dim", "3",
+           "--max-train", "120", "--max-test", "20", "--lr", "0.003", "--seed", "7", "--quiet"]
+
+
+def test_command_line_resume_needs_only_the_run_folder(tmp_path, monkeypatch):
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    assert main(["train", *OPTIONS, "--epochs", "4", "--out", whole]) == 0
+    interrupt_once_after_epoch(monkeypatch, 1)
+    with pytest.raises(Interrupted):
+        main(["train", *OPTIONS, "--epochs", "3", "--out", parts])
+
+    assert main(["train", "--resume", "--out", parts, "--quiet"]) == 0  # epochs 2 and 3
+    assert json.loads((tmp_path / "parts" / "metrics.json").read_text())["epoch"] == [1, 2, 3]
+    assert main(["train", "--resume", "--out", parts, "--epochs", "4", "--quiet"]) == 0
+
+    assert_same_checkpoints(tmp_path / "whole" / "checkpoint.npz",
+                            tmp_path / "parts" / "checkpoint.npz")
+    read = [json.loads((tmp_path / run / "metrics.json").read_text())
+            for run in ("whole", "parts")]
+    assert comparable(read[0]) == comparable(read[1])
+    assert read[1]["config"]["lr"] == 0.003 and read[1]["config"]["epochs"] == 4
+
+
+@pytest.mark.parametrize("given, message", [
+    (["--lr", "0.01"], "lr 0.003 → 0.01"),
+    (["--hidden", "12", "12"], "hidden [12] → [12, 12]"),
+    (["--dataset", "mnist", "--seed", "7"], "dataset 'mnist-5k' → 'mnist'"),
+    (["--option", "n_classes=4"], "model_options {} → {'n_classes': 4}"),
+])
+def test_command_line_resume_refuses_a_changed_option(tmp_path, capsys, given, message):
+    out = str(tmp_path)
+    assert main(["train", *OPTIONS, "--epochs", "1", "--out", out]) == 0
+    before = (tmp_path / "checkpoint.npz").read_bytes()
     capsys.readouterr()
-    assert main([*args, "--epochs", "2", "--resume"]) == 2
-    assert "already finished 2 epochs" in capsys.readouterr().err
-    assert main([*args, "--epochs", "3", "--resume", "--lr", "0.01"]) == 2
-    assert "differs from the run's in lr" in capsys.readouterr().err
-    args[-1] = str(tmp_path / "nothing")
-    assert main([*args, "--epochs", "2", "--resume"]) == 2
+    assert main(["train", "--resume", "--out", out, "--epochs", "2", "--quiet", *given]) == 2
+    error = capsys.readouterr().err
+    assert "differs from the run's in " + message in error
+    assert "seed 7" not in error  # an option given with the run's own value is no change
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+
+
+def test_command_line_resume_of_a_finished_or_missing_run_says_so(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", *OPTIONS, "--epochs", "1", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", out, "--quiet"]) == 2
+    assert "already finished 1 epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", str(tmp_path / "nothing"), "--quiet"]) == 2
     assert "cannot resume: no checkpoint" in capsys.readouterr().err
+
+
+def test_resume_config_reads_the_run_back(tmp_path):
+    config = tiny_config(tmp_path / "run", 1, lr=0.003, model="categorical",
+                         model_options={"n_classes": 4})
+    train(config, progress=False)
+    moved = tmp_path / "moved"
+    (tmp_path / "run").rename(moved)
+    assert resume_config(moved) == dataclasses.replace(config, out=str(moved))
+    longer = resume_config(moved, epochs=3, data_root="elsewhere", lr=0.003)
+    assert (longer.epochs, longer.data_root, longer.lr) == (3, "elsewhere", 0.003)
+    with pytest.raises(ValueError, match="differs from the run's in z_dim 3 → 4; seed 0 → 1 "):
+        resume_config(moved, z_dim=4, seed=1)

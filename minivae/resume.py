@@ -1,0 +1,232 @@
+"""Resumable runs: what a training checkpoint holds, and putting it back.
+
+After every epoch ``train`` saves ``checkpoint.npz`` in the run folder.  Besides the config, it
+holds everything the next epoch reads:
+
+* the parameters (``model.state_dict()``, names as they are);
+* Adam's state: the moments m and v of every parameter and the step count t
+  (arrays named ``_adam.*``);
+* the model's state outside its parameters: arrays such as the VQ-VAE's codeword usage counts
+  (``_model.*``), scalars such as the categorical VAE's annealed temperature, and the states of
+  the model's own random generators (metadata ``model_state``);
+* the states of the run's two running generators, one for data order and binarization, one
+  for the model's noise (metadata ``rng``); the generator of the initial weights is not read
+  again after the model is built;
+* the metrics of the finished epochs and the number of the last one.
+
+Why a resumed run is bit-identical to one that never stopped: an epoch is a deterministic
+function of exactly this state.  Its inputs are the parameters and Adam's m, v, t (each step
+reads them), the two generators (every random draw of the epoch comes from them, in the same
+order) and the model's extra state; the data are the same images, re-read from disk (the
+test images binarized with their fixed seed).  The arrays are stored with their dtypes and
+exact bytes, and the generators' states as the integers NumPy reports, so restoring them
+recreates the same values, not approximations.
+Epoch e + 1 of the resumed run therefore computes exactly what epoch e + 1 of the whole run
+computed, and so does every later one (on one machine, as for any two runs with one seed; the
+wall-clock seconds aside).
+
+The config is stored too: ``resume_config`` reads it back, so a run continues from its folder
+alone, and ``train(config, resume=True)`` refuses a config that differs from it outside
+``RESUMABLE_CHANGES``: another learning rate, seed, batch size, ... would make the rest a
+different run, not a continuation.
+
+Names starting with "_" cannot clash with a parameter's: ``Module.named_parameters`` skips them.
+The content digest that ``save_checkpoint`` adds is required when resuming, so a checkpoint
+edited after it was written is refused rather than continued.
+
+Verified by: tests/test_resume.py::test_interrupted_and_resumed_run_equals_uninterrupted
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from minivae.checkpoint import CheckpointError, check_arrays, load_checkpoint, save_checkpoint
+from minivae.optim import Adam
+from minivae.tensor import Tensor
+
+CHECKPOINT_NAME = "checkpoint.npz"
+OPTIMIZER_PREFIX, MODEL_EXTRA_PREFIX = "_adam.", "_model."
+# Config fields a resumed run may change: where files go and come from, and the total length.
+RESUMABLE_CHANGES = ("epochs", "out", "data_root")
+
+
+def save_run(path: Path, config, epoch: int, x_dim: int, model, optimizer: Adam,
+             generators: dict, metrics: dict) -> None:
+    """Write the checkpoint from which the epoch after ``epoch`` can start (atomically)."""
+    arrays, extra = run_state(model, optimizer)
+    save_checkpoint(path, arrays,
+                    {"config": dataclasses.asdict(config), "objective": config.objective,
+                     "k": config.k, "epoch": epoch, "x_dim": x_dim, "metrics": metrics,
+                     "model_state": extra,
+                     "rng": {name: rng.bit_generator.state for name, rng in generators.items()}})
+
+
+def run_state(model, optimizer: Adam) -> tuple[dict, dict]:
+    """The arrays of a checkpoint (parameters, Adam's state, model extras) and the model's
+    JSON-able extra state."""
+    extra_arrays, extra = model_extra_state(model)
+    arrays = dict(model.state_dict())
+    arrays.update({OPTIMIZER_PREFIX + k: v for k, v in optimizer.state_dict().items()})
+    arrays.update(extra_arrays)
+    return arrays, extra
+
+
+def model_extra_state(model) -> tuple[dict, dict]:
+    """What a model keeps outside ``state_dict`` that later epochs read: (arrays, JSON dict).
+
+    Arrays: its top-level arrays and constant Tensors that are neither parameters nor in
+    ``state_dict`` (e.g. the VQ-VAE's codeword usage counts).  JSON: its scalar attributes
+    with their types (e.g. the categorical VAE's annealed temperature) and the states of its
+    random generators (e.g. the VQ-VAE's, which restarts dead codewords).
+    """
+    covered = set(model.state_dict())
+    flat = [id(getattr(model, n, None)) for n in ("flat_data", "_flat_grad")]
+    arrays, scalars, generators = {}, {}, {}
+    for name, value in vars(model).items():
+        if isinstance(value, Tensor) and not value.requires_grad:
+            value = value.data
+        if isinstance(value, np.ndarray) and name not in covered and id(value) not in flat:
+            arrays[MODEL_EXTRA_PREFIX + name] = value.copy()
+        elif isinstance(value, np.random.Generator):
+            generators[name] = value.bit_generator.state
+        elif isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+            kind = type(value).__name__ if type(value) in (bool, int, float) else value.dtype.str
+            scalars[name] = [kind, value.item() if isinstance(value, np.generic) else value]
+    return arrays, {"scalars": scalars, "generators": generators}
+
+
+def load_resumable(path: Path) -> tuple[dict, dict]:
+    """(arrays, meta) of a checkpoint that holds a run state, with its checksum verified."""
+    if not path.is_file():
+        raise FileNotFoundError(2, f"cannot resume: no checkpoint in {path.parent} (run without "
+                                   f"--resume to start a new run there)", str(path))
+    arrays, meta = load_checkpoint(path, require_checksum=True)
+    for key in ("config", "epoch", "metrics", "rng", "model_state"):
+        if key not in meta:
+            raise CheckpointError(f"{path} cannot be resumed: its metadata has no {key!r} "
+                                  f"(written by an older minivae, or not by train)")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{path}: 'config' in the metadata must be a JSON object, got "
+                              f"{type(meta['config']).__name__}")
+    return arrays, meta
+
+
+def _plain(value):
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value))
+
+
+def check_same_run(path: Path, stored: dict, config) -> None:
+    """ValueError listing every field, old → new, in which ``config`` differs from the stored
+    config other than ``RESUMABLE_CHANGES``."""
+    current = _plain(dataclasses.asdict(config))
+    changed = [f"{field} {stored.get(field, '(missing)')!r} → {value!r}"
+               for field, value in current.items()
+               if field not in RESUMABLE_CHANGES and stored.get(field) != value]
+    if changed:
+        raise ValueError(f"cannot resume {path}: the config differs from the run's in "
+                         f"{'; '.join(changed)} (only {', '.join(RESUMABLE_CHANGES)} may "
+                         f"change; start a new run in another --out folder instead)")
+
+
+def resume_config(out, **overrides):
+    """The ``TrainConfig`` of the run saved in the folder ``out``, for ``train(config,
+    resume=True)``, so a run can be continued without restating how it was configured.
+
+    ``out`` becomes the config's folder (a run folder may have been moved or copied).
+    ``overrides`` set fields: those in ``RESUMABLE_CHANGES`` freely (``epochs=20`` trains
+    longer), any other only to the value the run already has, else the ValueError of a
+    changed config.  FileNotFoundError when ``out`` holds no checkpoint.
+    """
+    from minivae.train import stored_config  # minivae.train imports this module
+
+    path = Path(out) / CHECKPOINT_NAME
+    _, meta = load_resumable(path)
+    saved = stored_config(path, meta["config"])
+    config = dataclasses.replace(saved, out=str(out), **overrides)
+    check_same_run(path, meta["config"], config)
+    return config
+
+
+def read_resume_checkpoint(path: Path, config) -> tuple[dict, dict]:
+    """(arrays, meta) of the checkpoint to resume, after checking that it belongs to the run
+    ``config`` describes and that epochs are left to train."""
+    arrays, meta = load_resumable(path)
+    check_same_run(path, meta["config"], config)
+    done = meta["epoch"]
+    if not isinstance(done, int) or isinstance(done, bool) or done < 1:
+        raise CheckpointError(f"{path}: 'epoch' must be a positive integer, got {done!r}")
+    if done >= config.epochs:
+        raise ValueError(f"nothing to resume: the run in {path.parent} has already finished "
+                         f"{done} epochs and epochs is {config.epochs}; raise --epochs to "
+                         f"train longer")
+    return arrays, meta
+
+
+def restore_run(saved: tuple[dict, dict], path: Path, model, optimizer: Adam,
+                generators: dict, metrics: dict) -> int:
+    """Put the run state of a checkpoint into a freshly built model, optimizer, generators and
+    metrics (in place); return the last epoch it finished.  Everything is checked against the
+    fresh objects first, so a mismatch is a CheckpointError naming the file."""
+    arrays, meta = saved
+    expected_arrays, extra = run_state(model, optimizer)
+    try:
+        check_arrays(arrays, {k: (v.shape, v.dtype) for k, v in expected_arrays.items()})
+    except CheckpointError as error:
+        raise CheckpointError(f"{path} does not fit the model built from its config: "
+                              f"{error}") from None
+    state = meta["model_state"]
+    if (not isinstance(state, dict) or not isinstance(state.get("scalars"), dict)
+            or not isinstance(state.get("generators"), dict)
+            or set(state["scalars"]) != set(extra["scalars"])
+            or set(state["generators"]) != set(extra["generators"])):
+        raise CheckpointError(f"{path}: the model state it holds names "
+                              f"{sorted(state) if isinstance(state, dict) else state!r}, the "
+                              f"model built from its config has scalars "
+                              f"{sorted(extra['scalars'])} and generators "
+                              f"{sorted(extra['generators'])}")
+    epoch = meta["epoch"]
+    train_key = next(k for k in ("train_elbo", "train_iwae") if k in metrics)
+    saved_metrics = meta["metrics"]
+    keys = ("epoch", train_key, "test_elbo", "seconds")
+    if not (isinstance(saved_metrics, dict)
+            and all(isinstance(saved_metrics.get(k), list) and len(saved_metrics[k]) == epoch
+                    for k in keys)):
+        raise CheckpointError(f"{path}: 'metrics' must hold lists {keys} of {epoch} entries "
+                              f"each (one per finished epoch)")
+    try:
+        model.load_state_dict({k: v for k, v in arrays.items() if not k.startswith("_")})
+        optimizer.load_state_dict({k[len(OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
+                                   if k.startswith(OPTIMIZER_PREFIX)})
+        for name, value in arrays.items():
+            if name.startswith(MODEL_EXTRA_PREFIX):
+                target = getattr(model, name[len(MODEL_EXTRA_PREFIX):])
+                (target.data if isinstance(target, Tensor) else target)[...] = value
+        for name, (kind, value) in state["scalars"].items():
+            setattr(model, name, {"bool": bool, "int": int, "float": float}.get(
+                kind, np.dtype(kind).type)(value))
+        for name, value in state["generators"].items():
+            getattr(model, name).bit_generator.state = value
+        for name, rng in generators.items():
+            rng.bit_generator.state = meta["rng"][name]
+    except (TypeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: cannot restore the run state: "
+                              f"{type(error).__name__}: {error}") from None
+    for key in keys:
+        metrics[key] = list(saved_metrics[key])
+    return epoch
+
+
+def remove_stale_temporary_files(out: Path) -> None:
+    """Delete what saves killed mid-write left behind (``atomic_write``'s hidden siblings).
+
+    They never take a real file's name, so they cannot be loaded by mistake; this only keeps a
+    run folder that was interrupted many times from filling up with dead files.
+    """
+    for target in (CHECKPOINT_NAME, "metrics.json"):
+        for stale in out.glob(f".{target}.*{Path(target).suffix}"):
+            stale.unlink(missing_ok=True)
