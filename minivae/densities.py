@@ -3,7 +3,9 @@
 * ``DiagonalNormal(loc, log_var)`` is q(z|x) = N(μ, diag σ²): the diagonal Gaussian
   ``Independent(Normal(μ, σ), 1)`` of minivae.distributions, parameterized by the log-variance
   the encoder emits (unconstrained; σ = exp(½ log σ²) is always positive).
-* ``BernoulliLogits(logits)`` is p(x|z): ``Independent(Bernoulli(logits=l), 1)`` over pixels.
+* ``BernoulliLogits(logits, soft_targets=False)`` is p(x|z): ``Independent(Bernoulli(logits=l),
+  1)`` over pixels.  Targets must be 0 or 1 unless ``soft_targets=True`` (grey levels in [0, 1],
+  scored by minus the binary cross-entropy).
 
 This is where sampling meets differentiation.  ``rsample`` draws z = μ + σ ⊙ ε with
 ε ~ N(0, I) drawn *outside* the graph, so z is a differentiable function of (μ, σ) and
@@ -20,8 +22,8 @@ import math
 import numpy as np
 
 import minivae.ops as ops
-from minivae.distributions.base import Independent
-from minivae.distributions.bernoulli import Bernoulli
+from minivae.distributions.base import Independent, as_parameters, check_rng, require
+from minivae.distributions.bernoulli import Bernoulli, check_targets
 from minivae.distributions.normal import Normal
 from minivae.ops import fused
 from minivae.tensor import Tensor
@@ -33,9 +35,17 @@ class DiagonalNormal(Independent):
     """N(μ, diag σ²) over the last axis, parameterized by mean and log-variance."""
 
     def __init__(self, loc: Tensor, log_var: Tensor):
-        if loc.shape != log_var.shape:
-            raise ValueError(f"loc and log_var must have the same shape, got {loc.shape} "
+        loc, log_var = as_parameters(loc=loc, log_var=log_var)
+        if loc.shape != log_var.shape or loc.ndim < 1:
+            raise ValueError(f"loc and log_var must have the same shape (..., d), got {loc.shape} "
                              f"and {log_var.shape}")
+        # two cheap passes over (batch, latent) arrays: a NaN here would poison the whole step
+        require(np.isfinite(loc.data), "loc", "finite", loc)
+        finfo = np.finfo(log_var.dtype)  # σ² = exp(log σ²) must be a positive finite float
+        low, high = float(np.log(finfo.tiny)), float(np.log(finfo.max))
+        require((log_var.data >= low) & (log_var.data <= high), "log_var",
+                f"in [{low:.1f}, {high:.1f}] (so that σ² = exp(log σ²) is a positive finite "
+                f"{log_var.dtype})", log_var)
         self.loc, self.log_var = loc, log_var
         # σ = exp(½ log σ²) > 0 by construction, so the Normal need not check it
         super().__init__(Normal(loc, ops.exp(0.5 * log_var), validate_args=False), 1)
@@ -52,7 +62,7 @@ class DiagonalNormal(Independent):
         against the two separate methods.
         Verified by: tests/test_densities.py::test_fused_rsample_and_kl_equal_separate_methods
         """
-        eps = rng.standard_normal(self.loc.shape).astype(self.loc.dtype, copy=False)
+        eps = check_rng(rng).standard_normal(self.loc.shape).astype(self.loc.dtype, copy=False)
         return fused.reparameterize_kl(self.loc, self.log_var, eps)
 
     def kl_to_standard_normal(self) -> Tensor:
@@ -77,12 +87,25 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 
 
 class BernoulliLogits(Independent):
-    """Independent Bernoulli variables over the last axis, with logits l = log(p / (1 − p))."""
+    """Independent Bernoulli variables over the last axis, with logits l = log(p / (1 − p)).
 
-    def __init__(self, logits: Tensor):
+    logits : (..., D), any reals or ±∞ (not NaN).
+    soft_targets : False (the default): ``log_prob(x)`` accepts only x ∈ {0, 1}; True: any
+        x ∈ [0, 1], scored by minus the binary cross-entropy (see ``Bernoulli.log_prob``).
+    """
+
+    def __init__(self, logits: Tensor, soft_targets: bool = False):
+        (logits,) = as_parameters(logits=logits)
+        if logits.ndim < 1:
+            raise ValueError(f"logits must have a last axis of pixels, got shape {logits.shape}")
+        # one pass: the decoder's logits are finite, and only then is the fused kernel exact
+        self._all_finite = bool(np.isfinite(logits.data).all())
+        if not self._all_finite:
+            require(~np.isnan(logits.data), "logits", "a number (±inf allowed), not NaN", logits)
         self.logits = logits
-        # the decoder's logits are finite; validating them would cost a pass per step
-        super().__init__(Bernoulli(logits=logits, validate_args=False), 1)
+        super().__init__(Bernoulli(logits=logits, validate_args=False,
+                                   soft_targets=soft_targets), 1)
+        self.soft_targets = self.base.soft_targets
 
     @property
     def probs(self) -> Tensor:
@@ -93,10 +116,22 @@ class BernoulliLogits(Independent):
 
         Math: since log σ(l) = l − softplus(l) and log(1 − σ(l)) = −softplus(l), each term is
         x·l − softplus(l): finite for any finite logit, and for soft targets x ∈ [0, 1] too
-        (this is minus the binary cross-entropy).  2-D logits take the fused kernel (value and
-        gradient in one pass); others the general Bernoulli.log_prob.
+        (this is minus the binary cross-entropy).  2-D finite logits take the fused kernel
+        (value and gradient in one pass) when x has their shape; others the general
+        Bernoulli.log_prob, which broadcasts and is exact at l = ±∞.  Targets are checked in
+        one vectorized pass (ValueError: x must hold 0s and 1s, or lie in [0, 1] with
+        soft_targets=True).
         Verified by: tests/test_densities.py::test_bernoulli_log_prob_matches_direct_formula
         """
-        if self.logits.ndim == 2 and not (isinstance(x, Tensor) and x.requires_grad):
-            return fused.bernoulli_log_prob(self.logits, x)  # one kernel, value and gradient
+        fusable = self.logits.ndim == 2 and self._all_finite
+        if fusable and not (isinstance(x, Tensor) and x.requires_grad):
+            data = np.asarray(x.data if isinstance(x, Tensor) else x)
+            if data.dtype.kind in "biu":
+                data = data.astype(self.dtype)
+            elif data.dtype != self.dtype:
+                raise TypeError(f"x must have the logits' dtype {self.dtype} (or be integer), "
+                                f"got {data.dtype}")
+            if data.shape == self.logits.shape:  # else the general path broadcasts (or says no)
+                check_targets(data, self.soft_targets)
+                return fused.bernoulli_log_prob(self.logits, data)  # value and gradient at once
         return super().log_prob(x)

@@ -78,7 +78,10 @@ def check_contract(name: str, call, *args, allow_inf: bool = False, **kwargs):
 
 def floats(allow_non_finite: bool = True, width: int = 64):
     """Any float, with the extremes and (optionally) NaN/±inf drawn often."""
-    special = st.sampled_from(EXTREMES + (NON_FINITE if allow_non_finite else ()))
+    info = np.finfo(np.float32 if width == 32 else np.float64)
+    # only numbers the dtype holds, so drawing them does not itself overflow or underflow
+    representable = tuple(x for x in EXTREMES if x == 0 or info.tiny <= abs(x) <= info.max)
+    special = st.sampled_from(representable + (NON_FINITE if allow_non_finite else ()))
     ordinary = st.floats(allow_nan=allow_non_finite, allow_infinity=allow_non_finite,
                          width=width)
     return st.one_of(special, ordinary)

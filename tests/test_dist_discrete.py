@@ -67,7 +67,8 @@ def test_bernoulli_matches_scipy(logits):
 
 def test_bernoulli_is_exact_at_probabilities_zero_and_one():
     with np.errstate(all="raise"):
-        for d in (Bernoulli(probs=np.array([0.0, 1.0])), Bernoulli(logits=[-np.inf, np.inf])):
+        for d in (Bernoulli(probs=np.array([0.0, 1.0]), soft_targets=True),
+                  Bernoulli(logits=[-np.inf, np.inf], soft_targets=True)):
             np.testing.assert_array_equal(d.log_prob(np.array([0.0, 1.0])).data, [0.0, 0.0])
             np.testing.assert_array_equal(d.log_prob(np.array([1.0, 0.0])).data, [-np.inf] * 2)
             np.testing.assert_array_equal(d.log_prob(np.array([0.5, 0.5])).data, [-np.inf] * 2)
@@ -82,9 +83,14 @@ def test_bernoulli_soft_targets_and_outside_support():
     logits = np.array([-3.0, 0.4, 2.5])
     p, x = sp.expit(logits), np.array([0.2, 0.5, 0.9])
     expected = x * np.log(p) + (1 - x) * np.log1p(-p)  # −BCE(x, p)
-    np.testing.assert_allclose(Bernoulli(logits=logits).log_prob(x).data, expected, rtol=1e-12)
-    outside = Bernoulli(logits=logits).log_prob(np.array([-0.1, 1.5, np.nan]))
-    np.testing.assert_array_equal(outside.data, [-np.inf] * 3)
+    soft = Bernoulli(logits=logits, soft_targets=True)
+    np.testing.assert_allclose(soft.log_prob(x).data, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="soft_targets=True"):
+        Bernoulli(logits=logits).log_prob(x)  # grey levels need the explicit opt-in
+    for outside in (-0.1, 1.5, np.nan, np.inf):
+        for d in (soft, Bernoulli(logits=logits)):
+            with pytest.raises(ValueError, match="x must"):
+                d.log_prob(np.full(3, outside))
 
 
 @settings(max_examples=10)
@@ -93,7 +99,8 @@ def test_bernoulli_gradients(logits, other, probs):
     x = np.array([0.0, 1.0, 1.0])
     assert gradcheck(lambda w: Bernoulli(logits=w).log_prob(x), logits)
     assert gradcheck(lambda p: Bernoulli(probs=p).log_prob(x), probs)
-    assert gradcheck(lambda w, t: Bernoulli(logits=w).log_prob(t), logits, probs)  # soft t
+    assert gradcheck(lambda w, t: Bernoulli(logits=w, soft_targets=True).log_prob(t),
+                     logits, probs)  # soft t
     assert gradcheck(lambda w: Bernoulli(logits=w).entropy(), logits)
     for between in (kl_divergence, cross_entropy):
         assert gradcheck(lambda a, b, f=between: f(Bernoulli(logits=a), Bernoulli(logits=b)),
@@ -209,7 +216,9 @@ def test_categorical_matches_direct_formulas(logits):
 
 def test_categorical_outside_support_and_validation():
     d = Categorical(logits=np.array([0.0, 1.0, 2.0]))
-    np.testing.assert_array_equal(d.log_prob(np.array([-1, 3, 1.5, np.nan])).data, [-np.inf] * 4)
+    np.testing.assert_array_equal(d.log_prob(np.array([-1, 3, 1.5, np.inf])).data, [-np.inf] * 4)
+    with pytest.raises(ValueError, match="NaN"):
+        d.log_prob(np.array([1.0, np.nan]))
     np.testing.assert_allclose(d.log_prob(2.0).data, d.log_prob(2).data)
     with pytest.raises(TypeError, match="class indices"):
         d.log_prob(np.array(["a"]))
@@ -353,8 +362,10 @@ def test_poisson_entropy_for_large_and_small_rates():
 
 def test_poisson_outside_support():
     d = Poisson(np.array([2.0, 3.0]))
-    outside = d.log_prob(np.array([[-1.0], [0.5], [np.inf], [np.nan]])).data
-    np.testing.assert_array_equal(outside, np.full((4, 2), -np.inf))
+    outside = d.log_prob(np.array([[-1.0], [0.5], [np.inf]])).data
+    np.testing.assert_array_equal(outside, np.full((3, 2), -np.inf))
+    with pytest.raises(ValueError, match="k must be free of NaN"):
+        d.log_prob(np.nan)
     np.testing.assert_allclose(d.log_prob(0).data, [-2.0, -3.0], rtol=1e-15)
 
 

@@ -171,8 +171,10 @@ def test_straight_through_is_one_hot_with_relaxed_gradient():
 
 def test_relaxed_log_prob_outside_simplex_and_missing_closed_forms():
     d = RelaxedOneHotCategorical(0.5, logits=np.zeros(3))
-    points = np.array([[1.0, 0.0, 0.0], [0.5, 0.6, -0.1], [0.2, 0.2, 0.2], [np.nan, 0.5, 0.5]])
+    points = np.array([[1.0, 0.0, 0.0], [0.5, 0.6, -0.1], [0.2, 0.2, 0.2], [np.inf, 0.5, 0.5]])
     np.testing.assert_array_equal(d.log_prob(points).data, [-np.inf] * 4)
+    with pytest.raises(ValueError, match="y must be free of NaN"):
+        d.log_prob(np.array([np.nan, 0.5, 0.5]))
     for name in ("entropy", "mean", "variance"):
         with pytest.raises(NotImplementedError, match="closed-form"):
             value = getattr(d, name)

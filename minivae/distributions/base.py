@@ -93,8 +93,41 @@ def require(condition, name: str, expected: str, value) -> None:
                          f"{' (and more)' if np.size(bad) > 3 else ''}")
 
 
+def log_of_weight(p: Tensor, complement: bool = False) -> Tensor:
+    """log p (or log(1 − p) = log1p(−p) with ``complement``) for p ∈ [0, 1]; −∞ at the edge.
+
+    For probabilities given as parameters (Bernoulli, Categorical): a weight 0 is the log −∞.
+
+    VJP: g/p (or −g/(1 − p)), except that a zero cotangent gives 0 even where the slope is
+    infinite: a term dropped by 0 · log 0 = 0 must not send 0 · ∞ = NaN back to p.
+    """
+    with np.errstate(divide="ignore"):
+        value = np.log1p(-p.data) if complement else np.log(p.data)
+    base = 1 - p.data if complement else p.data
+
+    def vjp(g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = (-g if complement else g) / base
+        return (np.where(g == 0, 0, slope).astype(p.dtype),)
+
+    return Tensor.from_op(value, (p,), vjp, "log1p_neg" if complement else "log_weight")
+
+
 def require_finite(name: str, value: Tensor) -> None:
     require(np.isfinite(value.data), name, "finite", value)
+
+
+def require_log_gamma_finite(name: str, value) -> None:
+    """Raise ValueError where log Γ(value) would overflow the dtype (x log x > the largest
+    float, about 4e36 in float32): the densities subtract such terms, and ∞ − ∞ is NaN.
+
+    The bound max/(4 log max) leaves room for sums of two such values (α + β in a Beta).
+    """
+    data = value.data if isinstance(value, Tensor) else np.asarray(value)
+    finfo = np.finfo(data.dtype)
+    bound = float(finfo.max) / (4 * float(np.log(finfo.max)))
+    require(data <= bound, name, f"at most {bound:.3g} (log Γ of more overflows {data.dtype})",
+            data)
 
 
 class Distribution:
@@ -134,18 +167,33 @@ class Distribution:
         raise NotImplementedError
 
     def _value(self, x, name: str = "x") -> Tensor:
-        """``x`` as a Tensor of this distribution's dtype whose trailing axes are the event's."""
+        """``x`` as a Tensor of this distribution's dtype whose trailing axes are the event's.
+
+        Checked: a real dtype (float of this precision, or ints/bools), no NaN (±∞ is allowed:
+        it has an exact log-density), and a shape that broadcasts against the batch and ends
+        in the event shape.  ValueError/TypeError naming ``name`` otherwise.
+        """
         if not isinstance(x, Tensor):
             # Python numbers and lists, integers and booleans (counts, class indices, coin flips)
             # take the dtype; a float array of the other precision is an error, as everywhere
-            keep = isinstance(x, np.ndarray) and x.dtype.kind == "f"
-            x = Tensor(x if keep else np.asarray(x).astype(self.dtype))
+            array = np.asarray(x)
+            if array.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must be a real number or array, got "
+                                f"{type(x).__name__} of dtype {array.dtype}")
+            x = Tensor(array if array.dtype.kind == "f" else array.astype(self.dtype))
         if x.dtype != self.dtype:
             raise TypeError(f"{name} must have dtype {self.dtype}, got {x.dtype}")
         n = len(self.event_shape)
         if n and tuple(x.shape[-n:]) != self.event_shape:
             raise ValueError(f"{name} must end in the event shape {self.event_shape}, "
                              f"got shape {x.shape}")
+        try:
+            np.broadcast_shapes(x.shape, self.batch_shape + self.event_shape)
+        except ValueError:
+            raise ValueError(f"{name} must broadcast against the batch and event shape "
+                             f"{self.batch_shape + self.event_shape}, got shape {x.shape}"
+                             ) from None
+        require(~np.isnan(x.data), name, "free of NaN", x)
         return x
 
     def __repr__(self) -> str:

@@ -1,16 +1,17 @@
-"""The Bernoulli distribution on {0, 1}, parameterized by its logit, and its closed-form KL.
+"""The Bernoulli distribution on {0, 1}, parameterized by its logit or its probability.
 
     p(x) = pˣ (1 − p)¹⁻ˣ,   p = σ(l) = 1/(1 + e⁻ˡ),   l = log p − log(1 − p)
 
-The logit l is the primary parameter because both log-probabilities are exact functions of it,
+Every formula below is written with four numbers per entry: the weights P(1) = p and
+P(0) = 1 − p, and their logarithms log P(1), log P(0).  From a logit they are exact for every l,
 
-    log p = log σ(l) = −softplus(−l),      log(1 − p) = log σ(−l) = −softplus(l),
+    log P(1) = log σ(l) = −softplus(−l),      log P(0) = log σ(−l) = −softplus(l),
 
-for every l, whereas log(1 − p) computed from a rounded p is lost once p rounds to 1 (l ≳ 37).
-p = 1 and p = 0 are the logits +∞ and −∞.  The formulas below then meet 0 · ∞ (a weight
-σ(∓∞) = 0 in front of an infinite −log-probability); the convention 0 · log 0 = 0 says that
-product is 0, and the code selects the exact limit instead of ever forming it, so no NaN
-appears.
+whereas log(1 − p) computed from a rounded p is lost once p rounds to 1 (l ≳ 37).  From a
+probability they are p, 1 − p, log p and log1p(−p), so gradients reach p directly (the chain
+through l = ±∞ would multiply 0 by ∞ at p ∈ {0, 1}).  p = 1 and p = 0 are the logits +∞ and −∞.
+A term whose weight is 0 is dropped (0 · log 0 = 0) by selecting the exact limit instead of
+forming the product, so no NaN appears in a value or a gradient.
 
 Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy,
 ::test_bernoulli_is_exact_at_probabilities_zero_and_one
@@ -20,45 +21,104 @@ from __future__ import annotations
 import numpy as np
 
 from minivae import ops
-from minivae.distributions.base import Distribution, as_parameters, check_rng, require
+from minivae.distributions.base import (
+    Distribution,
+    as_parameters,
+    check_rng,
+    log_of_weight,
+    require,
+)
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.tensor import Tensor
+
+
+def check_targets(x: np.ndarray, soft_targets: bool, name: str = "x") -> None:
+    """Raise ValueError unless every target is 0 or 1 (any value in [0, 1] if soft).
+
+    One reduction per check: x(1 − x) = 0 exactly when x ∈ {0, 1} (NaN and ±∞ fail it).
+    """
+    if soft_targets:
+        if not (x.size == 0 or (x.min() >= 0 and x.max() <= 1)):
+            bad = x[~((x >= 0) & (x <= 1))][:3]
+            raise ValueError(f"{name} must be in [0, 1] with soft_targets=True, got {bad}")
+    else:
+        with np.errstate(all="ignore"):
+            ok = x.size == 0 or not np.any(x * (1 - x))
+        if not ok:
+            with np.errstate(all="ignore"):
+                bad = x[x * (1 - x) != 0][:3]
+            raise ValueError(f"{name} must hold 0s and 1s (pass soft_targets=True to score values "
+                             f"in [0, 1], e.g. grey levels, by the cross-entropy), got {bad}")
 
 
 class Bernoulli(Distribution):
     """Bernoulli(p) for each entry of ``probs`` or of ``logits`` (give exactly one).
 
-    probs : p ∈ [0, 1]; kept as given and turned into l = log p − log1p(−p) (p = 0 → −∞,
-        p = 1 → +∞), so gradients flow back to p.
+    probs : p ∈ [0, 1]; kept as given (gradients flow to p); ``logits`` is derived from it.
     logits : l ∈ [−∞, +∞] (not NaN).
+    soft_targets : if False (the default), ``log_prob`` accepts only x ∈ {0, 1}; if True, any
+        x ∈ [0, 1] (a grey pixel), scored by minus the binary cross-entropy.
     validate_args : check the ranges above (ValueError otherwise).
 
     ``sample`` returns a float Tensor of 0s and 1s; there is no ``rsample``, since a draw is a
     step function of p (use a score-function estimator or a relaxation instead).
     """
 
-    def __init__(self, probs=None, logits=None, validate_args: bool = True):
+    def __init__(self, probs=None, logits=None, validate_args: bool = True,
+                 soft_targets: bool = False):
         if (probs is None) == (logits is None):
             raise ValueError("exactly one of probs and logits must be given, got "
                              f"{'both' if probs is not None else 'neither'}")
+        if not isinstance(soft_targets, (bool, np.bool_)):
+            raise TypeError(f"soft_targets must be True or False, got {soft_targets!r}")
+        self.soft_targets = bool(soft_targets)
         if probs is not None:
             (probs,) = as_parameters(probs=probs)
             if validate_args:
                 require((probs.data >= 0) & (probs.data <= 1), "probs", "in [0, 1]", probs)
-            with np.errstate(divide="ignore"):  # p = 0 or 1: the logit is ±∞ on purpose
-                logits = probs.log() - (-probs).log1p()
+            logits = log_of_weight(probs) - log_of_weight(probs, complement=True)
         else:
             (logits,) = as_parameters(logits=logits)
             if validate_args:
                 require(~np.isnan(logits.data), "logits", "a number (±inf allowed), not NaN",
                         logits)
         self._given_probs, self.logits = probs, logits
+        self._cache: dict = {}
         super().__init__(logits.shape, (), logits.dtype)
+
+    def _pieces(self) -> dict:
+        """(P(1), P(0)), (log P(1), log P(0)) and where each value is possible, built once on
+        first use (the fused likelihood of ``densities.BernoulliLogits`` never needs them)."""
+        if not self._cache:
+            p, l = self._given_probs, self.logits
+            if p is not None:
+                self._cache.update(
+                    weights=(p, 1.0 - p),
+                    logs=(log_of_weight(p), log_of_weight(p, complement=True)),
+                    possible=(p.data > 0, p.data < 1))
+            else:
+                self._cache.update(
+                    weights=(l.sigmoid(), (-l).sigmoid()),
+                    logs=(-(-l).softplus(), -l.softplus()),
+                    possible=(l.data > -np.inf, l.data < np.inf))
+        return self._cache
+
+    @property
+    def _weights(self) -> tuple[Tensor, Tensor]:
+        return self._pieces()["weights"]
+
+    @property
+    def _logs(self) -> tuple[Tensor, Tensor]:
+        return self._pieces()["logs"]
+
+    @property
+    def _possible(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._pieces()["possible"]
 
     @property
     def probs(self) -> Tensor:
         """p: the given probs, else σ(l)."""
-        return self._given_probs if self._given_probs is not None else self.logits.sigmoid()
+        return self._weights[0]
 
     def sample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """x = 1[u < p] with u ~ Uniform[0, 1), so P(x = 1) = p (exactly 0 or 1 at p ∈ {0, 1}).
@@ -71,12 +131,12 @@ class Bernoulli(Distribution):
     def log_prob(self, x) -> Tensor:
         """log p(x) = x log p + (1 − x) log(1 − p) = −x·softplus(−l) − (1 − x)·softplus(l).
 
-        This equals x·l − softplus(l) for finite l; written with the two softplus terms it is
-        exact at l = ±∞ too (a term whose weight x or 1 − x is 0 is dropped: 0 · log 0 = 0).
-        Targets: x ∈ {0, 1} give the log-probability.  A soft target x ∈ (0, 1) (e.g. a grey
-        pixel) gives −(binary cross-entropy of p against x), which is not a normalized
-        log-density but is maximized at p = x.  x outside [0, 1] (or NaN) gives −∞.
-        d/dl = x − σ(l).
+        This equals x·l − softplus(l) for finite l; written with the two log-weights it is
+        exact at p ∈ {0, 1} too (a term whose weight x or 1 − x is 0 is dropped: 0 · log 0 = 0),
+        so log p(1 | p = 1) = 0 with d/dp = 1, and log p(0 | p = 1) = −∞.
+        Targets: x ∈ {0, 1}; with ``soft_targets=True`` any x ∈ [0, 1] (e.g. a grey pixel),
+        which gives −(binary cross-entropy of p against x): not a normalized log-density, but
+        maximized at p = x.  Other targets (or NaN) raise ValueError.  d/dl = x − σ(l).
 
         Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy,
         ::test_bernoulli_is_exact_at_probabilities_zero_and_one,
@@ -84,22 +144,21 @@ class Bernoulli(Distribution):
         ::test_bernoulli_gradients
         """
         x = self._value(x)
-        inside = (x.data >= 0) & (x.data <= 1)
-        x = ops.where(inside, x, 0.0)
-        minus_log_p = ops.where(x.data == 0, 0.0, (-self.logits).softplus())
-        minus_log_not_p = ops.where(x.data == 1, 0.0, self.logits.softplus())
-        value = -(x * minus_log_p + (1.0 - x) * minus_log_not_p)
-        return ops.where(inside, value, -np.inf)
+        check_targets(x.data, self.soft_targets)
+        log_one, log_zero = self._logs
+        log_one = ops.where(x.data == 0, 0.0, log_one)
+        log_zero = ops.where(x.data == 1, 0.0, log_zero)
+        return x * log_one + (1.0 - x) * log_zero
 
     def entropy(self) -> Tensor:
         """H = −p log p − (1 − p) log(1 − p) = σ(l)·softplus(−l) + σ(−l)·softplus(l).
 
         Both terms are products of small positive numbers for large |l| (no cancellation, as
-        the equivalent softplus(l) − l·σ(l) would suffer); H = 0 at l = ±∞.
+        the equivalent softplus(l) − l·σ(l) would suffer); H = 0 at p ∈ {0, 1}.
 
         Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy
         """
-        return _cross_entropy_in_logits(self.logits, self.logits)
+        return _expected_minus_log(self, self, _zeros(self))
 
     @property
     def mean(self) -> Tensor:
@@ -108,40 +167,36 @@ class Bernoulli(Distribution):
 
     @property
     def variance(self) -> Tensor:
-        """Var[x] = p(1 − p) = σ(l)·σ(−l) (accurate when 1 − p is tiny).
+        """Var[x] = p(1 − p) (= σ(l)·σ(−l), accurate when 1 − p is tiny).
 
         Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy
         """
-        return self.logits.sigmoid() * (-self.logits).sigmoid()
+        return self._weights[0] * self._weights[1]
 
 
-def _where_finite(logits: Tensor) -> Tensor:
-    """The logits with ±∞ replaced by 0, so a branch that will be discarded stays finite."""
-    return ops.where(np.isfinite(logits.data), logits, 0.0)
+def _zeros(p: Bernoulli) -> tuple[Tensor, Tensor]:
+    zero = Tensor(np.zeros(p.batch_shape, dtype=p.dtype))
+    return zero, zero
 
 
-def _pair_in_logits(lp: Tensor, lq: Tensor, finite_formula) -> Tensor:
-    """``finite_formula(lp, lq)`` for finite logits, and the exact limits elsewhere.
+def _expected_minus_log(p: Bernoulli, q: Bernoulli, logs_of_p) -> Tensor:
+    """Σ_x P(x)·[a(x) − log q(x)] over x ∈ {1, 0}, P the probabilities of p, a = ``logs_of_p``:
+    zeros give the cross-entropy −E_p[log q] (and the entropy, with q = p), p's own logs the KL.
 
-    Both KL(p ‖ q) and −E_p[log q] reduce to −log q(1) = softplus(−l_q) at p = 1 (l_p = +∞)
-    and to −log q(0) = softplus(l_q) at p = 0 (l_p = −∞), because p log p = 0 there; and both
-    are +∞ where q gives probability 0 to a value p can take (l_q = +∞ while l_p < +∞, or
-    l_q = −∞ while l_p > −∞).  That leaves finite l_p with finite l_q for the formula.
+    Terms with P(x) = 0 are 0 (0 · log 0 = 0); where q gives 0 to an x that p can take the
+    result is +∞.  Both are selected, never formed, so no 0 · ∞ reaches a value or a gradient
+    (the gradient of a dropped term is taken as 0).
     """
-    impossible = (((lq.data == np.inf) & (lp.data != np.inf))
-                  | ((lq.data == -np.inf) & (lp.data != -np.inf)))
-    lq_possible = ops.where(impossible, 0.0, lq)  # keeps softplus(∓l_q) finite in dropped branches
-    value = finite_formula(_where_finite(lp), _where_finite(lq))
-    value = ops.where(lp.data == -np.inf, lq_possible.softplus(), value)
-    value = ops.where(lp.data == np.inf, (-lq_possible).softplus(), value)
-    return ops.where(impossible, np.inf, value)
-
-
-def _cross_entropy_in_logits(lp: Tensor, lq: Tensor) -> Tensor:
-    def formula(lp, lq):
-        return lp.sigmoid() * (-lq).softplus() + (-lp).sigmoid() * lq.softplus()
-
-    return _pair_in_logits(lp, lq, formula)
+    total = None
+    impossible = np.zeros(np.broadcast_shapes(p.batch_shape, q.batch_shape), dtype=bool)
+    for weight, log_p, log_q, possible, q_possible in zip(
+            p._weights, logs_of_p, q._logs, p._possible, q._possible):
+        dropped = ~possible | ~q_possible  # weight 0, or +∞ handled below
+        impossible = impossible | (possible & ~q_possible)
+        gap = ops.where(dropped, 0.0, log_p) - ops.where(dropped, 0.0, log_q)
+        term = weight * gap
+        total = term if total is None else total + term
+    return ops.where(impossible, np.inf, total)
 
 
 @register_cross_entropy(Bernoulli, Bernoulli)
@@ -153,7 +208,7 @@ def cross_entropy_bernoulli_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:
     Verified by: tests/test_dist_discrete.py::test_bernoulli_kl_is_cross_entropy_minus_entropy,
     ::test_bernoulli_kl_and_cross_entropy_at_the_boundary
     """
-    return _cross_entropy_in_logits(p.logits, q.logits)
+    return _expected_minus_log(p, q, _zeros(p))
 
 
 @register_kl(Bernoulli, Bernoulli)
@@ -175,9 +230,4 @@ def kl_bernoulli_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:
     ::test_bernoulli_kl_and_cross_entropy_at_the_boundary,
     ::test_bernoulli_kl_matches_monte_carlo, ::test_bernoulli_kl_is_cross_entropy_minus_entropy
     """
-    def formula(lp, lq):
-        log_ratio_one = (-lq).softplus() - (-lp).softplus()  # log p − log q
-        log_ratio_zero = lq.softplus() - lp.softplus()  # log(1 − p) − log(1 − q)
-        return lp.sigmoid() * log_ratio_one + (-lp).sigmoid() * log_ratio_zero
-
-    return _pair_in_logits(p.logits, q.logits, formula).relu()
+    return _expected_minus_log(p, q, p._logs).relu()

@@ -18,6 +18,7 @@ from minivae.distributions.base import (
     check_rng,
     require,
     require_finite,
+    require_log_gamma_finite,
 )
 from minivae.distributions.dirichlet import simplex_rsample
 from minivae.distributions.gamma import log_power
@@ -53,6 +54,7 @@ class Beta(Distribution):
                                 ("concentration0", self.concentration0)):
                 require_finite(name, value)
                 require(value.data > 0, name, "> 0", value)
+                require_log_gamma_finite(name, value)
         shape = np.broadcast_shapes(self.concentration1.shape, self.concentration0.shape)
         super().__init__(shape, (), self.concentration1.dtype)
 
@@ -107,13 +109,14 @@ class Beta(Distribution):
 
     @property
     def variance(self) -> Tensor:
-        """Var[x] = αβ / ((α + β)² (α + β + 1)).
+        """Var[x] = αβ / ((α + β)² (α + β + 1)) = m (1 − m)/(α + β + 1),  m = α/(α + β).
 
+        The second form never squares α + β, so it does not overflow for huge concentrations.
         Verified by: tests/test_dist_beta.py::test_entropy_mean_variance_match_scipy
         """
         alpha, beta = self.concentration1, self.concentration0
         total = alpha + beta
-        return alpha * beta / (total * total * (total + 1))
+        return (alpha / total) * (beta / total) / (total + 1)
 
 
 @register_kl(Beta, Beta)

@@ -18,7 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from minivae import ops
-from minivae.distributions.base import Distribution, as_parameters, check_rng, require
+from minivae.distributions.base import (
+    Distribution,
+    as_parameters,
+    check_rng,
+    log_of_weight,
+    require,
+)
 from minivae.distributions.gumbel import standard_gumbel_from_uniform
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.tensor import Tensor
@@ -60,8 +66,7 @@ def normalized_logits(probs, logits, validate_args: bool) -> Tensor:
         require(np.isfinite(value.data).any(axis=-1), "logits", "rows with a finite entry",
                 value.data.max(axis=-1))
     if probs is not None:
-        with np.errstate(divide="ignore"):  # a weight 0 is the logit −∞ on purpose
-            value = value.log()
+        value = log_of_weight(value)  # a weight 0 is the logit −∞, with no 0 · ∞ in the VJP
     return value - value.logsumexp(axis=-1, keepdims=True)
 
 
@@ -83,8 +88,10 @@ def class_indices(value, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     Valid: an integer value (an int, or a float with no fractional part) in [0, K).
     """
     data = value.data if isinstance(value, Tensor) else np.asarray(value)
-    if data.dtype.kind not in "iuf":
+    if data.dtype.kind not in "biuf":
         raise TypeError(f"value must hold class indices (ints), got dtype {data.dtype}")
+    if data.dtype.kind == "f" and np.isnan(data).any():
+        raise ValueError("value must hold class indices, got NaN")
     with np.errstate(invalid="ignore"):
         valid = (data >= 0) & (data < num_classes) & (data == np.floor(data))
     return np.where(valid, data, 0).astype(np.int64), valid

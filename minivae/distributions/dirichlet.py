@@ -23,11 +23,13 @@ from minivae.distributions.base import (
     check_sample_shape,
     require,
     require_finite,
+    require_log_gamma_finite,
 )
 from minivae.distributions.gamma import log_power
 from minivae.distributions.incomplete_gamma import (
     draw_log_standard_gamma,
     incomplete_gamma_pieces,
+    require_implicit_gradient,
 )
 from minivae.distributions.kl import register_kl
 from minivae.ops import where
@@ -44,6 +46,7 @@ def simplex_rsample(rng: np.random.Generator, concentration: Tensor, shape=()) -
     Verified by: tests/test_dist_dirichlet.py::test_rsample_gradient_is_unbiased,
     tests/test_dist_beta.py::test_rsample_gradient_is_unbiased
     """
+    require_implicit_gradient(concentration)
     out_shape = check_sample_shape(shape) + concentration.shape
     log_g = draw_log_standard_gamma(check_rng(rng), concentration.data, out_shape)
     weights = np.exp(log_g - log_g.max(axis=-1, keepdims=True))
@@ -73,7 +76,8 @@ class Dirichlet(Distribution):
     log_prob(x) is −∞ off the simplex: where some x_k < 0 or |Σ_k x_k − 1| > √ε of the dtype
     (1.5e−8 in float64, 3.5e−4 in float32: about half the digits, room for the rounding of a
     normalized vector).  On the simplex's faces (some x_k = 0) each factor takes its limit as
-    in ``log_power``; where one factor is +∞ and another −∞ the density has no limit: NaN.
+    in ``log_power``; where one factor is +∞ and another −∞ the density has no limit there,
+    and log_prob raises ValueError rather than return NaN.
     """
 
     has_rsample = True
@@ -87,6 +91,8 @@ class Dirichlet(Distribution):
         if validate_args:
             require_finite("concentration", alpha)
             require(alpha.data > 0, "concentration", "> 0", alpha)
+            with np.errstate(over="ignore"):
+                require_log_gamma_finite("the sum of concentration", alpha.data.sum(axis=-1))
         super().__init__(alpha.shape[:-1], alpha.shape[-1:], alpha.dtype)
 
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
@@ -108,11 +114,15 @@ class Dirichlet(Distribution):
         x = self._value(x)
         tolerance = np.sqrt(np.finfo(self.dtype).eps)
         on_simplex = np.all(x.data >= 0, axis=-1) & (np.abs(x.data.sum(axis=-1) - 1) <= tolerance)
-        off = ~on_simplex & ~np.any(np.isnan(x.data), axis=-1)  # NaN in, NaN out
+        off = ~on_simplex
         x = where(off[..., None], 1 / self.event_shape[0], x)
         alpha = self.concentration
-        with np.errstate(invalid="ignore"):  # +∞ − ∞ on a face is the documented NaN
+        with np.errstate(invalid="ignore"):  # +∞ − ∞ on a face is reported just below
             density = log_power(x, alpha - 1).sum(axis=-1) - log_beta_function(alpha)
+        if np.isnan(density.data).any():
+            raise ValueError("x must not lie on a face of the simplex where one factor x_k^(α_k − 1) "
+                             "is 0 and another ∞ (some x_k = 0 with α_k > 1 and another with "
+                             "α_k < 1): the density has no limit there")
         return where(off, -np.inf, density)
 
     def entropy(self) -> Tensor:
@@ -136,13 +146,15 @@ class Dirichlet(Distribution):
 
     @property
     def variance(self) -> Tensor:
-        """Var[x_k] = α_k (α₀ − α_k) / (α₀² (α₀ + 1)).
+        """Var[x_k] = α_k (α₀ − α_k) / (α₀² (α₀ + 1)) = m_k (1 − m_k)/(α₀ + 1),  m_k = α_k/α₀.
 
+        The second form never squares α₀, so it does not overflow for huge concentrations.
         Verified by: tests/test_dist_dirichlet.py::test_entropy_mean_variance_match_scipy
         """
         alpha = self.concentration
         total = alpha.sum(axis=-1, keepdims=True)
-        return alpha * (total - alpha) / (total * total * (total + 1))
+        share = alpha / total
+        return share * ((total - alpha) / total) / (total + 1)
 
 
 @register_kl(Dirichlet, Dirichlet)

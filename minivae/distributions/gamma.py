@@ -17,6 +17,7 @@ from minivae.distributions.base import (
     check_rng,
     require,
     require_finite,
+    require_log_gamma_finite,
 )
 from minivae.distributions.exponential import Exponential
 from minivae.distributions.incomplete_gamma import (
@@ -65,6 +66,7 @@ class Gamma(Distribution):
             for name, value in (("concentration", self.concentration), ("rate", self.rate)):
                 require_finite(name, value)
                 require(value.data > 0, name, "> 0", value)
+            require_log_gamma_finite("concentration", self.concentration)
         shape = np.broadcast_shapes(self.concentration.shape, self.rate.shape)
         super().__init__(shape, (), self.concentration.dtype)
 

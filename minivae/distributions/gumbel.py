@@ -100,14 +100,17 @@ class Gumbel(LocationScale):
     def log_prob(self, x) -> Tensor:
         """log p(x) = −y − e^(−y) − log β,  y = (x − μ)/β  (−∞ at x = ±∞).
 
-        At x = −∞ the two terms would give ∞ − ∞; that entry is set to −∞ and its input
-        replaced by a finite one, so no NaN reaches the value or the gradient.
+        Where y = −∞ (x = −∞, or (x − μ)/β overflowing) the two terms would give ∞ − ∞; the
+        value there is its limit −∞, and x is replaced by μ inside the formula, so no
+        infinite y (and no NaN) reaches the value or the gradient.
         Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
         tests/test_dist_inverse_cdf.py::test_log_prob_outside_the_support_is_minus_infinity
         """
         x = self._value(x)
-        at_minus_infinity = x.data == -np.inf
-        y = (where(at_minus_infinity, 0.0, x) - self.loc) / self.scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            at_minus_infinity = (x.data - self.loc.data) / self.scale.data == -np.inf
+        x = where(at_minus_infinity, self.loc, x)
+        y = (x - self.loc) / self.scale
         return where(at_minus_infinity, -np.inf, -y - (-y).exp() - self.scale.log())
 
     def entropy(self) -> Tensor:

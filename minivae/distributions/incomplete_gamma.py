@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae.distributions.base import require
 from minivae.ops.special import digamma_array, log_gamma_array
-from minivae.tensor import Tensor, unbroadcast
+from minivae.tensor import Tensor, is_grad_enabled, unbroadcast
 
 ROUNDING = 2.3e-16  # about one unit in the last place of float64: the sums stop changing there
 MAX_TERMS = 100_000  # both need < 100 terms for α ≤ 10, < 10√α beyond: α ≈ 10⁸ reaches this
@@ -148,11 +149,27 @@ def draw_log_standard_gamma(rng: np.random.Generator, concentration, shape) -> n
     return np.log(draws) + np.where(boost, np.log(uniform) / a, 0.0)
 
 
+MAX_IMPLICIT_CONCENTRATION = 1e8  # the backward pass needs < 10√α terms: 1e5 = MAX_TERMS
+
+
+def require_implicit_gradient(concentration: Tensor) -> None:
+    """Raise ValueError, before drawing, where the implicit gradient could not be summed.
+
+    Only when a gradient will be recorded; ``sample`` (no graph) takes any concentration.
+    """
+    if is_grad_enabled() and concentration.requires_grad:
+        require(concentration.data <= MAX_IMPLICIT_CONCENTRATION, "concentration",
+                f"at most {MAX_IMPLICIT_CONCENTRATION:.0e} for a reparameterized draw (the "
+                f"implicit gradient's series would need more than {MAX_TERMS} terms); use "
+                f"sample() for larger ones", concentration)
+
+
 def standard_gamma_from_log(concentration: Tensor, log_z: np.ndarray) -> Tensor:
     """z = exp(log z) for a Gamma(α, 1) draw; VJP g · z · ∂log z/∂α (the implicit slope).
 
     Verified by: tests/test_dist_gamma_rsample.py::test_rsample_gradient_is_unbiased
     """
+    require_implicit_gradient(concentration)
     z = np.exp(log_z)
 
     def vjp(g):

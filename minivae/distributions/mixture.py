@@ -17,6 +17,7 @@ import numpy as np
 
 from minivae.distributions.base import Distribution, as_parameters, broadcast_to, require
 from minivae.distributions.categorical import Categorical, standard_gumbel
+from minivae.ops import where
 from minivae.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -133,7 +134,9 @@ class GaussianMixture(Distribution):
         """
         weights = self.mixture_distribution.probs.reshape(self.logits.shape + (1,))
         centered = self.loc - self.mean.reshape(self.batch_shape + (1,) + self.event_shape)
-        return (weights * (self.scale * self.scale + centered * centered)).sum(axis=-2)
+        # a component of weight 0 adds nothing, even if its σ² overflowed (0 · ∞ would be NaN)
+        second_moment = where(weights.data == 0, 0.0, self.scale * self.scale + centered * centered)
+        return (weights * second_moment).sum(axis=-2)
 
     def entropy(self) -> Tensor:
         raise NotImplementedError("a Gaussian mixture has no closed-form entropy; estimate "

@@ -34,6 +34,24 @@ def _swap_last_axes(a: Tensor) -> Tensor:
     return a.transpose(axes)
 
 
+def squared_norm_of_solve(L: Tensor, b: Tensor, vector: bool) -> Tensor:
+    """‖L⁻¹b‖² summed over each solution's axes (the last one, or two with ``vector=False``).
+
+    The forward substitution can overflow (b ≈ 1e38 in float32): an entry of y becomes ±∞
+    and a later step forms ∞ − ∞ or 0 · ∞ = NaN.  NaN appears only after such an overflow,
+    when ‖y‖² is far beyond the largest float, so those entries are +∞ (their gradient 0),
+    computed from a zero stand-in so that no NaN reaches the graph.
+    """
+    axes = (-1,) if vector else (-2, -1)
+    solution = solve_triangular(L, b, vector=vector)
+    overflow = np.isnan(solution.data).any(axis=axes)
+    if overflow.any():
+        mask = overflow.reshape(overflow.shape + (1,) * len(axes))
+        solution = solve_triangular(L, where(mask, 0.0, b), vector=vector)
+        return where(overflow, np.inf, (solution * solution).sum(axis=axes))
+    return (solution * solution).sum(axis=axes)
+
+
 def half_log_det(scale_tril: Tensor) -> Tensor:
     """½ log |L Lᵀ| = Σᵢ log Lᵢᵢ  (a triangular matrix's determinant is its diagonal's product)."""
     return diagonal(scale_tril).log().sum(axis=-1)
@@ -97,10 +115,9 @@ class MultivariateNormal(Distribution):
         infinite = np.isinf(x.data).any(axis=-1) & ~np.isnan(x.data).any(axis=-1)
         if infinite.any():  # a finite stand-in keeps inf − inf = NaN out of the solve
             x = where(np.isinf(x.data), 0.0, x)
-        whitened = solve_triangular(self.scale_tril, x - self.loc, vector=True)
+        mahalanobis = squared_norm_of_solve(self.scale_tril, x - self.loc, vector=True)
         d = self.event_shape[0]
-        value = (-0.5 * d * LOG_2PI - half_log_det(self.scale_tril)
-                 - 0.5 * (whitened * whitened).sum(axis=-1))
+        value = -0.5 * d * LOG_2PI - half_log_det(self.scale_tril) - 0.5 * mahalanobis
         return where(infinite, -np.inf, value) if infinite.any() else value
 
     def entropy(self) -> Tensor:
@@ -171,9 +188,8 @@ def _trace_and_mahalanobis(loc_p, tril_p, loc_q, tril_q) -> tuple[Tensor, Tensor
 
     because tr(Σ_q⁻¹Σ_p) = tr(L_q⁻ᵀ L_q⁻¹ L_p L_pᵀ) = tr((L_q⁻¹L_p)ᵀ(L_q⁻¹L_p)); two solves.
     """
-    ratio = solve_triangular(tril_q, tril_p, vector=False)
-    shift = solve_triangular(tril_q, loc_q - loc_p, vector=True)
-    return (ratio * ratio).sum(axis=(-2, -1)), (shift * shift).sum(axis=-1)
+    return (squared_norm_of_solve(tril_q, tril_p, vector=False),
+            squared_norm_of_solve(tril_q, loc_q - loc_p, vector=True))
 
 
 def _kl_from_factors(loc_p, tril_p, loc_q, tril_q) -> Tensor:

@@ -19,6 +19,7 @@ from minivae.tensor import Tensor
 
 # The entropy sums P(k) over k ∈ [λ − a, λ + a] with a = TAIL_SDS·√λ + TAIL_OFFSET (see there).
 TAIL_SDS, TAIL_OFFSET = 10.0, 40.0
+SERIES_ABOVE = 1e6  # above this rate the entropy comes from its large-λ expansion
 
 
 def log_factorial(k: np.ndarray) -> np.ndarray:
@@ -52,7 +53,7 @@ class Poisson(Distribution):
         Verified by: tests/test_dist_discrete.py::test_poisson_sampler_chi_square_and_moments
         """
         rate = np.broadcast_to(self.rate.data.astype(np.float64), self.sample_shape(shape))
-        return Tensor(check_rng(rng).poisson(rate).astype(self.dtype))
+        return Tensor(np.asarray(check_rng(rng).poisson(rate)).astype(self.dtype))  # 0-d: an int
 
     def log_prob(self, k) -> Tensor:
         """log P(k) = k log λ − λ − log k!,  with log k! = log Γ(k + 1).
@@ -82,18 +83,35 @@ class Poisson(Distribution):
         O(√λ) terms; the windows of a batch share one width, so one array holds all the terms.
         Differentiable in λ (each term is an engine expression of λ).
 
+        Above λ = 1e6 the sum would cost more than 2e4 terms per rate (and for λ = 1e300 could
+        not be formed at all); there the large-λ expansion
+        H = ½ log(2πeλ) − 1/(12λ) − 1/(24λ²) + O(λ⁻³) is used, whose omitted terms
+        (< 1e-19) are far below the rounding error of the sum at that size.
+
         Verified by: tests/test_dist_discrete.py::test_poisson_matches_scipy,
-        ::test_poisson_entropy_for_large_and_small_rates
+        ::test_poisson_entropy_for_large_and_small_rates,
+        tests/test_fuzz_distributions.py::test_poisson_entropy_at_huge_rates
         """
-        rate64 = self.rate.data.astype(np.float64).reshape(-1)
+        if self.rate.size == 0:
+            return Tensor(np.zeros(self.batch_shape, dtype=self.dtype))
+        large = self.rate.data > SERIES_ABOVE
+        small_rate = ops.where(large, 1.0, self.rate)  # a stand-in, discarded below
+        rate64 = small_rate.data.astype(np.float64).reshape(-1)
         half_width = TAIL_SDS * np.sqrt(rate64) + TAIL_OFFSET
         start = np.maximum(0.0, np.floor(rate64 - half_width))
         width = int(np.max(np.ceil(rate64 + half_width) - start)) + 1
         k = (start[:, None] + np.arange(width)).astype(self.dtype)
-        rate = self.rate.reshape(-1, 1)
+        rate = small_rate.reshape(-1, 1)
         log_p = k * rate.log() - rate - log_factorial(k)
         terms = log_p.exp() * log_p  # P(k) underflows to 0 far from λ: those terms are 0
-        return -terms.sum(axis=-1).reshape(self.batch_shape)
+        summed = -terms.sum(axis=-1).reshape(self.batch_shape)
+        if not large.any():
+            return summed
+        big = ops.where(large, self.rate, SERIES_ABOVE)  # keeps 1/λ² finite where unused
+        inverse = 1.0 / big  # 1/λ² as its square, which underflows to 0 instead of λ² to ∞
+        expansion = (0.5 * (1.0 + np.log(2 * np.pi)) + 0.5 * big.log()
+                     - inverse / 12.0 - inverse * inverse / 24.0)
+        return ops.where(large, expansion, summed)
 
     @property
     def mean(self) -> Tensor:

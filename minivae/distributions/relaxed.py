@@ -93,7 +93,11 @@ class RelaxedOneHotCategorical(Distribution):
         ::test_relaxed_samples_match_the_logistic_change_of_variables
         """
         noise = standard_gumbel(rng, self.sample_shape(shape), self.dtype)
-        scaled = (self.logits + noise) / self._temperature_per_class()
+        # a class of probability 0 (logit −∞) gets y_k = 0 whatever τ is; dividing −∞ by τ
+        # would send 0 · ∞ = NaN back to τ, so it takes a finite stand-in and then −∞
+        possible = self.logits.data > -np.inf
+        logits = ops.where(possible, self.logits, 0.0)
+        scaled = ops.where(possible, (logits + noise) / self._temperature_per_class(), -np.inf)
         y = (scaled - scaled.logsumexp(axis=-1, keepdims=True)).exp()
         return straight_through(y) if self.straight_through else y
 

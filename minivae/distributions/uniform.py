@@ -71,15 +71,14 @@ class Uniform(Distribution):
         return where(z.data < self.high.data, z, below_high)
 
     def log_prob(self, x) -> Tensor:
-        """log p(x) = −log(b − a) for a ≤ x < b; −∞ outside [a, b); NaN for NaN x.
+        """log p(x) = −log(b − a) for a ≤ x < b; −∞ outside [a, b).
 
         Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
         tests/test_dist_inverse_cdf.py::test_log_prob_outside_the_support_is_minus_infinity
         """
         x = self._value(x)
         inside = (x.data >= self.low.data) & (x.data < self.high.data)
-        value = where(inside, -self.width.log(), -np.inf)
-        return where(np.isnan(x.data), np.nan, value)
+        return where(inside, -self.width.log(), -np.inf)
 
     def entropy(self) -> Tensor:
         """H = −∫ₐᵇ log(1/(b − a)) dx/(b − a) = log(b − a).
