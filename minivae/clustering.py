@@ -183,11 +183,28 @@ def fit_diagonal_gmm(points, n_components: int, rng: np.random.Generator,
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or not np.all(np.isfinite(points)):
         raise ValueError(f"points must be a finite 2-D array (N, d), got shape {points.shape}")
+    if points.shape[1] < 1:
+        raise ValueError(f"points must have at least one column, got shape {points.shape}")
+    largest = float(np.abs(points).max(initial=0.0))
+    # squared distances reach d·(2·largest)²; compared in logs, as the square itself overflows
+    if largest > 0 and 2 * math.log(2 * largest) + math.log(points.shape[1]) \
+            > math.log(np.finfo(np.float64).max / 4):
+        raise ValueError(f"points are too large for squared distances in float64 (largest "
+                         f"|x| = {largest:g}); rescale them")
     for name, value, low, high in (("n_components", n_components, 1, len(points)),
-                                   ("n_init", n_init, 1, np.inf)):
+                                   ("n_init", n_init, 1, np.inf),
+                                   ("iterations", iterations, 1, np.inf),
+                                   ("kmeans_steps", kmeans_steps, 0, np.inf)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
                 or not low <= value <= high:
             raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    for name, value, low in (("tolerance", tolerance, 0.0), ("variance_floor", variance_floor,
+                                                              np.finfo(np.float64).tiny)):
+        # a positive floor keeps every variance, hence every log-density, finite
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                             np.floating)) \
+                or not low <= value < np.inf:
+            raise ValueError(f"{name} must be a finite number ≥ {low:g}, got {value!r}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     fits = [_fit_once(points, int(n_components), rng, iterations, kmeans_steps, tolerance,

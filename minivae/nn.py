@@ -116,16 +116,79 @@ def _check_dtype(dtype) -> np.dtype:
     return dtype
 
 
-def check_batch(x, x_dim: int, dtype) -> Tensor:
-    """``x`` as a Tensor after checking it is a (batch, x_dim) array of the model's dtype."""
+# What a model's data may hold: any finite number, pixels exactly 0 or 1 (a Bernoulli
+# decoder's outcomes), or grey levels in [0, 1] (a Bernoulli decoder's soft targets).
+SUPPORTS = ("real", "binary", "unit_interval")
+
+
+def check_batch(x, x_dim: int, dtype, support: str = "real") -> Tensor:
+    """``x`` as a Tensor after checking it is a finite (batch, x_dim) array of the model's
+    dtype, batch ≥ 1, with values in ``support`` ("real", "binary" {0, 1} or "unit_interval"
+    [0, 1]).  It runs on every training batch, so each support costs one vectorized pass over
+    x on valid data (a value in {0, 1} or [0, 1] is finite, NaN fails every comparison); the
+    slower diagnosis runs only to word the error."""
     data = x.data if isinstance(x, Tensor) else x
     if not isinstance(data, np.ndarray):
         raise TypeError(f"x must be a numpy array or Tensor, got {type(x).__name__}")
-    if data.ndim != 2 or data.shape[1] != x_dim:
-        raise ValueError(f"x must have shape (batch, {x_dim}), got {data.shape}")
+    if data.ndim != 2 or data.shape[1] != x_dim or data.shape[0] < 1:
+        raise ValueError(f"x must have shape (batch, {x_dim}) with batch ≥ 1, got {data.shape}")
     if data.dtype != dtype:
         raise TypeError(f"x must have dtype {dtype} (the model's), got {data.dtype}")
+    if support == "binary":
+        valid = ((data == 0) | (data == 1)).all()
+    elif support == "unit_interval":
+        valid = ((data >= 0) & (data <= 1)).all()
+    else:
+        valid = np.isfinite(data).all()
+    if not valid:
+        _explain_bad_batch(data, support)
     return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _explain_bad_batch(data: np.ndarray, support: str) -> None:
+    """Raise the ValueError that says why ``data`` failed ``check_batch``'s value check."""
+    check_finite(data, "x")
+    low, high = data.min(), data.max()
+    if support == "binary":
+        raise ValueError("x must hold binary pixels 0/1 for a Bernoulli decoder; pass "
+                         "soft_targets=True to use values in [0, 1]; got values in "
+                         f"[{low}, {high}]")
+    raise ValueError("x must hold values in [0, 1] for a Bernoulli decoder with "
+                     f"soft_targets=True; got values in [{low}, {high}]")
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an int ≥ 1, or a ValueError naming ``name`` (bools are not sizes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_hidden(hidden) -> tuple:
+    """Hidden-layer widths as a tuple of ints ≥ 1 (one int means one layer); may be empty."""
+    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (tuple, list, np.ndarray)):
+        raise TypeError(f"hidden must be an int or a sequence of ints (layer widths), got "
+                        f"{hidden!r}")
+    for width in hidden:
+        check_positive_int(width, "every hidden width")
+    return tuple(int(width) for width in hidden)
+
+
+def check_finite(data: np.ndarray, name: str) -> None:
+    """A ValueError naming ``name`` and the first non-finite entry's index, if there is one."""
+    finite = np.isfinite(data)
+    if not finite.all():
+        index = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(f"{name} must be finite, got {data[index]} at index {index}")
+
+
+def check_flag(value, name: str) -> bool:
+    """``value`` as a bool, or a TypeError naming ``name`` (no truthy strings or numbers)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
+    return bool(value)
 
 
 def _check_rng(rng) -> np.random.Generator:
@@ -173,6 +236,12 @@ class MLP(Module):
     def __init__(self, sizes, activation: str = "tanh", rng: np.random.Generator | None = None,
                  dtype=np.float32, slope: float = 0.01):
         sizes = list(sizes)
+        for size in sizes:
+            check_positive_int(size, "every layer size")
+        if isinstance(slope, bool) or not isinstance(slope, (int, float, np.integer,
+                                                             np.floating)) \
+                or not np.isfinite(slope):
+            raise ValueError(f"slope must be a finite number, got {slope!r}")
         if len(sizes) < 2:
             raise ValueError(f"sizes must list at least an input and an output size, got {sizes}")
         if activation not in ACTIVATIONS:

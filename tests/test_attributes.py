@@ -71,7 +71,8 @@ def test_vector_between_identical_groups_is_zero(groups):
 
 @pytest.fixture(scope="module")
 def trained_vae():
-    """A small VAE trained for 200 steps on 4,500 real digits, and those digits' intensities."""
+    """A small VAE trained for 200 steps on 4,000 real digits, and 4,500 digits binarized once
+    (a Bernoulli VAE takes 0/1 pixels only)."""
     from minivae.data import binarize_dynamic, load_dataset, minibatches
 
     try:
@@ -89,7 +90,7 @@ def trained_vae():
             loss.backward()
             optimizer.step()
             steps += 1
-    return vae, pixels
+    return vae, binarize_dynamic(pixels, np.random.default_rng(12345))
 
 
 def test_thick_minus_thin_vector_adds_ink(trained_vae):

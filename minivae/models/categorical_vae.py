@@ -37,7 +37,16 @@ import numpy as np
 from minivae.densities import BernoulliLogits
 from minivae.distributions.categorical import Categorical
 from minivae.distributions.relaxed import RelaxedOneHotCategorical
-from minivae.nn import MLP, Module, _check_dtype, _check_rng, check_batch
+from minivae.models.vae import bernoulli_pixels
+from minivae.nn import (
+    MLP,
+    Module,
+    _check_dtype,
+    _check_rng,
+    check_batch,
+    check_flag,
+    check_hidden,
+)
 from minivae.tensor import Tensor, no_grad
 
 
@@ -85,13 +94,14 @@ class CategoricalVAE(Module):
     tau0, tau_min, anneal_rate : the temperature schedule τ(t) = max(τ_min, τ₀ e^{−rate·t}),
         t in epochs (see the module docstring); 0 < τ_min ≤ τ₀, rate ≥ 0.
     straight_through : decode the one-hot argmax of the relaxed sample, with the relaxed gradient.
+    soft_targets : accept grey levels x ∈ [0, 1] as Bernoulli targets, as for ``VAE``.
     """
 
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "tanh",
                  rng: np.random.Generator | None = None, dtype=np.float32,
                  leaky_slope: float = 0.01, n_latents: int | None = None, n_classes: int = 10,
                  tau0: float = 1.0, tau_min: float = 0.5, anneal_rate: float = 0.03,
-                 straight_through: bool = False):
+                 straight_through: bool = False, soft_targets: bool = False):
         n_latents = z_dim if n_latents is None else n_latents
         for name, value, low in (("x_dim", x_dim, 1), ("z_dim", z_dim, 1),
                                  ("n_latents", n_latents, 1), ("n_classes", n_classes, 2)):
@@ -110,9 +120,10 @@ class CategoricalVAE(Module):
         if not isinstance(straight_through, (bool, np.bool_)):
             raise TypeError(f"straight_through must be a bool, got "
                             f"{type(straight_through).__name__}")
-        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        hidden = check_hidden(hidden)
         rng, dtype = _check_rng(rng), _check_dtype(dtype)
         self.x_dim, self.hidden, self.dtype = int(x_dim), hidden, dtype
+        self.soft_targets = check_flag(soft_targets, "soft_targets")
         self.n_latents, self.n_classes = int(n_latents), int(n_classes)
         self.code_dim = self.n_latents * self.n_classes
         self.tau0, self.tau_min, self.anneal_rate = float(tau0), float(tau_min), float(anneal_rate)
@@ -138,6 +149,16 @@ class CategoricalVAE(Module):
         self.anneal(epoch)
 
     # --- the two networks ----------------------------------------------------------------
+    @property
+    def x_support(self) -> str:
+        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
+        return "unit_interval" if self.soft_targets else "binary"
+
+    @property
+    def binary_data(self) -> bool:
+        """Whether training binarizes the images: not when soft targets take grey levels."""
+        return not self.soft_targets
+
     def encode_logits(self, x) -> Tensor:
         """The logits l(x) of q(c | x), shape (B, N, K)."""
         x = self._check_x(x)
@@ -153,7 +174,8 @@ class CategoricalVAE(Module):
         if codes.ndim != 3 or codes.shape[1:] != (self.n_latents, self.n_classes):
             raise ValueError(f"codes must have shape (batch, {self.n_latents}, "
                              f"{self.n_classes}), got {codes.shape}")
-        return BernoulliLogits(self.decoder(codes.reshape(codes.shape[0], self.code_dim)))
+        logits = self.decoder(codes.reshape(codes.shape[0], self.code_dim))
+        return bernoulli_pixels(logits, self.soft_targets)
 
     # --- objectives ----------------------------------------------------------------------
     def objective(self, x, rng: np.random.Generator) -> Tensor:
@@ -242,4 +264,4 @@ class CategoricalVAE(Module):
         return Tensor((np.arange(self.n_classes) == classes[..., None]).astype(self.dtype))
 
     def _check_x(self, x) -> Tensor:
-        return check_batch(x, self.x_dim, self.dtype)
+        return check_batch(x, self.x_dim, self.dtype, self.x_support)

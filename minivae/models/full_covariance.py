@@ -27,13 +27,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.densities import BernoulliLogits
 from minivae.distributions.multivariate_normal import (
     MultivariateNormal,
     scale_tril_from_unconstrained,
 )
 from minivae.models.vae import VAE
-from minivae.nn import MLP, _check_dtype, _check_rng
+from minivae.nn import (
+    MLP,
+    _check_dtype,
+    _check_rng,
+    check_flag,
+    check_hidden,
+    check_positive_int,
+)
 from minivae.ops import concatenate
 from minivae.ops.linalg import diagonal
 from minivae.tensor import Tensor
@@ -74,21 +80,22 @@ class FullCovarianceVAE(VAE):
     ----------
     x_dim, hidden, z_dim, activation, rng, dtype, leaky_slope : as for ``VAE``.
     diagonal : "softplus" (default) or "exp", the map that makes Lᵢᵢ positive.
+    soft_targets : accept grey levels x ∈ [0, 1] as Bernoulli targets, as for ``VAE``.
     """
 
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "tanh",
                  rng: np.random.Generator | None = None, dtype=np.float32,
-                 leaky_slope: float = 0.01, diagonal: str = "softplus"):
+                 leaky_slope: float = 0.01, diagonal: str = "softplus",
+                 soft_targets: bool = False):
         # VAE.__init__ would build an encoder with 2·z_dim outputs; this one needs more.
-        for name, value in (("x_dim", x_dim), ("z_dim", z_dim)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        x_dim, z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
         if diagonal not in DIAGONAL_MAPS:
             raise ValueError(f"diagonal must be one of {DIAGONAL_MAPS}, got {diagonal!r}")
-        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        hidden = check_hidden(hidden)
         rng, dtype = _check_rng(rng), _check_dtype(dtype)
-        self.x_dim, self.z_dim, self.hidden = int(x_dim), int(z_dim), hidden
+        self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, hidden
         self.dtype, self.diagonal = dtype, diagonal
+        self.soft_targets = check_flag(soft_targets, "soft_targets")
         triangle = self.z_dim * (self.z_dim + 1) // 2
         self._positions = tril_positions(self.z_dim)
         self.encoder = MLP([x_dim, *hidden, self.z_dim + triangle], activation, rng, dtype,
@@ -119,7 +126,7 @@ class FullCovarianceVAE(VAE):
         """
         q_z_given_x = self.encode(x)
         z = q_z_given_x.rsample(_check_rng(rng))  # (B, z_dim)
-        log_p_x_given_z = BernoulliLogits(self.decoder(z)).log_prob(x)  # (B,)
+        log_p_x_given_z = self.decode(z).log_prob(x)  # (B,)
         return log_p_x_given_z - kl_to_standard_normal(q_z_given_x)
 
     def objective(self, x, rng: np.random.Generator) -> Tensor:

@@ -36,7 +36,7 @@ import minivae.ops as ops
 from minivae.distributions.base import Independent
 from minivae.distributions.normal import Normal
 from minivae.models.vae import VAE
-from minivae.nn import _check_rng
+from minivae.nn import _check_rng, check_positive_int
 from minivae.tensor import Tensor, no_grad
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -92,6 +92,7 @@ class GaussianDecoderVAE(VAE):
     """
 
     binary_data = False  # trained on the grey levels themselves, not on binarized pixels
+    x_support = "real"  # a Gaussian density takes any finite x
 
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "tanh",
                  rng: np.random.Generator | None = None, dtype=np.float32,
@@ -171,6 +172,7 @@ class GaussianDecoderVAE(VAE):
         The mean image, without the pixel noise σε, which would only add grain.
         Verified by: tests/test_models_gaussian_decoder.py::test_pictures_lie_in_the_unit_interval
         """
+        n, rng = check_positive_int(n, "n"), _check_rng(rng)
         with no_grad():
             z = rng.standard_normal((n, self.z_dim)).astype(self.dtype)
             return np.clip(self.decode(Tensor(z)).loc.data, 0.0, 1.0)

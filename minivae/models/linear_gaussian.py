@@ -29,6 +29,7 @@ import numpy as np
 
 from minivae.distributions import Distribution, Independent, MultivariateNormal, Normal
 from minivae.distributions.base import as_parameters, require
+from minivae.nn import check_finite
 from minivae.ops import cholesky, matmul, solve_triangular
 from minivae.tensor import Tensor
 
@@ -68,6 +69,7 @@ class LinearGaussian:
             raise TypeError(f"x must have dtype {self.dtype}, got {x.dtype}")
         if x.ndim < 1 or x.shape[-1] != self.x_dim:
             raise ValueError(f"x must have shape (..., {self.x_dim}), got {x.shape}")
+        check_finite(x.data, "x")
         return x
 
     def marginal(self) -> MultivariateNormal:
@@ -112,8 +114,11 @@ class LinearGaussian:
 
     def _check_z(self, z) -> Tensor:
         z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, dtype=self.dtype))
-        if z.shape[-1] != self.z_dim:
+        if z.dtype != self.dtype:
+            raise TypeError(f"z must have dtype {self.dtype}, got {z.dtype}")
+        if z.ndim < 1 or z.shape[-1] != self.z_dim:
             raise ValueError(f"z must have shape (..., {self.z_dim}), got {z.shape}")
+        check_finite(z.data, "z")
         return z
 
     def log_likelihood(self, x, z) -> Tensor:
@@ -137,8 +142,10 @@ class LinearGaussian:
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """n draws (x, z) from the joint: z ~ N(0, I), x = Wz + b + σε."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         z = rng.standard_normal((n, self.z_dim)).astype(self.dtype)
         noise = rng.standard_normal((n, self.x_dim)).astype(self.dtype)
         x = z @ self.W.data.T + self.b.data + self.sigma.data * noise

@@ -33,7 +33,16 @@ import minivae.ops as ops
 from minivae.clustering import DiagonalGMM, fit_diagonal_gmm
 from minivae.densities import BernoulliLogits, DiagonalNormal
 from minivae.distributions.mixture import GaussianMixture
-from minivae.nn import MLP, Module, _check_dtype, _check_rng, check_batch
+from minivae.models.vae import bernoulli_pixels
+from minivae.nn import (
+    MLP,
+    Module,
+    _check_dtype,
+    _check_rng,
+    check_batch,
+    check_flag,
+    check_hidden,
+)
 from minivae.tensor import Tensor, no_grad
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -47,18 +56,21 @@ class VaDE(Module):
     x_dim, hidden, z_dim, activation, leaky_slope, rng, dtype : as for ``VAE``.
     n_clusters : K, the mixture components (clusters), default 10.
     n_samples : L, the z draws per example averaged in ``objective`` (each with its own γ).
+    soft_targets : accept grey levels x ∈ [0, 1] as Bernoulli targets, as for ``VAE``.
     """
 
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "tanh",
                  rng: np.random.Generator | None = None, dtype=np.float32,
-                 leaky_slope: float = 0.01, n_clusters: int = 10, n_samples: int = 1):
+                 leaky_slope: float = 0.01, n_clusters: int = 10, n_samples: int = 1,
+                 soft_targets: bool = False):
         for name, value in (("x_dim", x_dim), ("z_dim", z_dim), ("n_clusters", n_clusters),
                             ("n_samples", n_samples)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        hidden = check_hidden(hidden)
         rng, dtype = _check_rng(rng), _check_dtype(dtype)
         self.x_dim, self.z_dim, self.hidden, self.dtype = int(x_dim), int(z_dim), hidden, dtype
+        self.soft_targets = check_flag(soft_targets, "soft_targets")
         self.n_clusters, self.n_samples = int(n_clusters), int(n_samples)
         self.encoder = MLP([x_dim, *hidden, 2 * z_dim], activation, rng, dtype, leaky_slope)
         self.decoder = MLP([z_dim, *reversed(hidden), x_dim], activation, rng, dtype, leaky_slope)
@@ -70,6 +82,16 @@ class VaDE(Module):
         self.flatten_parameters()
 
     # --- the two networks ----------------------------------------------------------------
+    @property
+    def x_support(self) -> str:
+        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
+        return "unit_interval" if self.soft_targets else "binary"
+
+    @property
+    def binary_data(self) -> bool:
+        """Whether training binarizes the images: not when soft targets take grey levels."""
+        return not self.soft_targets
+
     def encode(self, x) -> DiagonalNormal:
         """q(z | x) = N(μ̃(x), diag σ̃²(x)) for a batch x of shape (B, x_dim)."""
         h = self.encoder(self._check_x(x))  # (B, 2 · z_dim): [μ̃, log σ̃²]
@@ -77,7 +99,7 @@ class VaDE(Module):
 
     def decode(self, z) -> BernoulliLogits:
         """p(x | z) = Bernoulli(σ(decoder(z))) for z of shape (B, z_dim)."""
-        return BernoulliLogits(self.decoder(z))
+        return bernoulli_pixels(self.decoder(z), self.soft_targets)
 
     # --- the mixture prior ---------------------------------------------------------------
     def log_mixture_weights(self) -> Tensor:
@@ -256,4 +278,4 @@ class VaDE(Module):
             return ops.sigmoid(self.decoder(self.encode(x).loc)).data
 
     def _check_x(self, x) -> Tensor:
-        return check_batch(x, self.x_dim, self.dtype)
+        return check_batch(x, self.x_dim, self.dtype, self.x_support)

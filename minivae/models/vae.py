@@ -18,8 +18,28 @@ import numpy as np
 import minivae.ops as ops
 from minivae.densities import BernoulliLogits, DiagonalNormal, standard_normal_log_prob
 from minivae.distributions import Independent, Normal
-from minivae.nn import MLP, Module, _check_dtype, _check_rng, check_batch
+from minivae.nn import (
+    MLP,
+    Module,
+    _check_dtype,
+    _check_rng,
+    check_batch,
+    check_flag,
+    check_hidden,
+    check_positive_int,
+)
 from minivae.tensor import Tensor, no_grad
+
+
+def bernoulli_pixels(logits: Tensor, soft_targets: bool = False) -> BernoulliLogits:
+    """p(x | z) = Π_i Bernoulli(x_i; σ(l_i)) over the last axis of the decoder's logits l.
+
+    With ``soft_targets`` its log_prob also takes grey levels x ∈ [0, 1] (then it is minus the
+    binary cross-entropy, not a log-probability).
+    Verified by:
+    tests/test_bernoulli_targets.py::test_soft_target_likelihood_is_minus_the_binary_cross_entropy
+    """
+    return BernoulliLogits(logits, soft_targets=soft_targets)
 
 
 class VAE(Module):
@@ -35,24 +55,36 @@ class VAE(Module):
     likelihood : "bernoulli" (the only one here).
     rng : numpy Generator used for the initial weights.
     dtype : float32 (fast) or float64 (for gradient checks).
+    soft_targets : accept grey levels x ∈ [0, 1] as targets of the Bernoulli decoder (its
+        log p(x|z) is then minus the binary cross-entropy, not a log-probability), and train on
+        grey levels from the command line; by default x must be binary, 0 or 1.
     """
 
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "tanh",
                  likelihood: str = "bernoulli", rng: np.random.Generator | None = None,
-                 dtype=np.float32, leaky_slope: float = 0.01):
+                 dtype=np.float32, leaky_slope: float = 0.01, soft_targets: bool = False):
         if likelihood != "bernoulli":
             raise ValueError(f"likelihood must be 'bernoulli', got {likelihood!r}")
-        for name, value in (("x_dim", x_dim), ("z_dim", z_dim)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        x_dim, z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
+        hidden = check_hidden(hidden)
         rng, dtype = _check_rng(rng), _check_dtype(dtype)
-        self.x_dim, self.z_dim, self.hidden = int(x_dim), int(z_dim), hidden
+        self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, hidden
         self.dtype = dtype
+        self.soft_targets = check_flag(soft_targets, "soft_targets")
         # The encoder's last layer emits [μ, log σ²] side by side: 2 · z_dim numbers.
         self.encoder = MLP([x_dim, *hidden, 2 * z_dim], activation, rng, dtype, leaky_slope)
         self.decoder = MLP([z_dim, *reversed(hidden), x_dim], activation, rng, dtype, leaky_slope)
         self.flatten_parameters()
+
+    @property
+    def x_support(self) -> str:
+        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
+        return "unit_interval" if self.soft_targets else "binary"
+
+    @property
+    def binary_data(self) -> bool:
+        """Whether training binarizes the images: not when soft targets take grey levels."""
+        return not self.soft_targets
 
     def encode(self, x) -> DiagonalNormal:
         """q(z | x) = N(μ(x), diag σ²(x)) for a batch x of shape (B, x_dim)."""
@@ -61,7 +93,7 @@ class VAE(Module):
 
     def decode(self, z) -> BernoulliLogits:
         """p(x | z) = Bernoulli(σ(logits(z))) for z of shape (B, z_dim)."""
-        return BernoulliLogits(self.decoder(z))
+        return bernoulli_pixels(self.decoder(z), self.soft_targets)
 
     def elbo(self, x, rng: np.random.Generator) -> Tensor:
         """Per-example ELBO of shape (B,) with one reparameterized sample and the analytic KL.
@@ -116,6 +148,7 @@ class VAE(Module):
         from below in expectation and converges to it as k grows (Burda et al. 2016).
         Verified by: tests/test_vae.py::test_importance_sampling_bounds
         """
+        k, rng = check_positive_int(k, "k"), _check_rng(rng)
         with no_grad():
             q = self.encode(x)
             z = q.rsample(rng, (k,))  # (k, B, z_dim)
@@ -124,6 +157,7 @@ class VAE(Module):
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Pixel probabilities σ(decoder(z)) for n draws z ~ N(0, I); shape (n, x_dim)."""
+        n, rng = check_positive_int(n, "n"), _check_rng(rng)
         with no_grad():
             z = rng.standard_normal((n, self.z_dim)).astype(self.dtype)
             return self.decode(Tensor(z)).probs.data
@@ -134,4 +168,4 @@ class VAE(Module):
             return ops.sigmoid(self.decoder(self.encode(x).loc)).data
 
     def _check_x(self, x) -> Tensor:
-        return check_batch(x, self.x_dim, self.dtype)
+        return check_batch(x, self.x_dim, self.dtype, self.x_support)

@@ -42,7 +42,16 @@ import math
 import numpy as np
 
 from minivae.densities import BernoulliLogits
-from minivae.nn import MLP, Module, _check_dtype, _check_rng, check_batch
+from minivae.models.vae import bernoulli_pixels
+from minivae.nn import (
+    MLP,
+    Module,
+    _check_dtype,
+    _check_rng,
+    check_batch,
+    check_flag,
+    check_hidden,
+)
 from minivae.tensor import Tensor, is_grad_enabled, no_grad
 
 
@@ -105,13 +114,15 @@ class VQVAE(Module):
     ema : update the codebook by moving averages instead of by gradient.
     decay : γ ∈ (0, 1), the moving averages' decay; ema_epsilon : ε > 0, the Laplace smoothing.
     restart_dead : after each epoch, move the codewords unused in it onto encoder outputs.
+    soft_targets : accept grey levels x ∈ [0, 1] as Bernoulli targets, as for ``VAE``.
     """
 
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "relu",
                  rng: np.random.Generator | None = None, dtype=np.float32,
                  leaky_slope: float = 0.01, n_codes: int | None = None, codebook_size: int = 64,
                  code_dim: int = 8, beta: float = 0.25, ema: bool = False, decay: float = 0.99,
-                 ema_epsilon: float = 1e-5, restart_dead: bool = False):
+                 ema_epsilon: float = 1e-5, restart_dead: bool = False,
+                 soft_targets: bool = False):
         n_codes = z_dim if n_codes is None else n_codes
         for name, value in (("x_dim", x_dim), ("z_dim", z_dim), ("n_codes", n_codes),
                             ("codebook_size", codebook_size), ("code_dim", code_dim)):
@@ -128,9 +139,10 @@ class VQVAE(Module):
         for name, value in (("ema", ema), ("restart_dead", restart_dead)):
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        hidden = check_hidden(hidden)
         rng, dtype = _check_rng(rng), _check_dtype(dtype)
         self.x_dim, self.hidden, self.dtype = int(x_dim), hidden, dtype
+        self.soft_targets = check_flag(soft_targets, "soft_targets")
         self.n_codes, self.codebook_size, self.code_dim = map(int, (n_codes, codebook_size,
                                                                     code_dim))
         self.beta, self.decay, self.ema_epsilon = map(float, (beta, decay, ema_epsilon))
@@ -153,6 +165,16 @@ class VQVAE(Module):
         self.flatten_parameters()
 
     # --- the pieces ----------------------------------------------------------------------
+    @property
+    def x_support(self) -> str:
+        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
+        return "unit_interval" if self.soft_targets else "binary"
+
+    @property
+    def binary_data(self) -> bool:
+        """Whether training binarizes the images: not when soft targets take grey levels."""
+        return not self.soft_targets
+
     def encode(self, x) -> Tensor:
         """z_e(x), shape (B, n_codes, code_dim)."""
         x = self._check_x(x)
@@ -171,7 +193,7 @@ class VQVAE(Module):
         if z.ndim != 3 or z.shape[1:] != (self.n_codes, self.code_dim):
             raise ValueError(f"z must have shape (batch, {self.n_codes}, {self.code_dim}), "
                              f"got {z.shape}")
-        return BernoulliLogits(self.decoder(z.reshape(z.shape[0], -1)))
+        return bernoulli_pixels(self.decoder(z.reshape(z.shape[0], -1)), self.soft_targets)
 
     def loss_terms(self, x) -> dict:
         """The loss's terms per example, each (B,), plus the codes (B, n_codes) and z_e:
@@ -347,4 +369,4 @@ class VQVAE(Module):
             target[...] = value
 
     def _check_x(self, x) -> Tensor:
-        return check_batch(x, self.x_dim, self.dtype)
+        return check_batch(x, self.x_dim, self.dtype, self.x_support)

@@ -42,6 +42,22 @@ def check_sample_count(value, name: str) -> int:
     return int(value)
 
 
+def check_model(model, methods: tuple) -> None:
+    """A TypeError naming the methods an objective needs that ``model`` lacks."""
+    missing = [name for name in methods if not callable(getattr(model, name, None))]
+    if missing:
+        raise TypeError(f"model must have the methods {', '.join(methods)}; "
+                        f"{type(model).__name__} lacks {', '.join(missing)}")
+
+
+def reparameterized(q):
+    """``q`` after checking it has ``rsample`` (a ValueError suggesting the way out otherwise)."""
+    if not getattr(q, "has_rsample", False):
+        raise ValueError(f"model.encode(x) must return a reparameterizable distribution (with "
+                         f"rsample), got {type(q).__name__}; use a score-function estimator")
+    return q
+
+
 def elbo(model, x, rng: np.random.Generator, form: str = "analytic",
          n_samples: int = 1) -> Tensor:
     """Per-example ELBO estimate, shape (B,), from S = ``n_samples`` draws z_s ~ q(z|x):
@@ -69,10 +85,16 @@ def elbo(model, x, rng: np.random.Generator, form: str = "analytic",
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     n_samples = check_sample_count(n_samples, "n_samples")
     check_rng(rng)
-    q = model.encode(x)
+    check_model(model, ("encode", "prior", "log_likelihood", "log_joint"))
+    q = reparameterized(model.encode(x))
     z = q.rsample(rng, (n_samples,))  # (S, B, d)
     if form == "analytic":
-        return model.log_likelihood(x, z).mean(axis=0) - kl_divergence(q, model.prior())
+        try:
+            kl = kl_divergence(q, model.prior())
+        except NotImplementedError as missing:
+            raise ValueError(f"form='analytic' needs KL(q ‖ p(z)) in closed form, and {missing}; "
+                             "use form='monte_carlo' or 'entropy'") from None
+        return model.log_likelihood(x, z).mean(axis=0) - kl
     if form == "monte_carlo":
         return (model.log_joint(x, z) - q.log_prob(z)).mean(axis=0)
     return model.log_joint(x, z).mean(axis=0) + q.entropy()

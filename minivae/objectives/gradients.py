@@ -35,6 +35,7 @@ import numpy as np
 from minivae.distributions.base import Distribution, check_rng
 from minivae.distributions.categorical import Categorical
 from minivae.distributions.relaxed import RelaxedOneHotCategorical, straight_through
+from minivae.objectives.elbo import check_model
 from minivae.ops._common import as_tensor
 from minivae.tensor import Tensor
 
@@ -151,6 +152,7 @@ def elbo_surrogate(model, x, rng: np.random.Generator, estimator: str = "pathwis
     """
     _check_options(estimator, CONTINUOUS_ESTIMATORS, n_samples, baseline)
     rng = check_rng(rng)
+    check_model(model, ("encode", "log_joint"))
     q = model.encode(x)
     if not isinstance(q, Distribution):
         raise TypeError(f"model.encode(x) must return a Distribution, got {type(q).__name__}")

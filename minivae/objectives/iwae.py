@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from minivae.distributions.base import check_rng
-from minivae.objectives.elbo import check_sample_count
+from minivae.objectives.elbo import check_model, check_sample_count, reparameterized
 from minivae.tensor import Tensor
 
 
@@ -44,7 +44,8 @@ def log_importance_weights(model, x, k: int, rng: np.random.Generator, q=None) -
     """
     k = check_sample_count(k, "k")
     check_rng(rng)
-    q = model.encode(x) if q is None else q
+    check_model(model, ("encode", "log_joint"))
+    q = reparameterized(model.encode(x) if q is None else q)
     z = q.rsample(rng, (k,))  # (k, B, d)
     return model.log_joint(x, z) - q.log_prob(z)
 

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from minivae.distributions.base import check_rng
-from minivae.objectives.elbo import check_sample_count
+from minivae.objectives.elbo import check_model, check_sample_count
 from minivae.objectives.iwae import log_importance_weights
 from minivae.tensor import Tensor, no_grad
 
@@ -107,6 +107,7 @@ def prior_sampling_log_likelihood(model, x, n: int, rng: np.random.Generator,
     n = check_sample_count(n, "n")
     check_rng(rng)
     batch, chunk = _batch_and_chunk(x, chunk)
+    check_model(model, ("prior", "log_likelihood"))
 
     def chunks():
         prior = model.prior()
@@ -136,6 +137,8 @@ def importance_sampling_log_likelihood(model, x, k: int, rng: np.random.Generato
     k = check_sample_count(k, "k")
     check_rng(rng)
     chunk = _batch_and_chunk(x, chunk)[1]
+    if not callable(getattr(model, "log_importance_weights", None)):
+        check_model(model, ("encode", "log_joint"))
 
     def chunks():
         if hasattr(model, "log_importance_weights"):  # a model with its own proposal/latents

@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from minivae.distributions import Distribution, Independent, Normal, kl_divergence
 from minivae.distributions.base import check_rng
+from minivae.nn import check_finite
+from minivae.objectives.elbo import check_model
 from minivae.optim import Adam
 from minivae.tensor import Tensor, no_grad
 
@@ -95,6 +97,11 @@ def _check_learning_rate(value, name: str) -> float:
 
 
 def _check_x(x, model) -> np.ndarray:
+    for name in ("x_dim", "dtype"):
+        if not hasattr(model, name):
+            raise TypeError(f"model must have x_dim, dtype, prior() and log_likelihood(x, z); "
+                            f"{type(model).__name__} has no {name}")
+    check_model(model, ("prior", "log_likelihood"))
     data = x.data if isinstance(x, Tensor) else x
     if not isinstance(data, np.ndarray):
         raise TypeError(f"x must be a numpy array or Tensor, got {type(x).__name__}")
@@ -103,6 +110,7 @@ def _check_x(x, model) -> np.ndarray:
                          f"got {data.shape}")
     if data.dtype != model.dtype:
         raise TypeError(f"x must have the model's dtype {model.dtype}, got {data.dtype}")
+    check_finite(data, "x")
     return data
 
 
@@ -184,8 +192,8 @@ def svi_fit(x, model, rng: np.random.Generator, steps: int = 1000, lr: float = 1
             optimizer.step()
             history[step] = float(elbo.data.mean(dtype=np.float64))
             if not math.isfinite(history[step]):
-                raise FloatingPointError(f"the ELBO became {history[step]} at step {step}; "
-                                         "try a smaller lr")
+                raise ValueError(f"the ELBO became {history[step]} at step {step}: lr = {lr} "
+                                 "is too large for this model and data; try a smaller lr")
             bar.set_postfix(elbo=f"{history[step]:.3f}", refresh=False)
 
     loc_fit, scale_fit = loc.data.copy(), np.exp(log_scale.data)
