@@ -80,7 +80,8 @@ def floats(allow_non_finite: bool = True, width: int = 64):
     """Any float, with the extremes and (optionally) NaN/±inf drawn often."""
     info = np.finfo(np.float32 if width == 32 else np.float64)
     # only numbers the dtype holds, so drawing them does not itself overflow or underflow
-    representable = tuple(x for x in EXTREMES if x == 0 or info.tiny <= abs(x) <= info.max)
+    tiny, largest = float(info.tiny), float(info.max)
+    representable = tuple(x for x in EXTREMES if x == 0 or tiny <= abs(x) <= largest)
     special = st.sampled_from(representable + (NON_FINITE if allow_non_finite else ()))
     ordinary = st.floats(allow_nan=allow_non_finite, allow_infinity=allow_non_finite,
                          width=width)

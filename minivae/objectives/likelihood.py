@@ -49,7 +49,8 @@ def log_mean_exp_with_standard_error(log_weight_chunks: Iterable[np.ndarray]
         log p̂ = m + log ū,   se = sd(u) / (√n · ū),   u_i = exp(log w_i − m),  m = max_i log w_i,
 
     where ū and sd(u) (with n − 1) are merged chunk by chunk.  A column whose weights are all 0
-    (log w = −∞) gets log p̂ = −∞; the standard error needs n ≥ 2 and is NaN otherwise.
+    (log w = −∞) gets log p̂ = −∞.  Where the spread cannot be estimated (one weight, n = 1, or
+    all weights 0) the standard error is +∞: no finite error bar is claimed, and no NaN arrives.
 
     Verified by: tests/test_objectives_likelihood.py::test_chunked_statistics_match_one_pass,
     ::test_no_overflow_for_tiny_likelihoods
@@ -76,11 +77,11 @@ def log_mean_exp_with_standard_error(log_weight_chunks: Iterable[np.ndarray]
         count, running_max = total, new_max
     if count == 0:
         raise ValueError("log_weight_chunks must hold at least one chunk of weights, got none")
-    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero weights: −∞ and NaN
+    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero weights: log 0 = −∞
         estimate = np.where(np.isneginf(running_max), -np.inf, running_max + np.log(mean))
-        spread = np.sqrt(m2 / (count - 1)) if count > 1 else np.full(mean.shape, np.nan)
+        spread = np.sqrt(m2 / (count - 1)) if count > 1 else np.full(mean.shape, np.inf)
         standard_error = spread / (math.sqrt(count) * mean)
-    return estimate, np.where(mean > 0, standard_error, np.nan)
+    return estimate, np.where(mean > 0, standard_error, np.inf)
 
 
 def _batch_and_chunk(x, chunk) -> tuple[int, int]:

@@ -274,7 +274,7 @@ def amortization_gap(model, x, rng: np.random.Generator, svi_steps: int = 1000,
 
     def mean_and_se(values):
         se = values.std(axis=0, ddof=1) / math.sqrt(n_samples) if n_samples > 1 else \
-            np.full(values.shape[1], np.nan)
+            np.full(values.shape[1], np.inf)  # one draw: spread unknown
         return values.mean(axis=0), se
 
     gap, gap_se = mean_and_se(svi_values - encoder_values)
