@@ -164,6 +164,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:  # training diverged: a message, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -200,17 +200,20 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
         bar = tqdm(minibatches(train_x, config.batch_size, data_rng), total=n_batches,
                    desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         for x in bar:
-            bound = training_bound(model, x, config, noise_rng)  # (B,)
+            try:
+                bound = training_bound(model, x, config, noise_rng)  # (B,)
+            except ValueError as error:  # NaN weights show up as an input check failing
+                stop_if_diverged(model, name, epoch, error)
+                raise
             loss = -bound.mean()
+            if not np.isfinite(loss.data):  # stop before a non-finite gradient reaches the weights
+                stop_if_diverged(model, name, epoch, float(-loss.data))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             bound_sum += float(bound.data.sum(dtype=np.float64))
             seen += len(x)
             bar.set_postfix({name: f"{bound_sum / seen:.2f}"}, refresh=False)
-        if not np.isfinite(bound_sum):
-            raise FloatingPointError(f"the training {name} became {bound_sum} in epoch "
-                                     f"{epoch}; try a smaller --lr")
         seconds = time.perf_counter() - start
         if hasattr(model, "on_epoch_end"):
             model.on_epoch_end(epoch)  # e.g. a temperature schedule
@@ -228,6 +231,22 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
 
     write_pictures(model, test_x, metrics, out, np.random.default_rng(config.seed))
     return metrics
+
+
+def stop_if_diverged(model, name: str, epoch: int, symptom) -> None:
+    """Raise FloatingPointError if training has diverged: the bound is not finite (``symptom`` a
+    number) or the weights are (``symptom`` the error an input check raised because of them).
+
+    The checkpoint of the last finished epoch is left as it was.
+    """
+    if isinstance(symptom, Exception):
+        if all(np.isfinite(p.data).all() for p in model.parameters()):
+            return  # a genuine input error, not divergence
+        cause = f"its weights are no longer finite ({symptom})"
+    else:
+        cause = f"the training {name} became {symptom}"
+    raise FloatingPointError(f"training diverged in epoch {epoch}: {cause}; the checkpoint of the "
+                             f"last finished epoch is intact; start again with a smaller --lr")
 
 
 def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,

@@ -133,3 +133,42 @@ def test_options_left_out_take_the_config_defaults():
     assert config("--objective", "iwae").k == 5
     assert config("--objective", "iwae", "--k-train", "2", "--hidden", "8", "8") == TrainConfig(
         objective="iwae", k=2, hidden=(8, 8))
+
+
+@pytest.mark.parametrize("failure", ["bound", "weights"])
+def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(
+        tmp_path, tiny_mnist, capsys, monkeypatch, failure):
+    """A bound that turns NaN, or weights that do (the next batch's input check then fails),
+    stop the run in epoch 2 with exit code 1; the checkpoint of epoch 1 stays as it was."""
+    import minivae.train as train_module
+    from minivae.optim import Adam
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "mnist", "--data-root", str(tiny_mnist), "--epochs", "1",
+                 "--batch-size", "100", "--hidden", "16", "--z-dim", "3", "--out", str(out),
+                 "--quiet"]) == 0
+    saved = (out / "checkpoint.npz").read_bytes()
+
+    if failure == "bound":
+        real_bound = train_module.training_bound
+
+        def nan_bound(model, x, config, rng):
+            bound = real_bound(model, x, config, rng)
+            bound.data[0] = np.nan
+            return bound
+
+        monkeypatch.setattr(train_module, "training_bound", nan_bound)
+    else:
+        real_step = Adam.step
+
+        def poisoning_step(self):
+            real_step(self)
+            self.params[0].data[...] = np.nan
+
+        monkeypatch.setattr(Adam, "step", poisoning_step)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--quiet"]) == 1
+    message = capsys.readouterr().err
+    assert "training diverged in epoch 2" in message and "smaller --lr" in message
+    assert ("weights are no longer finite" in message) == (failure == "weights")
+    assert (out / "checkpoint.npz").read_bytes() == saved
