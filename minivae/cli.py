@@ -69,12 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_options(pairs: list[str]) -> dict:
-    """``["n_classes=10", "ema=true"]`` → ``{"n_classes": 10, "ema": True}``."""
+    """``["n_classes=10", "ema=true"]`` → ``{"n_classes": 10, "ema": True}``.
+
+    Values are read as JSON, except that true/false are accepted in any case (``True`` as in
+    Python); anything else that is not JSON stays a string.
+    """
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.isidentifier():
             raise SystemExit(f"--option must look like KEY=VALUE, got {pair!r}")
+        if value.strip().lower() in ("true", "false"):
+            options[key] = value.strip().lower() == "true"
+            continue
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -105,6 +105,9 @@ def test_soft_targets_must_be_a_bool(name):
 def test_the_option_parses_from_the_command_line():
     options = parse_options(["soft_targets=true"])
     assert options == {"soft_targets": True}
+    for spelling, value in (("True", True), ("FALSE", False), (" false", False)):
+        assert parse_options([f"soft_targets={spelling}"]) == {"soft_targets": value}
+    assert parse_options(["name=Trueish"]) == {"name": "Trueish"}
     model = build("vae", **options)
     assert model.soft_targets and model.x_support == "unit_interval"
 
