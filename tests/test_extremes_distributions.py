@@ -227,3 +227,16 @@ def test_reparameterized_gamma_family_refuses_concentrations_beyond_its_gradient
     big = leaf([1e6, 2.0], np.float64)  # within the limit: finite draw and gradient
     Gamma(big, 1.0).rsample(np.random.default_rng(0)).sum().backward()
     assert_finite(big.grad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relaxed_rsample_with_huge_logit_gaps(dtype):
+    """Logits near the dtype's largest number: (l + G)/τ alone would overflow to ∞ and the
+    softmax to NaN.  The sample is one-hot at the huge logit (the other classes' weights are
+    below e^(−10³⁸)), with finite gradients to l and τ."""
+    largest = float(np.finfo(dtype).max)
+    l, tau = leaf([[0.0, 0.9 * largest], [-0.9 * largest, 0.0]], dtype), leaf(0.5, dtype)
+    y = RelaxedOneHotCategorical(tau, logits=l).rsample(np.random.default_rng(0), (5,))
+    np.testing.assert_array_equal(y.data, np.broadcast_to([[0, 1], [0, 1]], (5, 2, 2)))
+    (y * np.array([1.0, 2.0], dtype)).sum().backward()
+    assert_finite(l.grad, tau.grad)

@@ -87,17 +87,25 @@ class RelaxedOneHotCategorical(Distribution):
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """y = softmax((l + G)/τ), G_k i.i.d. standard Gumbel drawn outside the graph.
 
-        The softmax is exp(z − logsumexp z) with z = (l + G)/τ, so it never overflows; at very
-        small τ some y_k underflow to 0 (then log_prob(y) = −∞).
+        The softmax is exp(z − logsumexp z) with z = (l − max l + G)/τ (the softmax forgets
+        the shift, and without it (l + G)/τ overflows for huge logits), so it never overflows; at
+        very small τ some y_k underflow to 0 (then log_prob(y) = −∞).
         Verified by: tests/test_dist_relaxed.py::test_relaxed_rsample_gradcheck,
-        ::test_relaxed_samples_match_the_logistic_change_of_variables
+        ::test_relaxed_samples_match_the_logistic_change_of_variables,
+        tests/test_extremes_distributions.py::test_relaxed_rsample_with_huge_logit_gaps
         """
         noise = standard_gumbel(rng, self.sample_shape(shape), self.dtype)
-        # a class of probability 0 (logit −∞) gets y_k = 0 whatever τ is; dividing −∞ by τ
-        # would send 0 · ∞ = NaN back to τ, so it takes a finite stand-in and then −∞
-        possible = self.logits.data > -np.inf
-        logits = ops.where(possible, self.logits, 0.0)
-        scaled = ops.where(possible, (logits + noise) / self._temperature_per_class(), -np.inf)
+        temperature = self._temperature_per_class()
+        finite = self.logits.data > -np.inf
+        top = np.max(np.where(finite, self.logits.data, -np.inf), axis=-1, keepdims=True)
+        with np.errstate(over="ignore"):
+            scaled_data = (self.logits.data - top + noise) / temperature.data
+        # y_k = 0 exactly for a class of probability 0 (logit −∞) whatever τ is, and for one
+        # whose scaled logit is below the dtype's range; computing those would send 0 · ∞ = NaN
+        # back to τ, so they take a finite stand-in and then −∞
+        possible = finite & (scaled_data > -np.inf)
+        logits = ops.where(possible, self.logits - top, 0.0)
+        scaled = ops.where(possible, (logits + noise) / temperature, -np.inf)
         y = (scaled - scaled.logsumexp(axis=-1, keepdims=True)).exp()
         return straight_through(y) if self.straight_through else y
 
