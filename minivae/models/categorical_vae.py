@@ -37,13 +37,11 @@ import numpy as np
 from minivae.densities import BernoulliLogits
 from minivae.distributions.categorical import Categorical
 from minivae.distributions.relaxed import RelaxedOneHotCategorical
-from minivae.models.vae import bernoulli_pixels
+from minivae.models.vae import BernoulliPixelModel, bernoulli_pixels
 from minivae.nn import (
     MLP,
-    Module,
     _check_dtype,
     _check_rng,
-    check_batch,
     check_flag,
     check_hidden,
 )
@@ -79,7 +77,7 @@ def kl_categorical_to_uniform(logits: Tensor) -> Tensor:
     return (log_q.exp() * (log_q + math.log(logits.shape[-1]))).sum(axis=-1)
 
 
-class CategoricalVAE(Module):
+class CategoricalVAE(BernoulliPixelModel):
     """A Bernoulli VAE whose latent code is N one-hot vectors of K classes.
 
     Parameters
@@ -149,16 +147,6 @@ class CategoricalVAE(Module):
         self.anneal(epoch)
 
     # --- the two networks ----------------------------------------------------------------
-    @property
-    def x_support(self) -> str:
-        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
-        return "unit_interval" if self.soft_targets else "binary"
-
-    @property
-    def binary_data(self) -> bool:
-        """Whether training binarizes the images: not when soft targets take grey levels."""
-        return not self.soft_targets
-
     def encode_logits(self, x) -> Tensor:
         """The logits l(x) of q(c | x), shape (B, N, K)."""
         x = self._check_x(x)
@@ -263,5 +251,3 @@ class CategoricalVAE(Module):
         """(..., N) class indices → (..., N, K) one-hot codes in the model's dtype."""
         return Tensor((np.arange(self.n_classes) == classes[..., None]).astype(self.dtype))
 
-    def _check_x(self, x) -> Tensor:
-        return check_batch(x, self.x_dim, self.dtype, self.x_support)

@@ -33,13 +33,11 @@ import minivae.ops as ops
 from minivae.clustering import DiagonalGMM, fit_diagonal_gmm
 from minivae.densities import BernoulliLogits, DiagonalNormal
 from minivae.distributions.mixture import GaussianMixture
-from minivae.models.vae import bernoulli_pixels
+from minivae.models.vae import BernoulliPixelModel, bernoulli_pixels
 from minivae.nn import (
     MLP,
-    Module,
     _check_dtype,
     _check_rng,
-    check_batch,
     check_flag,
     check_hidden,
 )
@@ -48,7 +46,7 @@ from minivae.tensor import Tensor, no_grad
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-class VaDE(Module):
+class VaDE(BernoulliPixelModel):
     """A Bernoulli VAE with a learned K-component diagonal Gaussian-mixture prior.
 
     Parameters
@@ -82,16 +80,6 @@ class VaDE(Module):
         self.flatten_parameters()
 
     # --- the two networks ----------------------------------------------------------------
-    @property
-    def x_support(self) -> str:
-        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
-        return "unit_interval" if self.soft_targets else "binary"
-
-    @property
-    def binary_data(self) -> bool:
-        """Whether training binarizes the images: not when soft targets take grey levels."""
-        return not self.soft_targets
-
     def encode(self, x) -> DiagonalNormal:
         """q(z | x) = N(μ̃(x), diag σ̃²(x)) for a batch x of shape (B, x_dim)."""
         h = self.encoder(self._check_x(x))  # (B, 2 · z_dim): [μ̃, log σ̃²]
@@ -277,5 +265,3 @@ class VaDE(Module):
         with no_grad():
             return ops.sigmoid(self.decoder(self.encode(x).loc)).data
 
-    def _check_x(self, x) -> Tensor:
-        return check_batch(x, self.x_dim, self.dtype, self.x_support)

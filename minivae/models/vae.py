@@ -42,7 +42,31 @@ def bernoulli_pixels(logits: Tensor, soft_targets: bool = False) -> BernoulliLog
     return BernoulliLogits(logits, soft_targets=soft_targets)
 
 
-class VAE(Module):
+class BernoulliPixelModel(Module):
+    """A model whose decoder is Bernoulli over pixels: what its data x may hold.
+
+    x must be 0/1 (binary pixels), or any value in [0, 1] when the model was built with
+    ``soft_targets=True``; then training feeds it the grey levels instead of binarizing them.
+    Subclasses set ``x_dim``, ``dtype`` and ``soft_targets``.
+    """
+
+    soft_targets = False
+
+    @property
+    def x_support(self) -> str:
+        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
+        return "unit_interval" if self.soft_targets else "binary"
+
+    @property
+    def binary_data(self) -> bool:
+        """Whether training binarizes the images: not when soft targets take grey levels."""
+        return not self.soft_targets
+
+    def _check_x(self, x) -> Tensor:
+        return check_batch(x, self.x_dim, self.dtype, self.x_support)
+
+
+class VAE(BernoulliPixelModel):
     """A Bernoulli VAE with MLP encoder and decoder.
 
     Parameters
@@ -75,16 +99,6 @@ class VAE(Module):
         self.encoder = MLP([x_dim, *hidden, 2 * z_dim], activation, rng, dtype, leaky_slope)
         self.decoder = MLP([z_dim, *reversed(hidden), x_dim], activation, rng, dtype, leaky_slope)
         self.flatten_parameters()
-
-    @property
-    def x_support(self) -> str:
-        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
-        return "unit_interval" if self.soft_targets else "binary"
-
-    @property
-    def binary_data(self) -> bool:
-        """Whether training binarizes the images: not when soft targets take grey levels."""
-        return not self.soft_targets
 
     def encode(self, x) -> DiagonalNormal:
         """q(z | x) = N(μ(x), diag σ²(x)) for a batch x of shape (B, x_dim)."""
@@ -167,5 +181,3 @@ class VAE(Module):
         with no_grad():
             return ops.sigmoid(self.decoder(self.encode(x).loc)).data
 
-    def _check_x(self, x) -> Tensor:
-        return check_batch(x, self.x_dim, self.dtype, self.x_support)

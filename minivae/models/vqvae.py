@@ -42,13 +42,11 @@ import math
 import numpy as np
 
 from minivae.densities import BernoulliLogits
-from minivae.models.vae import bernoulli_pixels
+from minivae.models.vae import BernoulliPixelModel, bernoulli_pixels
 from minivae.nn import (
     MLP,
-    Module,
     _check_dtype,
     _check_rng,
-    check_batch,
     check_flag,
     check_hidden,
 )
@@ -98,7 +96,7 @@ def perplexity(counts) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-class VQVAE(Module):
+class VQVAE(BernoulliPixelModel):
     """A Bernoulli VQ-VAE: MLP encoder → n_codes vectors → nearest codewords → MLP decoder.
 
     Parameters
@@ -165,16 +163,6 @@ class VQVAE(Module):
         self.flatten_parameters()
 
     # --- the pieces ----------------------------------------------------------------------
-    @property
-    def x_support(self) -> str:
-        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
-        return "unit_interval" if self.soft_targets else "binary"
-
-    @property
-    def binary_data(self) -> bool:
-        """Whether training binarizes the images: not when soft targets take grey levels."""
-        return not self.soft_targets
-
     def encode(self, x) -> Tensor:
         """z_e(x), shape (B, n_codes, code_dim)."""
         x = self._check_x(x)
@@ -368,5 +356,3 @@ class VQVAE(Module):
                                  f"dtype {target.dtype}, got {value.shape} and {value.dtype}")
             target[...] = value
 
-    def _check_x(self, x) -> Tensor:
-        return check_batch(x, self.x_dim, self.dtype, self.x_support)
