@@ -105,7 +105,7 @@ def check_backward(g: np.ndarray, parents: tuple, parent_grads, op: str) -> None
     finite inputs (a NaN input legitimately gives a NaN gradient, e.g. d(x²)/dx = 2x)."""
     if not _all_finite(g) or not all(_all_finite(p.data) for p in parents):
         return
-    for position, (parent, grad) in enumerate(zip(parents, parent_grads)):
+    for position, grad in enumerate(parent_grads):
         if grad is None or _all_finite(grad):
             continue
         grad = np.asarray(grad)

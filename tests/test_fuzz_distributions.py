@@ -245,9 +245,10 @@ def test_valid_inputs_give_finite_results(seed, dtype):
         "RelaxedOneHotCategorical": RelaxedOneHotCategorical(dtype(0.7),
                                                              logits=tame(3, seed, dtype=dtype)),
         "MultivariateNormal": MultivariateNormal(tame(3, seed, dtype=dtype), lower),
-        "GaussianMixture": GaussianMixture(tame(2, seed, dtype=dtype), tame((2, 3), seed, dtype=dtype),
-                                           positive((2, 3))),
-        "DiagonalNormal": DiagonalNormal(tame((2, 3), seed, dtype=dtype), tame((2, 3), seed, dtype=dtype)),
+        "GaussianMixture": GaussianMixture(tame(2, seed, dtype=dtype),
+                                           tame((2, 3), seed, dtype=dtype), positive((2, 3))),
+        "DiagonalNormal": DiagonalNormal(tame((2, 3), seed, dtype=dtype),
+                                         tame((2, 3), seed, dtype=dtype)),
         "BernoulliLogits": BernoulliLogits(tame((2, 3), seed, dtype=dtype)),
         "Independent": Independent(Normal(tame((2, 3), seed, dtype=dtype), positive((2, 3))), 1),
     }

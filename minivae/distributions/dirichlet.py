@@ -120,9 +120,9 @@ class Dirichlet(Distribution):
         with np.errstate(invalid="ignore"):  # +∞ − ∞ on a face is reported just below
             density = log_power(x, alpha - 1).sum(axis=-1) - log_beta_function(alpha)
         if np.isnan(density.data).any():
-            raise ValueError("x must not lie on a face of the simplex where one factor x_k^(α_k − 1) "
-                             "is 0 and another ∞ (some x_k = 0 with α_k > 1 and another with "
-                             "α_k < 1): the density has no limit there")
+            raise ValueError("x must not lie on a face of the simplex where one factor "
+                             "x_k^(α_k − 1) is 0 and another ∞ (some x_k = 0 with α_k > 1 and "
+                             "another with α_k < 1): the density has no limit there")
         return where(off, -np.inf, density)
 
     def entropy(self) -> Tensor:
