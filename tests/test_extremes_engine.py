@@ -218,3 +218,16 @@ def test_compiled_backends_reject_mixed_dtypes_with_type_error(name):
     with pytest.raises(TypeError, match="must have the dtype of param"):
         module.adam_step(flat32, flat32.copy(), flat32.copy(), flat64, 1e-3, 0.9, 0.999,
                          1e-8, 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_division_by_a_tiny_broadcast_divisor_has_an_exact_gradient(dtype):
+    """d/db Σ_i a_i/b = −(Σ_i a_i)/b², which is 0 when the a_i cancel, even though each term
+    a_i/b² overflows for b = 1e-30 (summing the overflowed terms would give ∞ − ∞ = NaN)."""
+    largest = np.finfo(dtype).max
+    for numerator in ([1.0, -1.0], [largest, 0.0, -largest]):
+        a = Tensor(np.array(numerator, dtype), requires_grad=True)
+        b = Tensor(np.array(1e-30, dtype), requires_grad=True)
+        (a / b).sum().backward()
+        assert b.grad == 0
+        np.testing.assert_allclose(a.grad, 1 / np.array(1e-30, dtype), rtol=1e-6)

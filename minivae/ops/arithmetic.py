@@ -54,7 +54,10 @@ def div(a, b) -> Tensor:
 
     def vjp(g):
         grad_a = unbroadcast(g / b.data, a.shape) if a.requires_grad else None
-        grad_b = unbroadcast(-g * out / b.data, b.shape) if b.requires_grad else None
+        # −(Σ g·a)/b/b: sum over the broadcast axes first (b is constant along them), then
+        # divide; term by term, g·a/b² overflows for tiny b even where the sum is exactly 0
+        grad_b = (unbroadcast(-g * a.data, b.shape) / b.data / b.data if b.requires_grad
+                  else None)
         return grad_a, grad_b
 
     return Tensor.from_op(out, (a, b), vjp, "div")
