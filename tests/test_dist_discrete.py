@@ -431,3 +431,23 @@ def test_poisson_validation_and_dtype():
         assert out.dtype == np.float32
     np.testing.assert_allclose(d.entropy().data, [stats.poisson.entropy(0.5),
                                                   stats.poisson.entropy(7.0)], rtol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [10.0, 2e6, 1e300])
+def test_poisson_log_prob_at_huge_counts(rate):
+    """Counts where k log λ and log k! overflow or cancel (scipy gives NaN, or −6e286 instead
+    of −346 at k = λ = 1e300): the value of k log λ − λ − log Γ(k + 1) in 400-digit arithmetic
+    (−∞ where it is below the float range), and a finite gradient k/λ − 1."""
+    mpmath = pytest.importorskip("mpmath")
+    counts = np.array([3e6, 1e300, 7.8e307])
+    rate_leaf = Tensor(np.array(rate), requires_grad=True)
+    log_p = Poisson(rate_leaf).log_prob(counts)
+    for k, value in zip(counts, log_p.data):
+        with mpmath.workdps(400):  # the terms reach 1e303 and cancel to 1e2: 300 digits go
+            exact = mpmath.mpf(k) * mpmath.log(rate) - rate - mpmath.loggamma(mpmath.mpf(k) + 1)
+        if abs(exact) > np.finfo(np.float64).max:
+            assert value == -np.inf and exact < 0
+        else:
+            assert value == pytest.approx(float(exact), rel=1e-12)
+    log_p.sum().backward()
+    np.testing.assert_allclose(rate_leaf.grad, np.sum(counts / rate - 1), rtol=1e-12)

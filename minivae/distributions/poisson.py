@@ -17,6 +17,8 @@ from minivae.distributions.kl import register_kl
 from minivae.ops.special import log_gamma_array
 from minivae.tensor import Tensor
 
+STIRLING_COUNT = 1e6  # above this count, log P(k) takes Stirling's form (see log_prob)
+
 # The entropy sums P(k) over k ∈ [λ − a, λ + a] with a = TAIL_SDS·√λ + TAIL_OFFSET (see there).
 TAIL_SDS, TAIL_OFFSET = 10.0, 40.0
 SERIES_ABOVE = 1e6  # above this rate the entropy comes from its large-λ expansion
@@ -58,15 +60,27 @@ class Poisson(Distribution):
     def log_prob(self, k) -> Tensor:
         """log P(k) = k log λ − λ − log k!,  with log k! = log Γ(k + 1).
 
+        For k > 10⁶ Stirling's series log k! = k log k − k + ½ log(2πk) + 1/(12k) + O(k⁻³)
+        (omitted terms < 1e-20) gives the same number in the form
+        log P(k) = k log(λ/k) + (k − λ) − ½ log(2πk) − 1/(12k), which stays finite where
+        k log λ and log k! would both overflow (k near the float range) and their difference
+        be ∞ − ∞.
         k outside {0, 1, 2, …} (negative, fractional, ±∞ or NaN) gives −∞.  d/dλ = k/λ − 1.
         Verified by: tests/test_dist_discrete.py::test_poisson_matches_scipy,
-        ::test_poisson_outside_support, ::test_poisson_gradients
+        ::test_poisson_outside_support, ::test_poisson_gradients,
+        ::test_poisson_log_prob_at_huge_counts
         """
         k = self._value(k, "k").data
         with np.errstate(invalid="ignore"):
             valid = (k >= 0) & np.isfinite(k) & (k == np.floor(k))
         k = np.where(valid, k, 0).astype(self.dtype)
         value = k * self.rate.log() - self.rate - log_factorial(k)
+        huge = k > STIRLING_COUNT
+        if huge.any():
+            big_k = np.where(huge, k, STIRLING_COUNT).astype(self.dtype)  # no log 0 unused
+            stirling = (big_k * (self.rate.log() - np.log(big_k)) + (big_k - self.rate)
+                        - (0.5 * np.log(2 * np.pi * big_k) + 1 / (12 * big_k)))
+            value = ops.where(huge, stirling, value)
         return ops.where(valid, value, -np.inf)
 
     def entropy(self) -> Tensor:
