@@ -309,3 +309,28 @@ def test_gradient_estimators_demo_runs(tmp_path, capsys):
         assert all(np.isfinite(row[name]) and row[name] >= 0
                    for name in gradient_estimators.ESTIMATORS)
     assert "pathwise" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("estimator", ["score", "gumbel_softmax", "straight_through"])
+def test_discrete_surrogate_with_a_class_of_probability_zero(estimator):
+    """A logit −∞ (π_k = 0): that class is never drawn, so it adds nothing to log q(c) — no
+    0 · (−∞) = NaN in the value, and finite gradients to the finite logits."""
+    logits = Tensor(np.array([[-np.inf, 0.0, 1.0], [0.5, 0.0, -0.5]]), requires_grad=True)
+    target = np.arange(3.0)
+    value = discrete_elbo_surrogate(lambda c: -((c - target) ** 2).sum(axis=-1), logits,
+                                    np.random.default_rng(0), estimator, 0.5, n_samples=8)
+    assert np.isfinite(value.data).all()
+    value.sum().backward()
+    assert np.isfinite(logits.grad).all() and logits.grad[0, 0] == 0  # π_0 = 0 stays 0
+
+
+@pytest.mark.parametrize("estimator", ["pathwise", "stl", "score"])
+def test_elbo_surrogate_refuses_data_it_cannot_score_finitely(estimator):
+    """x = 1e300 under a Gaussian likelihood: log p(x | z) is below the float range, so the
+    ELBO term is −∞ and has no gradient; a ValueError names x instead of a NaN gradient."""
+    model, x, _ = linear_gaussian_problem()
+    x = x.copy()
+    x[1, 0] = 1e300
+    with pytest.raises(ValueError, match="x must be a batch the model scores with finite "
+                                         r"numbers.*example 1"):
+        elbo_surrogate(model, x, np.random.default_rng(0), estimator)

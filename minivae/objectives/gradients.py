@@ -36,6 +36,7 @@ from minivae.distributions.base import Distribution, check_rng
 from minivae.distributions.categorical import Categorical
 from minivae.distributions.relaxed import RelaxedOneHotCategorical, straight_through
 from minivae.objectives.elbo import check_model
+from minivae.ops import where
 from minivae.ops._common import as_tensor
 from minivae.tensor import Tensor
 
@@ -170,7 +171,18 @@ def elbo_surrogate(model, x, rng: np.random.Generator, estimator: str = "pathwis
         z = q.sample(rng, (n_samples,))
         log_p = _check_per_sample(model.log_joint(x, z), shape, "model.log_joint")
         per_sample = _score_surrogate(log_p, q.log_prob(z), baseline)
-    return _check_per_sample(per_sample, shape, "the ELBO estimate").mean(axis=0)
+    per_sample = _check_per_sample(per_sample, shape, "the ELBO estimate")
+    _check_finite_terms(per_sample)
+    return per_sample.mean(axis=0)
+
+
+def _check_finite_terms(per_sample: Tensor) -> None:
+    """An ELBO term of ±∞ has no gradient (the score estimator would multiply it by ∇ log q)."""
+    if not np.isfinite(per_sample.data).all():
+        sample, example = np.argwhere(~np.isfinite(per_sample.data))[0][:2]
+        raise ValueError(f"x must be a batch the model scores with finite numbers: the ELBO "
+                         f"term log p(x, z) − log q(z) of example {example} (draw {sample}) "
+                         f"is {per_sample.data[sample, example]}")
 
 
 def _one_hot(index: np.ndarray, num_classes: int, dtype) -> Tensor:
@@ -228,5 +240,8 @@ def discrete_elbo_surrogate(log_joint, logits, rng: np.random.Generator,
         y = relaxed.rsample(rng, (n_samples,))
         c = straight_through(y) if estimator == "straight_through" else y
         log_p = _check_per_sample(log_joint(c), shape, "log_joint")
-        per_sample = log_p - (c * q.logits).sum(axis=-1)
+        # a class of probability 0 is never drawn (c_k = 0 exactly): leave its log π_k = −∞
+        # out, or 0 · (−∞) would be NaN
+        log_pi = where(np.isfinite(q.logits.data), q.logits, 0.0)
+        per_sample = log_p - (c * log_pi).sum(axis=-1)
     return per_sample.mean(axis=0)
