@@ -215,7 +215,7 @@ def test_prior_densities_match_scipy():
                                rtol=1e-12)
 
 
-def issue_closed_form(x, eps, model):
+def notes_closed_form(x, eps, model):
     """Jiang et al.'s ELBO, written term by term as printed (one draw per row of eps)."""
     ref = numpy_model(model)
     log_likelihood, log_pi, means, stds = ref.log_likelihood, ref.log_pi, ref.means, ref.stds
@@ -238,7 +238,7 @@ def test_objective_is_reconstruction_minus_kl(n_samples):
     x = binary_data(4)
     objective = model.objective(x, np.random.default_rng(5)).data
     eps = np.random.default_rng(5).standard_normal((n_samples, 4, 2))
-    np.testing.assert_allclose(objective, issue_closed_form(x, eps, model), rtol=1e-10)
+    np.testing.assert_allclose(objective, notes_closed_form(x, eps, model), rtol=1e-10)
 
 
 def test_closed_form_elbo_matches_monte_carlo():
