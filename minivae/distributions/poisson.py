@@ -74,10 +74,13 @@ class Poisson(Distribution):
         with np.errstate(invalid="ignore"):
             valid = (k >= 0) & np.isfinite(k) & (k == np.floor(k))
         k = np.where(valid, k, 0).astype(self.dtype)
-        value = k * self.rate.log() - self.rate - log_factorial(k)
         huge = k > STIRLING_COUNT
+        # each form gets only the counts it is for (stand-ins elsewhere), so neither computes
+        # an ∞ − ∞ that the selection would then throw away
+        small_k = np.where(huge, 0, k).astype(self.dtype)
+        value = small_k * self.rate.log() - self.rate - log_factorial(small_k)
         if huge.any():
-            big_k = np.where(huge, k, STIRLING_COUNT).astype(self.dtype)  # no log 0 unused
+            big_k = np.where(huge, k, STIRLING_COUNT).astype(self.dtype)
             stirling = (big_k * (self.rate.log() - np.log(big_k)) + (big_k - self.rate)
                         - (0.5 * np.log(2 * np.pi * big_k) + 1 / (12 * big_k)))
             value = ops.where(huge, stirling, value)
