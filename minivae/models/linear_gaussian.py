@@ -64,13 +64,17 @@ class LinearGaussian:
         self.dtype = self.W.dtype
 
     def _check_x(self, x) -> Tensor:
-        x = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=self.dtype))
-        if x.dtype != self.dtype:
-            raise TypeError(f"x must have dtype {self.dtype}, got {x.dtype}")
-        if x.ndim < 1 or x.shape[-1] != self.x_dim:
-            raise ValueError(f"x must have shape (..., {self.x_dim}), got {x.shape}")
-        check_finite(x.data, "x")
-        return x
+        return self._check_vectors(x, "x", self.x_dim)
+
+    def _check_vectors(self, v, name: str, dim: int) -> Tensor:
+        """v as a Tensor of the model's dtype, shape (..., dim), finite."""
+        v = v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=self.dtype))
+        if v.dtype != self.dtype:
+            raise TypeError(f"{name} must have dtype {self.dtype}, got {v.dtype}")
+        if v.ndim < 1 or v.shape[-1] != dim:
+            raise ValueError(f"{name} must have shape (..., {dim}), got {v.shape}")
+        check_finite(v.data, name)
+        return v
 
     def marginal(self) -> MultivariateNormal:
         """p(x) = N(b, W Wᵀ + σ² I), as a MultivariateNormal with L = chol(C)."""
@@ -113,13 +117,7 @@ class LinearGaussian:
         return Independent(Normal(zeros, np.ones_like(zeros)), 1)
 
     def _check_z(self, z) -> Tensor:
-        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, dtype=self.dtype))
-        if z.dtype != self.dtype:
-            raise TypeError(f"z must have dtype {self.dtype}, got {z.dtype}")
-        if z.ndim < 1 or z.shape[-1] != self.z_dim:
-            raise ValueError(f"z must have shape (..., {self.z_dim}), got {z.shape}")
-        check_finite(z.data, "z")
-        return z
+        return self._check_vectors(z, "z", self.z_dim)
 
     def log_likelihood(self, x, z) -> Tensor:
         """log p(x | z) = log N(x; Wz + b, σ² I) = −(D/2) log 2π − D log σ − ‖x − Wz − b‖²/(2σ²).
