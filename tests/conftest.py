@@ -49,6 +49,18 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(params=["numpy", "numba", "c"])
+def every_backend(request):
+    """Run the test once per kernel backend (skipped where one is unavailable), then go back
+    to "auto"."""
+    from minivae import kernels
+
+    if request.param not in kernels.available_backends():
+        pytest.skip(f"the {request.param!r} kernel backend is unavailable")
+    kernels.set_backend(request.param)
+    yield request.param
+    kernels.set_backend("auto")
+
 def check_flat_gradient(module, objective, analytic, directions, rtol, atol, step=1e-6):
     """Central differences of ``objective()`` along each direction v of the module's flat
     parameter buffer must equal analytic · v (the backward pass's flat gradient)."""

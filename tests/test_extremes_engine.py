@@ -114,13 +114,9 @@ def test_reductions_over_zero_entries_raise_value_error_naming_x():
 
 
 # -- fused kernels on every backend ----------------------------------------------------------
-@pytest.fixture(params=["numpy", "numba", "c"])
-def backend(request):
-    if request.param not in kernels.available_backends():
-        pytest.skip(f"the {request.param!r} kernel backend is unavailable")
-    kernels.set_backend(request.param)
-    yield request.param
-    kernels.set_backend("auto")
+@pytest.fixture
+def backend(every_backend):
+    return every_backend
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

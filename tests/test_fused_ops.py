@@ -20,13 +20,9 @@ COMPOSED = {
 }
 
 
-@pytest.fixture(params=["numpy", "numba", "c"])
-def backend(request):
-    if request.param not in kernels.available_backends():
-        pytest.skip(f"backend {request.param} unavailable")
-    kernels.set_backend(request.param)
-    yield request.param
-    kernels.set_backend("auto")
+@pytest.fixture
+def backend(every_backend):
+    return every_backend
 
 
 def arrays(seed, *shapes, scale=1.0):
