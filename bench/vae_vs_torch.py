@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.checkpoint import write_json
 from minivae.data import binarize_dynamic, minibatches
+from minivae.io.checkpoint import write_json
 from minivae.models import VAE
 from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, train
 

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.checkpoint import write_json
 from minivae.data import binarize_dynamic
+from minivae.engine.tensor import no_grad
 from minivae.evaluate import importance_sampled_log_likelihood, standard_error
+from minivae.io.checkpoint import write_json
+from minivae.io.plots import new_figure, save_png
 from minivae.objectives.svi import amortization_gap
-from minivae.plots import new_figure, save_png
-from minivae.tensor import no_grad
 from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, load_model, train
 
 SAMPLES_PER_CHUNK = 200

@@ -25,17 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.attributes import (
+from minivae.data import binarize_dynamic, load_dataset, minibatches
+from minivae.io.plots import save_image_grid
+from minivae.models import VAE
+from minivae.optim import Adam
+from minivae.topics.attributes import (
     apply_attribute,
     attribute_vector,
     ink_groups,
     ink_mass,
     label_groups,
 )
-from minivae.data import binarize_dynamic, load_dataset, minibatches
-from minivae.models import VAE
-from minivae.optim import Adam
-from minivae.plots import save_image_grid
 
 BINARIZATION_SEED = 12345  # one fixed binarization of the images that are encoded
 

@@ -33,7 +33,7 @@ from matplotlib import colormaps
 from matplotlib.patches import Circle
 
 from minivae.cavi.poisson_gaussian import PoissonGaussianMixture
-from minivae.plots import new_figure, save_png
+from minivae.io.plots import new_figure, save_png
 
 STRENGTH_UNITS_PER_MAGNITUDE = 10  # S = round(10·M): tenths of a magnitude unit
 COLUMN_NAMES = {"longitude": ("longitude", "lon"), "latitude": ("latitude", "lat"),

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae.cavi.bayesian_gmm import BayesianGaussianMixture, kmeans_plusplus_responsibilities
-from minivae.plots import new_figure, save_png
+from minivae.io.plots import new_figure, save_png
 
 USED = 0.01  # components with a larger expected weight are drawn and called "used"
 

@@ -26,7 +26,7 @@ from minivae.divergences.discriminator import (
 )
 from minivae.divergences.jensen_shannon import jensen_shannon_1d
 from minivae.divergences.quadrature import uniform_grid
-from minivae.plots import new_figure, save_png
+from minivae.io.plots import new_figure, save_png
 
 LOC1, SCALE1, LOC0, SCALE0 = 1.0, 0.8, 0.0, 1.3
 

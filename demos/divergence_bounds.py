@@ -22,8 +22,8 @@ import numpy as np
 from minivae import Tensor, kl_divergence, logsumexp
 from minivae.distributions import Normal
 from minivae.divergences.bounds import train_critic
-from minivae.plots import new_figure, save_png
-from minivae.tensor import no_grad
+from minivae.engine.tensor import no_grad
+from minivae.io.plots import new_figure, save_png
 
 # p and q of the 2-D case: independent coordinates, so KL is the sum of the 1-D KLs.
 LOC_P_2D, SCALE_P_2D = np.array([1.0, -0.5]), np.array([0.8, 1.2])

@@ -33,15 +33,15 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Ellipse
 
-from minivae.checkpoint import write_json
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.distributions import MultivariateNormal, scale_tril_from_unconstrained
+from minivae.engine.tensor import Tensor, no_grad
 from minivae.evaluate import importance_sampled_log_likelihood, standard_error
+from minivae.io.checkpoint import write_json
+from minivae.io.plots import new_figure, save_png
 from minivae.models import VAE
 from minivae.models.full_covariance import FullCovarianceVAE
 from minivae.optim import Adam
-from minivae.plots import new_figure, save_png
-from minivae.tensor import Tensor, no_grad
 from minivae.train import TEST_BINARIZATION_SEED
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

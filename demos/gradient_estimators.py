@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from minivae.data import binarize_dynamic, load_dataset
-from minivae.densities import DiagonalNormal
+from minivae.distributions import DiagonalNormal
+from minivae.engine.tensor import Tensor, no_grad
+from minivae.io.plots import new_figure, save_png
 from minivae.models import VAE
 from minivae.objectives.gradients import elbo_surrogate
 from minivae.optim import Adam
-from minivae.plots import new_figure, save_png
-from minivae.tensor import Tensor, no_grad
 
 # name shown → (estimator, baseline)
 ESTIMATORS = {"score": ("score", None), "score + baseline": ("score", "mean"),

@@ -22,10 +22,10 @@ import numpy as np
 from scipy.special import logsumexp
 
 from minivae.data import binarize_dynamic, load_dataset, minibatches
+from minivae.engine.tensor import no_grad
+from minivae.io.plots import save_curve, save_image_grid, save_reconstructions
 from minivae.models.categorical_vae import CategoricalVAE
 from minivae.optim import Adam
-from minivae.plots import save_curve, save_image_grid, save_reconstructions
-from minivae.tensor import no_grad
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
 

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from minivae.distributions import Independent, Normal
+from minivae.io.plots import new_figure, save_png
 from minivae.models import LinearGaussian
 from minivae.objectives.likelihood import (
     importance_sampling_log_likelihood,
     prior_sampling_log_likelihood,
 )
-from minivae.plots import new_figure, save_png
 
 X_DIM, Z_DIM, NOISE_SD = 12, 3, 0.5
 ATYPICAL_LATENT = np.array([2.5, -2.5, 2.0])  # about 4 prior standard deviations from 0

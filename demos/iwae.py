@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.checkpoint import write_json
 from minivae.data import binarize_dynamic
+from minivae.io.checkpoint import write_json
+from minivae.io.plots import new_figure, save_png
 from minivae.objectives.likelihood import importance_sampling_log_likelihood
-from minivae.plots import new_figure, save_png
 from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, load_model, train
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

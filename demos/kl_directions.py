@@ -28,7 +28,7 @@ from minivae.divergences.kl_directions import (
     reverse_kl_1d,
 )
 from minivae.divergences.quadrature import uniform_grid
-from minivae.plots import new_figure, save_png
+from minivae.io.plots import new_figure, save_png
 
 STARTS = (("started left", -1.0, 0.5, "tab:blue"), ("started right", 1.0, 0.5, "tab:red"),
           ("started wide", 2.0, 5.0, "tab:purple"))

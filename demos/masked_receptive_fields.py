@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
-from minivae.masks import causal_mask, receptive_field
-from minivae.plots import new_figure, save_png
+from minivae.io.plots import new_figure, save_png
+from minivae.topics.masks import causal_mask, receptive_field
 
 FIELD_COLOUR = "#4c8bd6"
 BLIND_COLOUR = "#e8827a"

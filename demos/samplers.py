@@ -25,7 +25,7 @@ from minivae.distributions import (
     MultivariateNormal,
     RelaxedOneHotCategorical,
 )
-from minivae.plots import new_figure, save_png
+from minivae.io.plots import new_figure, save_png
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.clustering import clustering_accuracy, match_clusters_to_labels
 from minivae.data import binarize_dynamic, load_dataset, minibatches
+from minivae.engine.tensor import no_grad
+from minivae.io.plots import save_curve, save_image_grid
 from minivae.models.vade import VaDE
 from minivae.optim import Adam
-from minivae.plots import save_curve, save_image_grid
-from minivae.tensor import no_grad
+from minivae.topics.clustering import clustering_accuracy, match_clusters_to_labels
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"

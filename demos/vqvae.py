@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from minivae.data import binarize_dynamic, load_dataset, minibatches
+from minivae.engine.tensor import no_grad
+from minivae.io.plots import new_figure, save_curve, save_image_grid, save_png, save_reconstructions
 from minivae.models.vqvae import VQVAE
 from minivae.optim import Adam
-from minivae.plots import new_figure, save_curve, save_image_grid, save_png, save_reconstructions
-from minivae.tensor import no_grad
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
 VARIANTS = {"gradient": ("gradient codebook", False), "ema": ("EMA codebook", True)}

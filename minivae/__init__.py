@@ -1,12 +1,14 @@
 """minivae: variational autoencoders and variational inference, from scratch on NumPy.
 
-The data path, one file each: ``data`` → ``nn`` (encoder) → ``densities`` (sampler, KL) →
-``models/vae`` (decoder, ELBO) → ``tensor`` (backward) → ``optim`` (update).
+The data path, one file each: ``data`` → ``nn`` (encoder) → ``distributions/diagonal_normal``
+(sampler, KL) → ``models/vae`` (decoder, ELBO) → ``engine/tensor`` (backward) → ``optim``
+(update).
 """
-from minivae.anomaly import AnomalyError, detect_anomaly
 from minivae.distributions import cross_entropy, kl_divergence
-from minivae.gradcheck import GradcheckError, gradcheck
-from minivae.ops import (
+from minivae.engine import ops  # noqa: F401  (minivae.ops: every primitive by name)
+from minivae.engine.anomaly import AnomalyError, detect_anomaly
+from minivae.engine.gradcheck import GradcheckError, gradcheck
+from minivae.engine.ops import (
     add,
     concatenate,
     div,
@@ -34,7 +36,8 @@ from minivae.ops import (
     transpose,
     where,
 )
-from minivae.tensor import Tensor, is_grad_enabled, no_grad, unbroadcast
+from minivae.engine.ops.operands import unbroadcast
+from minivae.engine.tensor import Tensor, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
 

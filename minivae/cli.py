@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from minivae.models.registry import MODELS, default_activation
-from minivae.nn import ACTIVATIONS
+from minivae.nn import HIDDEN_ACTIVATIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--z-dim", type=int)
     train.add_argument("--hidden", type=int, nargs="+",
                        help="hidden layer widths, e.g. --hidden 400 400")
-    train.add_argument("--activation", choices=ACTIVATIONS,
+    train.add_argument("--activation", choices=HIDDEN_ACTIVATIONS,
                        help="hidden activation (default: the model's own, tanh for the VAE)")
     train.add_argument("--leaky-slope", type=float, help="negative slope of leaky_relu")
     train.add_argument("--dtype", choices=["float32", "float64"])
@@ -113,7 +113,7 @@ def new_run_config(out: str, fields: dict):
 
 
 def run_train(args) -> int:
-    from minivae.resume import resume_config
+    from minivae.io.resume import resume_config
     from minivae.train import bound_name, train
 
     fields = given_train_fields(args)
@@ -130,8 +130,8 @@ def run_train(args) -> int:
 
 def run_evaluate(args) -> int:
     from minivae.data import binarize_dynamic
+    from minivae.engine.tensor import no_grad
     from minivae.evaluate import importance_sampled_log_likelihood, standard_error
-    from minivae.tensor import no_grad
     from minivae.train import (
         TEST_BINARIZATION_SEED,
         bound_name,

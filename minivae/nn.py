@@ -12,8 +12,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from minivae.ops.fused import linear
-from minivae.tensor import FLOAT_DTYPES, Tensor
+from minivae import checks, kernels
+from minivae.engine import ops
+from minivae.engine.ops import fused
+from minivae.engine.tensor import Tensor
 
 
 class Module:
@@ -59,10 +61,9 @@ class Module:
         dtypes = {p.dtype for p in params}
         if len(dtypes) != 1:
             raise TypeError(f"all parameters must share one dtype, got {sorted(map(str, dtypes))}")
-        dtype = dtypes.pop()
         total = sum(p.size for p in params)
-        self.flat_data = np.empty(total, dtype=dtype)
-        self._flat_grad = np.zeros(total, dtype=dtype)
+        self.flat_data = np.empty(total, dtype=dtypes.pop())
+        self._flat_grad = np.zeros_like(self.flat_data)
         self._flat_parameters = params
         offset = 0
         for p in params:
@@ -76,8 +77,7 @@ class Module:
     def flat_grad(self) -> np.ndarray:
         """All parameters' gradients as one 1-D buffer (after ``flatten_parameters``)."""
         for p in self._flat_parameters:
-            if p._grad_cleared:
-                p.grad  # noqa: B018  (reading a cleared gradient writes its zeros)
+            p.write_cleared_grad()
         return self._flat_grad
 
     def zero_grad(self) -> None:
@@ -109,92 +109,16 @@ class Module:
             p.data[...] = value
 
 
-def _check_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
-
-
-# What a model's data may hold: any finite number, pixels exactly 0 or 1 (a Bernoulli
-# decoder's outcomes), or grey levels in [0, 1] (a Bernoulli decoder's soft targets).
-SUPPORTS = ("real", "binary", "unit_interval")
-
-
-def check_batch(x, x_dim: int, dtype, support: str = "real") -> Tensor:
-    """``x`` as a Tensor after checking it is a finite (batch, x_dim) array of the model's
-    dtype, batch ≥ 1, with values in ``support`` ("real", "binary" {0, 1} or "unit_interval"
-    [0, 1]).  It runs on every training batch, so each support costs one vectorized pass over
-    x on valid data (a value in {0, 1} or [0, 1] is finite, NaN fails every comparison); the
-    slower diagnosis runs only to word the error."""
-    data = x.data if isinstance(x, Tensor) else x
-    if not isinstance(data, np.ndarray):
-        raise TypeError(f"x must be a numpy array or Tensor, got {type(x).__name__}")
-    if data.ndim != 2 or data.shape[1] != x_dim or data.shape[0] < 1:
-        raise ValueError(f"x must have shape (batch, {x_dim}) with batch ≥ 1, got {data.shape}")
-    if data.dtype != dtype:
-        raise TypeError(f"x must have dtype {dtype} (the model's), got {data.dtype}")
-    if support == "binary":
-        valid = ((data == 0) | (data == 1)).all()
-    elif support == "unit_interval":
-        valid = ((data >= 0) & (data <= 1)).all()
-    else:
-        valid = np.isfinite(data).all()
-    if not valid:
-        _explain_bad_batch(data, support)
-    return x if isinstance(x, Tensor) else Tensor(x)
-
-
-def _explain_bad_batch(data: np.ndarray, support: str) -> None:
-    """Raise the ValueError that says why ``data`` failed ``check_batch``'s value check."""
-    check_finite(data, "x")
-    low, high = data.min(), data.max()
-    if support == "binary":
-        raise ValueError("x must hold binary pixels 0/1 for a Bernoulli decoder; pass "
-                         "soft_targets=True to use values in [0, 1]; got values in "
-                         f"[{low}, {high}]")
-    raise ValueError("x must hold values in [0, 1] for a Bernoulli decoder with "
-                     f"soft_targets=True; got values in [{low}, {high}]")
-
-
-def check_positive_int(value, name: str) -> int:
-    """``value`` as an int ≥ 1, or a ValueError naming ``name`` (bools are not sizes)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_hidden(hidden) -> tuple:
-    """Hidden-layer widths as a tuple of ints ≥ 1 (one int means one layer); may be empty."""
-    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
-        hidden = (hidden,)
-    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (tuple, list, np.ndarray)):
-        raise TypeError(f"hidden must be an int or a sequence of ints (layer widths), got "
-                        f"{hidden!r}")
-    for width in hidden:
-        check_positive_int(width, "every hidden width")
-    return tuple(int(width) for width in hidden)
-
-
-def check_finite(data: np.ndarray, name: str) -> None:
-    """A ValueError naming ``name`` and the first non-finite entry's index, if there is one."""
-    finite = np.isfinite(data)
-    if not finite.all():
-        index = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(f"{name} must be finite, got {data[index]} at index {index}")
-
-
-def check_flag(value, name: str) -> bool:
-    """``value`` as a bool, or a TypeError naming ``name`` (no truthy strings or numbers)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
-    return bool(value)
-
-
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    return rng
+# The activations by name; a hidden layer's is applied by the fused bias + activation kernel.
+ACTIVATIONS = {
+    "identity": lambda h, slope: h,
+    "tanh": lambda h, slope: ops.tanh(h),
+    "relu": lambda h, slope: ops.relu(h),
+    "leaky_relu": ops.leaky_relu,
+    "sigmoid": lambda h, slope: ops.sigmoid(h),
+    "softplus": lambda h, slope: ops.softplus(h),
+}
+HIDDEN_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "identity")
 
 
 class Linear(Module):
@@ -207,10 +131,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, rng: np.random.Generator,
                  dtype=np.float32):
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        rng, dtype = _check_rng(rng), _check_dtype(dtype)
+        in_features = checks.positive_int(in_features, "in_features")
+        out_features = checks.positive_int(out_features, "out_features")
+        rng, dtype = checks.generator(rng), checks.float_dtype(dtype)
         bound = 1.0 / np.sqrt(in_features)
         self.weight = Tensor(rng.uniform(-bound, bound, (in_features, out_features)).astype(dtype),
                              requires_grad=True)
@@ -218,12 +141,12 @@ class Linear(Module):
                            requires_grad=True)
 
     def forward(self, x: Tensor, activation: str = "identity", slope: float = 0.01) -> Tensor:
-        """act(x W + b): (B, in) @ (in, out) + (out,) -> (B, out), one fused primitive."""
-        return linear(x, self.weight, self.bias, activation, slope)
-
-
-# The hidden-layer activations; each is applied by the fused bias + activation kernel.
-ACTIVATIONS = ("tanh", "relu", "leaky_relu", "sigmoid", "softplus")
+        """act(x W + b): (B, in) @ (in, out) + (out,) → (B, out)."""
+        if not kernels.enabled("bias_act"):
+            return ACTIVATIONS[activation](x @ self.weight + self.bias, slope)
+        # The line above as one BLAS product and one bias + activation kernel pass, with one
+        # hand-written VJP (engine/ops/fused.py).
+        return fused.linear(x, self.weight, self.bias, activation, slope)
 
 
 class MLP(Module):
@@ -235,18 +158,11 @@ class MLP(Module):
 
     def __init__(self, sizes, activation: str = "tanh", rng: np.random.Generator | None = None,
                  dtype=np.float32, slope: float = 0.01):
-        sizes = list(sizes)
-        for size in sizes:
-            check_positive_int(size, "every layer size")
-        if isinstance(slope, bool) or not isinstance(slope, (int, float, np.integer,
-                                                             np.floating)) \
-                or not np.isfinite(slope):
-            raise ValueError(f"slope must be a finite number, got {slope!r}")
+        sizes = [checks.positive_int(size, "every layer size") for size in sizes]
         if len(sizes) < 2:
             raise ValueError(f"sizes must list at least an input and an output size, got {sizes}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        self.activation, self.slope = activation, float(slope)
+        self.activation = checks.one_of(activation, HIDDEN_ACTIVATIONS, "activation")
+        self.slope = checks.real(slope, "slope")
         self.layers = [Linear(a, b, rng, dtype) for a, b in zip(sizes[:-1], sizes[1:])]
 
     def forward(self, x: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivae import kernels
-from minivae.tensor import Tensor
+from minivae.engine.tensor import Tensor
 
 
 def _flat_buffers(params: list) -> tuple[np.ndarray, np.ndarray] | None:

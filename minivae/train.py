@@ -15,7 +15,7 @@ Runs are reproducible and resumable.  Every random draw comes from three generat
 from ``config.seed`` (weights, data order and binarization, model noise), so one seed gives
 bit-identical runs on one machine.  After every epoch ``checkpoint.npz`` stores everything the
 next epoch reads, and ``train(config, resume=True)`` continues from it, bit-identical to a run
-that was never interrupted; minivae/resume.py says what the checkpoint holds and why.
+that was never interrupted; minivae/io/resume.py says what the checkpoint holds and why.
 
 Verified by: tests/test_vae.py::test_training_on_real_digits_lowers_negative_elbo,
 tests/test_iwae_training.py::test_iwae_training_raises_the_bound_on_real_digits
@@ -29,20 +29,20 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from minivae.checkpoint import CheckpointError, check_arrays, load_checkpoint, write_json
 from minivae.data import binarize_dynamic, load_dataset, minibatches
-from minivae.models import VAE
-from minivae.models.registry import model_class
-from minivae.objectives.iwae import iwae_bound
-from minivae.optim import Adam
-from minivae.resume import (
+from minivae.engine.tensor import Tensor, no_grad
+from minivae.io.checkpoint import CheckpointError, check_arrays, load_checkpoint, write_json
+from minivae.io.resume import (
     CHECKPOINT_NAME,
     read_resume_checkpoint,
     remove_stale_temporary_files,
     restore_run,
     save_run,
 )
-from minivae.tensor import Tensor, no_grad
+from minivae.models import VAE
+from minivae.models.registry import model_class
+from minivae.objectives.iwae import iwae_bound
+from minivae.optim import Adam
 
 TEST_BINARIZATION_SEED = 12345  # fixed, so every run scores the same binary test set
 OBJECTIVES = ("elbo", "iwae")
@@ -162,8 +162,8 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
 
     ``resume=True`` continues the run whose ``out/checkpoint.npz`` is there, from the epoch
     after the last one saved; ``config`` must match the run's except for the fields in
-    ``minivae.resume.RESUMABLE_CHANGES`` (raise ``epochs`` to train longer).
-    ``minivae.resume.resume_config(out)`` reads that config back, so
+    ``minivae.io.resume.RESUMABLE_CHANGES`` (raise ``epochs`` to train longer).
+    ``minivae.io.resume.resume_config(out)`` reads that config back, so
     ``train(resume_config(out, epochs=20), resume=True)`` continues a run without restating it.
     FileNotFoundError when there is no checkpoint, ValueError when it belongs to another run,
     is damaged, or the run already has ``epochs``.
@@ -252,7 +252,7 @@ def stop_if_diverged(model, name: str, epoch: int, symptom) -> None:
 def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,
                    rng: np.random.Generator) -> None:
     """recon.png (test digits and their reconstructions), samples.png, curve.png."""
-    from minivae.plots import save_curve, save_image_grid, save_reconstructions
+    from minivae.io.plots import save_curve, save_image_grid, save_reconstructions
 
     shown = test_x[np.linspace(0, len(test_x) - 1, 20).astype(int)]  # spread over all classes
     save_reconstructions(out / "recon.png", shown, model.reconstruct(shown), n=20)

@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from minivae.tensor import Tensor
+from minivae.engine.tensor import Tensor
 
 # entry point → Counter({"finite": n, "raised": m})
 CASES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)

@@ -6,7 +6,7 @@ import pytest
 
 import minivae as mv
 from minivae import AnomalyError, Tensor, detect_anomaly
-from minivae.anomaly import is_anomaly_enabled
+from minivae.engine.anomaly import is_anomaly_enabled
 from minivae.models import VAE
 from minivae.optim import Adam
 

@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae.attributes import (
+from minivae.distributions import Independent, Normal
+from minivae.models import VAE
+from minivae.optim import Adam
+from minivae.topics.attributes import (
     apply_attribute,
     attribute_vector,
     encoder_means,
@@ -15,9 +18,6 @@ from minivae.attributes import (
     ink_mass,
     label_groups,
 )
-from minivae.distributions import Independent, Normal
-from minivae.models import VAE
-from minivae.optim import Adam
 
 
 class LinearGaussianCoder:
@@ -118,7 +118,7 @@ def test_scale_zero_is_the_reconstruction(trained_vae):
 
 def test_codes_are_encoder_means_in_batches(trained_vae, monkeypatch):
     vae, pixels = trained_vae
-    import minivae.attributes as attributes
+    import minivae.topics.attributes as attributes
 
     x = pixels[:25]
     monkeypatch.setattr(attributes, "ROWS_PER_BATCH", 7)
@@ -192,7 +192,7 @@ def test_demo_runs_with_tiny_settings(tmp_path):
 
 
 def test_demo_loads_a_checkpoint(tmp_path, trained_vae):
-    from minivae.checkpoint import save_checkpoint
+    from minivae.io.checkpoint import save_checkpoint
 
     attribute_vectors = import_demo()
 

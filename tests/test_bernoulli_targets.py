@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from minivae.cli import parse_options
+from minivae.engine.tensor import Tensor, no_grad
 from minivae.models.registry import MODELS, model_class
-from minivae.tensor import Tensor, no_grad
 
 SMALL = {"categorical": {"n_classes": 3}, "vqvae": {"codebook_size": 4, "code_dim": 2},
          "vade": {"n_clusters": 3}}

@@ -1,4 +1,4 @@
-"""Atomic files, strict JSON and pickle-free .npz checkpoints (minivae/checkpoint.py)."""
+"""Atomic files, strict JSON and pickle-free .npz checkpoints (minivae/io/checkpoint.py)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from minivae.checkpoint import (
+from minivae.io.checkpoint import (
     CheckpointError,
     atomic_write,
     check_arrays,
@@ -119,7 +119,7 @@ def test_atomic_write_rejects_non_callable(tmp_path):
 
 SLOW_WRITER = r"""
 import sys, time
-from minivae.checkpoint import atomic_write
+from minivae.io.checkpoint import atomic_write
 
 def write(tmp_path):
     with open(tmp_path, "wb") as file:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import minivae.train as training
-from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minivae.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minivae.train import TrainConfig, load_model, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ CONFIG = dict(dataset="mnist-5k", batch_size=40, z_dim=3, hidden=[12], max_train
 DRIVER = r"""
 import json, sys, time
 from pathlib import Path
-import minivae.checkpoint as checkpoint
+import minivae.io.checkpoint as checkpoint
 import minivae.train as training
 
 out, ready, fields = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])

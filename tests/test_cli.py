@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from minivae.checkpoint import load_checkpoint
 from minivae.cli import build_parser, given_train_fields, main, new_run_config
 from minivae.data import write_idx
+from minivae.io.checkpoint import load_checkpoint
 
 
 @pytest.fixture

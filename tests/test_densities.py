@@ -6,9 +6,14 @@ from hypothesis import strategies as st
 from scipy import special, stats
 
 import minivae
-from minivae.densities import BernoulliLogits, DiagonalNormal, standard_normal_log_prob
-from minivae.distributions import Independent, Normal
-from minivae.tensor import Tensor
+from minivae.distributions import (
+    BernoulliLogits,
+    DiagonalNormal,
+    Independent,
+    Normal,
+    standard_normal_log_prob,
+)
+from minivae.engine.tensor import Tensor
 
 
 def random_normal(seed, shape=(4, 3)):

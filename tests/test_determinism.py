@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minivae.train as training
-from minivae.checkpoint import load_checkpoint
+from minivae.io.checkpoint import load_checkpoint
 from minivae.train import TrainConfig, train
 
 

@@ -17,7 +17,7 @@ from minivae.distributions.multivariate_normal import (
     scale_tril_from_unconstrained,
 )
 from minivae.distributions.normal import Normal
-from minivae.ops.linalg import tril
+from minivae.engine.ops.linalg import tril
 
 
 def arrays(shape, low, high):

@@ -21,7 +21,7 @@ from minivae.distributions.kl import (
     register_cross_entropy,
     register_kl,
 )
-from minivae.tensor import Tensor
+from minivae.engine.tensor import Tensor
 
 
 class Coin(Distribution):

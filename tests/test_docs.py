@@ -2,7 +2,7 @@
 import doctest
 from pathlib import Path
 
-import minivae.tensor
+import minivae.engine.tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,7 +14,7 @@ def test_readme_examples_run():
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(minivae.tensor, optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(minivae.engine.tensor, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 
 

@@ -12,10 +12,11 @@ import pytest
 import scipy.special as sp
 
 from minivae import Tensor
-from minivae.densities import BernoulliLogits, DiagonalNormal
 from minivae.distributions import (
     Bernoulli,
+    BernoulliLogits,
     Categorical,
+    DiagonalNormal,
     Independent,
     Normal,
     RelaxedOneHotCategorical,

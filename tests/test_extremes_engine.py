@@ -14,8 +14,8 @@ from scipy import special
 
 import minivae as mv
 from minivae import Tensor, kernels
+from minivae.engine.ops import fused
 from minivae.kernels import reference
-from minivae.ops import fused
 
 DTYPES = (np.float32, np.float64)
 LOGITS = np.array([-1e4, -50.0, -1.0, 0.0, 1.0, 50.0, 1e4])

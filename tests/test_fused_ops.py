@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 import minivae
 from minivae import kernels
-from minivae.ops import fused
-from minivae.tensor import Tensor
+from minivae.engine.ops import fused
+from minivae.engine.tensor import Tensor
 
 ACTIVATIONS = ["identity", "relu", "leaky_relu", "tanh", "sigmoid", "softplus"]
 COMPOSED = {

@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from minivae import Tensor
-from minivae.densities import BernoulliLogits, DiagonalNormal
 from minivae.distributions import (
     Bernoulli,
+    BernoulliLogits,
     Beta,
     Categorical,
+    DiagonalNormal,
     Dirichlet,
     Exponential,
     Gamma,

@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minivae.objectives as objectives
-from minivae.attributes import apply_attribute, attribute_vector, encoder_means
 from minivae.cavi import BayesianGaussianMixture
-from minivae.clustering import clustering_accuracy, fit_diagonal_gmm, linear_assignment
+from minivae.io.plots import image_grid
 from minivae.models import VAE, LinearGaussian
 from minivae.models.categorical_vae import CategoricalVAE
 from minivae.models.vade import VaDE
-from minivae.plots import image_grid
+from minivae.topics.attributes import apply_attribute, attribute_vector, encoder_means
+from minivae.topics.clustering import clustering_accuracy, fit_diagonal_gmm, linear_assignment
 
 X_DIM = 4
 VAE_MODEL = VAE(X_DIM, hidden=(3,), z_dim=2, rng=np.random.default_rng(0), dtype=np.float64)

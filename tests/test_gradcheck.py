@@ -8,7 +8,7 @@ import pytest
 
 import minivae as mv
 from minivae import GradcheckError, Tensor, gradcheck
-from minivae.gradcheck import ELEMENTWISE_LIMIT
+from minivae.engine.gradcheck import ELEMENTWISE_LIMIT
 
 
 def tanh_with_vjp(make_grad):

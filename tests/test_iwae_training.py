@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivae.checkpoint import load_checkpoint
 from minivae.cli import main as cli_main
 from minivae.data import binarize_dynamic, load_dataset
+from minivae.engine.tensor import no_grad
+from minivae.io.checkpoint import load_checkpoint
 from minivae.models import VAE
 from minivae.objectives.iwae import iwae_bound
-from minivae.tensor import no_grad
 from minivae.train import (
     TEST_BINARIZATION_SEED,
     TrainConfig,

@@ -23,9 +23,9 @@ import pytest
 from hypothesis import given, settings
 
 from minivae import kernels
-from minivae.gradcheck import gradcheck
+from minivae.engine.gradcheck import gradcheck
+from minivae.engine.tensor import Tensor
 from minivae.kernels import reference
-from minivae.tensor import Tensor
 
 COMPILED = ("numba", "c")
 DTYPES = (np.float32, np.float64)

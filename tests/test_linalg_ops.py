@@ -1,5 +1,5 @@
 """Triangular solves, Cholesky, diagonal and tril: the equations they solve, their VJPs
-(against minivae.gradcheck), dtypes and the errors they raise.
+(against minivae.engine.gradcheck), dtypes and the errors they raise.
 
 Random triangular matrices get off-diagonal entries in [−1, 1] and a diagonal in [1, 2], so
 with n ≤ 5 they are well conditioned and a residual of 1e-10 is a meaningful bound.
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 
 import minivae as mv
 from minivae import gradcheck
-from minivae.ops.linalg import cholesky, diagonal, solve_triangular, tril
+from minivae.engine.ops.linalg import cholesky, diagonal, solve_triangular, tril
 
 seeds = st.integers(0, 2**32 - 1)
 

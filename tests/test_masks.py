@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivae.masks import (
+from minivae.topics.masks import (
     allowed_offsets,
     causal_mask,
     masked_cross_correlation,

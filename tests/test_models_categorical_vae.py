@@ -12,13 +12,13 @@ from scipy import special, stats
 
 from minivae import kl_divergence
 from minivae.distributions import Categorical
+from minivae.engine.tensor import Tensor
 from minivae.models.categorical_vae import (
     CategoricalVAE,
     annealed_temperature,
     kl_categorical_to_uniform,
 )
 from minivae.optim import Adam
-from minivae.tensor import Tensor
 
 
 def tiny_model(n_latents=2, n_classes=3, x_dim=6, seed=0, dtype=np.float64, **options):

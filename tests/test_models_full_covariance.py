@@ -11,9 +11,9 @@ from scipy import special, stats
 from minivae import gradcheck, kl_divergence
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.distributions import MultivariateNormal
+from minivae.engine.tensor import Tensor
 from minivae.models.full_covariance import FullCovarianceVAE, kl_to_standard_normal
 from minivae.optim import Adam
-from minivae.tensor import Tensor
 
 
 def tiny_model(z_dim=3, x_dim=6, seed=0, dtype=np.float64, **options):

@@ -9,9 +9,9 @@ from scipy import special, stats
 
 from minivae import gradcheck
 from minivae.data import load_dataset, minibatches
+from minivae.engine.tensor import Tensor
 from minivae.models.gaussian_decoder import GaussianDecoderVAE, GaussianPixels
 from minivae.optim import Adam
-from minivae.tensor import Tensor
 
 SIGMA_CHOICES = ["learned_per_pixel", "learned_shared", 0.3]
 

@@ -14,16 +14,16 @@ from scipy import special, stats
 from scipy.optimize import linear_sum_assignment
 
 from minivae import gradcheck
-from minivae.clustering import (
+from minivae.distributions import DiagonalNormal
+from minivae.engine.tensor import Tensor
+from minivae.models.vade import VaDE
+from minivae.optim import Adam
+from minivae.topics.clustering import (
     clustering_accuracy,
     fit_diagonal_gmm,
     linear_assignment,
     match_clusters_to_labels,
 )
-from minivae.densities import DiagonalNormal
-from minivae.models.vade import VaDE
-from minivae.optim import Adam
-from minivae.tensor import Tensor
 
 # --- optimal assignment and clustering accuracy --------------------------------------------
 cost_matrices = st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**31 - 1),

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from scipy import special, stats
 
 from minivae import gradcheck
+from minivae.engine.tensor import Tensor, no_grad
 from minivae.models.vqvae import VQVAE, nearest_codewords, perplexity, straight_through_estimator
 from minivae.optim import Adam
-from minivae.tensor import Tensor, no_grad
 
 
 def tiny_model(n_codes=2, codebook_size=3, code_dim=2, x_dim=6, seed=0, dtype=np.float64,

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import minivae
+from minivae.engine.tensor import Tensor
 from minivae.nn import MLP, Linear, Module
-from minivae.tensor import Tensor
 
 
 def make_mlp(dtype=np.float64, seed=0):

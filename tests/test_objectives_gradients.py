@@ -17,8 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivae import Tensor, kl_divergence
-from minivae.densities import DiagonalNormal
-from minivae.distributions import Independent, MultivariateNormal, Normal
+from minivae.distributions import DiagonalNormal, Independent, MultivariateNormal, Normal
 from minivae.models import LinearGaussian
 from minivae.objectives.gradients import (
     discrete_elbo_surrogate,

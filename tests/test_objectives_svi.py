@@ -18,10 +18,10 @@ from matplotlib.image import imread
 from scipy import stats
 
 from minivae.data import binarize_dynamic, load_dataset, minibatches
+from minivae.engine.tensor import Tensor
 from minivae.models import VAE, LinearGaussian
 from minivae.objectives.svi import amortization_gap, diagonal_gaussian, frozen, svi_fit
 from minivae.optim import Adam
-from minivae.tensor import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demos"))
 

@@ -1,4 +1,4 @@
-"""Every primitive's VJP against central differences (minivae.gradcheck), on random shapes.
+"""Every primitive's VJP against central differences (minivae.engine.gradcheck), on random shapes.
 
 Inputs are kept inside each op's domain and away from its kinks, where a finite difference
 straddles two branches and measures neither one-sided derivative.

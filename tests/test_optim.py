@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from minivae.engine.tensor import Tensor
 from minivae.nn import MLP
 from minivae.optim import SGD, Adam
-from minivae.tensor import Tensor
 
 
 def adam_reference(theta, grads, lr, beta1, beta2, eps):

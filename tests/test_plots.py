@@ -1,4 +1,4 @@
-"""Image grids and PNG figures (minivae/plots.py)."""
+"""Image grids and PNG figures (minivae/io/plots.py)."""
 from __future__ import annotations
 
 import gzip
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from matplotlib.image import imread
 
-from minivae.plots import (
+from minivae.io.plots import (
     ROW_LABEL_WIDTH_PIXELS,
     SCREEN_PIXELS_PER_IMAGE_PIXEL,
     SEPARATOR_VALUE,
@@ -157,7 +157,7 @@ def test_save_image_grid_bad_input_writes_nothing(tmp_path):
 def test_plots_do_not_use_pyplot(tmp_path):
     # pyplot would pick an interactive backend and keep global figure state.
     script = ("import sys, numpy as np\n"
-              "from minivae.plots import save_image_grid, save_curve\n"
+              "from minivae.io.plots import save_image_grid, save_curve\n"
               "save_image_grid(sys.argv[1] + '/a.png', np.zeros((2, 4)))\n"
               "save_curve(sys.argv[1] + '/b.png', [1, 2], {'x': [1.0, 2.0]})\n"
               "print('matplotlib.pyplot' in sys.modules)\n")

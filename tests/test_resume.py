@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import minivae.train as training
-from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minivae.cli import main
 from minivae.data import load_dataset
-from minivae.resume import resume_config
+from minivae.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minivae.io.resume import resume_config
 from minivae.train import TrainConfig, train
 
 

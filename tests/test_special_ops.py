@@ -20,7 +20,7 @@ from hypothesis import given, settings
 
 import minivae as mv
 from minivae import gradcheck
-from minivae.ops.special import (
+from minivae.engine.ops.special import (
     digamma,
     digamma_array,
     lgamma,

@@ -27,7 +27,7 @@ from minivae.cavi.wishart import (
     wishart_expected_log_det,
     wishart_log_normalizer,
 )
-from minivae.ops.special import digamma_array, log_gamma_array
+from minivae.engine.ops.special import digamma_array, log_gamma_array
 
 LOG_2PI = math.log(2.0 * math.pi)
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from minivae.cavi import poisson_gaussian_elbo as objective
 from minivae.cavi.poisson_gaussian_elbo import log_evidence_exact  # noqa: F401  (public here too)
-from minivae.ops.special import digamma_array
+from minivae.engine.ops.special import digamma_array
 
 DEFAULT_SEED = 0  # rng=None means np.random.default_rng(DEFAULT_SEED): fits are reproducible
 

@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from minivae.ops.special import digamma_array, log_gamma_array
+from minivae.engine.ops.special import digamma_array, log_gamma_array
 
 LOG_TWO_PI = float(np.log(2 * np.pi))
 DIMENSION = 2  # event locations live in the plane

@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from minivae.ops.linalg import solve_triangular
-from minivae.ops.special import digamma_array, log_gamma_array
+from minivae.engine.ops.linalg import solve_triangular
+from minivae.engine.ops.special import digamma_array, log_gamma_array
 
 LOG_2 = math.log(2.0)
 LOG_PI = math.log(math.pi)

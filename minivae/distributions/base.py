@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.ops._common import as_tensor
-from minivae.tensor import FLOAT_DTYPES, Tensor, no_grad
+from minivae.checks import FLOAT_DTYPES
+from minivae.engine.ops.operands import as_tensor
+from minivae.engine.tensor import Tensor, no_grad
 
 
 def check_rng(rng) -> np.random.Generator:

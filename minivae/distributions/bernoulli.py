@@ -13,6 +13,9 @@ through l = ±∞ would multiply 0 by ∞ at p ∈ {0, 1}).  p = 1 and p = 0 are
 A term whose weight is 0 is dropped (0 · log 0 = 0) by selecting the exact limit instead of
 forming the product, so no NaN appears in a value or a gradient.
 
+``BernoulliLogits`` is the VAE's decoder likelihood p(x | z): independent pixels over the last
+axis, from the decoder's logits, with the fused kernel as a drop-in for its log-probability.
+
 Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy,
 ::test_bernoulli_is_exact_at_probabilities_zero_and_one
 """
@@ -20,16 +23,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae import ops
+from minivae import kernels
 from minivae.distributions.base import (
     Distribution,
+    Independent,
     as_parameters,
     check_rng,
     log_of_weight,
     require,
 )
 from minivae.distributions.kl import register_cross_entropy, register_kl
-from minivae.tensor import Tensor
+from minivae.engine import ops
+from minivae.engine.ops import fused
+from minivae.engine.tensor import Tensor
 
 
 def check_targets(x: np.ndarray, soft_targets: bool, name: str = "x") -> None:
@@ -86,7 +92,7 @@ class Bernoulli(Distribution):
 
     def _pieces(self) -> dict:
         """(P(1), P(0)), (log P(1), log P(0)) and where each value is possible, built once on
-        first use (the fused likelihood of ``densities.BernoulliLogits`` never needs them)."""
+        first use (the fused likelihood of ``BernoulliLogits`` never needs them)."""
         if not self._cache:
             p, l = self._given_probs, self.logits
             if p is not None:
@@ -229,3 +235,67 @@ def kl_bernoulli_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:
     ::test_bernoulli_kl_matches_monte_carlo, ::test_bernoulli_kl_is_cross_entropy_minus_entropy
     """
     return _expected_minus_log(p, q, p._logs).relu()
+
+
+class BernoulliLogits(Independent):
+    """Independent Bernoulli variables over the last axis, with logits l = log(p / (1 − p)):
+    the decoder's p(x | z) = Π_i Bernoulli(x_i; σ(l_i)).
+
+    logits : (..., D), any reals or ±∞ (not NaN).
+    soft_targets : False (the default): ``log_prob(x)`` accepts only x ∈ {0, 1}; True: any
+        x ∈ [0, 1], scored by minus the binary cross-entropy (see ``Bernoulli.log_prob``).
+    """
+
+    def __init__(self, logits: Tensor, soft_targets: bool = False):
+        (logits,) = as_parameters(logits=logits)
+        if logits.ndim < 1:
+            raise ValueError(f"logits must have a last axis of pixels, got shape {logits.shape}")
+        # one pass: the decoder's logits are finite, and only then is the fused kernel exact
+        self._all_finite = bool(np.isfinite(logits.data).all())
+        if not self._all_finite:
+            require(~np.isnan(logits.data), "logits", "a number (±inf allowed), not NaN", logits)
+        self.logits = logits
+        super().__init__(Bernoulli(logits=logits, validate_args=False,
+                                   soft_targets=soft_targets), 1)
+        self.soft_targets = self.base.soft_targets
+
+    @property
+    def probs(self) -> Tensor:
+        return ops.sigmoid(self.logits)
+
+    def log_prob(self, x) -> Tensor:
+        """log p(x) = Σ_i [ x_i log σ(l_i) + (1 − x_i) log(1 − σ(l_i)) ], summed over the last axis.
+
+        Math: since log σ(l) = l − softplus(l) and log(1 − σ(l)) = −softplus(l), each term is
+        x·l − softplus(l): finite for any finite logit, and for soft targets x ∈ [0, 1] too
+        (this is minus the binary cross-entropy).  Logits ±∞, other shapes and targets that
+        carry a gradient take the general ``Bernoulli.log_prob``, which broadcasts and is exact
+        at l = ±∞.  Targets are checked in one vectorized pass (ValueError: x must hold 0s and
+        1s, or lie in [0, 1] with soft_targets=True).
+        Verified by: tests/test_densities.py::test_bernoulli_log_prob_matches_direct_formula
+        """
+        x_data = self._same_shape_targets(x)
+        if x_data is None:
+            return super().log_prob(x)
+        l = self.logits
+        if not kernels.enabled("bernoulli_log_prob"):
+            return (x_data * l - l.softplus()).sum(axis=-1)  # Σ_i x_i l_i − softplus(l_i)
+        # The line above in one kernel pass, with its gradient x − σ(l) (engine/ops/fused.py).
+        return fused.bernoulli_log_prob(l, x_data)
+
+    def _same_shape_targets(self, x) -> np.ndarray | None:
+        """x as a checked array when the logits are finite, 2-D and of x's shape (the training
+        step's case), else None (the general path checks and broadcasts)."""
+        if not (self.logits.ndim == 2 and self._all_finite) or (isinstance(x, Tensor)
+                                                                and x.requires_grad):
+            return None
+        data = np.asarray(x.data if isinstance(x, Tensor) else x)
+        if data.dtype.kind in "biu":
+            data = data.astype(self.dtype)
+        elif data.dtype != self.dtype:
+            raise TypeError(f"x must have the logits' dtype {self.dtype} (or be integer), "
+                            f"got {data.dtype}")
+        if data.shape != self.logits.shape:
+            return None
+        check_targets(data, self.soft_targets)
+        return data

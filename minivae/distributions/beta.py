@@ -23,9 +23,9 @@ from minivae.distributions.base import (
 from minivae.distributions.dirichlet import simplex_rsample
 from minivae.distributions.gamma import log_power
 from minivae.distributions.kl import register_kl
-from minivae.ops import stack, where
-from minivae.ops.special import digamma, lgamma
-from minivae.tensor import Tensor
+from minivae.engine.ops import stack, where
+from minivae.engine.ops.special import digamma, lgamma
+from minivae.engine.tensor import Tensor
 
 
 def log_beta(a: Tensor, b: Tensor) -> Tensor:

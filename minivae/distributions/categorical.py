@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae import ops
 from minivae.distributions.base import (
     Distribution,
     as_parameters,
@@ -27,7 +26,8 @@ from minivae.distributions.base import (
 )
 from minivae.distributions.gumbel import standard_gumbel_from_uniform
 from minivae.distributions.kl import register_cross_entropy, register_kl
-from minivae.tensor import Tensor
+from minivae.engine import ops
+from minivae.engine.tensor import Tensor
 
 
 def standard_gumbel(rng: np.random.Generator, shape: tuple, dtype) -> np.ndarray:

@@ -32,9 +32,10 @@ from minivae.distributions.incomplete_gamma import (
     require_implicit_gradient,
 )
 from minivae.distributions.kl import register_kl
-from minivae.ops import where
-from minivae.ops.special import digamma, lgamma
-from minivae.tensor import Tensor, unbroadcast
+from minivae.engine.ops import where
+from minivae.engine.ops.operands import unbroadcast
+from minivae.engine.ops.special import digamma, lgamma
+from minivae.engine.tensor import Tensor
 
 
 def simplex_rsample(rng: np.random.Generator, concentration: Tensor, shape=()) -> Tensor:

@@ -15,8 +15,8 @@ import numpy as np
 
 from minivae.distributions.base import Distribution, as_parameters, check_rng, require
 from minivae.distributions.kl import register_kl
-from minivae.ops import where
-from minivae.tensor import Tensor
+from minivae.engine.ops import where
+from minivae.engine.tensor import Tensor
 
 
 def standard_exponential_from_uniform(u: np.ndarray) -> np.ndarray:

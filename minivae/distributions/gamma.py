@@ -26,9 +26,9 @@ from minivae.distributions.incomplete_gamma import (
     standard_gamma_from_log,
 )
 from minivae.distributions.kl import register_kl
-from minivae.ops import log, log1p, where
-from minivae.ops.special import digamma, lgamma
-from minivae.tensor import Tensor
+from minivae.engine.ops import log, log1p, where
+from minivae.engine.ops.special import digamma, lgamma
+from minivae.engine.tensor import Tensor
 
 
 def log_power(x: Tensor, exponent: Tensor, complement: bool = False) -> Tensor:

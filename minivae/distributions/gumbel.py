@@ -29,9 +29,9 @@ from minivae.distributions.base import (
 )
 from minivae.distributions.kl import register_kl
 from minivae.distributions.laplace import exp_taylor_remainder
-from minivae.ops import where
-from minivae.ops.special import lgamma
-from minivae.tensor import Tensor
+from minivae.engine.ops import where
+from minivae.engine.ops.special import lgamma
+from minivae.engine.tensor import Tensor
 
 EULER_GAMMA = 0.5772156649015329  # γ = −Γ′(1) = −ψ(1)
 

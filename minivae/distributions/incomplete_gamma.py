@@ -22,8 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from minivae.distributions.base import require
-from minivae.ops.special import digamma_array, log_gamma_array
-from minivae.tensor import Tensor, is_grad_enabled, unbroadcast
+from minivae.engine.ops.operands import unbroadcast
+from minivae.engine.ops.special import digamma_array, log_gamma_array
+from minivae.engine.tensor import Tensor, is_grad_enabled
 
 ROUNDING = 2.3e-16  # about one unit in the last place of float64: the sums stop changing there
 MAX_TERMS = 100_000  # both need < 100 terms for α ≤ 10, < 10√α beyond: α ≈ 10⁸ reaches this

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivae.distributions.base import Distribution, Independent
-from minivae.tensor import Tensor
+from minivae.engine.tensor import Tensor
 
 _KL: dict[tuple[type, type], object] = {}
 _CROSS_ENTROPY: dict[tuple[type, type], object] = {}

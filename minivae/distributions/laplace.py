@@ -25,8 +25,8 @@ from minivae.distributions.base import (
     check_rng,
 )
 from minivae.distributions.kl import register_kl
-from minivae.ops import where
-from minivae.tensor import Tensor
+from minivae.engine.ops import where
+from minivae.engine.tensor import Tensor
 
 # Below |x| = 0.1 the series x²/2! + … + x⁸/8! has relative truncation error < 6e-13, while
 # eˣ − 1 − x computed directly would lose about log10(2/x²) digits to cancellation.

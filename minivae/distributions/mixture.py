@@ -17,8 +17,8 @@ import numpy as np
 
 from minivae.distributions.base import Distribution, as_parameters, broadcast_to, require
 from minivae.distributions.categorical import Categorical, standard_gumbel
-from minivae.ops import where
-from minivae.tensor import Tensor
+from minivae.engine.ops import where
+from minivae.engine.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
 

@@ -24,9 +24,9 @@ from minivae.distributions.base import (
 )
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.distributions.normal import LOG_2PI, Normal
-from minivae.ops import softplus, where
-from minivae.ops.linalg import diagonal, solve_triangular
-from minivae.tensor import Tensor
+from minivae.engine.ops import softplus, where
+from minivae.engine.ops.linalg import diagonal, solve_triangular
+from minivae.engine.tensor import Tensor
 
 
 def _swap_last_axes(a: Tensor) -> Tensor:

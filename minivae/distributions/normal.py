@@ -20,7 +20,7 @@ from minivae.distributions.base import (
     check_rng,
 )
 from minivae.distributions.kl import register_cross_entropy, register_kl
-from minivae.tensor import Tensor
+from minivae.engine.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
 

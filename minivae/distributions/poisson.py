@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae import ops
 from minivae.distributions.base import Distribution, as_parameters, check_rng, require
 from minivae.distributions.kl import register_kl
-from minivae.ops.special import log_gamma_array
-from minivae.tensor import Tensor
+from minivae.engine import ops
+from minivae.engine.ops.special import log_gamma_array
+from minivae.engine.tensor import Tensor
 
 STIRLING_COUNT = 1e6  # above this count, log P(k) takes Stirling's form (see log_prob)
 

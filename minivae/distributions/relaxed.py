@@ -18,11 +18,11 @@ import math
 
 import numpy as np
 
-from minivae import ops
 from minivae.distributions.base import Distribution, as_parameters, require
 from minivae.distributions.categorical import normalized_logits, standard_gumbel
-from minivae.ops._common import as_tensor
-from minivae.tensor import Tensor
+from minivae.engine import ops
+from minivae.engine.ops.operands import as_tensor
+from minivae.engine.tensor import Tensor
 
 
 def straight_through(y) -> Tensor:

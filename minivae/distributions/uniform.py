@@ -21,8 +21,8 @@ from minivae.distributions.gumbel import Gumbel
 from minivae.distributions.kl import infinite, register_kl
 from minivae.distributions.laplace import Laplace, absolute, exp_taylor_remainder
 from minivae.distributions.normal import Normal
-from minivae.ops import where
-from minivae.tensor import Tensor
+from minivae.engine.ops import where
+from minivae.engine.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
 

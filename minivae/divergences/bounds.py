@@ -26,11 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minivae.checks import FLOAT_DTYPES
+from minivae.engine.ops import exp, logsumexp, reshape
+from minivae.engine.ops import sum as tensor_sum
+from minivae.engine.tensor import Tensor, no_grad
 from minivae.nn import MLP
-from minivae.ops import exp, logsumexp, reshape
-from minivae.ops import sum as tensor_sum
 from minivae.optim import Adam
-from minivae.tensor import FLOAT_DTYPES, Tensor, no_grad
 
 BOUNDS = ("r1", "r2")
 

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.nn import MLP, Module, _check_dtype, _check_rng
-from minivae.ops.elementwise import stable_sigmoid
+from minivae import checks
+from minivae.engine.ops.elementwise import stable_sigmoid
+from minivae.engine.tensor import Tensor, no_grad
+from minivae.nn import MLP, Module
 from minivae.optim import Adam
-from minivae.tensor import Tensor, no_grad
 
 
 def discriminator_objective(logits_p1: Tensor, logits_p0: Tensor) -> Tensor:
@@ -83,7 +84,7 @@ class Discriminator(Module):
     def __init__(self, dim: int, dtype):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim, self.dtype = int(dim), _check_dtype(dtype)
+        self.dim, self.dtype = int(dim), checks.float_dtype(dtype)
         self._shift = np.zeros(self.dim, dtype=self.dtype)
         self._scale = np.ones(self.dim, dtype=self.dtype)
 
@@ -163,7 +164,7 @@ class Discriminator(Module):
                     or batch_size < 1:
                 raise ValueError(f"batch_size must be a positive integer or None, got "
                                  f"{batch_size!r}")
-            rng = _check_rng(rng)
+            rng = checks.generator(rng)
         pooled = np.concatenate([x1, x0])
         self._shift = pooled.mean(axis=0)
         self._scale = np.maximum(pooled.std(axis=0), np.finfo(self.dtype).tiny).astype(self.dtype)
@@ -227,7 +228,7 @@ class MLPDiscriminator(Discriminator):
                  rng: np.random.Generator | None = None, dtype=np.float64):
         super().__init__(dim, dtype)
         hidden = list(hidden)
-        self.network = MLP([self.dim, *hidden, 1], activation, rng=_check_rng(rng),
+        self.network = MLP([self.dim, *hidden, 1], activation, rng=checks.generator(rng),
                            dtype=self.dtype)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -24,8 +24,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from minivae.divergences.quadrature import trapezoid
+from minivae.engine.tensor import Tensor
 from minivae.optim import Adam
-from minivae.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
 MASS_TOLERANCE = 1e-6  # how far from 1 a density may integrate on the grid before we refuse it

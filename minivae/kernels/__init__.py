@@ -13,6 +13,7 @@ Verified by: tests/test_kernels.py
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import warnings
 
@@ -111,6 +112,29 @@ def backend_of(kernel: str) -> str:
     _ensure()
     module_name = _active[kernel].__module__
     return next(b for b, m in _MODULES.items() if module_name.startswith(m))
+
+
+# The call sites that have a kernel as a drop-in (nn.Linear, DiagonalNormal, BernoulliLogits,
+# Adam, SGD) ask ``enabled(family)`` and otherwise run their readable composition.
+FAMILIES = ("bias_act", "bernoulli_log_prob", "reparameterize_kl", "adam_step", "sgd_step",
+            "logsumexp_rows")
+_composed = False
+
+
+def enabled(family: str) -> bool:
+    """Whether the call sites of ``family`` run its fused kernel (else their composition)."""
+    return not _composed
+
+
+@contextlib.contextmanager
+def composed():
+    """Inside this block every call site runs its readable composition instead of a kernel."""
+    global _composed
+    previous, _composed = _composed, True
+    try:
+        yield
+    finally:
+        _composed = previous
 
 
 def _ensure() -> None:

@@ -34,18 +34,12 @@ import math
 
 import numpy as np
 
-from minivae.densities import BernoulliLogits
+from minivae import checks
+from minivae.distributions import BernoulliLogits
 from minivae.distributions.categorical import Categorical
 from minivae.distributions.relaxed import RelaxedOneHotCategorical
-from minivae.models.vae import BernoulliPixelModel, bernoulli_pixels
-from minivae.nn import (
-    MLP,
-    _check_dtype,
-    _check_rng,
-    check_flag,
-    check_hidden,
-)
-from minivae.tensor import Tensor, no_grad
+from minivae.engine.tensor import Tensor, no_grad
+from minivae.models.base import ImageModel
 
 
 def annealed_temperature(t, tau0: float = 1.0, tau_min: float = 0.5,
@@ -55,9 +49,7 @@ def annealed_temperature(t, tau0: float = 1.0, tau_min: float = 0.5,
     Verified by:
     tests/test_models_categorical_vae.py::test_temperature_schedule_is_monotone_and_clipped
     """
-    if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(t) or t < 0:
-        raise ValueError(f"t must be a finite number ≥ 0, got {t!r}")
+    t = checks.real(t, "t", 0)
     return max(float(tau_min), float(tau0) * math.exp(-float(anneal_rate) * float(t)))
 
 
@@ -77,7 +69,7 @@ def kl_categorical_to_uniform(logits: Tensor) -> Tensor:
     return (log_q.exp() * (log_q + math.log(logits.shape[-1]))).sum(axis=-1)
 
 
-class CategoricalVAE(BernoulliPixelModel):
+class CategoricalVAE(ImageModel):
     """A Bernoulli VAE whose latent code is N one-hot vectors of K classes.
 
     Parameters
@@ -100,36 +92,19 @@ class CategoricalVAE(BernoulliPixelModel):
                  leaky_slope: float = 0.01, n_latents: int | None = None, n_classes: int = 10,
                  tau0: float = 1.0, tau_min: float = 0.5, anneal_rate: float = 0.03,
                  straight_through: bool = False, soft_targets: bool = False):
-        n_latents = z_dim if n_latents is None else n_latents
-        for name, value, low in (("x_dim", x_dim, 1), ("z_dim", z_dim, 1),
-                                 ("n_latents", n_latents, 1), ("n_classes", n_classes, 2)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
-        for name, value in (("tau0", tau0), ("tau_min", tau_min), ("anneal_rate", anneal_rate)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
-                                                                 np.floating)) \
-                    or not np.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if not 0 < tau_min <= tau0:
-            raise ValueError(f"tau_min and tau0 must satisfy 0 < tau_min ≤ tau0, got "
-                             f"tau_min={tau_min!r}, tau0={tau0!r}")
-        if anneal_rate < 0:
-            raise ValueError(f"anneal_rate must be ≥ 0, got {anneal_rate!r}")
-        if not isinstance(straight_through, (bool, np.bool_)):
-            raise TypeError(f"straight_through must be a bool, got "
-                            f"{type(straight_through).__name__}")
-        hidden = check_hidden(hidden)
-        rng, dtype = _check_rng(rng), _check_dtype(dtype)
-        self.x_dim, self.hidden, self.dtype = int(x_dim), hidden, dtype
-        self.soft_targets = check_flag(soft_targets, "soft_targets")
-        self.n_latents, self.n_classes = int(n_latents), int(n_classes)
-        self.code_dim = self.n_latents * self.n_classes
-        self.tau0, self.tau_min, self.anneal_rate = float(tau0), float(tau_min), float(anneal_rate)
+        checks.positive_int(z_dim, "z_dim")
+        self.n_latents = checks.positive_int(z_dim if n_latents is None else n_latents,
+                                             "n_latents")
+        self.n_classes = checks.integer(n_classes, "n_classes", 2)
+        self.tau0 = checks.real(tau0, "tau0", 0, low_open=True)
+        self.tau_min = checks.real(tau_min, f"tau_min (at most tau0 = {tau0!r})", 0, self.tau0,
+                                   low_open=True)
+        self.anneal_rate = checks.real(anneal_rate, "anneal_rate", 0)
+        self.straight_through = checks.flag(straight_through, "straight_through")
         self.temperature = self.tau0
-        self.straight_through = bool(straight_through)
-        self.encoder = MLP([x_dim, *hidden, self.code_dim], activation, rng, dtype, leaky_slope)
-        self.decoder = MLP([self.code_dim, *reversed(hidden), x_dim], activation, rng, dtype,
-                           leaky_slope)
+        self.code_dim = self.n_latents * self.n_classes
+        self.build_networks(x_dim, hidden, self.code_dim, self.code_dim, activation, rng, dtype,
+                            leaky_slope, soft_targets)
         self.flatten_parameters()
 
     # --- the temperature schedule --------------------------------------------------------
@@ -163,7 +138,7 @@ class CategoricalVAE(BernoulliPixelModel):
             raise ValueError(f"codes must have shape (batch, {self.n_latents}, "
                              f"{self.n_classes}), got {codes.shape}")
         logits = self.decoder(codes.reshape(codes.shape[0], self.code_dim))
-        return bernoulli_pixels(logits, self.soft_targets)
+        return self.bernoulli_pixels(logits)
 
     # --- objectives ----------------------------------------------------------------------
     def objective(self, x, rng: np.random.Generator) -> Tensor:
@@ -182,7 +157,7 @@ class CategoricalVAE(BernoulliPixelModel):
         relaxed = RelaxedOneHotCategorical(self.temperature, logits=logits,
                                            straight_through=self.straight_through,
                                            validate_args=False)
-        codes = relaxed.rsample(_check_rng(rng))  # (B, N, K)
+        codes = relaxed.rsample(rng)  # (B, N, K)
         return self.decode(codes).log_prob(x) - kl_categorical_to_uniform(logits).sum(axis=-1)
 
     def forward(self, x, rng: np.random.Generator) -> Tensor:
@@ -199,7 +174,7 @@ class CategoricalVAE(BernoulliPixelModel):
         tests/test_models_categorical_vae.py::test_elbo_and_importance_weights_match_exact_enumeration
         """
         logits = self.encode_logits(x)
-        classes = Categorical(logits=logits, validate_args=False).sample(_check_rng(rng))
+        classes = Categorical(logits=logits, validate_args=False).sample(rng)
         codes = self._one_hot(classes)
         return self.decode(codes).log_prob(x) - kl_categorical_to_uniform(logits).sum(axis=-1)
 
@@ -211,12 +186,10 @@ class CategoricalVAE(BernoulliPixelModel):
         Verified by:
         tests/test_models_categorical_vae.py::test_elbo_and_importance_weights_match_exact_enumeration
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        x = self._check_x(x)
+        k, x = checks.positive_int(k, "k"), self._check_x(x)
         with no_grad():
             q = self.encode(x)
-            classes = q.sample(_check_rng(rng), (k,))  # (k, B, N)
+            classes = q.sample(rng, (k,))  # (k, B, N)
             batch = x.shape[0]
             codes = self._one_hot(classes.reshape(k * batch, self.n_latents))
             targets = np.broadcast_to(x.data, (k, batch, self.x_dim)).reshape(k * batch, -1)
@@ -231,9 +204,8 @@ class CategoricalVAE(BernoulliPixelModel):
         Verified by:
         tests/test_models_categorical_vae.py::test_sample_and_reconstruct_decode_exact_one_hot_codes
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        classes = _check_rng(rng).integers(self.n_classes, size=(n, self.n_latents))
+        n, rng = checks.positive_int(n, "n"), checks.generator(rng)
+        classes = rng.integers(self.n_classes, size=(n, self.n_latents))
         with no_grad():
             return self.decode(self._one_hot(classes)).probs.data
 

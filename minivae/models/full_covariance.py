@@ -27,22 +27,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.distributions.multivariate_normal import (
     MultivariateNormal,
     scale_tril_from_unconstrained,
 )
+from minivae.engine.ops import concatenate
+from minivae.engine.ops.linalg import diagonal
+from minivae.engine.tensor import Tensor
 from minivae.models.vae import VAE
-from minivae.nn import (
-    MLP,
-    _check_dtype,
-    _check_rng,
-    check_flag,
-    check_hidden,
-    check_positive_int,
-)
-from minivae.ops import concatenate
-from minivae.ops.linalg import diagonal
-from minivae.tensor import Tensor
 
 DIAGONAL_MAPS = ("softplus", "exp")
 
@@ -88,19 +81,12 @@ class FullCovarianceVAE(VAE):
                  leaky_slope: float = 0.01, diagonal: str = "softplus",
                  soft_targets: bool = False):
         # VAE.__init__ would build an encoder with 2·z_dim outputs; this one needs more.
-        x_dim, z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
-        if diagonal not in DIAGONAL_MAPS:
-            raise ValueError(f"diagonal must be one of {DIAGONAL_MAPS}, got {diagonal!r}")
-        hidden = check_hidden(hidden)
-        rng, dtype = _check_rng(rng), _check_dtype(dtype)
-        self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, hidden
-        self.dtype, self.diagonal = dtype, diagonal
-        self.soft_targets = check_flag(soft_targets, "soft_targets")
+        self.z_dim = checks.positive_int(z_dim, "z_dim")
+        self.diagonal = checks.one_of(diagonal, DIAGONAL_MAPS, "diagonal")
         triangle = self.z_dim * (self.z_dim + 1) // 2
         self._positions = tril_positions(self.z_dim)
-        self.encoder = MLP([x_dim, *hidden, self.z_dim + triangle], activation, rng, dtype,
-                           leaky_slope)
-        self.decoder = MLP([z_dim, *reversed(hidden), x_dim], activation, rng, dtype, leaky_slope)
+        self.build_networks(x_dim, hidden, self.z_dim + triangle, self.z_dim, activation, rng,
+                            dtype, leaky_slope, soft_targets)
         self.flatten_parameters()
 
     def encode(self, x) -> MultivariateNormal:
@@ -125,7 +111,7 @@ class FullCovarianceVAE(VAE):
         Verified by: tests/test_models_full_covariance.py::test_objective_matches_numpy
         """
         q_z_given_x = self.encode(x)
-        z = q_z_given_x.rsample(_check_rng(rng))  # (B, z_dim)
+        z = q_z_given_x.rsample(rng)  # (B, z_dim)
         log_p_x_given_z = self.decode(z).log_prob(x)  # (B,)
         return log_p_x_given_z - kl_to_standard_normal(q_z_given_x)
 

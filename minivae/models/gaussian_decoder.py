@@ -32,12 +32,12 @@ import math
 
 import numpy as np
 
-import minivae.ops as ops
+from minivae import checks
 from minivae.distributions.base import Independent
 from minivae.distributions.normal import Normal
+from minivae.engine import ops
+from minivae.engine.tensor import Tensor, no_grad
 from minivae.models.vae import VAE
-from minivae.nn import _check_rng, check_positive_int
-from minivae.tensor import Tensor, no_grad
 
 LOG_2PI = math.log(2.0 * math.pi)
 SIGMA_OPTIONS = ("learned_per_pixel", "learned_shared")
@@ -100,20 +100,14 @@ class GaussianDecoderVAE(VAE):
                  mean_activation: str = "sigmoid", init_sigma: float = 0.1,
                  min_sigma: float = 1e-3):
         learned = isinstance(sigma, str)
-        if learned and sigma not in SIGMA_OPTIONS:
-            raise ValueError(f"sigma must be one of {SIGMA_OPTIONS} or a positive number, "
-                             f"got {sigma!r}")
-        if not learned and not (_is_real(sigma) and 0 < sigma < np.inf):
-            raise ValueError(f"sigma must be one of {SIGMA_OPTIONS} or a positive number, "
-                             f"got {sigma!r}")
-        if mean_activation not in MEAN_ACTIVATIONS:
-            raise ValueError(f"mean_activation must be one of {MEAN_ACTIVATIONS}, got "
-                             f"{mean_activation!r}")
-        if not (_is_real(min_sigma) and 0 <= min_sigma < np.inf):
-            raise ValueError(f"min_sigma must be a non-negative number, got {min_sigma!r}")
-        if not (_is_real(init_sigma) and min_sigma < init_sigma < np.inf):
-            raise ValueError(f"init_sigma must be a number above min_sigma = {min_sigma}, "
-                             f"got {init_sigma!r}")
+        if learned:
+            checks.one_of(sigma, SIGMA_OPTIONS, "sigma")
+        else:
+            checks.real(sigma, "sigma", 0, low_open=True)  # a fixed σ
+        checks.one_of(mean_activation, MEAN_ACTIVATIONS, "mean_activation")
+        checks.real(min_sigma, "min_sigma", 0)
+        checks.real(init_sigma, f"init_sigma (above min_sigma = {min_sigma})", min_sigma,
+                    low_open=True)
         super().__init__(x_dim, hidden, z_dim, activation, rng=rng, dtype=dtype,
                          leaky_slope=leaky_slope)
         self.sigma, self.mean_activation = sigma, mean_activation
@@ -156,7 +150,7 @@ class GaussianDecoderVAE(VAE):
         Verified by: tests/test_models_gaussian_decoder.py::test_objective_matches_numpy
         """
         q_z_given_x = self.encode(x)
-        z, kl_q_prior = q_z_given_x.rsample_and_kl(_check_rng(rng))
+        z, kl_q_prior = q_z_given_x.rsample_and_kl(rng)
         return self.decode(z).log_prob(x) - kl_q_prior
 
     def objective(self, x, rng: np.random.Generator) -> Tensor:
@@ -172,7 +166,7 @@ class GaussianDecoderVAE(VAE):
         The mean image, without the pixel noise σε, which would only add grain.
         Verified by: tests/test_models_gaussian_decoder.py::test_pictures_lie_in_the_unit_interval
         """
-        n, rng = check_positive_int(n, "n"), _check_rng(rng)
+        n, rng = checks.positive_int(n, "n"), checks.generator(rng)
         with no_grad():
             z = rng.standard_normal((n, self.z_dim)).astype(self.dtype)
             return np.clip(self.decode(Tensor(z)).loc.data, 0.0, 1.0)
@@ -184,7 +178,3 @@ class GaussianDecoderVAE(VAE):
         """
         with no_grad():
             return np.clip(self.decode(self.encode(x).loc).loc.data, 0.0, 1.0)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)

@@ -27,11 +27,11 @@ import math
 
 import numpy as np
 
+from minivae import checks
 from minivae.distributions import Distribution, Independent, MultivariateNormal, Normal
 from minivae.distributions.base import as_parameters, require
-from minivae.nn import check_finite
-from minivae.ops import cholesky, matmul, solve_triangular
-from minivae.tensor import Tensor
+from minivae.engine.ops import cholesky, matmul, solve_triangular
+from minivae.engine.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -73,7 +73,7 @@ class LinearGaussian:
             raise TypeError(f"{name} must have dtype {self.dtype}, got {v.dtype}")
         if v.ndim < 1 or v.shape[-1] != dim:
             raise ValueError(f"{name} must have shape (..., {dim}), got {v.shape}")
-        check_finite(v.data, name)
+        checks.finite(v.data, name)
         return v
 
     def marginal(self) -> MultivariateNormal:

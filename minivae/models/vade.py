@@ -29,24 +29,18 @@ import math
 
 import numpy as np
 
-import minivae.ops as ops
-from minivae.clustering import DiagonalGMM, fit_diagonal_gmm
-from minivae.densities import BernoulliLogits, DiagonalNormal
+from minivae import checks
+from minivae.distributions import DiagonalNormal
 from minivae.distributions.mixture import GaussianMixture
-from minivae.models.vae import BernoulliPixelModel, bernoulli_pixels
-from minivae.nn import (
-    MLP,
-    _check_dtype,
-    _check_rng,
-    check_flag,
-    check_hidden,
-)
-from minivae.tensor import Tensor, no_grad
+from minivae.engine import ops
+from minivae.engine.tensor import Tensor, no_grad
+from minivae.models.vae import VAE
+from minivae.topics.clustering import DiagonalGMM, fit_diagonal_gmm
 
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-class VaDE(BernoulliPixelModel):
+class VaDE(VAE):
     """A Bernoulli VAE with a learned K-component diagonal Gaussian-mixture prior.
 
     Parameters
@@ -61,33 +55,18 @@ class VaDE(BernoulliPixelModel):
                  rng: np.random.Generator | None = None, dtype=np.float32,
                  leaky_slope: float = 0.01, n_clusters: int = 10, n_samples: int = 1,
                  soft_targets: bool = False):
-        for name, value in (("x_dim", x_dim), ("z_dim", z_dim), ("n_clusters", n_clusters),
-                            ("n_samples", n_samples)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        hidden = check_hidden(hidden)
-        rng, dtype = _check_rng(rng), _check_dtype(dtype)
-        self.x_dim, self.z_dim, self.hidden, self.dtype = int(x_dim), int(z_dim), hidden, dtype
-        self.soft_targets = check_flag(soft_targets, "soft_targets")
-        self.n_clusters, self.n_samples = int(n_clusters), int(n_samples)
-        self.encoder = MLP([x_dim, *hidden, 2 * z_dim], activation, rng, dtype, leaky_slope)
-        self.decoder = MLP([z_dim, *reversed(hidden), x_dim], activation, rng, dtype, leaky_slope)
+        self.n_clusters = checks.positive_int(n_clusters, "n_clusters")
+        self.n_samples = checks.positive_int(n_samples, "n_samples")
+        # The VAE's encoder (q(z|x) = N(μ̃(x), diag σ̃²(x))) and decoder (Bernoulli pixels).
+        super().__init__(x_dim, hidden, z_dim, activation, rng=rng, dtype=dtype,
+                         leaky_slope=leaky_slope, soft_targets=soft_targets)
+        dtype = self.dtype
         # Until initialize_prior: uniform π, unit variances, means spread like N(0, I) draws.
         self.prior_logits = Tensor(np.zeros(n_clusters, dtype), requires_grad=True)
         self.prior_means = Tensor(rng.standard_normal((n_clusters, z_dim)).astype(dtype),
                                   requires_grad=True)
         self.prior_log_vars = Tensor(np.zeros((n_clusters, z_dim), dtype), requires_grad=True)
-        self.flatten_parameters()
-
-    # --- the two networks ----------------------------------------------------------------
-    def encode(self, x) -> DiagonalNormal:
-        """q(z | x) = N(μ̃(x), diag σ̃²(x)) for a batch x of shape (B, x_dim)."""
-        h = self.encoder(self._check_x(x))  # (B, 2 · z_dim): [μ̃, log σ̃²]
-        return DiagonalNormal(loc=h[:, : self.z_dim], log_var=h[:, self.z_dim:])
-
-    def decode(self, z) -> BernoulliLogits:
-        """p(x | z) = Bernoulli(σ(decoder(z))) for z of shape (B, z_dim)."""
-        return bernoulli_pixels(self.decoder(z), self.soft_targets)
+        self.flatten_parameters()  # re-pack encoder, decoder and the prior into one buffer
 
     # --- the mixture prior ---------------------------------------------------------------
     def log_mixture_weights(self) -> Tensor:
@@ -151,7 +130,7 @@ class VaDE(BernoulliPixelModel):
         ::test_objective_gradient_matches_central_differences
         """
         q = self.encode(x)
-        z = q.rsample(_check_rng(rng), (self.n_samples,))  # (L, B, J)
+        z = q.rsample(rng, (self.n_samples,))  # (L, B, J)
         log_gamma = self.log_responsibilities(z)  # (L, B, K)
         return (self.log_likelihood(x, z) - self.kl_to_prior(q, log_gamma)).mean(axis=0)
 
@@ -192,7 +171,7 @@ class VaDE(BernoulliPixelModel):
                                                 and 0 < posterior_scale < math.inf):
             raise ValueError(f"posterior_scale must be a positive number or None, "
                              f"got {posterior_scale!r}")
-        gmm = fit_diagonal_gmm(z_means, self.n_clusters, _check_rng(rng), **em_options)
+        gmm = fit_diagonal_gmm(z_means, self.n_clusters, checks.generator(rng), **em_options)
         self.prior_logits.data[...] = np.log(gmm.weights)
         self.prior_means.data[...] = gmm.means
         self.prior_log_vars.data[...] = np.log(gmm.variances)
@@ -203,38 +182,12 @@ class VaDE(BernoulliPixelModel):
         return gmm
 
     # --- evaluation ----------------------------------------------------------------------
-    def log_likelihood(self, x, z) -> Tensor:
-        """log p(x | z) = Σ_i x_i l_i − softplus(l_i), l = decoder(z); z (..., B, J) → (..., B).
-
-        Verified by: tests/test_models_vade.py::test_objective_is_reconstruction_minus_kl
-        """
-        x = self._check_x(x)
-        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z))
-        if z.ndim < 2 or z.shape[-1] != self.z_dim or z.shape[-2] != x.shape[0]:
-            raise ValueError(f"z must have shape (..., {x.shape[0]}, {self.z_dim}) for x of "
-                             f"shape {x.shape}, got {z.shape}")
-        samples = z.shape[:-1]
-        targets = np.broadcast_to(x.data, (*samples, self.x_dim)).reshape(-1, self.x_dim)
-        return self.decode(z.reshape(-1, self.z_dim)).log_prob(targets).reshape(samples)
-
     def log_joint(self, x, z) -> Tensor:
         """log p(x, z) = log p(x | z) + logsumexp_c log p(z, c); z as in ``log_likelihood``.
 
         Verified by: tests/test_models_vade.py::test_elbo_is_below_the_evidence
         """
         return self.log_likelihood(x, z) + self.cluster_log_joint(z).logsumexp(axis=-1)
-
-    def log_importance_weights(self, x, k: int, rng: np.random.Generator) -> np.ndarray:
-        """log w_i = log p(x, z_i) − log q(z_i | x), z_1..z_k ~ q(z|x); shape (k, B).
-
-        Verified by: tests/test_models_vade.py::test_elbo_is_below_the_evidence
-        """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        with no_grad():
-            q = self.encode(x)
-            z = q.rsample(_check_rng(rng), (int(k),))
-            return (self.log_joint(x, z) - q.log_prob(z)).data
 
     def predict(self, x) -> np.ndarray:
         """Cluster of each example: argmax_c γ_c(μ̃(x)), γ at the posterior mean; (B,) int64."""
@@ -244,9 +197,7 @@ class VaDE(BernoulliPixelModel):
     def sample(self, n: int, rng: np.random.Generator, cluster: int | None = None) -> np.ndarray:
         """Pixel probabilities σ(decoder(z)), z ~ p(z) (or z ~ N(μ_c, σ_c²) for one cluster c);
         shape (n, x_dim)."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        rng = _check_rng(rng)
+        n, rng = checks.positive_int(n, "n"), checks.generator(rng)
         with no_grad():
             if cluster is None:
                 z = self.prior().sample(rng, (int(n),)).data
@@ -259,9 +210,3 @@ class VaDE(BernoulliPixelModel):
                 z = self.prior_means.data[cluster] \
                     + np.exp(0.5 * self.prior_log_vars.data[cluster]) * noise
             return ops.sigmoid(self.decoder(Tensor(z.astype(self.dtype)))).data
-
-    def reconstruct(self, x) -> np.ndarray:
-        """Pixel probabilities decoded from the posterior mean μ̃(x); shape (B, x_dim)."""
-        with no_grad():
-            return ops.sigmoid(self.decoder(self.encode(x).loc)).data
-

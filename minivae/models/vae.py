@@ -15,58 +15,21 @@ from __future__ import annotations
 
 import numpy as np
 
-import minivae.ops as ops
-from minivae.densities import BernoulliLogits, DiagonalNormal, standard_normal_log_prob
-from minivae.distributions import Independent, Normal
-from minivae.nn import (
-    MLP,
-    Module,
-    _check_dtype,
-    _check_rng,
-    check_batch,
-    check_flag,
-    check_hidden,
-    check_positive_int,
+from minivae import checks
+from minivae.distributions import (
+    BernoulliLogits,
+    DiagonalNormal,
+    Independent,
+    Normal,
+    standard_normal_log_prob,
 )
-from minivae.tensor import Tensor, no_grad
+from minivae.engine import ops
+from minivae.engine.tensor import Tensor, no_grad
+from minivae.models.base import ImageModel
+from minivae.objectives import iwae
 
 
-def bernoulli_pixels(logits: Tensor, soft_targets: bool = False) -> BernoulliLogits:
-    """p(x | z) = Π_i Bernoulli(x_i; σ(l_i)) over the last axis of the decoder's logits l.
-
-    With ``soft_targets`` its log_prob also takes grey levels x ∈ [0, 1] (then it is minus the
-    binary cross-entropy, not a log-probability).
-    Verified by:
-    tests/test_bernoulli_targets.py::test_soft_target_likelihood_is_minus_the_binary_cross_entropy
-    """
-    return BernoulliLogits(logits, soft_targets=soft_targets)
-
-
-class BernoulliPixelModel(Module):
-    """A model whose decoder is Bernoulli over pixels: what its data x may hold.
-
-    x must be 0/1 (binary pixels), or any value in [0, 1] when the model was built with
-    ``soft_targets=True``; then training feeds it the grey levels instead of binarizing them.
-    Subclasses set ``x_dim``, ``dtype`` and ``soft_targets``.
-    """
-
-    soft_targets = False
-
-    @property
-    def x_support(self) -> str:
-        """The values x may hold: "binary" (0/1), or "unit_interval" with soft targets."""
-        return "unit_interval" if self.soft_targets else "binary"
-
-    @property
-    def binary_data(self) -> bool:
-        """Whether training binarizes the images: not when soft targets take grey levels."""
-        return not self.soft_targets
-
-    def _check_x(self, x) -> Tensor:
-        return check_batch(x, self.x_dim, self.dtype, self.x_support)
-
-
-class VAE(BernoulliPixelModel):
+class VAE(ImageModel):
     """A Bernoulli VAE with MLP encoder and decoder.
 
     Parameters
@@ -87,17 +50,11 @@ class VAE(BernoulliPixelModel):
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "tanh",
                  likelihood: str = "bernoulli", rng: np.random.Generator | None = None,
                  dtype=np.float32, leaky_slope: float = 0.01, soft_targets: bool = False):
-        if likelihood != "bernoulli":
-            raise ValueError(f"likelihood must be 'bernoulli', got {likelihood!r}")
-        x_dim, z_dim = check_positive_int(x_dim, "x_dim"), check_positive_int(z_dim, "z_dim")
-        hidden = check_hidden(hidden)
-        rng, dtype = _check_rng(rng), _check_dtype(dtype)
-        self.x_dim, self.z_dim, self.hidden = x_dim, z_dim, hidden
-        self.dtype = dtype
-        self.soft_targets = check_flag(soft_targets, "soft_targets")
+        checks.one_of(likelihood, ("bernoulli",), "likelihood")
+        self.z_dim = checks.positive_int(z_dim, "z_dim")
         # The encoder's last layer emits [μ, log σ²] side by side: 2 · z_dim numbers.
-        self.encoder = MLP([x_dim, *hidden, 2 * z_dim], activation, rng, dtype, leaky_slope)
-        self.decoder = MLP([z_dim, *reversed(hidden), x_dim], activation, rng, dtype, leaky_slope)
+        self.build_networks(x_dim, hidden, 2 * self.z_dim, self.z_dim, activation, rng, dtype,
+                            leaky_slope, soft_targets)
         self.flatten_parameters()
 
     def encode(self, x) -> DiagonalNormal:
@@ -107,7 +64,7 @@ class VAE(BernoulliPixelModel):
 
     def decode(self, z) -> BernoulliLogits:
         """p(x | z) = Bernoulli(σ(logits(z))) for z of shape (B, z_dim)."""
-        return bernoulli_pixels(self.decoder(z), self.soft_targets)
+        return self.bernoulli_pixels(self.decoder(z))
 
     def elbo(self, x, rng: np.random.Generator) -> Tensor:
         """Per-example ELBO of shape (B,) with one reparameterized sample and the analytic KL.
@@ -116,9 +73,10 @@ class VAE(BernoulliPixelModel):
         Verified by: tests/test_vae.py::test_elbo_is_reconstruction_minus_kl
         """
         q_z_given_x = self.encode(x)
-        # z = μ + σ ⊙ ε (B, z_dim) and the closed-form KL (B,), fused into one kernel pass
-        z, kl_q_prior = q_z_given_x.rsample_and_kl(_check_rng(rng))
-        log_p_x_given_z = self.decode(z).log_prob(x)  # (B,)
+        # z = μ + σ ⊙ ε (B, z_dim) and KL(q ‖ N(0, I)) = ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²) (B,)
+        z, kl_q_prior = q_z_given_x.rsample_and_kl(rng)
+        # log p(x | z) = Σ_i x_i l_i − softplus(l_i) with logits l = decoder(z) (B,)
+        log_p_x_given_z = self.decode(z).log_prob(x)
         return log_p_x_given_z - kl_q_prior
 
     def forward(self, x, rng: np.random.Generator) -> Tensor:
@@ -156,22 +114,19 @@ class VAE(BernoulliPixelModel):
         return self.log_likelihood(x, z) + standard_normal_log_prob(z)
 
     def log_importance_weights(self, x, k: int, rng: np.random.Generator) -> np.ndarray:
-        """log w_i = log p(x, z_i) − log q(z_i | x) for z_1..z_k ~ q(z|x); shape (k, B).
+        """log w_i = log p(x, z_i) − log q(z_i | x) for z_1..z_k ~ q(z|x); shape (k, B), with
+        no graph recorded (``minivae.objectives.iwae.log_importance_weights`` computes them).
 
         Math: p(x) = E_q[p(x, z) / q(z|x)], so log-mean-exp of these weights estimates log p(x)
         from below in expectation and converges to it as k grows (Burda et al. 2016).
         Verified by: tests/test_vae.py::test_importance_sampling_bounds
         """
-        k, rng = check_positive_int(k, "k"), _check_rng(rng)
         with no_grad():
-            q = self.encode(x)
-            z = q.rsample(rng, (k,))  # (k, B, z_dim)
-            log_w = self.log_joint(x, z) - q.log_prob(z)
-        return log_w.data
+            return iwae.log_importance_weights(self, x, k, rng).data
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Pixel probabilities σ(decoder(z)) for n draws z ~ N(0, I); shape (n, x_dim)."""
-        n, rng = check_positive_int(n, "n"), _check_rng(rng)
+        n, rng = checks.positive_int(n, "n"), checks.generator(rng)
         with no_grad():
             z = rng.standard_normal((n, self.z_dim)).astype(self.dtype)
             return self.decode(Tensor(z)).probs.data

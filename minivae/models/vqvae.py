@@ -41,16 +41,10 @@ import math
 
 import numpy as np
 
-from minivae.densities import BernoulliLogits
-from minivae.models.vae import BernoulliPixelModel, bernoulli_pixels
-from minivae.nn import (
-    MLP,
-    _check_dtype,
-    _check_rng,
-    check_flag,
-    check_hidden,
-)
-from minivae.tensor import Tensor, is_grad_enabled, no_grad
+from minivae import checks
+from minivae.distributions import BernoulliLogits
+from minivae.engine.tensor import Tensor, is_grad_enabled, no_grad
+from minivae.models.base import ImageModel
 
 
 def nearest_codewords(z: np.ndarray, codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +90,7 @@ def perplexity(counts) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-class VQVAE(BernoulliPixelModel):
+class VQVAE(ImageModel):
     """A Bernoulli VQ-VAE: MLP encoder → n_codes vectors → nearest codewords → MLP decoder.
 
     Parameters
@@ -121,33 +115,19 @@ class VQVAE(BernoulliPixelModel):
                  code_dim: int = 8, beta: float = 0.25, ema: bool = False, decay: float = 0.99,
                  ema_epsilon: float = 1e-5, restart_dead: bool = False,
                  soft_targets: bool = False):
-        n_codes = z_dim if n_codes is None else n_codes
-        for name, value in (("x_dim", x_dim), ("z_dim", z_dim), ("n_codes", n_codes),
-                            ("codebook_size", codebook_size), ("code_dim", code_dim)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, value, ok, expected in (
-                ("beta", beta, lambda v: v >= 0, "a finite number ≥ 0"),
-                ("decay", decay, lambda v: 0 < v < 1, "a number in (0, 1)"),
-                ("ema_epsilon", ema_epsilon, lambda v: v > 0, "a finite number > 0")):
-            number = isinstance(value, (int, float, np.integer, np.floating)) \
-                and not isinstance(value, bool)
-            if not (number and np.isfinite(value) and ok(value)):
-                raise ValueError(f"{name} must be {expected}, got {value!r}")
-        for name, value in (("ema", ema), ("restart_dead", restart_dead)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-        hidden = check_hidden(hidden)
-        rng, dtype = _check_rng(rng), _check_dtype(dtype)
-        self.x_dim, self.hidden, self.dtype = int(x_dim), hidden, dtype
-        self.soft_targets = check_flag(soft_targets, "soft_targets")
-        self.n_codes, self.codebook_size, self.code_dim = map(int, (n_codes, codebook_size,
-                                                                    code_dim))
-        self.beta, self.decay, self.ema_epsilon = map(float, (beta, decay, ema_epsilon))
-        self.ema, self.restart_dead, self.training = bool(ema), bool(restart_dead), True
+        checks.positive_int(z_dim, "z_dim")
+        self.n_codes = checks.positive_int(z_dim if n_codes is None else n_codes, "n_codes")
+        self.codebook_size = checks.positive_int(codebook_size, "codebook_size")
+        self.code_dim = checks.positive_int(code_dim, "code_dim")
+        self.beta = checks.real(beta, "beta", 0)
+        self.decay = checks.real(decay, "decay", 0, 1, low_open=True, high_open=True)
+        self.ema_epsilon = checks.real(ema_epsilon, "ema_epsilon", 0, low_open=True)
+        self.ema = checks.flag(ema, "ema")
+        self.restart_dead, self.training = checks.flag(restart_dead, "restart_dead"), True
         width = self.n_codes * self.code_dim
-        self.encoder = MLP([x_dim, *hidden, width], activation, rng, dtype, leaky_slope)
-        self.decoder = MLP([width, *reversed(hidden), x_dim], activation, rng, dtype, leaky_slope)
+        rng = self.build_networks(x_dim, hidden, width, width, activation, rng, dtype,
+                                  leaky_slope, soft_targets)
+        dtype = self.dtype
         # e_k ~ N(0, I): wider than the untrained encoder's outputs (std ≈ 0.1), so that z_e,
         # growing fast in the first steps, meets codewords in every direction instead of
         # leaving the whole codebook behind (then one codeword per position takes everything).
@@ -181,7 +161,7 @@ class VQVAE(BernoulliPixelModel):
         if z.ndim != 3 or z.shape[1:] != (self.n_codes, self.code_dim):
             raise ValueError(f"z must have shape (batch, {self.n_codes}, {self.code_dim}), "
                              f"got {z.shape}")
-        return bernoulli_pixels(self.decoder(z.reshape(z.shape[0], -1)), self.soft_targets)
+        return self.bernoulli_pixels(self.decoder(z.reshape(z.shape[0], -1)))
 
     def loss_terms(self, x) -> dict:
         """The loss's terms per example, each (B,), plus the codes (B, n_codes) and z_e:
@@ -278,7 +258,7 @@ class VQVAE(BernoulliPixelModel):
         if codes is None:
             used = np.bincount(self.quantize(z_e)[0], minlength=self.codebook_size)
             codes = np.flatnonzero(used == 0)
-        return self._move_codewords(np.asarray(codes, dtype=np.intp), z_e, _check_rng(rng))
+        return self._move_codewords(np.asarray(codes, dtype=np.intp), z_e, checks.generator(rng))
 
     def _move_codewords(self, codes: np.ndarray, z_e: np.ndarray, rng) -> np.ndarray:
         """e_k ← a random row of z_e (N, D) for each k in codes, distinct rows while N allows."""
@@ -324,9 +304,8 @@ class VQVAE(BernoulliPixelModel):
         Without a learned prior over codes most of these combinations never occur for real
         digits, so expect blurry or broken images.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        codes = _check_rng(rng).integers(self.codebook_size, size=(n, self.n_codes))
+        n, rng = checks.positive_int(n, "n"), checks.generator(rng)
+        codes = rng.integers(self.codebook_size, size=(n, self.n_codes))
         with no_grad():
             return self.decode(self.codebook.data[codes]).probs.data
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from minivae.distributions import kl_divergence
 from minivae.distributions.base import check_rng
-from minivae.tensor import Tensor
+from minivae.engine.tensor import Tensor
 
 FORMS = ("analytic", "monte_carlo", "entropy")
 

@@ -35,10 +35,10 @@ import numpy as np
 from minivae.distributions.base import Distribution, check_rng
 from minivae.distributions.categorical import Categorical
 from minivae.distributions.relaxed import RelaxedOneHotCategorical, straight_through
+from minivae.engine.ops import where
+from minivae.engine.ops.operands import as_tensor
+from minivae.engine.tensor import Tensor
 from minivae.objectives.elbo import check_model
-from minivae.ops import where
-from minivae.ops._common import as_tensor
-from minivae.tensor import Tensor
 
 CONTINUOUS_ESTIMATORS = ("pathwise", "score", "stl")
 DISCRETE_ESTIMATORS = ("score", "gumbel_softmax", "straight_through")

@@ -32,8 +32,8 @@ import math
 import numpy as np
 
 from minivae.distributions.base import check_rng
+from minivae.engine.tensor import Tensor
 from minivae.objectives.elbo import check_model, check_sample_count, reparameterized
-from minivae.tensor import Tensor
 
 
 def log_importance_weights(model, x, k: int, rng: np.random.Generator, q=None) -> Tensor:

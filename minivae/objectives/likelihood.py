@@ -35,9 +35,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from minivae.distributions.base import check_rng
+from minivae.engine.tensor import Tensor, no_grad
 from minivae.objectives.elbo import check_model, check_sample_count
 from minivae.objectives.iwae import log_importance_weights
-from minivae.tensor import Tensor, no_grad
 
 ROWS_PER_CHUNK = 20_000  # (sample, example) pairs evaluated at once: bounds the memory
 

@@ -25,12 +25,12 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
+from minivae import checks
 from minivae.distributions import Distribution, Independent, Normal, kl_divergence
 from minivae.distributions.base import check_rng
-from minivae.nn import check_finite
+from minivae.engine.tensor import Tensor, no_grad
 from minivae.objectives.elbo import check_model
 from minivae.optim import Adam
-from minivae.tensor import Tensor, no_grad
 
 ROWS_PER_CHUNK = 20_000  # samples × datapoints sent through the likelihood at once: bounds memory
 
@@ -110,7 +110,7 @@ def _check_x(x, model) -> np.ndarray:
                          f"got {data.shape}")
     if data.dtype != model.dtype:
         raise TypeError(f"x must have the model's dtype {model.dtype}, got {data.dtype}")
-    check_finite(data, "x")
+    checks.finite(data, "x")
     return data
 
 

@@ -11,8 +11,8 @@ import numbers
 
 import numpy as np
 
-from minivae.ops._common import as_tensor, binary_operands
-from minivae.tensor import Tensor, unbroadcast
+from minivae.engine.ops.operands import as_tensor, binary_operands, unbroadcast
+from minivae.engine.tensor import Tensor
 
 
 def add(a, b) -> Tensor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.tensor import Tensor, no_grad
+from minivae.engine.tensor import Tensor, no_grad
 
 ROWS_PER_BATCH = 1000  # images encoded or decoded at once: bounds the memory
 

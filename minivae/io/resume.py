@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.checkpoint import CheckpointError, check_arrays, load_checkpoint, save_checkpoint
+from minivae.engine.tensor import Tensor
+from minivae.io.checkpoint import CheckpointError, check_arrays, load_checkpoint, save_checkpoint
 from minivae.optim import Adam
-from minivae.tensor import Tensor
 
 CHECKPOINT_NAME = "checkpoint.npz"
 OPTIMIZER_PREFIX, MODEL_EXTRA_PREFIX = "_adam.", "_model."

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from minivae import kernels
-from minivae.ops._common import as_tensor, binary_operands
-from minivae.tensor import Tensor, is_grad_enabled
+from minivae.engine.ops.operands import as_tensor, binary_operands
+from minivae.engine.tensor import Tensor, is_grad_enabled
 
 
 def linear(x, weight, bias, activation: str = "identity", slope: float = 0.01) -> Tensor:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.ops._common import as_tensor, normalize_axes
-from minivae.tensor import Tensor
+from minivae.engine.ops.operands import as_tensor, normalize_axes
+from minivae.engine.tensor import Tensor
 
 
 def _expand(g: np.ndarray, axes: tuple, keepdims: bool) -> np.ndarray:

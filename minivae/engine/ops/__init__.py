@@ -1,6 +1,6 @@
 """The primitives of the engine, grouped by kind; each module keeps forward and VJP together."""
-from minivae.ops.arithmetic import add, div, matmul, mul, neg, pow, sub
-from minivae.ops.elementwise import (
+from minivae.engine.ops.arithmetic import add, div, matmul, mul, neg, pow, sub
+from minivae.engine.ops.elementwise import (
     exp,
     leaky_relu,
     log,
@@ -11,10 +11,10 @@ from minivae.ops.elementwise import (
     sqrt,
     tanh,
 )
-from minivae.ops.linalg import cholesky, diagonal, solve_triangular, tril
-from minivae.ops.reduce import logsumexp, max, mean, sum
-from minivae.ops.shape import concatenate, getitem, reshape, stack, transpose, where
-from minivae.ops.special import digamma, lgamma
+from minivae.engine.ops.linalg import cholesky, diagonal, solve_triangular, tril
+from minivae.engine.ops.reduce import logsumexp, max, mean, sum
+from minivae.engine.ops.shape import concatenate, getitem, reshape, stack, transpose, where
+from minivae.engine.ops.special import digamma, lgamma
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "matmul",

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from minivae.checkpoint import PathLike, atomic_write
+from minivae.io.checkpoint import PathLike, atomic_write
 
 SCREEN_PIXELS_PER_IMAGE_PIXEL = 3  # a 28x28 digit becomes 84x84 on screen
 SEPARATOR_VALUE = 0.25  # light grey under gray_r: visible between tiles, not mistaken for ink

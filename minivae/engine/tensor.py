@@ -1,12 +1,12 @@
 """The autodiff engine: a Tensor wraps an ndarray and remembers how it was made.
 
-Every primitive (see ``minivae/ops/``) computes its output with NumPy and returns it through
+Every primitive (see ``minivae/engine/ops/``) computes its output with NumPy and returns it through
 ``Tensor.from_op`` together with a *vector-Jacobian product* (VJP): a function that takes the
 gradient of the final scalar with respect to the output, ``g = dL/d out``, and returns
 ``dL/d parent`` for each parent.  ``backward()`` visits the graph once in reverse topological
 order and hands each node's accumulated gradient to its VJP.  That is all of reverse mode.
 
-Verified by: tests/test_engine.py (deep chain, shared subexpressions, no_grad, unbroadcast),
+Verified by: tests/test_engine.py (deep chain, shared subexpressions, no_grad),
 tests/test_ops_gradients.py (every VJP against gradcheck) and
 tests/test_autograd_oracle.py::test_random_programs_match_autograd (an independent autodiff).
 """
@@ -16,9 +16,8 @@ import contextlib
 
 import numpy as np
 
-from minivae.anomaly import AnomalyMode, check_backward, check_forward
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from minivae import checks
+from minivae.engine.anomaly import AnomalyMode, check_backward, check_forward
 
 
 class _GradMode:
@@ -40,48 +39,6 @@ def is_grad_enabled() -> bool:
     return _GradMode.enabled
 
 
-def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting in a VJP.
-
-    If ``x`` of shape ``shape`` was broadcast to ``grad.shape`` in the forward pass, each element
-    of ``x`` was used once per copy, so its gradient is the sum over the copies: sum away the
-    leading axes that broadcasting prepended, then (keeping dims) the axes where ``x`` had size 1.
-
-    Verified by: tests/test_engine.py::test_unbroadcast_matches_sum_over_copies
-    """
-    shape = tuple(shape)
-    if grad.shape == shape:
-        return grad
-    extra = grad.ndim - len(shape)
-    if extra > 0:
-        grad = grad.sum(axis=tuple(range(extra)))
-    ones = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    if ones:
-        grad = grad.sum(axis=ones, keepdims=True)
-    return grad
-
-
-def _as_float_array(data, dtype=None) -> np.ndarray:
-    if isinstance(data, Tensor):
-        data = data.data
-    if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    # Look at what arrived before converting: np.asarray(None, dtype=float) would be NaN and
-    # np.asarray("1", dtype=float) a number, silently.
-    array = np.asarray(data)
-    other_float = array.dtype.kind == "f" and array.dtype not in FLOAT_DTYPES
-    if array.dtype.kind not in "fbiu" or (other_float and dtype is None):
-        raise TypeError(f"Tensor data must be float32 or float64 (or integers), "
-                        f"got {array.dtype} from {type(data).__name__}")
-    if dtype is not None:
-        return array.astype(dtype, copy=False)
-    if array.dtype in FLOAT_DTYPES:
-        return array
-    return array.astype(np.float64)  # Python numbers, bools and integer arrays
-
-
 class Tensor:
     """An ndarray with a gradient and a record of the primitive that produced it.
 
@@ -95,7 +52,7 @@ class Tensor:
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
-        self.data = _as_float_array(data, dtype)
+        self.data = checks.float_array(data, dtype)
         self._grad: np.ndarray | None = None
         self._grad_cleared = False
         self.requires_grad = bool(requires_grad)
@@ -110,7 +67,7 @@ class Tensor:
         Inside ``minivae.detect_anomaly()`` the output is first checked for NaN/±inf made from
         finite parents (and ``backward`` checks each VJP's result the same way).
         """
-        if AnomalyMode.enabled:  # see minivae/anomaly.py; off by default, so one test
+        if AnomalyMode.enabled:  # see minivae/engine/anomaly.py; off by default, so one test
             check_forward(data, parents, op)
         out = Tensor.__new__(Tensor)
         out.data, out._grad, out._grad_cleared, out.op = data, None, False, op
@@ -164,9 +121,7 @@ class Tensor:
     # the zeros first, so from the outside a cleared gradient is simply zero.
     @property
     def grad(self) -> np.ndarray | None:
-        if self._grad_cleared:
-            self._grad[...] = 0
-            self._grad_cleared = False
+        self.write_cleared_grad()
         return self._grad
 
     @grad.setter
@@ -177,6 +132,12 @@ class Tensor:
         """Set the gradient to zero (lazily: see the comment above)."""
         if self._grad is not None:
             self._grad_cleared = True
+
+    def write_cleared_grad(self) -> None:
+        """Write the zeros of a cleared gradient now, for code that reads the buffer itself."""
+        if self._grad_cleared:
+            self._grad[...] = 0
+            self._grad_cleared = False
 
     def accumulate_grad(self, g: np.ndarray) -> None:
         """grad += g, in place; a missing gradient is created, a cleared one overwritten."""
@@ -212,6 +173,11 @@ class Tensor:
                 order.append(node)
         return order[::-1]
 
+    @property
+    def is_leaf(self) -> bool:
+        """True for a tensor made by the user, not recorded as the output of a primitive."""
+        return not self._parents
+
     def detach(self) -> "Tensor":
         """The same data (no copy) as a leaf that does not require grad."""
         return Tensor(self.data)
@@ -236,7 +202,7 @@ class Tensor:
         grad = ", requires_grad=True" if self.requires_grad else ""
         return f"Tensor({np.array2string(self.data, threshold=20)}, dtype={self.dtype}{grad})"
 
-    # -- operators and methods: thin names for the primitives in minivae.ops ------------
+    # -- operators and methods: thin names for the primitives in minivae.engine.ops ------------
     def __add__(self, other): return ops.add(self, other)
     def __radd__(self, other): return ops.add(other, self)
     def __sub__(self, other): return ops.sub(self, other)
@@ -268,4 +234,4 @@ class Tensor:
     def transpose(self, *axes): return ops.transpose(self, *axes)
 
 
-from minivae import ops  # noqa: E402  (ops needs Tensor defined first)
+from minivae.engine import ops  # noqa: E402  (ops needs Tensor defined first)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.ops._common import as_tensor, binary_operands
-from minivae.tensor import Tensor
+from minivae.engine.ops.operands import as_tensor, binary_operands, unbroadcast
+from minivae.engine.tensor import Tensor
 
 
 def reshape(x, *shape) -> Tensor:
@@ -90,7 +90,6 @@ def where(condition, a, b) -> Tensor:
     if condition.dtype != np.bool_:
         raise TypeError(f"condition must be a boolean array, got dtype {condition.dtype}")
     a, b = binary_operands(a, b)
-    from minivae.tensor import unbroadcast
 
     def vjp(g):
         zero = np.zeros((), dtype=g.dtype)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.ops._common import as_tensor, binary_operands
-from minivae.tensor import Tensor, unbroadcast
+from minivae.engine.ops.operands import as_tensor, binary_operands, unbroadcast
+from minivae.engine.tensor import Tensor
 
 
 def _mT(a: np.ndarray) -> np.ndarray:

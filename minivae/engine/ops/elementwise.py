@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.ops._common import as_tensor
-from minivae.tensor import Tensor
+from minivae.engine.ops.operands import as_tensor
+from minivae.engine.tensor import Tensor
 
 
 def exp(x) -> Tensor:

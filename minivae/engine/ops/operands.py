@@ -1,9 +1,9 @@
-"""Helpers shared by the primitives: turning operands into Tensors without changing dtypes."""
+"""Helpers shared by the primitives: operands as Tensors of one dtype, axes, and ``unbroadcast``."""
 from __future__ import annotations
 
 import numpy as np
 
-from minivae.tensor import Tensor
+from minivae.engine.tensor import Tensor
 
 
 def as_tensor(value, like: Tensor | None = None) -> Tensor:
@@ -44,3 +44,24 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
         out.append(a % max(ndim, 1))
     return tuple(sorted(set(out)))
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting in a VJP.
+
+    If ``x`` of shape ``shape`` was broadcast to ``grad.shape`` in the forward pass, each element
+    of ``x`` was used once per copy, so its gradient is the sum over the copies: sum away the
+    leading axes that broadcasting prepended, then (keeping dims) the axes where ``x`` had size 1.
+
+    Verified by: tests/test_engine.py::test_unbroadcast_matches_sum_over_copies
+    """
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    ones = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if ones:
+        grad = grad.sum(axis=ones, keepdims=True)
+    return grad

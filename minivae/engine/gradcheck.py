@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.tensor import Tensor
+from minivae.engine.tensor import Tensor
 
 ELEMENTWISE_LIMIT = 256  # inputs with at most this many entries are also checked entry by entry
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.ops._common import as_tensor
-from minivae.tensor import Tensor
+from minivae.engine.ops.operands import as_tensor
+from minivae.engine.tensor import Tensor
 
 SHIFT = 10  # below this the series is not yet accurate to rounding, so x is shifted up first
 
