@@ -18,7 +18,8 @@ import pytest
 
 import minivae.train as training
 from minivae.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from minivae.train import TrainConfig, load_model, train
+from minivae.io.resume import load_model
+from minivae.train import TrainConfig, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(dataset="mnist-5k", batch_size=40, z_dim=3, hidden=[12], max_train=120,

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from minivae.cli import build_parser, given_train_fields, main, new_run_config
-from minivae.data import write_idx
 from minivae.io.checkpoint import load_checkpoint
+from minivae.io.idx import read_uncompressed, write_idx
 
 
 @pytest.fixture
 def tiny_mnist(tmp_path, monkeypatch):
     """A folder of small IDX files laid out like MNIST (checksums patched to match them)."""
-    import minivae.data as data
+    import minivae.io.datasets as datasets
 
     rng = np.random.default_rng(0)
     root = tmp_path / "data"
@@ -25,8 +25,8 @@ def tiny_mnist(tmp_path, monkeypatch):
     }
     for stem, array in files.items():
         write_idx(root / f"{stem}.gz", array)
-    monkeypatch.setattr(data, "CHECKSUMS", {**data.CHECKSUMS, "mnist": {
-        stem: data._md5(data._read_idx_bytes(root / f"{stem}.gz")) for stem in files}})
+    monkeypatch.setattr(datasets, "CHECKSUMS", {**datasets.CHECKSUMS, "mnist": {
+        stem: datasets.md5_hex(read_uncompressed(root / f"{stem}.gz")) for stem in files}})
     return root
 
 

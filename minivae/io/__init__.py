@@ -1,2 +1,3 @@
-"""Files: IDX data and its checksums and downloads, checkpoints and resumable runs, pictures;
-everything written through one atomic write."""
+"""Files: IDX data (idx), where datasets are found and how they are fetched and checked
+(datasets), checkpoints and resumable runs (checkpoint, resume), pictures (plots); everything
+written through one atomic write (atomic)."""

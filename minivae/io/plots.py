@@ -4,7 +4,7 @@ Figures are drawn with ``matplotlib.figure.Figure`` on an Agg canvas directly ra
 ``pyplot``: no window opens, no global backend is switched, and nothing is left registered in
 pyplot's figure list.  Images are shown as ink on paper (value 0 white, 1 black, colormap
 ``gray_r``), the usual way to look at digits.  Every file is written with
-``checkpoint.atomic_write``.
+``minivae.io.atomic.atomic_write``, so a reader never sees half a picture.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from minivae.io.checkpoint import PathLike, atomic_write
+from minivae.io.atomic import PathLike, atomic_write
 
 SCREEN_PIXELS_PER_IMAGE_PIXEL = 3  # a 28x28 digit becomes 84x84 on screen
 SEPARATOR_VALUE = 0.25  # light grey under gray_r: visible between tiles, not mistaken for ink
