@@ -47,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--architectures", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--data-root", default=None, help="MNIST IDX folder (else random data)")
     parser.add_argument("--n", type=int, default=60_000, help="images per epoch")
-    parser.add_argument("--backend", default="auto", help="minivae kernel backend")
+    parser.add_argument("--backend", default="auto", choices=["auto", *kernels.BACKENDS],
+                        help="minivae kernel backend")
     return parser.parse_args(argv)
 
 
@@ -140,8 +141,9 @@ def main(args: argparse.Namespace) -> dict:
         torch = None
         print('PyTorch is not installed (pip install -e ".[bench]"): minivae times only.')
     kernels.set_backend(args.backend)
-    print(f"kernel backend {args.backend}: "
-          + ", ".join(f"{k}={kernels.backend_of(k)}" for k in kernels.KERNELS[:7]))
+    fused = [family for family in kernels.FAMILIES if kernels.enabled(family)]
+    print(f"kernel backend {args.backend} ({kernels.active_backend()}); fused at the call "
+          f"sites: {', '.join(fused) or 'none'}")
     print(f"load average at start: {os.getloadavg()[0]:.2f}; numpy {np.__version__}"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ""))
     x = training_images(args)

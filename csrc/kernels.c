@@ -160,12 +160,12 @@ void KERNEL(bias_act_forward)(const real *h, const real *bias, int64_t rows, int
             }
             break;
         default:
-            return; /* unreachable: c_backend.py maps the activation name to a code */
+            return; /* unreachable: minivae.kernels maps the activation name to a code */
         }
     }
 }
 
-/* act'(pre) from y = act(pre): see reference.activation_derivative_from_output.  Rows run
+/* act'(pre) from y = act(pre): see reference.bias_act_backward.  Rows run
  * outermost so grad_bias accumulates one row at a time, as NumPy's sum(axis=0) does. */
 void KERNEL(bias_act_backward)(const real *y, const real *grad_y, int64_t rows, int64_t cols,
                                int activation, real slope, real *grad_h, real *grad_bias)

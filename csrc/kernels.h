@@ -1,6 +1,6 @@
 /* minivae's fused kernels in C: one float32 (_f32) and one float64 (_f64) version of each.
  *
- * The NumPy specification is minivae/kernels/reference.py; minivae/kernels/c_backend.py checks
+ * They are the twins of the Python loops in minivae/kernels/reference.py.  minivae.kernels checks
  * shapes, dtypes and layouts before calling these, so the C side trusts its arguments:
  * every array is C-contiguous, `rows` x `cols` means row-major, and sizes are element counts.
  *

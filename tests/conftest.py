@@ -49,7 +49,7 @@ def shared_data() -> Path:
     return path
 
 
-@pytest.fixture(params=["numpy", "numba", "c"])
+@pytest.fixture(params=["python", "numba", "c"])
 def every_backend(request):
     """Run the test once per kernel backend (skipped where one is unavailable), then go back
     to "auto"."""

@@ -122,27 +122,34 @@ def test_backward_twice_through_fused_ops_gives_the_same_gradient():
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-4)])
 def test_training_gives_the_same_model_on_every_backend(dtype, rtol):
-    """Same seed, different kernels: the parameters after a few Adam steps agree to rounding."""
+    """Same seed, different kernels or none: the parameters after a few Adam steps agree to
+    rounding."""
     from minivae.models import VAE
     from minivae.optim import Adam
 
     data = (np.random.default_rng(0).random((64, 30)) < 0.3).astype(dtype)
+
+    def trained() -> np.ndarray:
+        rng = np.random.default_rng(1)
+        model = VAE(30, hidden=(16,), z_dim=4, activation="softplus", rng=rng, dtype=dtype)
+        optimizer = Adam(model.parameters(), lr=1e-2)
+        for _ in range(10):
+            loss = -model.elbo(data, rng).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model.flat_data.copy()
+
     results = {}
     for backend in kernels.available_backends():
         kernels.set_backend(backend)
         try:
-            rng = np.random.default_rng(1)
-            model = VAE(30, hidden=(16,), z_dim=4, activation="softplus", rng=rng, dtype=dtype)
-            optimizer = Adam(model.parameters(), lr=1e-2)
-            for _ in range(10):
-                loss = -model.elbo(data, rng).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            results[backend] = model.flat_data.copy()
+            results[backend] = trained()
         finally:
             kernels.set_backend("auto")
-    reference = results.pop("numpy")
+    with kernels.composed():  # the readable compositions at the call sites, no kernel at all
+        results["composed"] = trained()
+    reference = results.pop("python")
     for backend, params in results.items():
         # float32 rounding differences grow through 10 Adam steps; the scale is the step size
         np.testing.assert_allclose(params, reference, rtol=rtol, atol=rtol * 1e-2,
