@@ -93,6 +93,16 @@ def real(value, name: str, low: float = -math.inf, high: float = math.inf,
     return float(value)
 
 
+def number(value, name: str):
+    """``value``, unconverted (a NumPy float64 keeps its precision), if it is a finite real
+    number: a TypeError for a string, a bool or None, a ValueError for NaN or ±∞."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
 def _end(x: float) -> str:
     return "∞" if x == math.inf else "−∞" if x == -math.inf else f"{x:g}"
 
@@ -124,7 +134,8 @@ def float_dtype(dtype, name: str = "dtype") -> np.dtype:
     except TypeError:
         resolved = None
     if resolved is None or resolved not in FLOAT_DTYPES:  # (dtype == None is True for float64)
-        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}")
+        raise TypeError(f"{name} must be float32 or float64 (np.float32 or np.float64), "
+                        f"got {dtype!r}")
     return resolved
 
 
@@ -142,6 +153,35 @@ def float_array(data, dtype=None) -> np.ndarray:
     if dtype is not None:
         return array.astype(dtype, copy=False)
     return array if array.dtype in FLOAT_DTYPES else array.astype(np.float64)
+
+
+def array(value, name: str, dtype, ndim: int, shape: str) -> np.ndarray:
+    """``value`` if it is an ndarray of ``dtype`` with ``ndim`` axes (``shape`` says them in
+    words, e.g. "(N, H, W)"), else a TypeError."""
+    if not isinstance(value, np.ndarray) or value.dtype != dtype or value.ndim != ndim:
+        raise TypeError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}, got "
+                        f"{describe(value)}")
+    return value
+
+
+def in_dtype(value, dtype, name: str, whose: str) -> np.ndarray:
+    """The numbers of ``value`` (an array, a Tensor, a list) as an array of ``dtype``:
+    integers and bools are converted, a float array of another precision is a TypeError
+    (``whose`` says whose dtype it must have, e.g. "the logits'")."""
+    data = values(value)
+    if data.dtype.kind in "biu":
+        return data.astype(dtype)
+    if data.dtype != dtype:
+        raise TypeError(f"{name} must have {whose} dtype {np.dtype(dtype)} (or be integers), "
+                        f"got {data.dtype}")
+    return data
+
+
+def describe(value) -> str:
+    """What arrived, for a message: an array's dtype and shape, else the type's name."""
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__
 
 
 def require(condition, name: str, expected: str, value) -> None:
@@ -165,6 +205,18 @@ def finite(value, name: str) -> None:
     if not is_finite.all():
         index = tuple(int(i) for i in np.argwhere(~is_finite)[0])
         raise ValueError(f"{name} must be finite, got {data[index]} at index {index}")
+
+
+def unit_interval(pixels, name: str = "pixels") -> np.ndarray:
+    """``pixels`` if it is a float32/float64 array with every value in [0, 1].  Two reductions
+    rather than an elementwise mask, since this runs on a whole training set every epoch (and
+    a NaN makes min and max NaN, which fails both comparisons)."""
+    if not isinstance(pixels, np.ndarray) or pixels.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a float32 or float64 array, got {describe(pixels)}")
+    if pixels.size and not (pixels.min() >= 0 and pixels.max() <= 1):
+        raise ValueError(f"{name} must be finite intensities in [0, 1], got values in "
+                         f"[{pixels.min()}, {pixels.max()}]")
+    return pixels
 
 
 def batch(x, x_dim: int, dtype, support: str = "real") -> None:
@@ -212,3 +264,55 @@ def sample_shape(shape) -> tuple[int, ...]:
     if not all(isinstance(n, (int, np.integer)) and n >= 0 for n in shape):
         raise ValueError(f"shape must contain non-negative ints, got {shape!r}")
     return tuple(int(n) for n in shape)
+
+
+def int_at_least(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int ≥ ``minimum``: a TypeError for what is not an int (a float or a bool
+    too), a ValueError for a smaller one."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def positive(value, name: str, number: bool = False, optional: bool = False):
+    """``value`` if every entry of it (a number, an array, a Tensor) is positive and finite;
+    with ``number`` it must be one real number, returned as a float (None too with
+    ``optional``).  A TypeError for what is not real numbers (a string, a bool, None), a
+    ValueError for an entry ≤ 0, NaN or ±∞."""
+    if optional and value is None:
+        return None
+    data = values(value)
+    if data.dtype.kind not in "iuf" or (number and data.ndim > 0):
+        raise TypeError(f"{name} must be a positive real number{'' if number else ' or array'}"
+                        f"{' or None' if optional else ''}, got {type(value).__name__}")
+    require((data > 0) & np.isfinite(data), name, "positive and finite", data)
+    return float(data) if number else value
+
+
+def same_rows(x, name: str = "x") -> tuple[np.ndarray, ...]:
+    """``x`` (an array, or a non-empty tuple of arrays) as a tuple of arrays of ≥ 1 dimension
+    that share their first dimension N."""
+    arrays = x if isinstance(x, tuple) else (x,)
+    if not arrays:
+        raise ValueError(f"{name} must be an array or a non-empty tuple of arrays, got ()")
+    for i, item in enumerate(arrays):
+        if not isinstance(item, np.ndarray) or item.ndim == 0:
+            where = f"{name}[{i}]" if isinstance(x, tuple) else name
+            raise TypeError(f"{where} must be a numpy array with at least one dimension, got "
+                            f"{describe(item)}")
+    if any(len(item) != len(arrays[0]) for item in arrays):
+        raise ValueError(f"the arrays in {name} must have the same length, got "
+                         f"{[len(item) for item in arrays]}")
+    return arrays
+
+
+def broadcast(shapes, name: str) -> tuple[int, ...]:
+    """The shape that ``shapes`` broadcast to, or ``ValueError("<name> must broadcast, got
+    shapes A and B")``; ``name`` says whose shapes they are ("loc and scale")."""
+    try:
+        return np.broadcast_shapes(*(tuple(shape) for shape in shapes))
+    except ValueError:
+        raise ValueError(f"{name} must broadcast, got shapes "
+                         f"{' and '.join(str(tuple(shape)) for shape in shapes)}") from None

@@ -114,3 +114,42 @@ def test_sample_shape():
         checks.sample_shape((-1,))
     with pytest.raises(TypeError, match="tuple of ints"):
         checks.sample_shape(2.5)
+
+
+def test_int_at_least_positive_and_broadcast():
+    assert checks.int_at_least(np.int64(3), NAME) == 3 and checks.int_at_least(0, NAME, 0) == 0
+    for bad in (2.0, True, "3"):
+        refuses(TypeError, checks.int_at_least, bad, NAME, shown="must be an int")
+    refuses(ValueError, checks.int_at_least, 0, NAME, shown="at least 1, got 0")
+    assert checks.positive(2, NAME, number=True) == 2.0
+    assert checks.positive(None, NAME, number=True, optional=True) is None
+    x = np.array([1.0, 2.0])
+    assert checks.positive(x, NAME) is x and checks.positive(Tensor(x), NAME) is not None
+    for bad in ("1", True, None, x):
+        refuses(TypeError, checks.positive, bad, NAME, number=True)
+    for bad in (0.0, -1.0, np.nan, np.inf, [1.0, 0.0]):
+        refuses(ValueError, checks.positive, bad, NAME, shown="positive and finite")
+    assert checks.broadcast([(2, 1), (3,)], NAME) == (2, 3)
+    refuses(ValueError, checks.broadcast, [(2,), (3,)], NAME, shown="(2,) and (3,)")
+
+
+def test_number_array_unit_interval_and_same_rows():
+    assert checks.number(np.float64(0.25), NAME) == 0.25
+    for bad in ("0.5", True, None):
+        refuses(TypeError, checks.number, bad, NAME, shown="real number")
+    for bad in (np.nan, -np.inf):
+        refuses(ValueError, checks.number, bad, NAME, shown="finite")
+    images = np.zeros((2, 3, 3), np.uint8)
+    assert checks.array(images, NAME, np.uint8, 3, "(N, H, W)") is images
+    for bad in (images.astype(np.int16), images[0], [[1]]):
+        refuses(TypeError, checks.array, bad, NAME, np.uint8, 3, "(N, H, W)", shown="(N, H, W)")
+    pixels = np.array([0.0, 0.5, 1.0], np.float32)
+    assert checks.unit_interval(pixels, NAME) is pixels
+    for bad in (1.5, -0.1, np.nan):
+        refuses(ValueError, checks.unit_interval, np.append(pixels, bad), NAME, shown="[0, 1]")
+    refuses(TypeError, checks.unit_interval, pixels.astype(np.float16), NAME)
+    rows = (np.zeros((4, 2)), np.arange(4))
+    assert checks.same_rows(rows, NAME) == rows
+    refuses(ValueError, checks.same_rows, (np.zeros(3), np.zeros(4)), NAME, shown="[3, 4]")
+    refuses(TypeError, checks.same_rows, (np.zeros(3), 5), NAME, shown=f"{NAME}[1]")
+    refuses(ValueError, checks.same_rows, (), NAME)

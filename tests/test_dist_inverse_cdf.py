@@ -22,13 +22,9 @@ from minivae.distributions.gumbel import (
     log_gamma_plus_euler_line,
     standard_gumbel_from_uniform,
 )
-from minivae.distributions.laplace import (
-    Laplace,
-    absolute,
-    exp_taylor_remainder,
-    standard_laplace_from_uniform,
-)
+from minivae.distributions.laplace import Laplace, standard_laplace_from_uniform
 from minivae.distributions.uniform import Uniform
+from minivae.engine.ops import absolute, exp_taylor_remainder
 
 FAMILIES = ["exponential", "laplace", "uniform", "gumbel"]
 

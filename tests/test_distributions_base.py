@@ -8,13 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minivae.distributions.base import (
-    Distribution,
-    Independent,
-    as_parameters,
-    check_sample_shape,
-    require,
-)
+from minivae.checks import require, sample_shape
+from minivae.distributions.base import Distribution, Independent, as_parameters
 from minivae.distributions.kl import (
     cross_entropy,
     kl_divergence,
@@ -154,11 +149,11 @@ def test_sample_shapes_and_arguments(rng):
     coin = Coin(np.full((2, 3), 0.5))
     assert coin.sample(rng, (4,)).shape == (4, 2, 3)
     assert coin.sample(rng, 5).shape == (5, 2, 3)
-    assert check_sample_shape(()) == ()
+    assert sample_shape(()) == ()
     with pytest.raises(ValueError, match="non-negative ints"):
-        check_sample_shape((-1,))
+        sample_shape((-1,))
     with pytest.raises(TypeError, match="tuple of ints"):
-        check_sample_shape(1.5)
+        sample_shape(1.5)
     with pytest.raises(NotImplementedError, match="Coin has no reparameterized sampler"):
         coin.rsample(rng)
     with pytest.raises(TypeError, match="must have dtype float64"):

@@ -29,12 +29,12 @@ tests/test_cavi_bayesian_gmm.py::test_matches_scikit_learn_from_the_same_start
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from minivae import checks
 from minivae.cavi.bayesian_gmm_elbo import (
     MixtureFactors,
     MixturePrior,
@@ -42,6 +42,7 @@ from minivae.cavi.bayesian_gmm_elbo import (
     expected_log_likelihood,
     expected_log_weights,
 )
+from minivae.topics.clustering import kmeans_plus_plus
 
 DEFAULT_SEED = 0  # rng=None means np.random.default_rng(DEFAULT_SEED): fits are repeatable
 
@@ -111,24 +112,12 @@ def kmeans_plusplus_responsibilities(X: np.ndarray, K: int, rng: np.random.Gener
 
     The first centre is a uniformly drawn point; each next one is the best (lowest total squared
     distance to the nearest centre) of 2 + ⌊ln K⌋ candidates drawn with probability ∝ the squared
-    distance to the centres so far.  Trying several candidates makes two centres in one cluster
-    unlikely even when the clusters are few and far apart.
+    distance to the centres so far (``kmeans_plus_plus`` with that many trials).
 
     Verified by: tests/test_cavi_bayesian_gmm.py::test_recovers_well_separated_means
     """
-    N = X.shape[0]
-    trials = 2 + int(math.log(K))
-    centres = [X[rng.integers(N)]]
-    nearest = np.sum((X - centres[0]) ** 2, axis=1)
-    for _ in range(1, K):
-        total = nearest.sum()
-        candidates = (rng.choice(N, size=trials, p=nearest / total) if total > 0
-                      else rng.integers(N, size=trials))
-        distances = np.sum((X[candidates][:, None, :] - X[None, :, :]) ** 2, axis=2)
-        best = int(np.argmin(np.minimum(nearest, distances).sum(axis=1)))
-        nearest = np.minimum(nearest, distances[best])
-        centres.append(X[candidates[best]])
-    labels = np.argmin(np.sum((X[:, None, :] - np.array(centres)[None]) ** 2, axis=2), axis=1)
+    centres = X[kmeans_plus_plus(X, K, rng, trials=2 + int(math.log(K)))]
+    labels = np.argmin(np.sum((X[:, None, :] - centres[None]) ** 2, axis=2), axis=1)
     return np.eye(K)[labels]
 
 
@@ -146,16 +135,6 @@ def _data(X, argument: str = "X", D: int | None = None) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def _positive(value, argument: str, default: float | None) -> float | None:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{argument} must be a positive number or None, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{argument} must be positive and finite, got {value}")
-    return float(value)
-
-
 class BayesianGaussianMixture:
     """K-component Bayesian Gaussian mixture with full covariances, fitted by CAVI.
 
@@ -166,16 +145,13 @@ class BayesianGaussianMixture:
 
     def __init__(self, K: int, weight_concentration_prior=None, mean_prior=None,
                  mean_precision_prior=None, degrees_of_freedom_prior=None, covariance_prior=None):
-        if isinstance(K, bool) or not isinstance(K, numbers.Integral):
-            raise TypeError(f"K must be an int, got {K!r}")
-        if K < 1:
-            raise ValueError(f"K must be at least 1, got {K}")
-        self.K = int(K)
-        self.weight_concentration_prior = _positive(
-            weight_concentration_prior, "weight_concentration_prior", None)
-        self.mean_precision_prior = _positive(mean_precision_prior, "mean_precision_prior", None)
-        self.degrees_of_freedom_prior = _positive(
-            degrees_of_freedom_prior, "degrees_of_freedom_prior", None)
+        self.K = checks.int_at_least(K, "K")
+        self.weight_concentration_prior = checks.positive(
+            weight_concentration_prior, "weight_concentration_prior", number=True, optional=True)
+        self.mean_precision_prior = checks.positive(
+            mean_precision_prior, "mean_precision_prior", number=True, optional=True)
+        self.degrees_of_freedom_prior = checks.positive(
+            degrees_of_freedom_prior, "degrees_of_freedom_prior", number=True, optional=True)
         self.mean_prior = None
         if mean_prior is not None:
             if np.ndim(mean_prior) != 1:
@@ -233,16 +209,10 @@ class BayesianGaussianMixture:
         """
         X = _data(X)
         N, K = X.shape[0], self.K
-        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) \
-                or max_iter < 1:
-            raise ValueError(f"max_iter must be an int ≥ 1, got {max_iter!r}")
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
-            raise ValueError(f"tol must be a number ≥ 0, got {tol!r}")
+        max_iter = checks.integer(max_iter, "max_iter", 1)
+        tol = checks.real(tol, "tol", 0.0)
         if init is None:
-            rng = np.random.default_rng(DEFAULT_SEED) if rng is None else rng
-            if not isinstance(rng, np.random.Generator):
-                raise TypeError(f"rng must be a numpy.random.Generator or None, "
-                                f"got {type(rng).__name__}")
+            rng = checks.generator(rng, optional=True) or np.random.default_rng(DEFAULT_SEED)
             if N < K:
                 raise ValueError(f"k-means++ seeding needs at least K = {K} rows of X, got "
                                  f"N = {N}; pass init")

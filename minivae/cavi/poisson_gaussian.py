@@ -18,15 +18,16 @@ and each update method below reads its factor off this sum.  Each update is exac
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from minivae import checks
 from minivae.cavi import poisson_gaussian_elbo as objective
 from minivae.cavi.poisson_gaussian_elbo import log_evidence_exact  # noqa: F401  (public here too)
 from minivae.engine.ops.special import digamma_array
+from minivae.topics.clustering import kmeans_plus_plus
 
 DEFAULT_SEED = 0  # rng=None means np.random.default_rng(DEFAULT_SEED): fits are reproducible
 
@@ -55,14 +56,6 @@ class PoissonGaussianFit:
         return self.a / self.b
 
 
-def _positive_scalar(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive real number, got {type(value).__name__}")
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return float(value)
-
-
 def _real_array(name: str, value, shape: tuple) -> np.ndarray:
     """``value`` as float64 of the given shape (None in ``shape`` = any length ≥ 1), finite."""
     array = np.asarray(value)
@@ -88,19 +81,17 @@ class PoissonGaussianMixture:
     """
 
     def __init__(self, K, pi, tau, nu, rho, alpha, beta):
-        if isinstance(K, bool) or not isinstance(K, numbers.Integral) or K < 1:
-            raise ValueError(f"K must be an integer ≥ 1, got {K!r}")
-        self.K = int(K)
+        self.K = checks.integer(K, "K", 1)
         pi = _real_array("pi", pi, (self.K,))
         if np.any(pi <= 0) or abs(pi.sum() - 1.0) > 1e-6:
             raise ValueError(f"pi must hold K = {self.K} positive weights summing to 1, got {pi}")
         self.pi = pi / pi.sum()
         self.log_pi = np.log(self.pi)
-        self.tau = _positive_scalar("tau", tau)
+        self.tau = checks.positive(tau, "tau", number=True)
         self.nu = _real_array("nu", nu, (2,))
-        self.rho = _positive_scalar("rho", rho)
-        self.alpha = _positive_scalar("alpha", alpha)
-        self.beta = _positive_scalar("beta", beta)
+        self.rho = checks.positive(rho, "rho", number=True)
+        self.alpha = checks.positive(alpha, "alpha", number=True)
+        self.beta = checks.positive(beta, "beta", number=True)
         self.fitted: PoissonGaussianFit | None = None
 
     # --- the three coordinate updates -------------------------------------------------------
@@ -183,20 +174,7 @@ class PoissonGaussianMixture:
         Verified by: tests/test_cavi_poisson_gaussian.py::test_fit_recovers_separated_components
         """
         X, S = self._data(X, S)
-        seeds = [int(rng.integers(len(X)))]
-        nearest = np.sum((X - X[seeds[0]]) ** 2, axis=1)
-        draws = 2 + int(np.log(self.K))
-        for _ in range(1, self.K):
-            total = nearest.sum()
-            if total > 0:
-                candidates = rng.choice(len(X), size=draws, p=nearest / total)
-            else:  # every event sits on a seed already: any event will do
-                candidates = rng.integers(len(X), size=1)
-            after = np.minimum(nearest[None, :],
-                               np.sum((X[None, :, :] - X[candidates][:, None, :]) ** 2, axis=-1))
-            best = int(np.argmin(after.sum(axis=1)))
-            seeds.append(int(candidates[best]))
-            nearest = after[best]
+        seeds = kmeans_plus_plus(X, self.K, rng, trials=2 + int(np.log(self.K)))
         share = len(X) / self.K
         ones = np.ones(self.K)
         return (X[seeds].copy(), (self.rho + self.tau * share) * ones,
@@ -216,17 +194,12 @@ class PoissonGaussianMixture:
         ::test_fit_recovers_separated_components
         """
         X, S = self._data(X, S)
-        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) \
-                or max_iter < 1:
-            raise ValueError(f"max_iter must be an integer ≥ 1, got {max_iter!r}")
-        if not (isinstance(tol, numbers.Real) and np.isfinite(tol) and tol >= 0):
-            raise ValueError(f"tol must be a finite number ≥ 0, got {tol!r}")
+        max_iter = checks.integer(max_iter, "max_iter", 1)
+        tol = checks.real(tol, "tol", 0.0)
         if init is None:
-            if rng is None:
-                rng = np.random.default_rng(DEFAULT_SEED)
+            rng = np.random.default_rng(DEFAULT_SEED) if rng is None else rng
             if not isinstance(rng, np.random.Generator):
-                raise TypeError(f"rng must be a numpy Generator or None, got "
-                                f"{type(rng).__name__}")
+                raise TypeError(f"rng must be a numpy Generator or None, got {type(rng).__name__}")
             m, s, a, b = self.initial_factors(X, S, rng)
         else:
             m, s, a, b = self._initial(init)
@@ -286,6 +259,5 @@ class PoissonGaussianMixture:
         s, a, b = (_real_array(f"init {name}", value, (self.K,))
                    for name, value in zip("sab", init[1:]))
         for name, value in zip("sab", (s, a, b)):
-            if np.any(value <= 0):
-                raise ValueError(f"init {name} must be positive, got {value}")
+            checks.positive(value, f"init {name}")
         return m, s, a, b

@@ -19,28 +19,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.checks import FLOAT_DTYPES
 from minivae.engine.ops.operands import as_tensor
 from minivae.engine.tensor import Tensor, no_grad
 
 
-def check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    return rng
-
-
-def check_sample_shape(shape) -> tuple[int, ...]:
-    """``shape`` as a tuple of non-negative ints (an int n means (n,))."""
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
-    if not all(isinstance(n, (int, np.integer)) and n >= 0 for n in shape):
-        raise ValueError(f"shape must contain non-negative ints, got {shape!r}")
-    return tuple(int(n) for n in shape)
+def probs_or_logits(probs, logits) -> str:
+    """The name of the one parameterization given, "probs" or "logits" (ValueError unless
+    exactly one of them is)."""
+    if (probs is None) == (logits is None):
+        raise ValueError("exactly one of probs and logits must be given, got "
+                         f"{'both' if probs is not None else 'neither'}")
+    return "probs" if probs is not None else "logits"
 
 
 def as_parameters(**values) -> tuple[Tensor, ...]:
@@ -81,19 +72,6 @@ def broadcast_to(value: Tensor, shape: tuple) -> Tensor:
     return value + np.zeros(shape, dtype=value.dtype)
 
 
-def require(condition, name: str, expected: str, value) -> None:
-    """Raise ``ValueError("<name> must be <expected>, got ...")`` unless every entry holds.
-
-    NaN fails every comparison, so a NaN parameter is reported here as well.
-    """
-    if not np.all(condition):
-        data = value.data if isinstance(value, Tensor) else np.asarray(value)
-        bad = data[~np.broadcast_to(np.asarray(condition), data.shape)] if data.ndim else data
-        shown = np.array2string(np.asarray(bad).ravel()[:3], precision=4)
-        raise ValueError(f"{name} must be {expected}, got {shown}"
-                         f"{' (and more)' if np.size(bad) > 3 else ''}")
-
-
 def log_of_weight(p: Tensor, complement: bool = False) -> Tensor:
     """log p (or log(1 − p) = log1p(−p) with ``complement``) for p ∈ [0, 1]; −∞ at the edge.
 
@@ -114,21 +92,17 @@ def log_of_weight(p: Tensor, complement: bool = False) -> Tensor:
     return Tensor.from_op(value, (p,), vjp, "log1p_neg" if complement else "log_weight")
 
 
-def require_finite(name: str, value: Tensor) -> None:
-    require(np.isfinite(value.data), name, "finite", value)
-
-
-def require_log_gamma_finite(name: str, value) -> None:
+def require_log_gamma_finite(value, name: str) -> None:
     """Raise ValueError where log Γ(value) would overflow the dtype (x log x > the largest
     float, about 4e36 in float32): the densities subtract such terms, and ∞ − ∞ is NaN.
 
     The bound max/(4 log max) leaves room for sums of two such values (α + β in a Beta).
     """
-    data = value.data if isinstance(value, Tensor) else np.asarray(value)
+    data = checks.values(value)
     finfo = np.finfo(data.dtype)
     bound = float(finfo.max) / (4 * float(np.log(finfo.max)))
-    require(data <= bound, name, f"at most {bound:.3g} (log Γ of more overflows {data.dtype})",
-            data)
+    checks.require(data <= bound, name,
+                   f"at most {bound:.3g} (log Γ of more overflows {data.dtype})", data)
 
 
 class Distribution:
@@ -142,7 +116,7 @@ class Distribution:
 
     def sample_shape(self, shape) -> tuple[int, ...]:
         """shape + batch_shape + event_shape: the shape of ``sample(rng, shape)``."""
-        return check_sample_shape(shape) + self.batch_shape + self.event_shape
+        return checks.sample_shape(shape) + self.batch_shape + self.event_shape
 
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no reparameterized sampler; "
@@ -188,13 +162,9 @@ class Distribution:
         if n and tuple(x.shape[-n:]) != self.event_shape:
             raise ValueError(f"{name} must end in the event shape {self.event_shape}, "
                              f"got shape {x.shape}")
-        try:
-            np.broadcast_shapes(x.shape, self.batch_shape + self.event_shape)
-        except ValueError:
-            raise ValueError(f"{name} must broadcast against the batch and event shape "
-                             f"{self.batch_shape + self.event_shape}, got shape {x.shape}"
-                             ) from None
-        require(~np.isnan(x.data), name, "free of NaN", x)
+        checks.broadcast((x.shape, self.batch_shape + self.event_shape),
+                         f"{name} and the batch and event shape")
+        checks.require(~np.isnan(x.data), name, "free of NaN", x)
         return x
 
     def __repr__(self) -> str:
@@ -209,9 +179,8 @@ class LocationScale(Distribution):
     def __init__(self, loc, scale, validate_args: bool = True):
         self.loc, self.scale = as_parameters(loc=loc, scale=scale)
         if validate_args:
-            require(np.isfinite(self.loc.data), "loc", "finite", self.loc)
-            require((self.scale.data > 0) & np.isfinite(self.scale.data), "scale",
-                    "positive and finite", self.scale)
+            checks.finite(self.loc, "loc")
+            checks.positive(self.scale, "scale")
         batch_shape = np.broadcast_shapes(self.loc.shape, self.scale.shape)
         super().__init__(batch_shape, (), self.loc.dtype)
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae import kernels
+from minivae import checks, kernels
+from minivae.checks import require
 from minivae.distributions.base import (
     Distribution,
     Independent,
     as_parameters,
-    check_rng,
     log_of_weight,
-    require,
+    probs_or_logits,
 )
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.engine import ops
@@ -70,13 +70,9 @@ class Bernoulli(Distribution):
 
     def __init__(self, probs=None, logits=None, validate_args: bool = True,
                  soft_targets: bool = False):
-        if (probs is None) == (logits is None):
-            raise ValueError("exactly one of probs and logits must be given, got "
-                             f"{'both' if probs is not None else 'neither'}")
-        if not isinstance(soft_targets, (bool, np.bool_)):
-            raise TypeError(f"soft_targets must be True or False, got {soft_targets!r}")
-        self.soft_targets = bool(soft_targets)
-        if probs is not None:
+        given = probs_or_logits(probs, logits)
+        self.soft_targets = checks.flag(soft_targets, "soft_targets")
+        if given == "probs":
             (probs,) = as_parameters(probs=probs)
             if validate_args:
                 require((probs.data >= 0) & (probs.data <= 1), "probs", "in [0, 1]", probs)
@@ -129,7 +125,7 @@ class Bernoulli(Distribution):
 
         Verified by: tests/test_dist_discrete.py::test_bernoulli_sampler_frequencies
         """
-        uniform = check_rng(rng).random(self.sample_shape(shape), dtype=self.dtype)
+        uniform = checks.generator(rng).random(self.sample_shape(shape), dtype=self.dtype)
         return Tensor((uniform < self.probs.data).astype(self.dtype))
 
     def log_prob(self, x) -> Tensor:
@@ -289,12 +285,7 @@ class BernoulliLogits(Independent):
         if not (self.logits.ndim == 2 and self._all_finite) or (isinstance(x, Tensor)
                                                                 and x.requires_grad):
             return None
-        data = np.asarray(x.data if isinstance(x, Tensor) else x)
-        if data.dtype.kind in "biu":
-            data = data.astype(self.dtype)
-        elif data.dtype != self.dtype:
-            raise TypeError(f"x must have the logits' dtype {self.dtype} (or be integer), "
-                            f"got {data.dtype}")
+        data = checks.in_dtype(x, self.dtype, "x", "the logits'")
         if data.shape != self.logits.shape:
             return None
         check_targets(data, self.soft_targets)

@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.distributions.base import (
-    Distribution,
-    as_parameters,
-    check_rng,
-    require,
-    require_finite,
-    require_log_gamma_finite,
-)
+from minivae import checks
+from minivae.distributions.base import Distribution, as_parameters, require_log_gamma_finite
 from minivae.distributions.dirichlet import simplex_rsample
 from minivae.distributions.gamma import log_power
 from minivae.distributions.kl import register_kl
@@ -52,9 +46,8 @@ class Beta(Distribution):
         if validate_args:
             for name, value in (("concentration1", self.concentration1),
                                 ("concentration0", self.concentration0)):
-                require_finite(name, value)
-                require(value.data > 0, name, "> 0", value)
-                require_log_gamma_finite(name, value)
+                checks.positive(value, name)
+                require_log_gamma_finite(value, name)
         shape = np.broadcast_shapes(self.concentration1.shape, self.concentration0.shape)
         super().__init__(shape, (), self.concentration1.dtype)
 
@@ -63,7 +56,7 @@ class Beta(Distribution):
 
         Verified by: tests/test_dist_beta.py::test_samplers_match_scipy_by_ks
         """
-        draws = check_rng(rng).beta(self.concentration1.data, self.concentration0.data,
+        draws = checks.generator(rng).beta(self.concentration1.data, self.concentration0.data,
                                     size=self.sample_shape(shape))
         return Tensor(draws.astype(self.dtype))
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.distributions.base import (
     Distribution,
     as_parameters,
-    check_rng,
     log_of_weight,
-    require,
+    probs_or_logits,
 )
 from minivae.distributions.gumbel import standard_gumbel_from_uniform
 from minivae.distributions.kl import register_cross_entropy, register_kl
@@ -37,7 +37,7 @@ def standard_gumbel(rng: np.random.Generator, shape: tuple, dtype) -> np.ndarray
     keeps every draw finite.
     Verified by: tests/test_dist_relaxed.py::test_gumbel_noise_has_the_gumbel_distribution
     """
-    return standard_gumbel_from_uniform(check_rng(rng).random(shape, dtype=dtype))
+    return standard_gumbel_from_uniform(checks.generator(rng).random(shape, dtype=dtype))
 
 
 def normalized_logits(probs, logits, validate_args: bool) -> Tensor:
@@ -48,24 +48,21 @@ def normalized_logits(probs, logits, validate_args: bool) -> Tensor:
     logits : any reals; −∞ (probability 0) is allowed, +∞ and NaN are not, and each row needs
         one finite entry.
     """
-    if (probs is None) == (logits is None):
-        raise ValueError("exactly one of probs and logits must be given, got "
-                         f"{'both' if probs is not None else 'neither'}")
-    name = "probs" if probs is not None else "logits"
-    (value,) = as_parameters(**{name: probs if probs is not None else logits})
+    name = probs_or_logits(probs, logits)
+    (value,) = as_parameters(**{name: probs if name == "probs" else logits})
     if value.ndim == 0:
         raise ValueError(f"{name} must have a class axis (the last one), got a scalar")
-    if validate_args and probs is not None:
-        require((value.data >= 0) & np.isfinite(value.data), "probs", "non-negative and finite",
-                value)
-        require(value.data.sum(axis=-1) > 0, "probs", "rows with a positive sum",
-                value.data.sum(axis=-1))
-    if validate_args and logits is not None:
-        require(~np.isnan(value.data) & (value.data != np.inf), "logits",
-                "real or −inf (not NaN or +inf)", value)
-        require(np.isfinite(value.data).any(axis=-1), "logits", "rows with a finite entry",
-                value.data.max(axis=-1))
-    if probs is not None:
+    if validate_args and name == "probs":
+        checks.require((value.data >= 0) & np.isfinite(value.data), "probs",
+                       "non-negative and finite", value)
+        checks.require(value.data.sum(axis=-1) > 0, "probs", "rows with a positive sum",
+                       value.data.sum(axis=-1))
+    if validate_args and name == "logits":
+        checks.require(~np.isnan(value.data) & (value.data != np.inf), "logits",
+                       "real or −inf (not NaN or +inf)", value)
+        checks.require(np.isfinite(value.data).any(axis=-1), "logits",
+                       "rows with a finite entry", value.data.max(axis=-1))
+    if name == "probs":
         value = log_of_weight(value)  # a weight 0 is the logit −∞, with no 0 · ∞ in the VJP
     return value - value.logsumexp(axis=-1, keepdims=True)
 
@@ -144,11 +141,7 @@ class Categorical(Distribution):
         ::test_categorical_outside_support_and_validation, ::test_categorical_gradients
         """
         index, valid = class_indices(value, self.num_classes)
-        try:
-            np.broadcast_shapes(index.shape, self.batch_shape)
-        except ValueError:
-            raise ValueError(f"value must broadcast against the batch shape {self.batch_shape}, "
-                             f"got shape {index.shape}") from None
+        checks.broadcast((index.shape, self.batch_shape), "value and the batch shape")
         return ops.where(valid, pick_class(self.logits, index), -np.inf)
 
     def entropy(self) -> Tensor:

@@ -16,15 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.distributions.base import (
-    Distribution,
-    as_parameters,
-    check_rng,
-    check_sample_shape,
-    require,
-    require_finite,
-    require_log_gamma_finite,
-)
+from minivae import checks
+from minivae.distributions.base import Distribution, as_parameters, require_log_gamma_finite
 from minivae.distributions.gamma import log_power
 from minivae.distributions.incomplete_gamma import (
     draw_log_standard_gamma,
@@ -48,8 +41,8 @@ def simplex_rsample(rng: np.random.Generator, concentration: Tensor, shape=()) -
     tests/test_dist_beta.py::test_rsample_gradient_is_unbiased
     """
     require_implicit_gradient(concentration)
-    out_shape = check_sample_shape(shape) + concentration.shape
-    log_g = draw_log_standard_gamma(check_rng(rng), concentration.data, out_shape)
+    out_shape = checks.sample_shape(shape) + concentration.shape
+    log_g = draw_log_standard_gamma(checks.generator(rng), concentration.data, out_shape)
     weights = np.exp(log_g - log_g.max(axis=-1, keepdims=True))
     x = weights / weights.sum(axis=-1, keepdims=True)
 
@@ -90,10 +83,9 @@ class Dirichlet(Distribution):
             raise ValueError(f"concentration must have a last axis of K ≥ 1 categories, "
                              f"got shape {alpha.shape}")
         if validate_args:
-            require_finite("concentration", alpha)
-            require(alpha.data > 0, "concentration", "> 0", alpha)
+            checks.positive(alpha, "concentration")
             with np.errstate(over="ignore"):
-                require_log_gamma_finite("the sum of concentration", alpha.data.sum(axis=-1))
+                require_log_gamma_finite(alpha.data.sum(axis=-1), "the sum of concentration")
         super().__init__(alpha.shape[:-1], alpha.shape[-1:], alpha.dtype)
 
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:

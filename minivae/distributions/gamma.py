@@ -11,14 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.distributions.base import (
-    Distribution,
-    as_parameters,
-    check_rng,
-    require,
-    require_finite,
-    require_log_gamma_finite,
-)
+from minivae import checks
+from minivae.distributions.base import Distribution, as_parameters, require_log_gamma_finite
 from minivae.distributions.exponential import Exponential
 from minivae.distributions.incomplete_gamma import (
     draw_log_standard_gamma,
@@ -63,10 +57,9 @@ class Gamma(Distribution):
     def __init__(self, concentration, rate, validate_args: bool = True):
         self.concentration, self.rate = as_parameters(concentration=concentration, rate=rate)
         if validate_args:
-            for name, value in (("concentration", self.concentration), ("rate", self.rate)):
-                require_finite(name, value)
-                require(value.data > 0, name, "> 0", value)
-            require_log_gamma_finite("concentration", self.concentration)
+            checks.positive(self.concentration, "concentration")
+            checks.positive(self.rate, "rate")
+            require_log_gamma_finite(self.concentration, "concentration")
         shape = np.broadcast_shapes(self.concentration.shape, self.rate.shape)
         super().__init__(shape, (), self.concentration.dtype)
 
@@ -75,7 +68,7 @@ class Gamma(Distribution):
 
         Verified by: tests/test_dist_gamma.py::test_samplers_match_scipy_by_ks
         """
-        draws = check_rng(rng).gamma(self.concentration.data, 1 / self.rate.data,
+        draws = checks.generator(rng).gamma(self.concentration.data, 1 / self.rate.data,
                                      size=self.sample_shape(shape))
         return Tensor(draws.astype(self.dtype))
 
@@ -88,7 +81,7 @@ class Gamma(Distribution):
         Verified by: tests/test_dist_gamma_rsample.py::test_rsample_gradient_is_unbiased,
         tests/test_dist_gamma_rsample.py::test_implicit_derivative_follows_the_inverse_cdf
         """
-        log_z = draw_log_standard_gamma(check_rng(rng), self.concentration.data,
+        log_z = draw_log_standard_gamma(checks.generator(rng), self.concentration.data,
                                         self.sample_shape(shape))
         return standard_gamma_from_log(self.concentration, log_z) / self.rate
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.distributions.base import require
+from minivae import checks
 from minivae.engine.ops.operands import unbroadcast
 from minivae.engine.ops.special import digamma_array, log_gamma_array
 from minivae.engine.tensor import Tensor, is_grad_enabled
@@ -159,10 +159,10 @@ def require_implicit_gradient(concentration: Tensor) -> None:
     Only when a gradient will be recorded; ``sample`` (no graph) takes any concentration.
     """
     if is_grad_enabled() and concentration.requires_grad:
-        require(concentration.data <= MAX_IMPLICIT_CONCENTRATION, "concentration",
-                f"at most {MAX_IMPLICIT_CONCENTRATION:.0e} for a reparameterized draw (the "
-                f"implicit gradient's series would need more than {MAX_TERMS} terms); use "
-                f"sample() for larger ones", concentration)
+        checks.require(concentration.data <= MAX_IMPLICIT_CONCENTRATION, "concentration",
+                       f"at most {MAX_IMPLICIT_CONCENTRATION:.0e} for a reparameterized draw "
+                       f"(the implicit gradient's series would need more than {MAX_TERMS} "
+                       f"terms); use sample() for larger ones", concentration)
 
 
 def standard_gamma_from_log(concentration: Tensor, log_z: np.ndarray) -> Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.distributions.base import Distribution, Independent
 from minivae.engine.tensor import Tensor
 
@@ -65,11 +66,7 @@ def _check_pair(p, q) -> None:
                          f"{q.event_shape}")
     if p.dtype != q.dtype:
         raise TypeError(f"p and q must share a dtype, got {p.dtype} and {q.dtype}")
-    try:
-        np.broadcast_shapes(p.batch_shape, q.batch_shape)
-    except ValueError:
-        raise ValueError(f"p and q must have batch shapes that broadcast, got {p.batch_shape} "
-                         f"and {q.batch_shape}") from None
+    checks.broadcast((p.batch_shape, q.batch_shape), "the batch shapes of p and q")
 
 
 def kl_divergence(p: Distribution, q: Distribution) -> Tensor:

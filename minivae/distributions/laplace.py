@@ -7,54 +7,18 @@
 The draw z = F⁻¹(v; μ, b) with v ~ U(0, 1) is differentiable in (μ, b) for fixed v, so it is
 a reparameterized sampler.
 
-Two small helpers used by the KL divergences here and in gumbel.py and uniform.py live in
-this module too: |x| as a Tensor op, and eˣ − 1 − x computed without cancellation.
-
 Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
 tests/test_dist_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from minivae.distributions.base import (
-    LocationScale,
-    broadcast_to,
-    check_rng,
-)
+from minivae import checks
+from minivae.distributions.base import LocationScale, broadcast_to
 from minivae.distributions.kl import register_kl
-from minivae.engine.ops import where
+from minivae.engine.ops import absolute, exp_taylor_remainder
 from minivae.engine.tensor import Tensor
-
-# Below |x| = 0.1 the series x²/2! + … + x⁸/8! has relative truncation error < 6e-13, while
-# eˣ − 1 − x computed directly would lose about log10(2/x²) digits to cancellation.
-SERIES_BELOW = 0.1
-SERIES_COEFFS = [1.0 / math.factorial(k) for k in range(2, 9)]  # multiply x², x³, …, x⁸
-
-
-def absolute(x: Tensor) -> Tensor:
-    """|x| with d|x|/dx = sign(x) (the subgradient +1 is taken at x = 0).
-
-    Verified by: tests/test_dist_inverse_cdf.py::test_helpers_match_numpy
-    """
-    return where(x.data >= 0, x, -x)
-
-
-def exp_taylor_remainder(x: Tensor) -> Tensor:
-    """eˣ − 1 − x ≥ 0, the exponential minus its tangent line at 0; d/dx = eˣ − 1.
-
-    For |x| < 0.1 the Taylor series Σₖ₌₂⁸ xᵏ/k! (in Horner form) replaces the direct
-    difference, whose terms cancel to leave x²/2.  Both branches are finite, so the gradient
-    of the unused one (zero) cannot turn into NaN.
-
-    Verified by: tests/test_dist_inverse_cdf.py::test_helpers_match_numpy
-    """
-    series = SERIES_COEFFS[-1]
-    for c in SERIES_COEFFS[-2::-1]:
-        series = c + x * series
-    return where(np.abs(x.data) < SERIES_BELOW, x * x * series, x.exp() - 1.0 - x)
 
 
 def standard_laplace_from_uniform(v: np.ndarray) -> np.ndarray:
@@ -91,7 +55,7 @@ class Laplace(LocationScale):
         Verified by: tests/test_dist_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test,
         tests/test_dist_inverse_cdf.py::test_rsample_gradcheck_with_fixed_noise
         """
-        v = check_rng(rng).random(self.sample_shape(shape), dtype=self.dtype)
+        v = checks.generator(rng).random(self.sample_shape(shape), dtype=self.dtype)
         return self.loc + self.scale * standard_laplace_from_uniform(v)
 
     def log_prob(self, x) -> Tensor:
@@ -141,10 +105,8 @@ def kl_laplace_laplace(p: Laplace, q: Laplace) -> Tensor:
     nothing cancels when p ≈ q and KL(p ‖ p) is exactly 0.
 
     Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_matches_quadrature,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_matches_monte_carlo,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_is_nonnegative_and_zero_on_the_diagonal,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_is_accurate_near_the_diagonal,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_gradients
+    ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
+    ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients
     """
     t = (p.scale - q.scale) / q.scale
     a = absolute(p.loc - q.loc) / p.scale

@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from minivae.distributions.base import Distribution, as_parameters, broadcast_to, require
+from minivae import checks
+from minivae.distributions.base import Distribution, as_parameters, broadcast_to
 from minivae.distributions.categorical import Categorical, standard_gumbel
 from minivae.engine.ops import where
 from minivae.engine.tensor import Tensor
@@ -44,25 +45,17 @@ class GaussianMixture(Distribution):
                                  f"({'(..., K)' if rank == 1 else '(..., K, d)'}), "
                                  f"got shape {value.shape}")
         if validate_args:
-            require(np.isfinite(self.loc.data), "loc", "finite", self.loc)
-            require((self.scale.data > 0) & np.isfinite(self.scale.data), "scale",
-                    "positive and finite", self.scale)
+            checks.finite(self.loc, "loc")
+            checks.positive(self.scale, "scale")
         self.mixture_distribution = Categorical(logits=logits, validate_args=validate_args)
         self.logits = self.mixture_distribution.logits  # normalized: log π_c
-        try:
-            components = np.broadcast_shapes(self.loc.shape, self.scale.shape)
-        except ValueError:
-            raise ValueError(f"loc and scale must broadcast, got shapes {self.loc.shape} and "
-                             f"{self.scale.shape}") from None
+        components = checks.broadcast((self.loc.shape, self.scale.shape), "loc and scale")
         if components[-2] != self.logits.shape[-1]:
             raise ValueError(f"loc and scale must have K = {self.logits.shape[-1]} components "
                              f"on their second-to-last axis (as logits has), got {components[-2]}")
-        try:
-            batch_shape = np.broadcast_shapes(self.logits.shape[:-1], components[:-2])
-        except ValueError:
-            raise ValueError(f"the batch axes of logits (..., K) and of loc, scale (..., K, d) "
-                             f"must broadcast, got shapes {logits.shape} and {components}"
-                             ) from None
+        batch_shape = checks.broadcast(
+            (self.logits.shape[:-1], components[:-2]),
+            "the batch axes of logits (..., K) and of loc, scale (..., K, d)")
         self.num_components = self.logits.shape[-1]
         super().__init__(batch_shape, components[-1:], self.loc.dtype)
 

@@ -14,14 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.distributions.base import (
-    Distribution,
-    Independent,
-    as_parameters,
-    broadcast_to,
-    check_rng,
-    require,
-)
+from minivae import checks
+from minivae.distributions.base import Distribution, Independent, as_parameters, broadcast_to
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.distributions.normal import LOG_2PI, Normal
 from minivae.engine.ops import softplus, where
@@ -80,18 +74,15 @@ class MultivariateNormal(Distribution):
         if self.loc.ndim < 1 or self.loc.shape[-1] != d:
             raise ValueError(f"loc must have shape (..., {d}) to match scale_tril of shape "
                              f"{L.shape}, got shape {self.loc.shape}")
-        try:
-            batch_shape = np.broadcast_shapes(self.loc.shape[:-1], L.shape[:-2])
-        except ValueError:
-            raise ValueError(f"the batch axes of loc {self.loc.shape[:-1]} and scale_tril "
-                             f"{L.shape[:-2]} do not broadcast") from None
+        batch_shape = checks.broadcast((self.loc.shape[:-1], L.shape[:-2]),
+                                       "the batch axes of loc and scale_tril")
         if validate_args:
-            require(np.isfinite(self.loc.data), "loc", "finite", self.loc)
-            require(np.isfinite(L), "scale_tril", "finite", self.scale_tril)
-            require(np.triu(L, 1) == 0, "scale_tril",
-                    "lower-triangular (zero above the diagonal)", self.scale_tril)
+            checks.finite(self.loc, "loc")
+            checks.finite(L, "scale_tril")
+            checks.require(np.triu(L, 1) == 0, "scale_tril",
+                           "lower-triangular (zero above the diagonal)", L)
             diag = np.diagonal(L, axis1=-2, axis2=-1)
-            require(diag > 0, "scale_tril", "positive on the diagonal", diag)
+            checks.require(diag > 0, "scale_tril", "positive on the diagonal", diag)
         super().__init__(batch_shape, (d,), self.loc.dtype)
 
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
@@ -101,7 +92,7 @@ class MultivariateNormal(Distribution):
         Verified by: tests/test_dist_mvn.py::test_sample_covariance_approaches_scale_tril_squared,
         ::test_gradients_of_rsample_log_prob_and_kl
         """
-        noise = check_rng(rng).standard_normal(self.sample_shape(shape)).astype(self.dtype)
+        noise = checks.generator(rng).standard_normal(self.sample_shape(shape)).astype(self.dtype)
         return self.loc + (self.scale_tril @ Tensor(noise[..., None]))[..., 0]
 
     def log_prob(self, x) -> Tensor:

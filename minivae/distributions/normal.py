@@ -14,11 +14,8 @@ import math
 
 import numpy as np
 
-from minivae.distributions.base import (
-    LocationScale,
-    broadcast_to,
-    check_rng,
-)
+from minivae import checks
+from minivae.distributions.base import LocationScale, broadcast_to
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.engine.tensor import Tensor
 
@@ -52,7 +49,7 @@ class Normal(LocationScale):
         Verified by: tests/test_dist_normal.py::test_rsample_is_differentiable_in_the_parameters,
         ::test_samples_have_the_normal_distribution
         """
-        noise = check_rng(rng).standard_normal(self.sample_shape(shape)).astype(self.dtype)
+        noise = checks.generator(rng).standard_normal(self.sample_shape(shape)).astype(self.dtype)
         return self.loc + self.scale * noise
 
     def log_prob(self, x) -> Tensor:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae.distributions.base import Distribution, as_parameters, check_rng, require
+from minivae import checks
+from minivae.distributions.base import Distribution, as_parameters
 from minivae.distributions.kl import register_kl
 from minivae.engine import ops
 from minivae.engine.ops.special import log_gamma_array
@@ -45,8 +46,7 @@ class Poisson(Distribution):
     def __init__(self, rate, validate_args: bool = True):
         (self.rate,) = as_parameters(rate=rate)
         if validate_args:
-            require((self.rate.data > 0) & np.isfinite(self.rate.data), "rate",
-                    "positive and finite", self.rate)
+            checks.positive(self.rate, "rate")
         super().__init__(self.rate.shape, (), self.rate.dtype)
 
     def sample(self, rng: np.random.Generator, shape=()) -> Tensor:
@@ -55,7 +55,8 @@ class Poisson(Distribution):
         Verified by: tests/test_dist_discrete.py::test_poisson_sampler_chi_square_and_moments
         """
         rate = np.broadcast_to(self.rate.data.astype(np.float64), self.sample_shape(shape))
-        return Tensor(np.asarray(check_rng(rng).poisson(rate)).astype(self.dtype))  # 0-d: an int
+        counts = checks.generator(rng).poisson(rate)
+        return Tensor(np.asarray(counts).astype(self.dtype))  # 0-d: an int
 
     def log_prob(self, k) -> Tensor:
         """log P(k) = k log λ − λ − log k!,  with log k! = log Γ(k + 1).

@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from minivae.distributions.base import Distribution, as_parameters, require
+from minivae import checks
+from minivae.distributions.base import Distribution, as_parameters
 from minivae.distributions.categorical import normalized_logits, standard_gumbel
 from minivae.engine import ops
 from minivae.engine.ops.operands import as_tensor
@@ -63,16 +64,11 @@ class RelaxedOneHotCategorical(Distribution):
         self.logits = normalized_logits(probs, logits, validate_args)
         _, self.temperature = as_parameters(logits=self.logits, temperature=temperature)
         if validate_args:
-            require((self.temperature.data > 0) & np.isfinite(self.temperature.data),
-                    "temperature", "positive and finite", self.temperature)
+            checks.positive(self.temperature, "temperature")
         self.num_classes = self.logits.shape[-1]
         self.straight_through = bool(straight_through)
-        try:
-            batch_shape = np.broadcast_shapes(self.temperature.shape, self.logits.shape[:-1])
-        except ValueError:
-            raise ValueError(f"temperature must broadcast against the batch shape "
-                             f"{self.logits.shape[:-1]}, got shape {self.temperature.shape}"
-                             ) from None
+        batch_shape = checks.broadcast((self.temperature.shape, self.logits.shape[:-1]),
+                                       "temperature and the batch shape of the logits")
         super().__init__(batch_shape, (self.num_classes,), self.logits.dtype)
 
     @property

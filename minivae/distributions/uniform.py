@@ -15,13 +15,14 @@ import math
 
 import numpy as np
 
-from minivae.distributions.base import Distribution, as_parameters, check_rng, require
+from minivae import checks
+from minivae.distributions.base import Distribution, as_parameters
 from minivae.distributions.exponential import Exponential
 from minivae.distributions.gumbel import Gumbel
 from minivae.distributions.kl import infinite, register_kl
-from minivae.distributions.laplace import Laplace, absolute, exp_taylor_remainder
+from minivae.distributions.laplace import Laplace
 from minivae.distributions.normal import Normal
-from minivae.engine.ops import where
+from minivae.engine.ops import absolute, exp_taylor_remainder, where
 from minivae.engine.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -40,8 +41,8 @@ class Uniform(Distribution):
         self.low, self.high = as_parameters(low=low, high=high)
         batch_shape = np.broadcast_shapes(self.low.shape, self.high.shape)
         if validate_args:
-            require(np.isfinite(self.low.data), "low", "finite", self.low)
-            require(np.isfinite(self.high.data), "high", "finite", self.high)
+            checks.finite(self.low, "low")
+            checks.finite(self.high, "high")
             a, b = np.broadcast_arrays(self.low.data, self.high.data)
             bad = ~(a < b)
             if np.any(bad):
@@ -65,7 +66,7 @@ class Uniform(Distribution):
         tests/test_dist_inverse_cdf.py::test_rsample_gradcheck_with_fixed_noise,
         tests/test_dist_inverse_cdf.py::test_uniform_draws_stay_below_high
         """
-        u = check_rng(rng).random(self.sample_shape(shape), dtype=self.dtype)
+        u = checks.generator(rng).random(self.sample_shape(shape), dtype=self.dtype)
         z = self.low + self.width * u
         below_high = self.high + (np.nextafter(self.high.data, -np.inf) - self.high.data)
         return where(z.data < self.high.data, z, below_high)

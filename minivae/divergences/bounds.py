@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minivae import checks
 from minivae.checks import FLOAT_DTYPES
 from minivae.engine.ops import exp, logsumexp, reshape
 from minivae.engine.ops import sum as tensor_sum
@@ -180,8 +181,7 @@ def train_critic(samples_p, samples_q, bound: str = "r2", hidden=(32, 32), steps
     evaluated step.
     Verified by: tests/test_divergences_bounds.py::test_trained_critic_reaches_the_true_kl
     """
-    if bound not in BOUNDS:
-        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
+    checks.one_of(bound, BOUNDS, "bound")
     points_p, points_q = _as_points(samples_p, "samples_p"), _as_points(samples_q, "samples_q")
     if points_p.dtype != points_q.dtype:
         raise TypeError(f"samples_p and samples_q must share one dtype, got {points_p.dtype} "
@@ -189,19 +189,11 @@ def train_critic(samples_p, samples_q, bound: str = "r2", hidden=(32, 32), steps
     if points_p.shape[1] != points_q.shape[1]:
         raise ValueError(f"samples_p and samples_q must have the same dimension d, got shapes "
                          f"{points_p.shape} and {points_q.shape}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, (int, np.integer)) \
-            or eval_every < 1:
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
-    if not 0.0 < held_out < 1.0:
-        raise ValueError(f"held_out must lie strictly between 0 and 1, got {held_out!r}")
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    rng = np.random.default_rng(0) if rng is None else rng
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    steps = checks.positive_int(steps, "steps")
+    eval_every = checks.positive_int(eval_every, "eval_every")
+    held_out = checks.real(held_out, "held_out", 0.0, 1.0, low_open=True, high_open=True)
+    batch_size = checks.positive_int(batch_size, "batch_size", optional=True)
+    rng = checks.generator(rng, optional=True) or np.random.default_rng(0)
 
     def split(points):
         order = rng.permutation(points.shape[0])

@@ -82,27 +82,19 @@ class Discriminator(Module):
     """
 
     def __init__(self, dim: int, dtype):
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim, self.dtype = int(dim), checks.float_dtype(dtype)
+        self.dim, self.dtype = checks.positive_int(dim, "dim"), checks.float_dtype(dtype)
         self._shift = np.zeros(self.dim, dtype=self.dtype)
         self._scale = np.ones(self.dim, dtype=self.dtype)
 
     def _points(self, x, name: str = "x") -> np.ndarray:
         """``x`` as a (n, dim) array of the model's dtype, after checking it."""
-        array = np.asarray(x.data if isinstance(x, Tensor) else x)
-        if array.dtype.kind in "biu":
-            array = array.astype(self.dtype)
-        if array.dtype != self.dtype:
-            raise TypeError(f"{name} must have dtype {self.dtype} (the discriminator's), got "
-                            f"{array.dtype}")
+        array = checks.in_dtype(x, self.dtype, name, "the discriminator's")
         if array.ndim == 1 and self.dim == 1:
             array = array[:, None]
         if array.ndim != 2 or array.shape[1] != self.dim or array.shape[0] < 1:
             raise ValueError(f"{name} must have shape (n,) or (n, {self.dim}) with n ≥ 1, got "
                              f"{array.shape}")
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{name} must be finite, got NaN or infinity")
+        checks.finite(array, name)
         return array
 
     def _encode(self, points: np.ndarray) -> Tensor:
@@ -157,20 +149,16 @@ class Discriminator(Module):
         Verified by: tests/test_divergences_discriminator.py::test_fit_reaches_the_empirical_maximum
         """
         x1, x0 = self._points(x1, "x1"), self._points(x0, "x0")
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        steps = checks.positive_int(steps, "steps")
+        batch_size = checks.positive_int(batch_size, "batch_size", optional=True)
         if batch_size is not None:
-            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                    or batch_size < 1:
-                raise ValueError(f"batch_size must be a positive integer or None, got "
-                                 f"{batch_size!r}")
             rng = checks.generator(rng)
         pooled = np.concatenate([x1, x0])
         self._shift = pooled.mean(axis=0)
         self._scale = np.maximum(pooled.std(axis=0), np.finfo(self.dtype).tiny).astype(self.dtype)
         inputs1, inputs0 = self._encode(x1).data, self._encode(x0).data  # fixed: encode once
         optimizer = Adam(self.parameters(), lr=lr)
-        steps_iter = range(int(steps))
+        steps_iter = range(steps)
         if progress:
             from tqdm.auto import tqdm
             steps_iter = tqdm(steps_iter, desc="discriminator", leave=False)
@@ -205,9 +193,7 @@ class LogisticDiscriminator(Discriminator):
 
     def __init__(self, degree: int = 2, dim: int = 1, dtype=np.float64):
         super().__init__(dim, dtype)
-        if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 1:
-            raise ValueError(f"degree must be a positive integer, got {degree!r}")
-        self.degree = int(degree)
+        self.degree = checks.positive_int(degree, "degree")
         self.weight = Tensor(np.zeros((self.dim * self.degree, 1), dtype=self.dtype),
                              requires_grad=True)
         self.bias = Tensor(np.zeros(1, dtype=self.dtype), requires_grad=True)

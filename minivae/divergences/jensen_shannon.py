@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.divergences.quadrature import trapezoid
 
 LOG_2 = float(np.log(2.0))
@@ -43,10 +44,8 @@ def _check_probability_vectors(p: np.ndarray, name: str) -> None:
     if p.ndim < 1 or p.shape[-1] < 1:
         raise ValueError(f"{name} must have at least one entry on its last axis, got shape "
                          f"{p.shape}")
-    if not np.all(np.isfinite(p)):
-        raise ValueError(f"{name} must be finite, got NaN or infinity")
-    if np.any(p < 0):
-        raise ValueError(f"{name} must be non-negative, got minimum {p.min()}")
+    checks.finite(p, name)
+    checks.require(p >= 0, name, "non-negative", p)
     # the rounding of a sum of K terms grows like K·eps; √eps leaves room for it
     tolerance = max(np.sqrt(np.finfo(p.dtype).eps), p.shape[-1] * np.finfo(p.dtype).eps)
     totals = p.sum(axis=-1)
@@ -132,8 +131,7 @@ def jensen_shannon_1d(log_p, log_q, grid, mass_tolerance: float = 1e-3) -> np.nd
     grid = _float_array(grid, "grid")
     if grid.ndim != 1 or grid.shape[0] < 3:
         raise ValueError(f"grid must be a 1-D array of at least 3 points, got shape {grid.shape}")
-    if not (np.isfinite(mass_tolerance) and mass_tolerance > 0):
-        raise ValueError(f"mass_tolerance must be positive and finite, got {mass_tolerance!r}")
+    checks.positive(mass_tolerance, "mass_tolerance", number=True)
     log_p = _log_density_on_grid(log_p, grid, "log_p")
     log_q = _log_density_on_grid(log_q, grid, "log_q")
     _common_dtype(log_p, log_q, "log_p and log_q")

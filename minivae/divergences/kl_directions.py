@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from minivae import checks
 from minivae.divergences.quadrature import trapezoid
 from minivae.engine.tensor import Tensor
 from minivae.optim import Adam
@@ -107,10 +108,8 @@ def _gaussian_parameters(loc, scale) -> tuple[np.ndarray, np.ndarray]:
     if loc.ndim != 1 or loc.shape != scale.shape:
         raise ValueError(f"loc and scale must be scalars or 1-D arrays of one shape (d,), got "
                          f"{loc.shape} and {scale.shape}")
-    if not np.all(np.isfinite(loc)):
-        raise ValueError(f"loc must be finite, got {loc}")
-    if not np.all((scale > 0) & np.isfinite(scale)):
-        raise ValueError(f"scale must be positive and finite, got {scale}")
+    checks.finite(loc, "loc")
+    checks.positive(scale, "scale")
     return loc, scale
 
 
@@ -137,12 +136,6 @@ def reverse_kl_estimate(log_target, loc: Tensor, log_scale: Tensor, noise: np.nd
     return negative_entropy - log_density.mean()
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def fit_reverse_kl(log_target, loc, scale, *, steps: int = 1000, samples: int = 256,
                    lr: float = 0.05, rng: np.random.Generator,
                    progress: bool = False) -> GaussianFit:
@@ -161,12 +154,9 @@ def fit_reverse_kl(log_target, loc, scale, *, steps: int = 1000, samples: int = 
     """
     if not callable(log_target):
         raise TypeError(f"log_target must be callable, got {type(log_target).__name__}")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
-            np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    steps, samples = _positive_int("steps", steps), _positive_int("samples", samples)
+    rng = checks.generator(rng)
+    lr = checks.real(lr, "lr", 0.0, low_open=True)
+    steps, samples = checks.positive_int(steps, "steps"), checks.positive_int(samples, "samples")
     loc, scale = _gaussian_parameters(loc, scale)
     mean = Tensor(loc.copy(), requires_grad=True)
     log_scale = Tensor(np.log(scale), requires_grad=True)
@@ -209,8 +199,7 @@ def fit_forward_kl(samples) -> GaussianFit:
         array = array[:, None]
     if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1:
         raise ValueError(f"samples must have shape (n,) or (n, d) with n ≥ 2, got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("samples must be finite")
+    checks.finite(array, "samples")
     loc = array.mean(axis=0)
     scale = np.sqrt(np.mean((array - loc) ** 2, axis=0))
     if not np.all(scale > 0):
@@ -249,10 +238,8 @@ def _landscape_inputs(log_p, loc, scale, grid):
         raise ValueError(f"log_p must be a normalized density covered by the grid: ∫p = {mass}")
     loc, scale = np.broadcast_arrays(np.asarray(loc, dtype=np.float64),
                                      np.asarray(scale, dtype=np.float64))
-    if not np.all(np.isfinite(loc)):
-        raise ValueError("loc must be finite")
-    if not np.all((scale > 0) & np.isfinite(scale)):
-        raise ValueError("scale must be positive and finite")
+    checks.finite(loc, "loc")
+    checks.positive(scale, "scale")
     return log_p, loc, scale, grid
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
+
 
 def uniform_grid(low: float, high: float, n: int = 4001) -> np.ndarray:
     """n equally spaced points from ``low`` to ``high`` inclusive (float64)."""
@@ -22,9 +24,7 @@ def uniform_grid(low: float, high: float, n: int = 4001) -> np.ndarray:
     if not (np.isfinite(low) and np.isfinite(high) and low < high):
         raise ValueError(f"low and high must be finite with low < high, got low={low!r}, "
                          f"high={high!r}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 3:
-        raise ValueError(f"n must be an integer ≥ 3, got {n!r}")
-    return np.linspace(low, high, int(n))
+    return np.linspace(low, high, checks.integer(n, "n", 3))
 
 
 def trapezoid(values, grid) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.engine.tensor import Tensor, no_grad
 
 ROWS_PER_BATCH = 1000  # images encoded or decoded at once: bounds the memory
@@ -63,8 +64,7 @@ def apply_attribute(model, x, vector, scales) -> np.ndarray:
     if vector.shape != codes.shape[1:]:
         raise ValueError(f"vector must have shape {codes.shape[1:]} (the code size), got "
                          f"{vector.shape}")
-    if not np.all(np.isfinite(vector)):
-        raise ValueError("vector must be finite")
+    checks.finite(vector, "vector")
     scales = np.asarray(scales, dtype=np.float64)
     if scales.ndim != 1 or scales.size == 0 or not np.all(np.isfinite(scales)):
         raise ValueError(f"scales must be a non-empty 1-D sequence of finite numbers, got "
@@ -92,9 +92,7 @@ def ink_groups(x, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     Verified by: tests/test_attributes.py::test_ink_groups_are_the_extremes_of_ink_mass
     """
     x = _check_images(x, "x")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) \
-            or not 0 < fraction <= 0.5:
-        raise ValueError(f"fraction must be a number in (0, 0.5], got {fraction!r}")
+    fraction = checks.real(fraction, "fraction", 0.0, 0.5, low_open=True)
     size = int(fraction * len(x))
     if size < 1:
         raise ValueError(f"fraction {fraction} of {len(x)} images leaves an empty group")

@@ -28,16 +28,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from minivae import checks
+
 MASK_TYPES = ("A", "B")
 
 
 def _check_kernel_size(kernel_size) -> int:
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral):
-        raise TypeError(f"kernel_size must be an int, got {type(kernel_size).__name__}")
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd integer ≥ 1 (a kernel needs a centre), "
-                         f"got {kernel_size}")
-    return int(kernel_size)
+    kernel_size = checks.int_at_least(kernel_size, "kernel_size")
+    checks.require(kernel_size % 2 == 1, "kernel_size", "odd (a kernel needs a centre)",
+                   kernel_size)
+    return kernel_size
 
 
 def _check_mask_type(mask_type, argument: str = "mask_type") -> str:
@@ -92,14 +92,6 @@ def allowed_offsets(kernel_size: int, mask_type: str) -> list[tuple[int, int]]:
     return [(int(a) - centre, int(b) - centre) for a, b in zip(*np.nonzero(mask))]
 
 
-def _check_positive_int(value, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{argument} must be at least 1, got {value}")
-    return int(value)
-
-
 def _check_mask_types(mask_types) -> tuple[str, ...]:
     if isinstance(mask_types, str):
         mask_types = tuple(mask_types)  # "AB" is the stack A then B
@@ -131,8 +123,7 @@ def receptive_field(height: int, width: int, pixel: tuple[int, int], mask_types,
     Verified by: tests/test_masks.py::test_notes_question_four_by_offset_sums
     Verified by: tests/test_masks.py::test_any_mask_a_hides_the_pixel_and_all_b_keeps_it
     """
-    height = _check_positive_int(height, "height")
-    width = _check_positive_int(width, "width")
+    height, width = checks.int_at_least(height, "height"), checks.int_at_least(width, "width")
     kernel_size = _check_kernel_size(kernel_size)
     layers = _check_mask_types(mask_types)
     if (not isinstance(pixel, Sequence) or len(pixel) != 2

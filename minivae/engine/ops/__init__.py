@@ -1,7 +1,13 @@
-"""The primitives of the engine, grouped by kind; each module keeps forward and VJP together."""
+"""The primitives of the engine, grouped by kind; each module keeps forward and VJP together.
+
+``__all__`` lists the primitives.  ``absolute`` and ``exp_taylor_remainder`` are importable
+from here too, but they are compositions of primitives (``where``, ``exp``, arithmetic).
+"""
 from minivae.engine.ops.arithmetic import add, div, matmul, mul, neg, pow, sub
-from minivae.engine.ops.elementwise import (
+from minivae.engine.ops.elementwise import (  # noqa: F401  (absolute, exp_taylor_remainder)
+    absolute,
     exp,
+    exp_taylor_remainder,
     leaky_relu,
     log,
     log1p,

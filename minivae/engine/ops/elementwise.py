@@ -4,15 +4,26 @@ Where a stable form exists it is used: softplus(x) = log(1 + eˣ) is computed as
 ``logaddexp(0, x)`` (finite for |x| up to 1e4 and beyond), and sigmoid from the same identity,
 σ(x) = exp(−softplus(−x)), so neither overflows.
 
+Two compositions close the module: |x| and eˣ − 1 − x (computed without cancellation), which
+the KL divergences of the Laplace, Gumbel and uniform distributions are written with.
+
 Verified by: tests/test_ops_gradients.py::test_unary_op_gradients,
 tests/test_ops_values.py::test_softplus_and_sigmoid_are_stable_for_large_inputs
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from minivae.engine.ops.operands import as_tensor
+from minivae.engine.ops.shape import where
 from minivae.engine.tensor import Tensor
+
+# Below |x| = 0.1 the series x²/2! + … + x⁸/8! has relative truncation error < 6e-13, while
+# eˣ − 1 − x computed directly would lose about log10(2/x²) digits to cancellation.
+SERIES_BELOW = 0.1
+SERIES_COEFFS = [1.0 / math.factorial(k) for k in range(2, 9)]  # multiply x², x³, …, x⁸
 
 
 def exp(x) -> Tensor:
@@ -82,3 +93,26 @@ def softplus(x) -> Tensor:
         return (g * stable_sigmoid(x.data),)
 
     return Tensor.from_op(np.logaddexp(0, x.data), (x,), vjp, "softplus")
+
+
+def absolute(x: Tensor) -> Tensor:
+    """|x| with d|x|/dx = sign(x) (the subgradient +1 is taken at x = 0).
+
+    Verified by: tests/test_dist_inverse_cdf.py::test_helpers_match_numpy
+    """
+    return where(x.data >= 0, x, -x)
+
+
+def exp_taylor_remainder(x: Tensor) -> Tensor:
+    """eˣ − 1 − x ≥ 0, the exponential minus its tangent line at 0; d/dx = eˣ − 1.
+
+    For |x| < 0.1 the Taylor series Σₖ₌₂⁸ xᵏ/k! (in Horner form) replaces the direct
+    difference, whose terms cancel to leave x²/2.  Both branches are finite, so the gradient
+    of the unused one (zero) cannot turn into NaN.
+
+    Verified by: tests/test_dist_inverse_cdf.py::test_helpers_match_numpy
+    """
+    series = SERIES_COEFFS[-1]
+    for c in SERIES_COEFFS[-2::-1]:
+        series = c + x * series
+    return where(np.abs(x.data) < SERIES_BELOW, x * x * series, x.exp() - 1.0 - x)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.engine.ops.operands import as_tensor
 from minivae.engine.tensor import Tensor
 
@@ -64,6 +65,22 @@ def _prepare(x) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.dtype]:
     return x64, np.where(shifted, x64 + SHIFT, x64), shifted, dtype
 
 
+def _over_the_shift(term, x64: np.ndarray, shifted: np.ndarray, product: bool = False
+                    ) -> np.ndarray:
+    """Σₖ₌₀⁹ term(x + k) (Πₖ₌₀⁹ with ``product``) where x is shifted, the empty sum (product)
+    elsewhere: the correction that step 1 of the module doc subtracts or adds.
+
+    Unshifted entries use the base 1, so no term over- or underflows where it is not used.
+    """
+    base = np.where(shifted, x64, 1.0)
+    empty = 1.0 if product else 0.0
+    total = np.full_like(x64, empty)
+    for k in range(SHIFT):
+        factor = np.where(shifted, term(base + k), empty)
+        total = total * factor if product else total + factor
+    return total
+
+
 def _finish(result: np.ndarray, x, dtype, at_infinity: float) -> np.ndarray:
     x = np.asarray(x)
     result = np.where(x > 0, np.where(x == np.inf, at_infinity, result), np.nan)
@@ -80,10 +97,7 @@ def log_gamma_array(x) -> np.ndarray:
     tests/test_special_ops.py::test_recurrences_hold
     """
     x64, z, shifted, dtype = _prepare(x)
-    base = np.where(shifted, x64, 1.0)
-    product = np.ones_like(x64)
-    for k in range(SHIFT):
-        product *= np.where(shifted, base + k, 1.0)
+    product = _over_the_shift(lambda y: y, x64, shifted, product=True)  # x (x + 1) ⋯ (x + 9)
     inverse = 1.0 / z
     series = inverse * _in_powers_of_inverse_square(LOG_GAMMA_COEFFS, inverse * inverse)
     at_z = (z - 0.5) * np.log(z) - z + HALF_LOG_TWO_PI + series
@@ -97,10 +111,7 @@ def digamma_array(x) -> np.ndarray:
     tests/test_special_ops.py::test_recurrences_hold
     """
     x64, z, shifted, dtype = _prepare(x)
-    base = np.where(shifted, x64, 1.0)
-    reciprocal_sum = np.zeros_like(x64)
-    for k in range(SHIFT):
-        reciprocal_sum += np.where(shifted, 1.0 / (base + k), 0.0)
+    reciprocal_sum = _over_the_shift(lambda y: 1.0 / y, x64, shifted)  # Σₖ 1/(x + k)
     inverse = 1.0 / z
     inverse_square = inverse * inverse
     series = inverse_square * _in_powers_of_inverse_square(DIGAMMA_COEFFS, inverse_square)
@@ -115,10 +126,7 @@ def trigamma_array(x) -> np.ndarray:
     tests/test_special_ops.py::test_recurrences_hold
     """
     x64, z, shifted, dtype = _prepare(x)
-    base = np.where(shifted, x64, 1.0)
-    square_sum = np.zeros_like(x64)
-    for k in range(SHIFT):
-        square_sum += np.where(shifted, 1.0 / (base + k) ** 2, 0.0)
+    square_sum = _over_the_shift(lambda y: 1.0 / y**2, x64, shifted)  # Σₖ 1/(x + k)²
     inverse = 1.0 / z
     inverse_square = inverse * inverse
     series = inverse * inverse_square * _in_powers_of_inverse_square(TRIGAMMA_COEFFS,
@@ -129,10 +137,8 @@ def trigamma_array(x) -> np.ndarray:
 
 def _positive_operand(x, op: str) -> Tensor:
     x = as_tensor(x)
-    if not np.all(x.data > 0):  # also catches NaN, for which every comparison is False
-        bad = x.data[~(x.data > 0)]
-        raise ValueError(f"x must be > 0 for {op}(x) (defined here on the positive half-line); "
-                         f"got {bad.size} entries outside it, e.g. {bad.flat[0]!r}")
+    checks.require(x.data > 0, "x", f"> 0 for {op}(x) (defined here on the positive half-line)",
+                   x)  # NaN fails the comparison too
     return x
 
 
