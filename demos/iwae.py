@@ -31,8 +31,9 @@ import numpy as np
 from minivae.data import binarize_dynamic
 from minivae.io.checkpoint import write_json
 from minivae.io.plots import new_figure, save_png
-from minivae.objectives.likelihood import importance_sampling_log_likelihood
-from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, load_model, train
+from minivae.io.resume import load_model
+from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
+from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, train
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 # Burda et al. (2016), Table 1, MNIST, one stochastic layer: test NLL (nats) by training k.
@@ -100,10 +101,6 @@ def evaluate_log_likelihood(args, k: int) -> tuple[np.ndarray, float]:
                                            args.k_eval, rng)[0]
         for i in range(0, len(test_x), EVAL_IMAGES_PER_CALL)])
     return log_px, time.perf_counter() - start
-
-
-def standard_error(values: np.ndarray) -> float:
-    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else np.nan
 
 
 def draw(path: Path, rows: list[dict], args) -> Path:

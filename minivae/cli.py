@@ -105,7 +105,7 @@ def given_train_fields(args) -> dict:
 def new_run_config(out: str, fields: dict):
     """The config of a new run: ``fields`` over TrainConfig's defaults, where the activation
     defaults to the model's own and k to 5 for L_k (the ELBO has k = 1)."""
-    from minivae.train import TrainConfig
+    from minivae.config import TrainConfig
 
     defaults = {"activation": default_activation(fields.get("model", "vae")),
                 "k": 5 if fields.get("objective") == "iwae" else 1}
@@ -131,12 +131,12 @@ def run_train(args) -> int:
 def run_evaluate(args) -> int:
     from minivae.data import binarize_dynamic
     from minivae.engine.tensor import no_grad
-    from minivae.evaluate import importance_sampled_log_likelihood, standard_error
+    from minivae.io.resume import load_model
+    from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
     from minivae.train import (
         TEST_BINARIZATION_SEED,
         bound_name,
         load_binary_split,
-        load_model,
         test_metric_name,
     )
 
@@ -157,8 +157,8 @@ def run_evaluate(args) -> int:
           f"trained on the {bound_name(config.objective, config.k, config.model)}")
     print(f"test {metric:<17} {values.mean():10.3f} ± {standard_error(values):.3f} nats")
     if hasattr(model, "log_importance_weights"):
-        log_px = importance_sampled_log_likelihood(model, test_x, args.k, rng,
-                                                   progress=not args.quiet)
+        log_px, _ = importance_sampling_log_likelihood(model, test_x, args.k, rng, batch_size=100,
+                                                       progress=not args.quiet)
         print(f"log p(x), IS k={args.k:<5d} {log_px.mean():10.3f} ± "
               f"{standard_error(log_px):.3f} nats")
     return 0

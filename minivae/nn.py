@@ -18,6 +18,14 @@ from minivae.engine.ops import fused
 from minivae.engine.tensor import Tensor
 
 
+class Parameters(list):
+    """A module's parameters, in order; ``flat`` is the pair (data, grad) of 1-D buffers they
+    are views of after ``flatten_parameters`` (what an optimizer updates in one pass), else
+    None."""
+
+    flat: tuple[np.ndarray, np.ndarray] | None = None
+
+
 class Module:
     """A container of parameters (Tensors with ``requires_grad``) and sub-modules.
 
@@ -45,8 +53,14 @@ class Module:
                     if isinstance(item, Module):
                         yield from item.named_parameters(f"{prefix}{name}.{i}.")
 
-    def parameters(self) -> list:
-        return [p for _, p in self.named_parameters()]
+    def parameters(self) -> Parameters:
+        params = Parameters(p for _, p in self.named_parameters())
+        flat = getattr(self, "flat_data", None)
+        # The buffers are this module's while its parameters are still views of them (an
+        # enclosing module that flattened everything again owns the buffers then).
+        if flat is not None and all(p.data.base is flat for p in params):
+            params.flat = (flat, self._flat_grad)
+        return params
 
     def flatten_parameters(self) -> None:
         """Move every parameter (and a zeroed gradient) into one contiguous buffer, as views.

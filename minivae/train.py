@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from minivae.config import TrainConfig, build_model
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import Tensor, no_grad
-from minivae.io.checkpoint import CheckpointError, check_arrays, load_checkpoint, write_json
+from minivae.io.checkpoint import write_json
 from minivae.io.resume import (
     CHECKPOINT_NAME,
     read_resume_checkpoint,
@@ -39,62 +40,10 @@ from minivae.io.resume import (
     restore_run,
     save_run,
 )
-from minivae.models import VAE
-from minivae.models.registry import model_class
 from minivae.objectives.iwae import iwae_bound
 from minivae.optim import Adam
 
 TEST_BINARIZATION_SEED = 12345  # fixed, so every run scores the same binary test set
-OBJECTIVES = ("elbo", "iwae")
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything that defines a run; stored in the checkpoint so the model can be rebuilt."""
-
-    dataset: str = "mnist"
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    z_dim: int = 20
-    hidden: tuple = (400,)
-    activation: str = "tanh"
-    leaky_slope: float = 0.01
-    seed: int = 0
-    dtype: str = "float32"
-    out: str = "runs/vae"
-    data_root: str | None = None
-    max_train: int | None = None  # use only the first N training images (quick runs, tests)
-    max_test: int | None = None
-    objective: str = "elbo"  # "elbo" or "iwae" (the bound L_k)
-    k: int = 1  # samples per example of L_k; only "iwae" uses more than one
-    model: str = "vae"  # a name in minivae.models.registry.MODELS
-    model_options: dict = dataclasses.field(default_factory=dict)  # passed to the model class
-
-    def __post_init__(self):
-        self.hidden = tuple(int(h) for h in np.atleast_1d(self.hidden))
-        for name in ("epochs", "batch_size", "z_dim", "k"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.objective == "elbo" and self.k != 1:
-            # silently ignoring k would let a run claim a bound it never optimized
-            raise ValueError(f"k must be 1 with objective 'elbo' (k samples are used only by "
-                             f"objective 'iwae'), got {self.k!r}")
-        self.k = int(self.k)
-        model_class(self.model)  # an unknown name fails here, before any data is loaded
-        if not isinstance(self.model_options, dict):
-            raise TypeError(f"model_options must be a dict, got "
-                            f"{type(self.model_options).__name__}")
-        if self.objective == "iwae" and self.model != "vae":
-            raise ValueError(f"objective 'iwae' is implemented for model 'vae', got model "
-                             f"{self.model!r}")
 
 
 def bound_name(objective: str, k: int, model: str = "vae") -> str:
@@ -117,13 +66,6 @@ def load_binary_split(config: TrainConfig, split: str) -> np.ndarray:
     return pixels[:limit] if limit else pixels
 
 
-def build_model(config: TrainConfig, x_dim: int, rng: np.random.Generator):
-    """The configured model (``config.model``, default the VAE) with fresh weights."""
-    return model_class(config.model)(
-        x_dim, hidden=config.hidden, z_dim=config.z_dim, activation=config.activation, rng=rng,
-        dtype=np.dtype(config.dtype), leaky_slope=config.leaky_slope, **config.model_options)
-
-
 def test_metric_name(model) -> str:
     """"ELBO" for models with an ``elbo`` method, else "objective"."""
     return "ELBO" if hasattr(model, "elbo") else "objective"
@@ -140,7 +82,7 @@ def mean_elbo(model, x: np.ndarray, rng: np.random.Generator, batch_size: int = 
     return total / len(x)
 
 
-def training_bound(model: VAE, x: np.ndarray, config: TrainConfig,
+def training_bound(model, x: np.ndarray, config: TrainConfig,
                    rng: np.random.Generator) -> Tensor:
     """The per-example bound that training maximizes, shape (B,), with its graph.
 
@@ -265,47 +207,3 @@ def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,
                 f"test {metrics.get('test_metric', 'ELBO')}": metrics["test_elbo"]},
                title=f"{model_name} on {metrics['config']['dataset']}, "
                      f"trained on the {name}")
-
-
-def stored_config(path, fields: dict) -> TrainConfig:
-    """The ``TrainConfig`` a checkpoint's metadata describes (fields unknown to this version
-    ignored); a CheckpointError naming ``path`` when it is not a valid config."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    try:
-        return TrainConfig(**{k: v for k, v in fields.items() if k in known})
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: the config in its metadata is not valid: "
-                              f"{error}") from None
-
-
-def load_model(path) -> tuple:
-    """Rebuild a trained model (and its config) from a checkpoint written by ``train``.
-
-    The arrays are checked against the model rebuilt from the stored config (names, shapes,
-    dtypes) before any is loaded; every problem is a ``CheckpointError`` naming the file.
-    """
-    arrays, meta = load_checkpoint(path)
-    if not isinstance(meta.get("config"), dict):
-        raise CheckpointError(f"{path}: not a minivae training checkpoint (no 'config' object "
-                              f"in its metadata)")
-    config = stored_config(path, meta["config"])
-    # x_dim is in the metadata since models other than the VAE exist; older files: the
-    # encoder's first weight has x_dim rows
-    x_dim = meta.get("x_dim", arrays.get("encoder.layers.0.weight", np.empty((0, 0))).shape[0])
-    if not isinstance(x_dim, (int, np.integer)) or isinstance(x_dim, bool) or x_dim < 1:
-        raise CheckpointError(f"{path}: checkpoint has no valid x_dim (got {x_dim!r}) and no "
-                              f"encoder.layers.0.weight array")
-    try:
-        model = build_model(config, int(x_dim), np.random.default_rng(0))
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: cannot build the model its config describes: "
-                              f"{error}") from None
-    # arrays named "_..." are the optimizer's and the run's, not parameters
-    parameters = {k: v for k, v in arrays.items() if not k.startswith("_")}
-    try:
-        check_arrays(parameters, {k: (v.shape, v.dtype) for k, v in model.state_dict().items()})
-    except CheckpointError as error:
-        raise CheckpointError(f"{path} does not fit the model built from its config: "
-                              f"{error}") from None
-    model.load_state_dict(parameters)
-    return model, config

@@ -12,6 +12,7 @@ from minivae.cli import main as cli_main
 from minivae.data import binarize_dynamic, load_dataset
 from minivae.engine.tensor import no_grad
 from minivae.io.checkpoint import load_checkpoint
+from minivae.io.resume import load_model
 from minivae.models import VAE
 from minivae.objectives.iwae import iwae_bound
 from minivae.train import (
@@ -19,7 +20,6 @@ from minivae.train import (
     TrainConfig,
     build_model,
     load_binary_split,
-    load_model,
     train,
     training_bound,
 )

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 
-import minivae.evaluate as evaluate
+import minivae.objectives.likelihood as likelihood
 from minivae.distributions import MultivariateNormal
 from minivae.models import VAE, LinearGaussian
 from minivae.objectives.iwae import log_importance_weights
@@ -162,16 +162,18 @@ def tiny_vae(dtype=np.float64):
     return VAE(6, hidden=(8,), z_dim=2, rng=np.random.default_rng(0), dtype=dtype)
 
 
-def test_evaluate_wrapper_matches_the_estimator(monkeypatch):
+def test_batches_give_the_estimates_of_separate_calls(monkeypatch):
     vae = tiny_vae()
     x = (np.random.default_rng(1).random((10, 6)) < 0.4).astype(np.float64)
-    monkeypatch.setattr(evaluate, "ROWS_PER_CHUNK", 12)  # 3 draws of 4 examples per chunk
-    wrapped = evaluate.importance_sampled_log_likelihood(vae, x, 25, np.random.default_rng(2),
-                                                         batch_size=4)
+    monkeypatch.setattr(likelihood, "ROWS_PER_CHUNK", 12)  # 3 draws of 4 examples per chunk
+    batched, batched_errors = importance_sampling_log_likelihood(
+        vae, x, 25, np.random.default_rng(2), batch_size=4)
     rng = np.random.default_rng(2)
-    direct = np.concatenate([importance_sampling_log_likelihood(vae, x[i:i + 4], 25, rng)[0]
-                             for i in range(0, 10, 4)])
-    np.testing.assert_allclose(wrapped, direct, rtol=1e-12)
+    direct = [importance_sampling_log_likelihood(vae, x[i:i + 4], 25, rng)
+              for i in range(0, 10, 4)]
+    np.testing.assert_allclose(batched, np.concatenate([d[0] for d in direct]), rtol=1e-12)
+    np.testing.assert_allclose(batched_errors, np.concatenate([d[1] for d in direct]),
+                               rtol=1e-12)
 
 
 def test_float32_model_gives_float64_estimates():
@@ -198,5 +200,5 @@ def test_bad_inputs_raise():
         prior_sampling_log_likelihood(vae, x, 5, None)
     with pytest.raises(ValueError, match="x must have shape"):
         importance_sampling_log_likelihood(vae, np.zeros(6), 5, rng)
-    with pytest.raises(ValueError, match="k must be a positive integer"):
-        evaluate.importance_sampled_log_likelihood(vae, x, 0, rng)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        importance_sampling_log_likelihood(vae, x, 5, rng, batch_size=0)

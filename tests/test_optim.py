@@ -37,7 +37,7 @@ def run(optimizer_factory, flat: bool, grads_per_step, seed=0):
         mlp.flatten_parameters()
     start = np.concatenate([p.data.ravel() for p in mlp.parameters()])
     optimizer = optimizer_factory(mlp.parameters())
-    assert len(optimizer._groups) == (1 if flat else len(mlp.parameters()))
+    assert len(optimizer.groups) == (1 if flat else len(mlp.parameters()))
     for grad in grads_per_step:
         optimizer.zero_grad()
         offset = 0

@@ -18,6 +18,7 @@ import numpy as np
 
 from minivae import checks
 from minivae.engine.anomaly import AnomalyMode, check_backward, check_forward
+from minivae.engine.gradient_buffer import GradientBuffer
 
 
 class _GradMode:
@@ -39,7 +40,7 @@ def is_grad_enabled() -> bool:
     return _GradMode.enabled
 
 
-class Tensor:
+class Tensor(GradientBuffer):
     """An ndarray with a gradient and a record of the primitive that produced it.
 
     >>> x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
@@ -48,7 +49,7 @@ class Tensor:
     array([2., 4., 6.])
     """
 
-    __slots__ = ("data", "_grad", "_grad_cleared", "requires_grad", "_parents", "_vjp", "op")
+    __slots__ = ("data", "requires_grad", "_parents", "_vjp", "op")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -82,7 +83,8 @@ class Tensor:
 
         ``grad`` is the upstream gradient (same shape as ``self``); it may be omitted for a
         single-element tensor, where it is 1.  Leaf gradients are added in place (``+=``), so
-        they accumulate across calls until the optimizer's (or module's) ``zero_grad``.
+        they accumulate across calls until the optimizer's (or module's) ``zero_grad``
+        (minivae/engine/gradient_buffer.py keeps them).
         """
         if not self.requires_grad:
             raise ValueError("backward() called on a tensor that does not require grad")
@@ -112,51 +114,6 @@ class Tensor:
                     continue
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
-
-    # -- the gradient buffer of a leaf -----------------------------------------------------
-    # ``zero_grad`` does not write zeros into every gradient: it marks them *cleared*, and the
-    # first gradient to arrive overwrites the buffer instead of being added to it.  That saves
-    # a pass over all parameters per step and lets BLAS write a weight gradient straight into
-    # the buffer (``accumulate_grad_matmul``).  Reading ``.grad`` of a cleared tensor fills in
-    # the zeros first, so from the outside a cleared gradient is simply zero.
-    @property
-    def grad(self) -> np.ndarray | None:
-        self.write_cleared_grad()
-        return self._grad
-
-    @grad.setter
-    def grad(self, value) -> None:
-        self._grad, self._grad_cleared = value, False
-
-    def clear_grad(self) -> None:
-        """Set the gradient to zero (lazily: see the comment above)."""
-        if self._grad is not None:
-            self._grad_cleared = True
-
-    def write_cleared_grad(self) -> None:
-        """Write the zeros of a cleared gradient now, for code that reads the buffer itself."""
-        if self._grad_cleared:
-            self._grad[...] = 0
-            self._grad_cleared = False
-
-    def accumulate_grad(self, g: np.ndarray) -> None:
-        """grad += g, in place; a missing gradient is created, a cleared one overwritten."""
-        if self._grad is None:
-            self._grad = np.array(np.broadcast_to(g, self.shape), dtype=self.dtype)
-        elif self._grad_cleared:
-            np.copyto(self._grad, g)
-            self._grad_cleared = False
-        else:
-            self._grad += g
-
-    def accumulate_grad_matmul(self, a: np.ndarray, b: np.ndarray) -> None:
-        """grad += a @ b; into a cleared, contiguous buffer BLAS writes the product directly."""
-        if (self._grad_cleared and self._grad.flags.c_contiguous
-                and self._grad.dtype == np.result_type(a, b)):
-            np.matmul(a, b, out=self._grad)
-            self._grad_cleared = False
-        else:
-            self.accumulate_grad(a @ b)
 
     def _reverse_topological_order(self) -> list:
         # Iterative depth-first search: a chain of 100,000 ops must not hit the recursion limit.

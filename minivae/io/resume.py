@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivae.config import build_model, stored_config
 from minivae.engine.tensor import Tensor
 from minivae.io.checkpoint import CheckpointError, check_arrays, load_checkpoint, save_checkpoint
 from minivae.optim import Adam
@@ -142,8 +143,6 @@ def resume_config(out, **overrides):
     longer), any other only to the value the run already has, else the ValueError of a
     changed config.  FileNotFoundError when ``out`` holds no checkpoint.
     """
-    from minivae.train import stored_config  # minivae.train imports this module
-
     path = Path(out) / CHECKPOINT_NAME
     _, meta = load_resumable(path)
     saved = stored_config(path, meta["config"])
@@ -230,3 +229,36 @@ def remove_stale_temporary_files(out: Path) -> None:
     for target in (CHECKPOINT_NAME, "metrics.json"):
         for stale in out.glob(f".{target}.*{Path(target).suffix}"):
             stale.unlink(missing_ok=True)
+
+
+def load_model(path) -> tuple:
+    """Rebuild a trained model (and its config) from a checkpoint written by ``train``.
+
+    The arrays are checked against the model rebuilt from the stored config (names, shapes,
+    dtypes) before any is loaded; every problem is a ``CheckpointError`` naming the file.
+    """
+    arrays, meta = load_checkpoint(path)
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{path}: not a minivae training checkpoint (no 'config' object "
+                              f"in its metadata)")
+    config = stored_config(path, meta["config"])
+    # x_dim is in the metadata since models other than the VAE exist; older files: the
+    # encoder's first weight has x_dim rows
+    x_dim = meta.get("x_dim", arrays.get("encoder.layers.0.weight", np.empty((0, 0))).shape[0])
+    if not isinstance(x_dim, (int, np.integer)) or isinstance(x_dim, bool) or x_dim < 1:
+        raise CheckpointError(f"{path}: checkpoint has no valid x_dim (got {x_dim!r}) and no "
+                              f"encoder.layers.0.weight array")
+    try:
+        model = build_model(config, int(x_dim), np.random.default_rng(0))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: cannot build the model its config describes: "
+                              f"{error}") from None
+    # arrays named "_..." are the optimizer's and the run's, not parameters
+    parameters = {k: v for k, v in arrays.items() if not k.startswith("_")}
+    try:
+        check_arrays(parameters, {k: (v.shape, v.dtype) for k, v in model.state_dict().items()})
+    except CheckpointError as error:
+        raise CheckpointError(f"{path} does not fit the model built from its config: "
+                              f"{error}") from None
+    model.load_state_dict(parameters)
+    return model, config

@@ -96,7 +96,7 @@ class CategoricalVAE(ImageModel):
         self.n_latents = checks.positive_int(z_dim if n_latents is None else n_latents,
                                              "n_latents")
         self.n_classes = checks.integer(n_classes, "n_classes", 2)
-        self.tau0 = checks.real(tau0, "tau0", 0, low_open=True)
+        self.tau0 = checks.positive(tau0, "tau0", number=True)
         self.tau_min = checks.real(tau_min, f"tau_min (at most tau0 = {tau0!r})", 0, self.tau0,
                                    low_open=True)
         self.anneal_rate = checks.real(anneal_rate, "anneal_rate", 0)

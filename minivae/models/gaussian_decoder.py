@@ -103,7 +103,7 @@ class GaussianDecoderVAE(VAE):
         if learned:
             checks.one_of(sigma, SIGMA_OPTIONS, "sigma")
         else:
-            checks.real(sigma, "sigma", 0, low_open=True)  # a fixed σ
+            checks.real(sigma, "sigma", 0, low_open=True)  # a fixed σ (True is not one)
         checks.one_of(mean_activation, MEAN_ACTIVATIONS, "mean_activation")
         checks.real(min_sigma, "min_sigma", 0)
         checks.real(init_sigma, f"init_sigma (above min_sigma = {min_sigma})", min_sigma,

@@ -29,7 +29,7 @@ import numpy as np
 
 from minivae import checks
 from minivae.distributions import Distribution, Independent, MultivariateNormal, Normal
-from minivae.distributions.base import as_parameters, require
+from minivae.distributions.base import as_parameters
 from minivae.engine.ops import cholesky, matmul, solve_triangular
 from minivae.engine.tensor import Tensor
 
@@ -53,9 +53,9 @@ class LinearGaussian:
             raise ValueError(f"b must have shape ({self.x_dim},), got {self.b.shape}")
         if self.sigma.ndim != 0:
             raise ValueError(f"sigma must be a scalar, got shape {self.sigma.shape}")
-        require(np.isfinite(self.W.data), "W", "finite", self.W)
-        require(np.isfinite(self.b.data), "b", "finite", self.b)
-        require((self.sigma.data > 0) & np.isfinite(self.sigma.data), "sigma",
+        checks.require(np.isfinite(self.W.data), "W", "finite", self.W)
+        checks.require(np.isfinite(self.b.data), "b", "finite", self.b)
+        checks.require((self.sigma.data > 0) & np.isfinite(self.sigma.data), "sigma",
                 "positive and finite", self.sigma)
         if encoder is not None and not callable(encoder):
             raise TypeError(f"encoder must be callable (x -> Distribution), got "

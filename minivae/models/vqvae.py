@@ -121,7 +121,7 @@ class VQVAE(ImageModel):
         self.code_dim = checks.positive_int(code_dim, "code_dim")
         self.beta = checks.real(beta, "beta", 0)
         self.decay = checks.real(decay, "decay", 0, 1, low_open=True, high_open=True)
-        self.ema_epsilon = checks.real(ema_epsilon, "ema_epsilon", 0, low_open=True)
+        self.ema_epsilon = checks.positive(ema_epsilon, "ema_epsilon", number=True)
         self.ema = checks.flag(ema, "ema")
         self.restart_dead, self.training = checks.flag(restart_dead, "restart_dead"), True
         width = self.n_codes * self.code_dim

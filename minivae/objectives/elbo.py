@@ -28,26 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.distributions import kl_divergence
-from minivae.distributions.base import check_rng
 from minivae.engine.tensor import Tensor
 
 FORMS = ("analytic", "monte_carlo", "entropy")
-
-
-def check_sample_count(value, name: str) -> int:
-    """``value`` as an int ≥ 1, or a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_model(model, methods: tuple) -> None:
-    """A TypeError naming the methods an objective needs that ``model`` lacks."""
-    missing = [name for name in methods if not callable(getattr(model, name, None))]
-    if missing:
-        raise TypeError(f"model must have the methods {', '.join(methods)}; "
-                        f"{type(model).__name__} lacks {', '.join(missing)}")
 
 
 def reparameterized(q):
@@ -81,11 +66,10 @@ def elbo(model, x, rng: np.random.Generator, form: str = "analytic",
     ::test_three_forms_agree_with_the_exact_elbo, ::test_three_forms_have_the_exact_gradient,
     ::test_elbo_is_tight_at_the_exact_posterior
     """
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    n_samples = check_sample_count(n_samples, "n_samples")
-    check_rng(rng)
-    check_model(model, ("encode", "prior", "log_likelihood", "log_joint"))
+    form, n_samples = checks.one_of(form, FORMS, "form"), checks.positive_int(n_samples,
+                                                                               "n_samples")
+    rng = checks.generator(rng)
+    checks.has_methods(model, ("encode", "prior", "log_likelihood", "log_joint"))
     q = reparameterized(model.encode(x))
     z = q.rsample(rng, (n_samples,))  # (S, B, d)
     if form == "analytic":

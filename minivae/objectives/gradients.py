@@ -32,13 +32,13 @@ import copy
 
 import numpy as np
 
-from minivae.distributions.base import Distribution, check_rng
+from minivae import checks
+from minivae.distributions.base import Distribution
 from minivae.distributions.categorical import Categorical
 from minivae.distributions.relaxed import RelaxedOneHotCategorical, straight_through
 from minivae.engine.ops import where
 from minivae.engine.ops.operands import as_tensor
 from minivae.engine.tensor import Tensor
-from minivae.objectives.elbo import check_model
 
 CONTINUOUS_ESTIMATORS = ("pathwise", "score", "stl")
 DISCRETE_ESTIMATORS = ("score", "gumbel_softmax", "straight_through")
@@ -110,12 +110,7 @@ def _score_surrogate(log_p: Tensor, log_q: Tensor, baseline) -> Tensor:
 
 
 def _check_options(estimator, allowed, n_samples, baseline) -> None:
-    if estimator not in allowed:
-        raise ValueError(f"estimator must be one of {', '.join(map(repr, allowed))}, got "
-                         f"{estimator!r}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
-            or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    checks.one_of(estimator, allowed, "estimator"), checks.positive_int(n_samples, "n_samples")
     if baseline is not None and estimator != "score":
         raise ValueError(f"baseline applies to estimator='score' only, got estimator="
                          f"{estimator!r} with baseline={baseline!r}")
@@ -152,8 +147,8 @@ def elbo_surrogate(model, x, rng: np.random.Generator, estimator: str = "pathwis
     ::test_stl_has_zero_variance_at_the_exact_posterior
     """
     _check_options(estimator, CONTINUOUS_ESTIMATORS, n_samples, baseline)
-    rng = check_rng(rng)
-    check_model(model, ("encode", "log_joint"))
+    rng = checks.generator(rng)
+    checks.has_methods(model, ("encode", "log_joint"))
     q = model.encode(x)
     if not isinstance(q, Distribution):
         raise TypeError(f"model.encode(x) must return a Distribution, got {type(q).__name__}")
@@ -221,7 +216,7 @@ def discrete_elbo_surrogate(log_joint, logits, rng: np.random.Generator,
     if not callable(log_joint):
         raise TypeError(f"log_joint must be callable (c_onehot -> (S, B) Tensor), got "
                         f"{type(log_joint).__name__}")
-    rng = check_rng(rng)
+    rng = checks.generator(rng)
     logits = logits if isinstance(logits, Tensor) else as_tensor(logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (batch, classes), got {logits.shape}")

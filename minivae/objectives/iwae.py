@@ -31,9 +31,9 @@ import math
 
 import numpy as np
 
-from minivae.distributions.base import check_rng
+from minivae import checks
 from minivae.engine.tensor import Tensor
-from minivae.objectives.elbo import check_model, check_sample_count, reparameterized
+from minivae.objectives.elbo import reparameterized
 
 
 def log_importance_weights(model, x, k: int, rng: np.random.Generator, q=None) -> Tensor:
@@ -42,9 +42,8 @@ def log_importance_weights(model, x, k: int, rng: np.random.Generator, q=None) -
     q : the encoder's distribution for x, if already computed (saves an encoder pass).
     Verified by: tests/test_objectives_iwae.py::test_log_weights_are_constant_at_the_exact_posterior
     """
-    k = check_sample_count(k, "k")
-    check_rng(rng)
-    check_model(model, ("encode", "log_joint"))
+    k, rng = checks.positive_int(k, "k"), checks.generator(rng)
+    checks.has_methods(model, ("encode", "log_joint"))
     q = reparameterized(model.encode(x) if q is None else q)
     z = q.rsample(rng, (k,))  # (k, B, d)
     return model.log_joint(x, z) - q.log_prob(z)
@@ -61,5 +60,5 @@ def iwae_bound(model, x, k: int, rng: np.random.Generator) -> Tensor:
     Verified by: tests/test_objectives_iwae.py::test_bounds_increase_with_k_towards_log_evidence,
     ::test_iwae_with_one_sample_is_the_elbo, ::test_iwae_gradient_matches_central_differences
     """
-    k = check_sample_count(k, "k")
+    k = checks.positive_int(k, "k")
     return log_importance_weights(model, x, k, rng).logsumexp(axis=0) - math.log(k)

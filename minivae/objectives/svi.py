@@ -27,9 +27,7 @@ from tqdm.auto import tqdm
 
 from minivae import checks
 from minivae.distributions import Distribution, Independent, Normal, kl_divergence
-from minivae.distributions.base import check_rng
 from minivae.engine.tensor import Tensor, no_grad
-from minivae.objectives.elbo import check_model
 from minivae.optim import Adam
 
 ROWS_PER_CHUNK = 20_000  # samples × datapoints sent through the likelihood at once: bounds memory
@@ -83,25 +81,12 @@ class SVIResult:
     elbo_history: np.ndarray
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_learning_rate(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
 def _check_x(x, model) -> np.ndarray:
     for name in ("x_dim", "dtype"):
         if not hasattr(model, name):
             raise TypeError(f"model must have x_dim, dtype, prior() and log_likelihood(x, z); "
                             f"{type(model).__name__} has no {name}")
-    check_model(model, ("prior", "log_likelihood"))
+    checks.has_methods(model, ("prior", "log_likelihood"))
     data = x.data if isinstance(x, Tensor) else x
     if not isinstance(data, np.ndarray):
         raise TypeError(f"x must be a numpy array or Tensor, got {type(x).__name__}")
@@ -167,11 +152,10 @@ def svi_fit(x, model, rng: np.random.Generator, steps: int = 1000, lr: float = 1
     tests/test_objectives_svi.py::test_svi_reaches_log_marginal_when_the_posterior_is_diagonal
     """
     x = _check_x(x, model)
-    rng = check_rng(rng)
-    steps = _check_positive_int(steps, "steps")
-    n_samples = _check_positive_int(n_samples, "n_samples")
-    lr = _check_learning_rate(lr, "lr")
-    final_lr = lr if final_lr is None else _check_learning_rate(final_lr, "final_lr")
+    rng, steps = checks.generator(rng), checks.positive_int(steps, "steps")
+    n_samples = checks.positive_int(n_samples, "n_samples")
+    lr = checks.positive(lr, "lr", number=True)
+    final_lr = lr if final_lr is None else checks.positive(final_lr, "final_lr", number=True)
     prior = model.prior()
     loc0, log_scale0 = _initial_parameters(init, x.shape[0], prior.event_shape[0], model.dtype)
     loc = Tensor(loc0, requires_grad=True)
@@ -261,8 +245,7 @@ def amortization_gap(model, x, rng: np.random.Generator, svi_steps: int = 1000,
     tests/test_objectives_svi.py::test_amortization_gap_is_zero_for_an_optimal_encoder
     """
     x = _check_x(x, model)
-    rng = check_rng(rng)
-    n_samples = _check_positive_int(n_samples, "n_samples")
+    rng, n_samples = checks.generator(rng), checks.positive_int(n_samples, "n_samples")
     with no_grad():
         encoder_q = model.encode(x)
     loc_phi, scale_phi = _diagonal_parameters(encoder_q, "model.encode(x)")

@@ -39,7 +39,7 @@ def linear(x, weight, bias, activation: str = "identity", slope: float = 0.01) -
             grad_pre, grad_bias = kernels.bias_act_backward(y, g, activation, slope)
         grad_x = grad_pre @ weight.data.T if x.requires_grad else None
         grad_weight = None
-        if weight.requires_grad and not weight._parents:
+        if weight.requires_grad and weight.is_leaf:
             # a parameter: BLAS writes xᵀ G_pre straight into its gradient buffer
             weight.accumulate_grad_matmul(x.data.T, grad_pre)
         elif weight.requires_grad:
