@@ -316,3 +316,25 @@ def broadcast(shapes, name: str) -> tuple[int, ...]:
     except ValueError:
         raise ValueError(f"{name} must broadcast, got shapes "
                          f"{' and '.join(str(tuple(shape)) for shape in shapes)}") from None
+
+
+def shape(condition, name: str, expected: str, got) -> None:
+    """``ValueError("<name> must have shape <expected>, got <got>")`` unless ``condition``;
+    ``expected`` says the shape in words, e.g. "(N, 3)" or "(..., 4, 2) for x of shape (4, 6)"."""
+    if not condition:
+        raise ValueError(f"{name} must have shape {expected}, got {got}")
+
+
+def same_dtype(a, b, names: str) -> None:
+    """A TypeError unless ``a`` and ``b`` (arrays or Tensors) share one dtype: nothing is
+    promoted, float32 work must not run in float64 silently; ``names`` says them ("p and q")."""
+    if a.dtype != b.dtype:
+        raise TypeError(f"{names} must share one dtype, got {a.dtype} and {b.dtype}")
+
+
+def function(value, name: str, signature: str = ""):
+    """``value`` if it is callable; ``signature`` says what it maps, e.g. "x -> Tensor"."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable{f' ({signature})' if signature else ''}, "
+                        f"got {type(value).__name__}")
+    return value

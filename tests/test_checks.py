@@ -153,3 +153,15 @@ def test_number_array_unit_interval_and_same_rows():
     refuses(ValueError, checks.same_rows, (np.zeros(3), np.zeros(4)), NAME, shown="[3, 4]")
     refuses(TypeError, checks.same_rows, (np.zeros(3), 5), NAME, shown=f"{NAME}[1]")
     refuses(ValueError, checks.same_rows, (), NAME)
+
+
+def test_shape_same_dtype_and_function():
+    checks.shape(True, NAME, "(N, 3)", (2, 3))
+    refuses(ValueError, checks.shape, False, NAME, "(N, 3)", (2, 4),
+            shown="must have shape (N, 3), got (2, 4)")
+    checks.same_dtype(np.zeros(2), Tensor(np.zeros(3)), NAME)
+    refuses(TypeError, checks.same_dtype, np.zeros(2, np.float32), np.zeros(2), NAME,
+            shown="float32 and float64")
+    assert checks.function(len, NAME) is len
+    refuses(TypeError, checks.function, "f", NAME, shown="got str")
+    refuses(TypeError, checks.function, None, NAME, "x -> Tensor", shown="(x -> Tensor)")

@@ -135,6 +135,33 @@ def _data(X, argument: str = "X", D: int | None = None) -> np.ndarray:
     return array.astype(np.float64)
 
 
+def _check_mean_and_dof(m0: np.ndarray, nu0: float, D: int) -> None:
+    checks.shape(m0.shape == (D,), "mean_prior", f"({D},) for data with D = {D}", m0.shape)
+    if nu0 <= D - 1:
+        raise ValueError(f"degrees_of_freedom_prior must exceed D − 1 = {D - 1}, got {nu0}")
+
+
+def _sample_covariance(X: np.ndarray) -> np.ndarray:
+    N, D = X.shape
+    if N < 2:
+        raise ValueError("covariance_prior=None uses the sample covariance of X, which "
+                         "needs N ≥ 2 rows; pass covariance_prior")
+    return np.cov(X.T).reshape(D, D)
+
+
+def _prior_cholesky(scale: np.ndarray, source: str, D: int) -> np.ndarray:
+    """L₀ with L₀L₀ᵀ = scale, after checking that scale is a symmetric (D, D) matrix;
+    ``source`` names where scale came from, for the messages."""
+    checks.shape(scale.shape == (D, D), "covariance_prior", f"({D}, {D})", scale.shape)
+    if np.max(np.abs(scale - scale.T)) > 1e-10 * np.max(np.abs(scale)):
+        raise ValueError(f"{source} must be symmetric")
+    try:
+        return np.linalg.cholesky(scale)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{source} must be positive definite (pass covariance_prior when "
+                         "the data are degenerate)") from None
+
+
 class BayesianGaussianMixture:
     """K-component Bayesian Gaussian mixture with full covariances, fitted by CAVI.
 
@@ -168,30 +195,15 @@ class BayesianGaussianMixture:
 
         Verified by: tests/test_cavi_bayesian_gmm.py::test_defaults_follow_scikit_learn
         """
-        N, D = X.shape
+        D = X.shape[1]
         m0 = X.mean(axis=0) if self.mean_prior is None else self.mean_prior
-        if m0.shape != (D,):
-            raise ValueError(f"mean_prior must have shape ({D},) for data with D = {D}, "
-                             f"got {m0.shape}")
         nu0 = float(D) if self.degrees_of_freedom_prior is None else self.degrees_of_freedom_prior
-        if nu0 <= D - 1:
-            raise ValueError(f"degrees_of_freedom_prior must exceed D − 1 = {D - 1}, got {nu0}")
+        _check_mean_and_dof(m0, nu0, D)
         if self.covariance_prior is None:
-            if N < 2:
-                raise ValueError("covariance_prior=None uses the sample covariance of X, which "
-                                 "needs N ≥ 2 rows; pass covariance_prior")
-            scale, source = np.cov(X.T).reshape(D, D), "the sample covariance of X"
+            scale, source = _sample_covariance(X), "the sample covariance of X"
         else:
             scale, source = self.covariance_prior, "covariance_prior"
-        if scale.shape != (D, D):
-            raise ValueError(f"covariance_prior must have shape ({D}, {D}), got {scale.shape}")
-        if np.max(np.abs(scale - scale.T)) > 1e-10 * np.max(np.abs(scale)):
-            raise ValueError(f"{source} must be symmetric")
-        try:
-            cholesky = np.linalg.cholesky(scale)
-        except np.linalg.LinAlgError:
-            raise ValueError(f"{source} must be positive definite (pass covariance_prior when "
-                             "the data are degenerate)") from None
+        cholesky = _prior_cholesky(scale, source, D)  # L₀ L₀ᵀ = scale
         alpha0 = 1.0 / self.K if self.weight_concentration_prior is None else \
             self.weight_concentration_prior
         beta0 = 1.0 if self.mean_precision_prior is None else self.mean_precision_prior

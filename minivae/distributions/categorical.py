@@ -87,8 +87,7 @@ def class_indices(value, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     data = value.data if isinstance(value, Tensor) else np.asarray(value)
     if data.dtype.kind not in "biuf":
         raise TypeError(f"value must hold class indices (ints), got dtype {data.dtype}")
-    if data.dtype.kind == "f" and np.isnan(data).any():
-        raise ValueError("value must hold class indices, got NaN")
+    checks.require(~np.isnan(data), "value", "class indices, not NaN", data)
     with np.errstate(invalid="ignore"):
         valid = (data >= 0) & (data < num_classes) & (data == np.floor(data))
     return np.where(valid, data, 0).astype(np.int64), valid

@@ -64,6 +64,16 @@ def log_beta_function(alpha: Tensor) -> Tensor:
     return lgamma(alpha).sum(axis=-1) - lgamma(alpha.sum(axis=-1))
 
 
+def _check_defined(log_density: Tensor) -> Tensor:
+    """``log_density`` unless it is NaN: x on a face of the simplex where one factor is 0 and
+    another ∞, so that the density has no limit there."""
+    if np.isnan(log_density.data).any():
+        raise ValueError("x must not lie on a face of the simplex where one factor "
+                         "x_k^(α_k − 1) is 0 and another ∞ (some x_k = 0 with α_k > 1 and "
+                         "another with α_k < 1): the density has no limit there")
+    return log_density
+
+
 class Dirichlet(Distribution):
     """Dir(α) over K categories: ``concentration`` has shape batch_shape + (K,), α_k > 0.
 
@@ -110,13 +120,9 @@ class Dirichlet(Distribution):
         off = ~on_simplex
         x = where(off[..., None], 1 / self.event_shape[0], x)
         alpha = self.concentration
-        with np.errstate(invalid="ignore"):  # +∞ − ∞ on a face is reported just below
+        with np.errstate(invalid="ignore"):  # +∞ − ∞ on a face: see _check_defined
             density = log_power(x, alpha - 1).sum(axis=-1) - log_beta_function(alpha)
-        if np.isnan(density.data).any():
-            raise ValueError("x must not lie on a face of the simplex where one factor "
-                             "x_k^(α_k − 1) is 0 and another ∞ (some x_k = 0 with α_k > 1 and "
-                             "another with α_k < 1): the density has no limit there")
-        return where(off, -np.inf, density)
+        return where(off, -np.inf, _check_defined(density))
 
     def entropy(self) -> Tensor:
         """H = log B(α) + (α₀ − K) ψ(α₀) − Σ_k (α_k − 1) ψ(α_k).

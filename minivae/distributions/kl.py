@@ -46,14 +46,18 @@ def register_cross_entropy(type_p: type, type_q: type):
     return _register(_CROSS_ENTROPY, type_p, type_q)
 
 
-def _lookup(table: dict, p, q):
-    """The function registered for the closest pair of ancestors of (type(p), type(q))."""
+def _lookup(table: dict, p, q, required: str | None = None):
+    """The function registered for the closest pair of ancestors of (type(p), type(q)); None if
+    there is none, or with ``required`` (what it computes) a NotImplementedError naming both."""
     best, best_rank = None, None
     for i, type_p in enumerate(type(p).__mro__):
         for j, type_q in enumerate(type(q).__mro__):
             function = table.get((type_p, type_q))
             if function is not None and (best_rank is None or (i + j, i) < best_rank):
                 best, best_rank = function, (i + j, i)
+    if best is None and required:
+        raise NotImplementedError(f"no closed-form {required} is registered for "
+                                  f"{type(p).__name__} ‖ {type(q).__name__}")
     return best
 
 
@@ -76,11 +80,7 @@ def kl_divergence(p: Distribution, q: Distribution) -> Tensor:
     Verified by: tests/test_distributions_base.py::test_registry_lookup_and_errors
     """
     _check_pair(p, q)
-    function = _lookup(_KL, p, q)
-    if function is None:
-        raise NotImplementedError(f"no closed-form KL is registered for "
-                                  f"{type(p).__name__} ‖ {type(q).__name__}")
-    return function(p, q)
+    return _lookup(_KL, p, q, required="KL")(p, q)
 
 
 def cross_entropy(p: Distribution, q: Distribution) -> Tensor:

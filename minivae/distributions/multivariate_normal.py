@@ -160,9 +160,7 @@ def scale_tril_from_unconstrained(raw, diagonal: str = "softplus") -> Tensor:
     if diagonal not in ("softplus", "exp"):
         raise ValueError(f"diagonal must be 'softplus' or 'exp', got {diagonal!r}")
     raw = raw if isinstance(raw, Tensor) else Tensor(np.asarray(raw))
-    if raw.ndim < 2 or raw.shape[-1] != raw.shape[-2]:
-        raise ValueError(f"raw must have shape (..., d, d) (square in its last two axes), "
-                         f"got shape {raw.shape}")
+    checks.shape(raw.ndim >= 2 and raw.shape[-1] == raw.shape[-2], "raw", "(..., d, d)", raw.shape)
     d = raw.shape[-1]
     on_diagonal = np.eye(d, dtype=bool)
     strictly_lower = np.tril(np.ones((d, d), dtype=raw.dtype), -1)

@@ -79,8 +79,7 @@ def _log_weights(weights, n: int, dtype, name: str) -> np.ndarray:
 
 def _operands(t_p, t_q, p_weights, q_weights):
     t_p, t_q = _critic_values(t_p, "t_p"), _critic_values(t_q, "t_q")
-    if t_p.dtype != t_q.dtype:
-        raise TypeError(f"t_p and t_q must share one dtype, got {t_p.dtype} and {t_q.dtype}")
+    checks.same_dtype(t_p, t_q, "t_p and t_q")
     log_w_p = _log_weights(p_weights, t_p.shape[0], t_p.dtype, "p_weights")
     log_w_q = _log_weights(q_weights, t_q.shape[0], t_q.dtype, "q_weights")
     return t_p, t_q, log_w_p, log_w_q
@@ -112,12 +111,17 @@ def r1_bound(t_p, t_q, p_weights=None, q_weights=None) -> Tensor:
     ::test_optimal_critics_attain_kl_on_discrete_supports, ::test_bounds_pass_gradcheck
     """
     t_p, t_q, log_w_p, log_w_q = _operands(t_p, t_q, p_weights, q_weights)
-    log_mean = _log_expectation_of_exp(t_q, log_w_q) - 1
+    log_mean = _log_expectation_of_exp(t_q, log_w_q) - 1  # log E_q[e^(T−1)]
+    return _expectation(t_p, log_w_p) - _exp_unless_overflow(log_mean, t_q)
+
+
+def _exp_unless_overflow(log_mean: Tensor, t_q: Tensor) -> Tensor:
+    """exp(log_mean), or a FloatingPointError where that overflows the critic's dtype."""
     if log_mean.data > np.log(np.finfo(t_q.dtype).max):
         raise FloatingPointError(
             f"E_q[e^(T−1)] = e^{float(log_mean.data):.4g} overflows {t_q.dtype} "
             f"(largest critic value on q: {float(t_q.data.max()):.4g}); R1 is −∞ in this dtype")
-    return _expectation(t_p, log_w_p) - exp(log_mean)
+    return exp(log_mean)
 
 
 def r2_bound(t_p, t_q, p_weights=None, q_weights=None) -> Tensor:
@@ -159,6 +163,23 @@ def _as_points(samples, name: str) -> np.ndarray:
     return points
 
 
+def _check_samples(samples_p, samples_q) -> tuple[np.ndarray, np.ndarray]:
+    """Both sample sets as (n, d) points of one dtype and one dimension d."""
+    points_p, points_q = _as_points(samples_p, "samples_p"), _as_points(samples_q, "samples_q")
+    checks.same_dtype(points_p, points_q, "samples_p and samples_q")
+    if points_p.shape[1] != points_q.shape[1]:
+        raise ValueError(f"samples_p and samples_q must have the same dimension d, got shapes "
+                         f"{points_p.shape} and {points_q.shape}")
+    return points_p, points_q
+
+
+def _check_schedule(steps, eval_every, held_out, batch_size) -> tuple[int, int, float, int | None]:
+    """train_critic's steps and eval_every ≥ 1, held_out in (0, 1), batch_size ≥ 1 or None."""
+    return (checks.positive_int(steps, "steps"), checks.positive_int(eval_every, "eval_every"),
+            checks.real(held_out, "held_out", 0.0, 1.0, low_open=True, high_open=True),
+            checks.positive_int(batch_size, "batch_size", optional=True))
+
+
 def train_critic(samples_p, samples_q, bound: str = "r2", hidden=(32, 32), steps: int = 1000,
                  lr: float = 1e-3, batch_size: int | None = 256, held_out: float = 0.5,
                  activation: str = "tanh", eval_every: int = 1,
@@ -182,17 +203,9 @@ def train_critic(samples_p, samples_q, bound: str = "r2", hidden=(32, 32), steps
     Verified by: tests/test_divergences_bounds.py::test_trained_critic_reaches_the_true_kl
     """
     checks.one_of(bound, BOUNDS, "bound")
-    points_p, points_q = _as_points(samples_p, "samples_p"), _as_points(samples_q, "samples_q")
-    if points_p.dtype != points_q.dtype:
-        raise TypeError(f"samples_p and samples_q must share one dtype, got {points_p.dtype} "
-                        f"and {points_q.dtype}")
-    if points_p.shape[1] != points_q.shape[1]:
-        raise ValueError(f"samples_p and samples_q must have the same dimension d, got shapes "
-                         f"{points_p.shape} and {points_q.shape}")
-    steps = checks.positive_int(steps, "steps")
-    eval_every = checks.positive_int(eval_every, "eval_every")
-    held_out = checks.real(held_out, "held_out", 0.0, 1.0, low_open=True, high_open=True)
-    batch_size = checks.positive_int(batch_size, "batch_size", optional=True)
+    points_p, points_q = _check_samples(samples_p, samples_q)
+    steps, eval_every, held_out, batch_size = _check_schedule(steps, eval_every, held_out,
+                                                              batch_size)
     rng = checks.generator(rng, optional=True) or np.random.default_rng(0)
 
     def split(points):

@@ -55,6 +55,17 @@ def _check_probability_vectors(p: np.ndarray, name: str) -> None:
                          f"got a sum of {worst}")
 
 
+def _check_probability_pair(p, q) -> tuple[np.ndarray, np.ndarray]:
+    """p and q as float probability vectors of one shape and dtype."""
+    p, q = _float_array(p, "p"), _float_array(q, "q")
+    _common_dtype(p, q, "p and q")
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, got {p.shape} and {q.shape}")
+    _check_probability_vectors(p, "p")
+    _check_probability_vectors(q, "q")
+    return p, q
+
+
 def _kl_to_mixture_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """p log(p/r) = p log(2p/(p + q)) entry by entry, with 0 · log(0/r) = 0 exactly.
 
@@ -80,12 +91,7 @@ def jensen_shannon_discrete(p, q) -> np.ndarray:
     ::test_discrete_disjoint_supports_give_log_2,
     ::test_discrete_is_bounded_symmetric_and_zero_on_the_diagonal
     """
-    p, q = _float_array(p, "p"), _float_array(q, "q")
-    _common_dtype(p, q, "p and q")
-    if p.shape != q.shape:
-        raise ValueError(f"p and q must have the same shape, got {p.shape} and {q.shape}")
-    _check_probability_vectors(p, "p")
-    _check_probability_vectors(q, "q")
+    p, q = _check_probability_pair(p, q)
     half = p.dtype.type(0.5)
     kl_p = _kl_to_mixture_terms(p, q).sum(axis=-1)
     kl_q = _kl_to_mixture_terms(q, p).sum(axis=-1)

@@ -113,6 +113,14 @@ def _gaussian_parameters(loc, scale) -> tuple[np.ndarray, np.ndarray]:
     return loc, scale
 
 
+def _check_log_density(log_density, points_shape: tuple) -> Tensor:
+    if not isinstance(log_density, Tensor) or log_density.shape != points_shape[:1]:
+        raise ValueError(f"log_target must map points of shape {points_shape} to a Tensor of "
+                         f"shape ({points_shape[0]},), got "
+                         f"{getattr(log_density, 'shape', type(log_density).__name__)}")
+    return log_density
+
+
 def reverse_kl_estimate(log_target, loc: Tensor, log_scale: Tensor, noise: np.ndarray) -> Tensor:
     """Monte Carlo estimate of E_q[log q(z) − log p̃(z)] = KL(q‖p) − log Z, q = N(μ, diag σ²):
 
@@ -127,11 +135,7 @@ def reverse_kl_estimate(log_target, loc: Tensor, log_scale: Tensor, noise: np.nd
     """
     scale = log_scale.exp()
     points = loc + scale * Tensor(noise)
-    log_density = log_target(points)
-    if not isinstance(log_density, Tensor) or log_density.shape != (noise.shape[0],):
-        raise ValueError(f"log_target must map points of shape {noise.shape} to a Tensor of "
-                         f"shape ({noise.shape[0]},), got "
-                         f"{getattr(log_density, 'shape', type(log_density).__name__)}")
+    log_density = _check_log_density(log_target(points), noise.shape)
     negative_entropy = -log_scale.sum() - 0.5 * loc.shape[0] * (1.0 + LOG_2PI)
     return negative_entropy - log_density.mean()
 
@@ -152,9 +156,7 @@ def fit_reverse_kl(log_target, loc, scale, *, steps: int = 1000, samples: int = 
     tests/test_divergences_kl_directions.py::test_reverse_kl_fit_goes_to_the_mode_on_its_side,
     ::test_reverse_kl_fits_from_both_sides_are_mirror_images
     """
-    if not callable(log_target):
-        raise TypeError(f"log_target must be callable, got {type(log_target).__name__}")
-    rng = checks.generator(rng)
+    log_target, rng = checks.function(log_target, "log_target"), checks.generator(rng)
     lr = checks.real(lr, "lr", 0.0, low_open=True)
     steps, samples = checks.positive_int(steps, "steps"), checks.positive_int(samples, "samples")
     loc, scale = _gaussian_parameters(loc, scale)
@@ -190,6 +192,16 @@ def fit_forward_kl(samples) -> GaussianFit:
     tests/test_divergences_kl_directions.py::test_forward_kl_fit_maximizes_the_likelihood,
     ::test_forward_kl_fit_matches_the_mixture_moments
     """
+    array = _check_samples(samples)  # (n, d)
+    loc = array.mean(axis=0)
+    scale = np.sqrt(np.mean((array - loc) ** 2, axis=0))
+    if not np.all(scale > 0):
+        raise ValueError("samples must not be constant in any coordinate (σ would be 0)")
+    return GaussianFit(loc, scale)
+
+
+def _check_samples(samples) -> np.ndarray:
+    """``samples`` as a finite float (n, d) array, n ≥ 2 ((n,) means d = 1)."""
     array = np.asarray(samples)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"samples must be a real array, got dtype {array.dtype}")
@@ -200,11 +212,7 @@ def fit_forward_kl(samples) -> GaussianFit:
     if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1:
         raise ValueError(f"samples must have shape (n,) or (n, d) with n ≥ 2, got {array.shape}")
     checks.finite(array, "samples")
-    loc = array.mean(axis=0)
-    scale = np.sqrt(np.mean((array - loc) ** 2, axis=0))
-    if not np.all(scale > 0):
-        raise ValueError("samples must not be constant in any coordinate (σ would be 0)")
-    return GaussianFit(loc, scale)
+    return array
 
 
 def cross_entropy_from_samples(samples, loc, scale) -> float:
@@ -288,3 +296,15 @@ def forward_kl_1d(log_p, loc, scale, grid) -> np.ndarray:
     ::test_forward_kl_landscape_has_one_minimum_at_the_moments
     """
     return _kl_1d(log_p, loc, scale, grid, reverse=False)
+
+
+def local_minima(landscape: np.ndarray) -> list[tuple[int, int]]:
+    """The interior points (i, j) of a 2-D grid of values strictly below all eight neighbours:
+    the local minima of a (μ, log σ) landscape from ``reverse_kl_1d`` or ``forward_kl_1d``."""
+    found = []
+    for i in range(1, landscape.shape[0] - 1):
+        for j in range(1, landscape.shape[1] - 1):
+            block = landscape[i - 1:i + 2, j - 1:j + 2]
+            if landscape[i, j] == block.min() and np.sum(block == landscape[i, j]) == 1:
+                found.append((i, j))
+    return found

@@ -27,14 +27,8 @@ def uniform_grid(low: float, high: float, n: int = 4001) -> np.ndarray:
     return np.linspace(low, high, checks.integer(n, "n", 3))
 
 
-def trapezoid(values, grid) -> np.ndarray:
-    """∫ f(x) dx ≈ Σ_i (x_{i+1} − x_i)(f_i + f_{i+1})/2 along the last axis of ``values``.
-
-    values : (..., n) the integrand on the grid; finite.
-    grid : (n,) increasing points.
-    Verified by: tests/test_divergences_quadrature.py::test_trapezoid_integrates_a_gaussian_density
-    """
-    values = np.asarray(values)
+def _check_grid(grid, values: np.ndarray) -> np.ndarray:
+    """``grid`` as an increasing 1-D array in the values' float dtype, one point per value."""
     grid = np.asarray(grid, dtype=values.dtype if values.dtype.kind == "f" else np.float64)
     if grid.ndim != 1 or grid.shape[0] < 2:
         raise ValueError(f"grid must be a 1-D array of at least 2 points, got shape {grid.shape}")
@@ -43,5 +37,17 @@ def trapezoid(values, grid) -> np.ndarray:
                          f"got shape {values.shape}")
     if not np.all(np.diff(grid) > 0):
         raise ValueError("grid must be strictly increasing")
+    return grid
+
+
+def trapezoid(values, grid) -> np.ndarray:
+    """∫ f(x) dx ≈ Σ_i (x_{i+1} − x_i)(f_i + f_{i+1})/2 along the last axis of ``values``.
+
+    values : (..., n) the integrand on the grid; finite.
+    grid : (n,) increasing points.
+    Verified by: tests/test_divergences_quadrature.py::test_trapezoid_integrates_a_gaussian_density
+    """
+    values = np.asarray(values)
+    grid = _check_grid(grid, values)
     widths = np.diff(grid)
     return np.sum(widths * (values[..., 1:] + values[..., :-1]), axis=-1) / 2

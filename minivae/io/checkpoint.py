@@ -127,23 +127,9 @@ def write_json(path: PathLike, obj: Any) -> Path:
     return atomic_write(path, write)
 
 
-def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
-                    meta: Mapping[str, Any]) -> Path:
-    """Save named arrays and a JSON-serializable ``meta`` dict as one ``.npz``, atomically.
-
-    The file is an uncompressed ``np.savez`` archive: member ``<name>.npy`` for each array, and
-    ``__meta__.npy``, a 0-d unicode array holding ``meta`` as JSON text, plus the key
-    ``"__sha256__"``: the ``content_digest`` that ``load_checkpoint`` checks.  Written with
-    ``allow_pickle=False``, so it loads without pickle.
-
-    Raises
-    ------
-    TypeError : a key that is not a ``str``, an object-dtype array, or ``meta`` not a dict.
-    ValueError : an empty key, a key containing NUL, the reserved key ``"__meta__"``, the
-        reserved meta key ``"__sha256__"``, or NaN/infinity in ``meta``.
-
-    Verified by: tests/test_checkpoint.py::test_checkpoint_round_trip_is_bit_exact
-    """
+def _check_contents(arrays, meta) -> dict[str, np.ndarray]:
+    """save_checkpoint's arguments checked: the arrays under names a zip member may have, none
+    needing pickle, and meta a dict without the checksum key."""
     if not isinstance(arrays, Mapping):
         raise TypeError(f"save_checkpoint: arrays must be a dict of name -> array, "
                         f"got {type(arrays).__name__}")
@@ -166,6 +152,27 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
     if CHECKSUM_KEY in meta:
         raise ValueError(f"save_checkpoint: meta key {CHECKSUM_KEY!r} is reserved for the "
                          f"content checksum")
+    return checked
+
+
+def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
+                    meta: Mapping[str, Any]) -> Path:
+    """Save named arrays and a JSON-serializable ``meta`` dict as one ``.npz``, atomically.
+
+    The file is an uncompressed ``np.savez`` archive: member ``<name>.npy`` for each array, and
+    ``__meta__.npy``, a 0-d unicode array holding ``meta`` as JSON text, plus the key
+    ``"__sha256__"``: the ``content_digest`` that ``load_checkpoint`` checks.  Written with
+    ``allow_pickle=False``, so it loads without pickle.
+
+    Raises
+    ------
+    TypeError : a key that is not a ``str``, an object-dtype array, or ``meta`` not a dict.
+    ValueError : an empty key, a key containing NUL, the reserved key ``"__meta__"``, the
+        reserved meta key ``"__sha256__"``, or NaN/infinity in ``meta``.
+
+    Verified by: tests/test_checkpoint.py::test_checkpoint_round_trip_is_bit_exact
+    """
+    checked = _check_contents(arrays, meta)  # name -> array
     plain_meta = json.loads(_to_json(dict(meta), "meta"))  # NumPy scalars become numbers
     plain_meta[CHECKSUM_KEY] = content_digest(checked, plain_meta)
     checked[META_KEY] = np.array(_to_json(plain_meta, "meta"))

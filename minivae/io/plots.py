@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from minivae import checks
 from minivae.io.atomic import PathLike, atomic_write
 
 SCREEN_PIXELS_PER_IMAGE_PIXEL = 3  # a 28x28 digit becomes 84x84 on screen
@@ -77,16 +78,11 @@ def image_grid(images: np.ndarray, ncols: int, separator: int = 1,
 
     Verified by: tests/test_plots.py::test_image_grid_places_image_k_at_row_k_div_ncols
     """
-    stack = _as_image_stack(images)
-    if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
-        raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
-    if isinstance(separator, bool) or not isinstance(separator, (int, np.integer)) \
-            or separator < 0:
-        raise ValueError(f"separator must be a non-negative integer, got {separator!r}")
-    if not 0.0 <= separator_value <= 1.0:
-        raise ValueError(f"separator_value must lie in [0, 1], got {separator_value!r}")
+    stack, ncols = _as_image_stack(images), checks.positive_int(ncols, "ncols")
+    separator = checks.integer(separator, "separator", 0)
+    separator_value = checks.real(separator_value, "separator_value", 0.0, 1.0)
     count, height, width = stack.shape
-    cols = min(int(ncols), count)
+    cols = min(ncols, count)
     rows = -(-count // cols)
     grid = np.full((rows * height + (rows - 1) * separator, cols * width + (cols - 1) * separator),
                    separator_value, dtype=np.float64)
@@ -104,10 +100,20 @@ def new_figure(width_pixels: int, height_pixels: int, dpi: int = 100) -> Figure:
     return figure
 
 
-def save_png(figure: Figure, path: PathLike) -> Path:
-    """Write ``figure`` as PNG, atomically, at the pixel size it was created with."""
+def save_png(figure: Figure, path: PathLike, tight_layout: bool = False) -> Path:
+    """Write ``figure`` as PNG, atomically, at the pixel size it was created with; with
+    ``tight_layout`` the axes are first packed so that no label is cut off."""
+    if tight_layout:
+        figure.tight_layout()
     return atomic_write(path, lambda tmp_path: figure.savefig(tmp_path, format="png",
                                                               dpi=figure.dpi))
+
+
+def output_folder(path: PathLike) -> Path:
+    """``path`` as a Path to a folder that exists (created with its parents if missing)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _show_grid(figure: Figure, grid: np.ndarray, rect: Sequence[float]):
@@ -154,12 +160,9 @@ def save_reconstructions(path: PathLike, originals: np.ndarray, reconstructions:
     """
     data = _as_image_stack(originals, "originals")
     decoded = _as_image_stack(reconstructions, "reconstructions")
-    if data.shape != decoded.shape:
-        raise ValueError(f"originals and reconstructions must have the same shape, got "
-                         f"{data.shape} and {decoded.shape}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    pairs = min(int(n), data.shape[0])
+    checks.shape(decoded.shape == data.shape, "reconstructions",
+                 f"{data.shape}, the same shape as originals", decoded.shape)
+    pairs = min(checks.positive_int(n, "n"), data.shape[0])
     per_row = min(RECONSTRUCTION_PAIRS_PER_ROW, pairs)
     blank = np.zeros(data.shape[1:])
 
@@ -183,15 +186,7 @@ def save_reconstructions(path: PathLike, originals: np.ndarray, reconstructions:
     return save_png(figure, path)
 
 
-def save_curve(path: PathLike, epochs: Sequence[float], series: Mapping[str, Sequence[float]],
-               ylabel: str = "ELBO (nats)", title: str | None = None) -> Path:
-    """Write a line plot of each named series against epoch, with legend and grid.
-
-    NaN or infinite values (a diverged run) are drawn as gaps rather than refused, so the
-    plot of a failed run can still be inspected.
-
-    Verified by: tests/test_plots.py::test_save_curve_writes_png
-    """
+def _check_curve(epochs, series) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     x = np.asarray(epochs, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"epochs must be a non-empty 1-D sequence, got shape {x.shape}")
@@ -207,7 +202,19 @@ def save_curve(path: PathLike, epochs: Sequence[float], series: Mapping[str, Seq
         if y.shape != x.shape:
             raise ValueError(f"series {name!r} has shape {y.shape}, but epochs has {x.shape}")
         lines[name] = np.where(np.isfinite(y), y, np.nan)
+    return x, lines
 
+
+def save_curve(path: PathLike, epochs: Sequence[float], series: Mapping[str, Sequence[float]],
+               ylabel: str = "ELBO (nats)", title: str | None = None) -> Path:
+    """Write a line plot of each named series against epoch, with legend and grid.
+
+    NaN or infinite values (a diverged run) are drawn as gaps rather than refused, so the
+    plot of a failed run can still be inspected.
+
+    Verified by: tests/test_plots.py::test_save_curve_writes_png
+    """
+    x, lines = _check_curve(epochs, series)  # lines: name -> values, NaN where not finite
     figure = new_figure(640, 420)
     axes = figure.add_subplot()
     marker = "o" if x.size <= 50 else None  # with few epochs the points themselves matter

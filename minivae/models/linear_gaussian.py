@@ -140,10 +140,7 @@ class LinearGaussian:
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """n draws (x, z) from the joint: z ~ N(0, I), x = Wz + b + σε."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        n, rng = checks.positive_int(n, "n"), checks.generator(rng)
         z = rng.standard_normal((n, self.z_dim)).astype(self.dtype)
         noise = rng.standard_normal((n, self.x_dim)).astype(self.dtype)
         x = z @ self.W.data.T + self.b.data + self.sigma.data * noise

@@ -165,13 +165,11 @@ class VaDE(VAE):
         Verified by: tests/test_models_vade.py::test_initialize_prior_copies_the_fitted_gmm
         """
         z_means = np.asarray(z_means.data if isinstance(z_means, Tensor) else z_means)
-        if z_means.ndim != 2 or z_means.shape[1] != self.z_dim:
-            raise ValueError(f"z_means must have shape (N, {self.z_dim}), got {z_means.shape}")
-        if posterior_scale is not None and not (isinstance(posterior_scale, (int, float))
-                                                and 0 < posterior_scale < math.inf):
-            raise ValueError(f"posterior_scale must be a positive number or None, "
-                             f"got {posterior_scale!r}")
-        gmm = fit_diagonal_gmm(z_means, self.n_clusters, checks.generator(rng), **em_options)
+        checks.shape(z_means.shape[1:] == (self.z_dim,), "z_means", f"(N, {self.z_dim})",
+                     z_means.shape)
+        posterior_scale = checks.positive(posterior_scale, "posterior_scale", number=True,
+                                          optional=True)
+        gmm = fit_diagonal_gmm(z_means, self.n_clusters, rng, **em_options)  # which checks rng
         self.prior_logits.data[...] = np.log(gmm.weights)
         self.prior_means.data[...] = gmm.means
         self.prior_log_vars.data[...] = np.log(gmm.variances)

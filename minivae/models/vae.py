@@ -98,13 +98,17 @@ class VAE(ImageModel):
         Verified by: tests/test_vae.py::test_log_joint_is_likelihood_plus_prior
         """
         x = self._check_x(x)
-        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z))
-        if z.ndim < 2 or z.shape[-1] != self.z_dim or z.shape[-2] != x.shape[0]:
-            raise ValueError(f"z must have shape (..., {x.shape[0]}, {self.z_dim}) for x of "
-                             f"shape {x.shape}, got {z.shape}")
+        z = self._check_z(z, x)
         samples = z.shape[:-1]  # (..., B)
         targets = np.broadcast_to(x.data, (*samples, self.x_dim)).reshape(-1, self.x_dim)
         return self.decode(z.reshape(-1, self.z_dim)).log_prob(targets).reshape(samples)
+
+    def _check_z(self, z, x: Tensor) -> Tensor:
+        """z as a Tensor of shape (..., B, z_dim), B = the rows of x."""
+        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z))
+        checks.shape(z.shape[-2:] == (x.shape[0], self.z_dim), "z",
+                     f"(..., {x.shape[0]}, {self.z_dim}) for x of shape {x.shape}", z.shape)
+        return z
 
     def log_joint(self, x, z) -> Tensor:
         """log p(x, z) = log p(x | z) + log N(z; 0, I), with z as in ``log_likelihood``.

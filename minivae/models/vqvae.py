@@ -226,12 +226,7 @@ class VQVAE(ImageModel):
         A codeword nobody picks keeps e_k ≈ m_k / N_k while N_k ≫ ε and drifts toward 0 after.
         Verified by: tests/test_models_vqvae.py::test_ema_update_matches_a_direct_transcription
         """
-        if not self.ema:
-            raise ValueError("codebook_step needs a model built with ema=True")
-        z_e, codes = np.asarray(z_e, dtype=self.dtype), np.asarray(codes)
-        if z_e.ndim != 2 or z_e.shape[1] != self.code_dim or codes.shape != z_e.shape[:1]:
-            raise ValueError(f"z_e must have shape (N, {self.code_dim}) and codes shape (N,), "
-                             f"got {z_e.shape} and {codes.shape}")
+        z_e, codes = self._check_ema_batch(z_e, codes)  # (N, D), (N,)
         counts = np.bincount(codes, minlength=self.codebook_size).astype(self.dtype)
         sums = np.zeros_like(self.ema_codeword_sum)
         np.add.at(sums, codes, z_e)
@@ -243,6 +238,14 @@ class VQVAE(ImageModel):
         total, eps = self.ema_cluster_size.sum(), self.dtype.type(self.ema_epsilon)
         smoothed = (self.ema_cluster_size + eps) / (total + self.codebook_size * eps) * total
         self.codebook.data[...] = self.ema_codeword_sum / smoothed[:, None]
+
+    def _check_ema_batch(self, z_e, codes) -> tuple[np.ndarray, np.ndarray]:
+        if not self.ema:
+            raise ValueError("codebook_step needs a model built with ema=True")
+        z_e, codes = np.asarray(z_e, dtype=self.dtype), np.asarray(codes)
+        checks.shape(z_e.shape[1:] == (self.code_dim,) and codes.shape == z_e.shape[:1], "z_e",
+                     f"(N, {self.code_dim}) and codes shape (N,)", f"{z_e.shape} and {codes.shape}")
+        return z_e, codes
 
     def restart_codes(self, x, rng: np.random.Generator, codes=None) -> np.ndarray:
         """Move codewords (default: those no row of x picks) onto encoder outputs z_e of x.

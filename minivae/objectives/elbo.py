@@ -66,9 +66,8 @@ def elbo(model, x, rng: np.random.Generator, form: str = "analytic",
     ::test_three_forms_agree_with_the_exact_elbo, ::test_three_forms_have_the_exact_gradient,
     ::test_elbo_is_tight_at_the_exact_posterior
     """
-    form, n_samples = checks.one_of(form, FORMS, "form"), checks.positive_int(n_samples,
-                                                                               "n_samples")
-    rng = checks.generator(rng)
+    form = checks.one_of(form, FORMS, "form")
+    n_samples, rng = checks.positive_int(n_samples, "n_samples"), checks.generator(rng)
     checks.has_methods(model, ("encode", "prior", "log_likelihood", "log_joint"))
     q = reparameterized(model.encode(x))
     z = q.rsample(rng, (n_samples,))  # (S, B, d)

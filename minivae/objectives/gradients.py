@@ -109,11 +109,23 @@ def _score_surrogate(log_p: Tensor, log_q: Tensor, baseline) -> Tensor:
     return f + _score_term(weight, log_q)
 
 
-def _check_options(estimator, allowed, n_samples, baseline) -> None:
+def _check_options(estimator, allowed, n_samples, baseline, rng) -> np.random.Generator:
+    """The estimator's options checked together; returns ``rng``."""
     checks.one_of(estimator, allowed, "estimator"), checks.positive_int(n_samples, "n_samples")
     if baseline is not None and estimator != "score":
         raise ValueError(f"baseline applies to estimator='score' only, got estimator="
                          f"{estimator!r} with baseline={baseline!r}")
+    return checks.generator(rng)
+
+
+def _check_posterior(q, estimator: str) -> Distribution:
+    """``q`` = model.encode(x) if it is a Distribution the estimator can sample."""
+    if not isinstance(q, Distribution):
+        raise TypeError(f"model.encode(x) must return a Distribution, got {type(q).__name__}")
+    if estimator != "score" and not q.has_rsample:
+        raise ValueError(f"estimator={estimator!r} needs a reparameterized sampler, and "
+                         f"{type(q).__name__} has none; use estimator='score'")
+    return q
 
 
 def _check_per_sample(value: Tensor, shape: tuple, name: str) -> Tensor:
@@ -146,15 +158,9 @@ def elbo_surrogate(model, x, rng: np.random.Generator, estimator: str = "pathwis
     ::test_surrogate_value_is_the_elbo_estimate, ::test_score_variance_and_baselines,
     ::test_stl_has_zero_variance_at_the_exact_posterior
     """
-    _check_options(estimator, CONTINUOUS_ESTIMATORS, n_samples, baseline)
-    rng = checks.generator(rng)
+    rng = _check_options(estimator, CONTINUOUS_ESTIMATORS, n_samples, baseline, rng)
     checks.has_methods(model, ("encode", "log_joint"))
-    q = model.encode(x)
-    if not isinstance(q, Distribution):
-        raise TypeError(f"model.encode(x) must return a Distribution, got {type(q).__name__}")
-    if estimator != "score" and not q.has_rsample:
-        raise ValueError(f"estimator={estimator!r} needs a reparameterized sampler, and "
-                         f"{type(q).__name__} has none; use estimator='score'")
+    q = _check_posterior(model.encode(x), estimator)
     shape = (int(n_samples),) + q.batch_shape
     if estimator == "pathwise":
         z = q.rsample(rng, (n_samples,))
@@ -166,18 +172,19 @@ def elbo_surrogate(model, x, rng: np.random.Generator, estimator: str = "pathwis
         z = q.sample(rng, (n_samples,))
         log_p = _check_per_sample(model.log_joint(x, z), shape, "model.log_joint")
         per_sample = _score_surrogate(log_p, q.log_prob(z), baseline)
-    per_sample = _check_per_sample(per_sample, shape, "the ELBO estimate")
-    _check_finite_terms(per_sample)
-    return per_sample.mean(axis=0)
+    return _check_elbo_terms(per_sample, shape).mean(axis=0)
 
 
-def _check_finite_terms(per_sample: Tensor) -> None:
-    """An ELBO term of ±∞ has no gradient (the score estimator would multiply it by ∇ log q)."""
+def _check_elbo_terms(per_sample: Tensor, shape: tuple) -> Tensor:
+    """The (S, B) ELBO terms, finite: a term of ±∞ has no gradient (the score estimator would
+    multiply it by ∇ log q)."""
+    _check_per_sample(per_sample, shape, "the ELBO estimate")
     if not np.isfinite(per_sample.data).all():
         sample, example = np.argwhere(~np.isfinite(per_sample.data))[0][:2]
         raise ValueError(f"x must be a batch the model scores with finite numbers: the ELBO "
                          f"term log p(x, z) − log q(z) of example {example} (draw {sample}) "
                          f"is {per_sample.data[sample, example]}")
+    return per_sample
 
 
 def _one_hot(index: np.ndarray, num_classes: int, dtype) -> Tensor:
@@ -212,14 +219,10 @@ def discrete_elbo_surrogate(log_joint, logits, rng: np.random.Generator,
     ::test_gumbel_softmax_bias_shrinks_with_temperature,
     ::test_straight_through_forward_uses_hard_one_hot_samples
     """
-    _check_options(estimator, DISCRETE_ESTIMATORS, n_samples, baseline)
-    if not callable(log_joint):
-        raise TypeError(f"log_joint must be callable (c_onehot -> (S, B) Tensor), got "
-                        f"{type(log_joint).__name__}")
-    rng = checks.generator(rng)
-    logits = logits if isinstance(logits, Tensor) else as_tensor(logits)
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (batch, classes), got {logits.shape}")
+    rng = _check_options(estimator, DISCRETE_ESTIMATORS, n_samples, baseline, rng)
+    log_joint = checks.function(log_joint, "log_joint", "c_onehot -> (S, B) Tensor")
+    logits = as_tensor(logits)
+    checks.shape(logits.ndim == 2, "logits", "(batch, classes)", logits.shape)
     shape = (int(n_samples), logits.shape[0])
     q = Categorical(logits=logits)
     if estimator == "score":

@@ -129,6 +129,12 @@ def _kl_to_prior(q: Independent, prior: Distribution, z: Tensor) -> Tensor:
         return (q.log_prob(z) - prior.log_prob(z)).mean(axis=0)
 
 
+def _check_lr(lr, final_lr) -> tuple[float, float]:
+    """The step sizes, positive; final_lr None means a constant lr."""
+    lr = checks.positive(lr, "lr", number=True)
+    return lr, checks.positive(final_lr, "final_lr", number=True, optional=True) or lr
+
+
 def svi_fit(x, model, rng: np.random.Generator, steps: int = 1000, lr: float = 1e-2,
             n_samples: int = 1, init=None, progress: bool = False,
             final_lr: float | None = None) -> SVIResult:
@@ -151,11 +157,9 @@ def svi_fit(x, model, rng: np.random.Generator, steps: int = 1000, lr: float = 1
     Verified by: tests/test_objectives_svi.py::test_svi_reaches_the_best_diagonal_gaussian,
     tests/test_objectives_svi.py::test_svi_reaches_log_marginal_when_the_posterior_is_diagonal
     """
-    x = _check_x(x, model)
-    rng, steps = checks.generator(rng), checks.positive_int(steps, "steps")
+    x, rng, steps = _check_x(x, model), checks.generator(rng), checks.positive_int(steps, "steps")
     n_samples = checks.positive_int(n_samples, "n_samples")
-    lr = checks.positive(lr, "lr", number=True)
-    final_lr = lr if final_lr is None else checks.positive(final_lr, "final_lr", number=True)
+    lr, final_lr = _check_lr(lr, final_lr)
     prior = model.prior()
     loc0, log_scale0 = _initial_parameters(init, x.shape[0], prior.event_shape[0], model.dtype)
     loc = Tensor(loc0, requires_grad=True)

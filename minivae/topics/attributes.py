@@ -60,21 +60,29 @@ def apply_attribute(model, x, vector, scales) -> np.ndarray:
     ::test_thick_minus_thin_vector_adds_ink, ::test_scale_zero_is_the_reconstruction
     """
     codes = encoder_means(model, x)  # (B, d)
-    vector = np.asarray(vector)
-    if vector.shape != codes.shape[1:]:
-        raise ValueError(f"vector must have shape {codes.shape[1:]} (the code size), got "
-                         f"{vector.shape}")
-    checks.finite(vector, "vector")
-    scales = np.asarray(scales, dtype=np.float64)
-    if scales.ndim != 1 or scales.size == 0 or not np.all(np.isfinite(scales)):
-        raise ValueError(f"scales must be a non-empty 1-D sequence of finite numbers, got "
-                         f"{scales!r}")
+    vector, scales = _check_vector(vector, codes.shape[1:]), _check_scales(scales)
     moved = codes[None] + (scales[:, None, None] * vector).astype(codes.dtype)  # (S, B, d)
     flat = moved.reshape(-1, codes.shape[1])
     with no_grad():
         decoded = [model.decode(Tensor(flat[start:start + ROWS_PER_BATCH])).mean.data
                    for start in range(0, len(flat), ROWS_PER_BATCH)]
     return np.concatenate(decoded).reshape(len(scales), len(codes), -1)
+
+
+def _check_vector(vector, code_shape: tuple) -> np.ndarray:
+    vector = np.asarray(vector)
+    checks.shape(vector.shape == code_shape, "vector", f"{code_shape} (the code size)",
+                 vector.shape)
+    checks.finite(vector, "vector")
+    return vector
+
+
+def _check_scales(scales) -> np.ndarray:
+    scales = np.asarray(scales, dtype=np.float64)
+    if scales.ndim != 1 or scales.size == 0 or not np.all(np.isfinite(scales)):
+        raise ValueError(f"scales must be a non-empty 1-D sequence of finite numbers, got "
+                         f"{scales!r}")
+    return scales
 
 
 def ink_mass(x) -> np.ndarray:
@@ -91,11 +99,9 @@ def ink_groups(x, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     Ties are broken by position (a stable sort), so the split is deterministic.
     Verified by: tests/test_attributes.py::test_ink_groups_are_the_extremes_of_ink_mass
     """
-    x = _check_images(x, "x")
-    fraction = checks.real(fraction, "fraction", 0.0, 0.5, low_open=True)
+    x, fraction = _check_images(x, "x"), checks.real(fraction, "fraction", 0.0, 0.5, low_open=True)
     size = int(fraction * len(x))
-    if size < 1:
-        raise ValueError(f"fraction {fraction} of {len(x)} images leaves an empty group")
+    checks.require(size >= 1, "fraction", f"≥ 1/{len(x)} (less leaves an empty group)", fraction)
     order = np.argsort(ink_mass(x), kind="stable")
     return x[order[:size]], x[order[-size:]]
 
@@ -106,12 +112,7 @@ def label_groups(x, labels, a, b) -> tuple[np.ndarray, np.ndarray]:
     Verified by: tests/test_attributes.py::test_label_groups_select_by_label
     """
     x = _check_images(x, "x")
-    labels = np.asarray(labels)
-    if labels.shape != (len(x),):
-        raise ValueError(f"labels must have shape ({len(x)},) (one per row of x), got "
-                         f"{labels.shape}")
-    if a == b:
-        raise ValueError(f"a and b must be different labels, got {a!r} twice")
+    labels = _check_labels(labels, len(x), a, b)
     groups = []
     for name, label in (("a", a), ("b", b)):
         rows = x[labels == label]
@@ -119,6 +120,14 @@ def label_groups(x, labels, a, b) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"no row of x has label {name} = {label!r}")
         groups.append(rows)
     return groups[0], groups[1]
+
+
+def _check_labels(labels, rows: int, a, b) -> np.ndarray:
+    labels = np.asarray(labels)
+    checks.shape(labels.shape == (rows,), "labels", f"({rows},) (one per row of x)", labels.shape)
+    if a == b:
+        raise ValueError(f"a and b must be different labels, got {a!r} twice")
+    return labels
 
 
 def _check_images(x, name: str) -> np.ndarray:

@@ -41,14 +41,7 @@ def linear_assignment(cost) -> tuple[np.ndarray, np.ndarray]:
     Verified by: tests/test_models_vade.py::test_linear_assignment_matches_scipy,
     ::test_linear_assignment_is_optimal_by_enumeration
     """
-    cost = np.asarray(cost)
-    if cost.ndim != 2:
-        raise ValueError(f"cost must be a 2-D matrix, got shape {cost.shape}")
-    if not np.issubdtype(cost.dtype, np.number) or np.iscomplexobj(cost):
-        raise TypeError(f"cost must hold real numbers, got dtype {cost.dtype}")
-    cost = cost.astype(np.float64)
-    if not np.all(np.isfinite(cost)):
-        raise ValueError("cost must be finite (every row–column pair must be allowed)")
+    cost = _check_cost(cost)
     if cost.shape[0] > cost.shape[1]:
         cols, rows = linear_assignment(cost.T)
         order = np.argsort(rows)
@@ -85,6 +78,19 @@ def linear_assignment(cost) -> tuple[np.ndarray, np.ndarray]:
                 break
             col = previous
     return np.arange(n), col_of_row.copy()
+
+
+def _check_cost(cost) -> np.ndarray:
+    """``cost`` as a finite float64 (n, m) matrix (a TypeError for what is not real numbers)."""
+    cost = np.asarray(cost)
+    if cost.ndim != 2:
+        raise ValueError(f"cost must be a 2-D matrix, got shape {cost.shape}")
+    if not np.issubdtype(cost.dtype, np.number) or np.iscomplexobj(cost):
+        raise TypeError(f"cost must hold real numbers, got dtype {cost.dtype}")
+    cost = cost.astype(np.float64)
+    if not np.all(np.isfinite(cost)):
+        raise ValueError("cost must be finite (every row–column pair must be allowed)")
+    return cost
 
 
 def match_clusters_to_labels(labels, clusters) -> dict[int, int]:
@@ -197,6 +203,16 @@ def fit_diagonal_gmm(points, n_components: int, rng: np.random.Generator,
     Verified by: tests/test_models_vade.py::test_gmm_em_never_lowers_the_likelihood,
     ::test_gmm_fit_recovers_separated_components, ::test_gmm_restarts_keep_the_most_likely_fit
     """
+    points, rng = _check_points(points), checks.generator(rng)
+    n_components, n_init, iterations, kmeans_steps, tolerance, variance_floor = _check_em_options(
+        n_components, len(points), n_init, iterations, kmeans_steps, tolerance, variance_floor)
+    fits = [_fit_once(points, n_components, rng, iterations, kmeans_steps, tolerance,
+                      variance_floor) for _ in range(n_init)]
+    return max(fits, key=lambda gmm: gmm.log_likelihoods[-1])
+
+
+def _check_points(points) -> np.ndarray:
+    """``points`` as a finite float64 (N, d) array, d ≥ 1, small enough to square."""
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or not np.all(np.isfinite(points)):
         raise ValueError(f"points must be a finite 2-D array (N, d), got shape {points.shape}")
@@ -208,19 +224,21 @@ def fit_diagonal_gmm(points, n_components: int, rng: np.random.Generator,
             > math.log(np.finfo(np.float64).max / 4):
         raise ValueError(f"points are too large for squared distances in float64 (largest "
                          f"|x| = {largest:g}); rescale them")
+    return points
+
+
+def _check_em_options(n_components, n_points, n_init, iterations, kmeans_steps, tolerance,
+                      variance_floor) -> tuple[int, int, int, int, float, float]:
+    """fit_diagonal_gmm's settings, checked and converted, in the order they came."""
     n_components = checks.integer(n_components, "n_components", 1)
-    checks.require(n_components <= len(points), "n_components",
-                   f"at most the number of points, {len(points)}", n_components)
-    n_init = checks.integer(n_init, "n_init", 1)
-    iterations = checks.integer(iterations, "iterations", 1)
-    kmeans_steps = checks.integer(kmeans_steps, "kmeans_steps", 0)
-    tolerance = checks.real(tolerance, "tolerance", 0.0)
-    # a positive floor keeps every variance, hence every log-density, finite
-    variance_floor = checks.real(variance_floor, "variance_floor", np.finfo(np.float64).tiny)
-    rng = checks.generator(rng)
-    fits = [_fit_once(points, n_components, rng, iterations, kmeans_steps, tolerance,
-                      variance_floor) for _ in range(n_init)]
-    return max(fits, key=lambda gmm: gmm.log_likelihoods[-1])
+    checks.require(n_components <= n_points, "n_components",
+                   f"at most the number of points, {n_points}", n_components)
+    return (n_components, checks.integer(n_init, "n_init", 1),
+            checks.integer(iterations, "iterations", 1),
+            checks.integer(kmeans_steps, "kmeans_steps", 0),
+            checks.real(tolerance, "tolerance", 0.0),
+            # a positive floor keeps every variance, hence every log-density, finite
+            checks.real(variance_floor, "variance_floor", np.finfo(np.float64).tiny))
 
 
 def _fit_once(points, n_components, rng, iterations, kmeans_steps, tolerance, variance_floor):

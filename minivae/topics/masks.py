@@ -49,6 +49,13 @@ def _check_mask_type(mask_type, argument: str = "mask_type") -> str:
     return mask_type
 
 
+def _check_mask_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf":
+        raise TypeError(f"dtype must be a boolean, integer or float dtype, got {dtype}")
+    return dtype
+
+
 def causal_mask(kernel_size: int, mask_type: str, dtype=np.int8) -> np.ndarray:
     """The (k, k) PixelCNN mask of type 'A' or 'B', entries 0 and 1.
 
@@ -66,11 +73,8 @@ def causal_mask(kernel_size: int, mask_type: str, dtype=np.int8) -> np.ndarray:
     Verified by: tests/test_masks.py::test_masks_match_the_notes_for_k3
     Verified by: tests/test_masks.py::test_mask_is_raster_causal_for_every_odd_size
     """
-    kernel_size = _check_kernel_size(kernel_size)
-    mask_type = _check_mask_type(mask_type)
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "biuf":
-        raise TypeError(f"dtype must be a boolean, integer or float dtype, got {dtype}")
+    kernel_size, mask_type = _check_kernel_size(kernel_size), _check_mask_type(mask_type)
+    dtype = _check_mask_dtype(dtype)
     centre = (kernel_size - 1) // 2
     rows, cols = np.indices((kernel_size, kernel_size))
     allowed = (rows < centre) | ((rows == centre) & (cols < centre))
@@ -103,6 +107,17 @@ def _check_mask_types(mask_types) -> tuple[str, ...]:
     return tuple(_check_mask_type(t, f"mask_types[{i}]") for i, t in enumerate(mask_types))
 
 
+def _check_pixel(pixel, height: int, width: int) -> tuple[int, int]:
+    if (not isinstance(pixel, Sequence) or len(pixel) != 2
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in pixel)):
+        raise TypeError(f"pixel must be a (row, col) pair of ints, got {pixel!r}")
+    row, col = int(pixel[0]), int(pixel[1])
+    if not (0 <= row < height and 0 <= col < width):
+        raise ValueError(f"pixel must lie in the {height}×{width} map with 0-based indices "
+                         f"0 ≤ row < {height}, 0 ≤ col < {width}; got {(row, col)}")
+    return row, col
+
+
 def receptive_field(height: int, width: int, pixel: tuple[int, int], mask_types,
                     kernel_size: int = 3) -> np.ndarray:
     """Which input pixels the output at ``pixel`` depends on, through a stack of masked layers.
@@ -124,15 +139,8 @@ def receptive_field(height: int, width: int, pixel: tuple[int, int], mask_types,
     Verified by: tests/test_masks.py::test_any_mask_a_hides_the_pixel_and_all_b_keeps_it
     """
     height, width = checks.int_at_least(height, "height"), checks.int_at_least(width, "width")
-    kernel_size = _check_kernel_size(kernel_size)
-    layers = _check_mask_types(mask_types)
-    if (not isinstance(pixel, Sequence) or len(pixel) != 2
-            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in pixel)):
-        raise TypeError(f"pixel must be a (row, col) pair of ints, got {pixel!r}")
-    row, col = int(pixel[0]), int(pixel[1])
-    if not (0 <= row < height and 0 <= col < width):
-        raise ValueError(f"pixel must lie in the {height}×{width} map with 0-based indices "
-                         f"0 ≤ row < {height}, 0 ≤ col < {width}; got {(row, col)}")
+    kernel_size, layers = _check_kernel_size(kernel_size), _check_mask_types(mask_types)
+    row, col = _check_pixel(pixel, height, width)
 
     depends = np.zeros((height, width), dtype=bool)
     depends[row, col] = True
@@ -148,6 +156,20 @@ def receptive_field(height: int, width: int, pixel: tuple[int, int], mask_types,
     return depends
 
 
+def _check_image_and_kernel(image, kernel) -> tuple[np.ndarray, np.ndarray]:
+    """An (H, W) image and a (k, k) kernel, float arrays of one dtype."""
+    image, kernel = np.asarray(image), np.asarray(kernel)
+    if image.ndim != 2 or 0 in image.shape:
+        raise ValueError(f"image must be a non-empty 2-D array (H, W), got shape {image.shape}")
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
+        raise ValueError(f"kernel must be a square 2-D array (k, k), got shape {kernel.shape}")
+    for name, array in (("image", image), ("kernel", kernel)):
+        if array.dtype.kind != "f":
+            raise TypeError(f"{name} must be a float array, got dtype {array.dtype}")
+    checks.same_dtype(image, kernel, "image and kernel")
+    return image, kernel
+
+
 def masked_cross_correlation(image: np.ndarray, kernel: np.ndarray, mask_type: str) -> np.ndarray:
     """One masked single-channel layer: y = (M ⊙ W) ⋆ x with zero padding (k − 1)/2.
 
@@ -157,20 +179,9 @@ def masked_cross_correlation(image: np.ndarray, kernel: np.ndarray, mask_type: s
 
     Verified by: tests/test_masks.py::test_masked_cross_correlation_matches_the_sum
     """
-    image = np.asarray(image)
-    kernel = np.asarray(kernel)
-    if image.ndim != 2 or 0 in image.shape:
-        raise ValueError(f"image must be a non-empty 2-D array (H, W), got shape {image.shape}")
-    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
-        raise ValueError(f"kernel must be a square 2-D array (k, k), got shape {kernel.shape}")
-    for name, array in (("image", image), ("kernel", kernel)):
-        if array.dtype.kind != "f":
-            raise TypeError(f"{name} must be a float array, got dtype {array.dtype}")
-    if image.dtype != kernel.dtype:
-        raise TypeError(f"image and kernel must share a dtype, got {image.dtype} and "
-                        f"{kernel.dtype}")
-    kernel_size = _check_kernel_size(kernel.shape[0])
-    masked = kernel * causal_mask(kernel_size, mask_type)
+    image, kernel = _check_image_and_kernel(image, kernel)
+    kernel_size = kernel.shape[0]
+    masked = kernel * causal_mask(kernel_size, mask_type)  # which checks that k is odd
     centre = (kernel_size - 1) // 2
     padded = np.pad(image, centre)
     height, width = image.shape

@@ -1,9 +1,10 @@
 """Fused primitives: several elementary ops computed by one kernel, with one hand-written VJP.
 
 Each is mathematically a composition of the primitives in this package (the docstrings say
-which), and the tests check that the fused result and gradient equal the composed ones.  Fusing
-saves the temporaries and the separate passes over memory that the composition would make; the
-kernels themselves live in ``minivae.kernels`` (NumPy reference, numba, C).
+which; the call sites in nn.py, distributions/ and optim.py write that composition out beside
+the call), and the tests check that the fused result and gradient equal the composed ones.
+Fusing saves the temporaries and the separate passes over memory that the composition would
+make; the kernels themselves live in ``minivae.kernels`` (Python loops, numba, C).
 
 Verified by: tests/test_fused_ops.py::test_fused_ops_equal_their_compositions,
 tests/test_fused_ops.py::test_fused_op_gradients
@@ -56,12 +57,7 @@ def bernoulli_log_prob(logits, x) -> Tensor:
     in the same pass as the value (only when a gradient is needed).
     """
     logits = as_tensor(logits)
-    x = np.asarray(x.data if isinstance(x, Tensor) else x)
-    if logits.ndim != 2 or x.shape != logits.shape:
-        raise ValueError(f"logits and x must be 2-D of one shape, got {logits.shape} and "
-                         f"{x.shape}")
-    if x.dtype != logits.dtype:
-        raise TypeError(f"x must have the logits' dtype {logits.dtype}, got {x.dtype}")
+    x = np.asarray(x.data if isinstance(x, Tensor) else x)  # the kernel checks shapes, dtypes
     need_grad = is_grad_enabled() and logits.requires_grad
     grad_logits = np.empty_like(logits.data) if need_grad else None
     value = kernels.bernoulli_log_prob(logits.data, x, grad_logits)
@@ -80,12 +76,7 @@ def reparameterize_kl(loc, log_var, eps: np.ndarray) -> tuple[Tensor, Tensor]:
     Tensors; each has its own VJP and their gradients add up at μ and log σ².
     """
     loc, log_var = binary_operands(loc, log_var)
-    eps = np.asarray(eps)
-    if loc.ndim != 2 or log_var.shape != loc.shape or eps.shape != loc.shape:
-        raise ValueError(f"loc, log_var and eps must be 2-D of one shape, got {loc.shape}, "
-                         f"{log_var.shape}, {eps.shape}")
-    if eps.dtype != loc.dtype:
-        raise TypeError(f"eps must have dtype {loc.dtype}, got {eps.dtype}")
+    eps = np.asarray(eps)  # the kernel checks shapes and dtypes (kernels/contract.py)
     z, kl, std = kernels.reparameterize_kl_forward(loc.data, log_var.data, eps)
 
     def vjp_z(g):

@@ -26,6 +26,15 @@ def _check_square(a: np.ndarray, name: str) -> int:
     return a.shape[-1]
 
 
+def _check_symmetric(a: np.ndarray, name: str) -> None:
+    """Square in its last two axes and symmetric to a few ulps of its largest entry."""
+    _check_square(a, name)
+    tolerance = 64 * np.finfo(a.dtype).eps * np.max(np.abs(a), initial=0.0)
+    if not np.all(np.abs(a - _mT(a)) <= tolerance):  # NaN fails here too
+        raise ValueError(f"{name} must be symmetric positive definite; it is not symmetric "
+                         f"(largest |{name} − {name}ᵀ| = {np.nanmax(np.abs(a - _mT(a))):.3g})")
+
+
 def _substitute(M: np.ndarray, B: np.ndarray, lower: bool) -> np.ndarray:
     """X with M X = B, M (..., n, n) triangular, B (..., n, k); only M's triangle is read.
 
@@ -126,12 +135,7 @@ def cholesky(A) -> Tensor:
     tests/test_linalg_ops.py::test_log_determinant_gradient_is_the_inverse
     """
     A = as_tensor(A)
-    _check_square(A.data, "A")
-    scale = np.max(np.abs(A.data), initial=0.0)
-    tolerance = 64 * np.finfo(A.dtype).eps * scale
-    if not np.all(np.abs(A.data - _mT(A.data)) <= tolerance):  # NaN fails here too
-        raise ValueError(f"A must be symmetric positive definite; it is not symmetric "
-                         f"(largest |A − Aᵀ| = {np.nanmax(np.abs(A.data - _mT(A.data))):.3g})")
+    _check_symmetric(A.data, "A")
     try:
         L = np.linalg.cholesky(A.data)
     except np.linalg.LinAlgError:
