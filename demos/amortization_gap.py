@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivae import checks
 from minivae.data import binarize_dynamic
 from minivae.engine.tensor import no_grad
 from minivae.io.checkpoint import write_json
@@ -100,14 +101,11 @@ def save_picture(path: Path, per_digit: dict, rows: dict) -> Path:
     right.set_ylabel("nats (mean over digits)")
     right.set_title("where the ELBO loses")
     right.grid(True, axis="y", alpha=0.4)
-    figure.tight_layout()
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def main(args: argparse.Namespace) -> dict:
-    if args.n < 2:
-        raise ValueError(f"--n must be at least 2 (a standard error needs two digits), "
-                         f"got {args.n}")
+    checks.int_at_least(args.n, "--n (a standard error needs two digits)", 2)
     out = Path(args.out)
     config = TrainConfig(dataset="mnist-5k", epochs=args.epochs, batch_size=100, z_dim=10,
                          hidden=(200,), activation="tanh", seed=args.seed,

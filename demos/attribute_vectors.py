@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from minivae.data import binarize_dynamic, load_dataset, minibatches
-from minivae.io.plots import save_image_grid
+from minivae.io.plots import output_folder, save_image_grid
 from minivae.models import VAE
 from minivae.optim import Adam
 from minivae.topics.attributes import (
@@ -95,8 +94,7 @@ def picture(decoded: np.ndarray, rows: int) -> np.ndarray:
 
 
 def main(args: argparse.Namespace) -> dict:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     digit_a, digit_b = args.digits
     train, test = (load_dataset(args.dataset, split, root=args.data_root)
                    for split in ("train", "test"))

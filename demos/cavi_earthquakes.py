@@ -32,6 +32,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.patches import Circle
 
+from minivae import checks
 from minivae.cavi.poisson_gaussian import PoissonGaussianMixture
 from minivae.io.plots import new_figure, save_png
 
@@ -124,8 +125,7 @@ def cluster_figure(path: Path, X, S, fit, model, truth) -> Path:
     right.set_ylabel("share of the component's events")
     right.set_title("strengths by most likely component")
     right.legend(fontsize=8)
-    figure.tight_layout()
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def elbo_figure(path: Path, history: np.ndarray) -> Path:
@@ -147,15 +147,11 @@ def elbo_figure(path: Path, history: np.ndarray) -> Path:
     right.set_ylabel("final ELBO − ELBO")
     right.set_title("distance to the converged value")
     right.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def main(args: argparse.Namespace) -> dict:
-    if args.K < 1:
-        raise ValueError(f"--K must be at least 1, got {args.K}")
-    if args.cluster_sd <= 0:
-        raise ValueError(f"--cluster-sd must be positive, got {args.cluster_sd}")
+    checks.int_at_least(args.K, "--K"), checks.positive(args.cluster_sd, "--cluster-sd")
     rng = np.random.default_rng(args.seed)
     pi = np.full(args.K, 1.0 / args.K)
     tau = 1.0 / args.cluster_sd ** 2

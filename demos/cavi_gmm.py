@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from minivae import checks
 from minivae.cavi.bayesian_gmm import BayesianGaussianMixture, kmeans_plusplus_responsibilities
-from minivae.io.plots import new_figure, save_png
+from minivae.io.plots import new_figure, output_folder, save_png
 
 USED = 0.01  # components with a larger expected weight are drawn and called "used"
 
@@ -126,8 +127,7 @@ def elbo_figure(path: Path, fitted, sk) -> Path:
     axes.set_ylabel("E[π_k] = α_k / Σ α")
     axes.set_title("weights: unneeded components are emptied")
     axes.legend()
-    figure.tight_layout()
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def clusters_figure(path: Path, X, labels, names, fitted, sk) -> Path:
@@ -156,8 +156,7 @@ def clusters_figure(path: Path, X, labels, names, fitted, sk) -> Path:
         axes.set_xlabel("principal component 1")
         if column == 0:
             axes.set_ylabel("principal component 2")
-    figure.tight_layout()
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def print_table(fitted, sk, X, labels, names) -> None:
@@ -189,8 +188,9 @@ def print_table(fitted, sk, X, labels, names) -> None:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    if args.K < 1 or args.alpha0 <= 0 or args.max_iter < 2 or args.restarts < 1:
-        raise ValueError("need --K ≥ 1, --alpha0 > 0, --max-iter ≥ 2 and --restarts ≥ 1")
+    checks.int_at_least(args.K, "--K"), checks.positive(args.alpha0, "--alpha0")
+    checks.int_at_least(args.max_iter, "--max-iter", 2), checks.int_at_least(args.restarts,
+                                                                             "--restarts")
     X, labels, names = load_data(np.random.default_rng(args.seed))
     model = BayesianGaussianMixture(args.K, weight_concentration_prior=args.alpha0)
     best = None
@@ -203,8 +203,7 @@ def main(args: argparse.Namespace) -> list[Path]:
             best = r0, fitted
     r0, fitted = best
     sk = scikit_learn_fit(args, r0, X, fitted.n_iter - 1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     print_table(fitted, sk, X, labels, names)
     return [elbo_figure(out / "elbo.png", fitted, sk),
             clusters_figure(out / "clusters.png", X, labels, names, fitted, sk)]

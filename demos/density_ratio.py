@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivae import checks
 from minivae.distributions import Normal
 from minivae.divergences.discriminator import (
     LogisticDiscriminator,
@@ -26,7 +27,7 @@ from minivae.divergences.discriminator import (
 )
 from minivae.divergences.jensen_shannon import jensen_shannon_1d
 from minivae.divergences.quadrature import uniform_grid
-from minivae.io.plots import new_figure, save_png
+from minivae.io.plots import new_figure, output_folder, save_png
 
 LOC1, SCALE1, LOC0, SCALE0 = 1.0, 0.8, 0.0, 1.3
 
@@ -131,12 +132,8 @@ def jensen_shannon_figure(path: Path) -> Path:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    if args.n < 100:
-        raise ValueError(f"--n must be at least 100, got {args.n}")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be positive, got {args.steps}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    checks.int_at_least(args.n, "--n", 100), checks.int_at_least(args.steps, "--steps")
+    out = output_folder(args.out)
     rng = np.random.default_rng(args.seed)
     return [density_ratio_figure(out / "density_ratio.png", args.n, args.steps, rng,
                                  not args.no_progress),

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae import Tensor, kl_divergence, logsumexp
+from minivae import Tensor, checks, kl_divergence, logsumexp
 from minivae.distributions import Normal
 from minivae.divergences.bounds import train_critic
 from minivae.engine.tensor import no_grad
-from minivae.io.plots import new_figure, save_png
+from minivae.io.plots import new_figure, output_folder, save_png
 
 # p and q of the 2-D case: independent coordinates, so KL is the sum of the 1-D KLs.
 LOC_P_2D, SCALE_P_2D = np.array([1.0, -0.5]), np.array([0.8, 1.2])
@@ -76,10 +76,8 @@ def critic_on(critic, x: np.ndarray) -> np.ndarray:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    if args.n < 100 or args.steps < 1:
-        raise ValueError(f"--n must be ≥ 100 and --steps ≥ 1, got {args.n} and {args.steps}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    checks.int_at_least(args.n, "--n", 100), checks.int_at_least(args.steps, "--steps")
+    out = output_folder(args.out)
     rng = np.random.default_rng(args.seed)
 
     p2 = LOC_P_2D + SCALE_P_2D * rng.standard_normal((args.n, 2))

@@ -219,8 +219,7 @@ def draw_latent_space(path: Path, moments: dict, labels: np.ndarray, shown: np.n
         axes.set_xlabel("z₁")
         axes.set_ylabel("z₂")
         axes.set_aspect("equal", adjustable="datalim")
-    figure.tight_layout()
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def draw_posteriors(path: Path, exact: dict, moments: dict, shown, labels) -> Path:
@@ -245,8 +244,7 @@ def draw_posteriors(path: Path, exact: dict, moments: dict, shown, labels) -> Pa
                 axes.set_ylabel(run.replace("_", " "), fontsize=10)
     figure.suptitle("p(z|x) on a grid (blue: its 39% and 86% regions) and q(z|x)'s 1σ and 2σ "
                     "ellipses (red)", fontsize=11)
-    figure.tight_layout()
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def summarize(values: np.ndarray) -> list[float]:

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from minivae import checks
 from minivae.data import binarize_dynamic, load_dataset
 from minivae.distributions import DiagonalNormal
 from minivae.engine.tensor import Tensor, no_grad
-from minivae.io.plots import new_figure, save_png
+from minivae.io.plots import new_figure, output_folder, save_png
 from minivae.models import VAE
 from minivae.objectives.gradients import elbo_surrogate
 from minivae.optim import Adam
@@ -110,20 +111,14 @@ def plot(path: Path, table: list[dict]) -> Path:
     axes.set_xlabel("training step")
     axes.set_ylabel("ELBO (nats per image)")
     axes.set_title("ELBO on the fixed batch (pathwise training)")
-    figure.tight_layout()
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def main(args: argparse.Namespace) -> list[dict]:
     for name in ("steps", "every", "batch_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got "
-                             f"{getattr(args, name)}")
-    if args.replicas < 2:
-        raise ValueError(f"--replicas must be at least 2 (a variance needs two), got "
-                         f"{args.replicas}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+        checks.int_at_least(getattr(args, name), f"--{name.replace('_', '-')}")
+    checks.int_at_least(args.replicas, "--replicas (a variance needs two)", 2)
+    out = output_folder(args.out)
     rng = np.random.default_rng(args.seed)
     pixels = load_dataset("mnist-5k", "train").pixels(np.float32)
     probe = binarize_dynamic(pixels[rng.choice(len(pixels), PROBE_BATCH, replace=False)], rng)

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy.special import logsumexp
 
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
-from minivae.io.plots import save_curve, save_image_grid, save_reconstructions
+from minivae.io.plots import output_folder, save_curve, save_image_grid, save_reconstructions
 from minivae.models.categorical_vae import CategoricalVAE
 from minivae.optim import Adam
 
@@ -61,8 +60,7 @@ def mean_in_batches(function, x: np.ndarray, batch_size: int = 500) -> float:
 
 
 def main(args: argparse.Namespace) -> dict:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     model_rng, data_rng, noise_rng = np.random.default_rng(args.seed).spawn(3)
     train_pixels = load_dataset(args.dataset, "train", root=args.data_root).pixels(np.float32)
     if args.max_train:  # a random subset: the files may be sorted by class

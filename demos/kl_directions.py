@@ -19,16 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
+from minivae import checks
 from minivae.distributions import GaussianMixture
 from minivae.divergences.kl_directions import (
     fit_forward_kl,
     fit_reverse_kl,
     format_kl_access_table,
     forward_kl_1d,
+    local_minima,
     reverse_kl_1d,
 )
 from minivae.divergences.quadrature import uniform_grid
-from minivae.io.plots import new_figure, save_png
+from minivae.io.plots import new_figure, output_folder, save_png
 
 STARTS = (("started left", -1.0, 0.5, "tab:blue"), ("started right", 1.0, 0.5, "tab:red"),
           ("started wide", 2.0, 5.0, "tab:purple"))
@@ -47,17 +49,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser.parse_args(argv)
-
-
-def local_minima(values: np.ndarray) -> list[tuple[int, int]]:
-    """Interior grid points strictly below their eight neighbours."""
-    found = []
-    for i in range(1, values.shape[0] - 1):
-        for j in range(1, values.shape[1] - 1):
-            block = values[i - 1:i + 2, j - 1:j + 2]
-            if values[i, j] == block.min() and np.sum(block == values[i, j]) == 1:
-                found.append((i, j))
-    return found
 
 
 def fits_figure(path, grid, density, fits, forward, m, s) -> Path:
@@ -123,12 +114,9 @@ def landscape_figure(path, mus, log_sigmas, reverse, forward, fits, moments) -> 
 
 def main(args: argparse.Namespace) -> list[Path]:
     m, s = args.separation, args.width
-    if not (m > 0 and s > 0):
-        raise ValueError(f"--separation and --width must be positive, got {m} and {s}")
-    if args.resolution < 5:
-        raise ValueError(f"--resolution must be at least 5, got {args.resolution}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    checks.positive(m, "--separation"), checks.positive(s, "--width")
+    checks.int_at_least(args.resolution, "--resolution", 5)
+    out = output_folder(args.out)
     rng = np.random.default_rng(args.seed)
     target = GaussianMixture(np.zeros(2), np.array([[-m], [m]]), np.array([[s], [s]]))
     print(format_kl_access_table(), end="\n\n")

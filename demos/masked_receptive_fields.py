@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
-from minivae.io.plots import new_figure, save_png
+from minivae.io.plots import new_figure, output_folder, save_png
 from minivae.topics.masks import causal_mask, receptive_field
 
 FIELD_COLOUR = "#4c8bd6"
@@ -149,8 +149,7 @@ def blind_spot_figure(path: Path) -> tuple[Path, list[tuple[str, int, np.ndarray
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     pixel = (2, 2)
     for mask_type in "AB":
         print(f"mask {mask_type}:\n{causal_mask(3, mask_type)}\n")

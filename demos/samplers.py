@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from minivae import checks
 from minivae.distributions import (
     Categorical,
     Exponential,
     MultivariateNormal,
     RelaxedOneHotCategorical,
 )
-from minivae.io.plots import new_figure, save_png
+from minivae.io.plots import new_figure, output_folder, save_png
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,10 +111,8 @@ def gaussian_figure(path: Path, n: int, rng: np.random.Generator) -> Path:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    if args.n < 100:
-        raise ValueError(f"--n must be at least 100, got {args.n}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    checks.int_at_least(args.n, "--n", 100)
+    out = output_folder(args.out)
     rng = np.random.default_rng(args.seed)
     paths = [exponential_figure(out / "exponential.png", args.n, rng),
              gumbel_softmax_figure(out / "gumbel_softmax.png", args.n, rng),

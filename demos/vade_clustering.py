@@ -29,7 +29,7 @@ import numpy as np
 
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
-from minivae.io.plots import save_curve, save_image_grid
+from minivae.io.plots import output_folder, save_curve, save_image_grid
 from minivae.models.vade import VaDE
 from minivae.optim import Adam
 from minivae.topics.clustering import clustering_accuracy, match_clusters_to_labels
@@ -83,8 +83,7 @@ def train_epoch(model, optimizer, pixels, objective, args, data_rng) -> float:
 
 
 def main(args: argparse.Namespace) -> dict:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     root = args.data_root
     if root is None and args.dataset == "mnist" and SHARED_MNIST.is_dir():
         root = SHARED_MNIST

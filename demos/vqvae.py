@@ -31,7 +31,14 @@ import numpy as np
 
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
-from minivae.io.plots import new_figure, save_curve, save_image_grid, save_png, save_reconstructions
+from minivae.io.plots import (
+    new_figure,
+    output_folder,
+    save_curve,
+    save_image_grid,
+    save_png,
+    save_reconstructions,
+)
 from minivae.models.vqvae import VQVAE
 from minivae.optim import Adam
 
@@ -116,13 +123,11 @@ def save_usage(path: Path, usages: dict, codebook_size: int) -> Path:
         axes.set_ylabel("share of test symbols")
         axes.set_xlim(-0.5, codebook_size - 0.5)
         axes.legend(fontsize=8)
-    figure.tight_layout()
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
     subset_rng = np.random.default_rng(args.seed)
     train_pixels = load_dataset(args.dataset, "train", root=args.data_root).pixels(np.float32)
