@@ -4,7 +4,7 @@ The config is stored in every checkpoint, so a run can be rebuilt and resumed fr
 alone (minivae/io/resume.py); ``train`` (minivae/train.py) reads it.
 
 Verified by: tests/test_cli.py::test_options_left_out_take_the_config_defaults,
-tests/test_resume.py::test_resume_with_a_changed_config_is_rejected
+tests/io/test_resume.py::test_resume_with_a_changed_config_is_rejected
 """
 from __future__ import annotations
 

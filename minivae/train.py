@@ -17,8 +17,8 @@ bit-identical runs on one machine.  After every epoch ``checkpoint.npz`` stores 
 next epoch reads, and ``train(config, resume=True)`` continues from it, bit-identical to a run
 that was never interrupted; minivae/io/resume.py says what the checkpoint holds and why.
 
-Verified by: tests/test_vae.py::test_training_on_real_digits_lowers_negative_elbo,
-tests/test_iwae_training.py::test_iwae_training_raises_the_bound_on_real_digits
+Verified by: tests/models/test_vae.py::test_training_on_real_digits_lowers_negative_elbo,
+tests/test_train.py::test_iwae_training_raises_the_bound_on_real_digits
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def training_bound(model, x: np.ndarray, config: TrainConfig,
 
     Math: "elbo": log p(x | z) − KL(q(z|x) ‖ p(z)), z = μ + σ ⊙ ε (one sample, KL exact);
           "iwae": L̂_k = logsumexp_i(log p(x, z_i) − log q(z_i | x)) − log k, z_i ~ q(z | x).
-    Verified by: tests/test_iwae_training.py::test_k1_iwae_step_is_the_monte_carlo_elbo_step
+    Verified by: tests/test_train.py::test_k1_iwae_step_is_the_monte_carlo_elbo_step
     """
     if config.objective == "iwae":
         return iwae_bound(model, x, config.k, rng)

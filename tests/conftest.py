@@ -1,4 +1,4 @@
-"""Shared test configuration: hypothesis profiles and common fixtures.
+"""Shared test configuration: hypothesis profiles and the fixtures every folder uses.
 
 Profiles (chosen with the environment variable ``HYPOTHESIS_PROFILE``, default ``ci``):
 
@@ -9,28 +9,17 @@ Profiles (chosen with the environment variable ``HYPOTHESIS_PROFILE``, default `
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile(
-    "ci",
-    derandomize=True,
-    deadline=None,
-    max_examples=50,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "dev",
-    derandomize=False,
-    deadline=None,
-    max_examples=250,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+for name, derandomize, max_examples in (("ci", True, 50), ("dev", False, 250)):
+    settings.register_profile(name, derandomize=derandomize, max_examples=max_examples,
+                              deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -61,6 +50,21 @@ def every_backend(request):
     yield request.param
     kernels.set_backend("auto")
 
+
+@pytest.fixture
+def backend(every_backend):
+    """The name of the backend every kernel call of the test runs on."""
+    return every_backend
+
+
+@pytest.fixture
+def no_pictures(monkeypatch):
+    """Training runs skip their PNGs: they are not part of the run's state."""
+    import minivae.train as training
+
+    monkeypatch.setattr(training, "write_pictures", lambda *args, **kwargs: None)
+
+
 def check_flat_gradient(module, objective, analytic, directions, rtol, atol, step=1e-6):
     """Central differences of ``objective()`` along each direction v of the module's flat
     parameter buffer must equal analytic · v (the backward pass's flat gradient)."""
@@ -75,35 +79,46 @@ def check_flat_gradient(module, objective, analytic, directions, rtol, atol, ste
 
 
 @pytest.fixture
-def objective_of_parameters():
-    """``make(model, x, seed)`` → f(*parameters) = Σ model.objective(x) with the model's
-    parameters replaced by f's arguments and the same noise every call (for gradcheck)."""
-    def make(model, x, seed):
-        names = [name for name, _ in model.named_parameters()]
-
-        def f(*tensors):
-            for name, tensor in zip(names, tensors):
-                *path, leaf = name.split(".")
-                owner = model
-                for part in path:
-                    owner = owner[int(part)] if part.isdigit() else getattr(owner, part)
-                setattr(owner, leaf, tensor)
-            return model.objective(x, np.random.default_rng(seed)).sum()
-        return f
-    return make
-
-
-@pytest.fixture
 def flat_gradient_check():
     """``check_flat_gradient`` as a fixture, so test modules need not import conftest."""
     return check_flat_gradient
 
 
+def objective_of_parameters(model, x, seed):
+    """f(*parameters) = Σ model.objective(x) with the model's parameters replaced by f's
+    arguments and the same noise every call (for gradcheck)."""
+    names = [name for name, _ in model.named_parameters()]
+
+    def f(*tensors):
+        for name, tensor in zip(names, tensors):
+            *path, leaf = name.split(".")
+            owner = model
+            for part in path:
+                owner = owner[int(part)] if part.isdigit() else getattr(owner, part)
+            setattr(owner, leaf, tensor)
+        return model.objective(x, np.random.default_rng(seed)).sum()
+    return f
+
+
+@pytest.fixture
+def objective_gradcheck():
+    """``check(model, x, seed)``: Σ model.objective(x) passes gradcheck in every parameter,
+    and every parameter reaches the value (its gradient is not all zero)."""
+    from minivae import Tensor, gradcheck
+
+    def check(model, x, seed):
+        parameters = [p.data.copy() for p in model.parameters()]
+        f = objective_of_parameters(model, x, seed)
+        assert gradcheck(f, *parameters)
+        leaves = [Tensor(p, requires_grad=True) for p in parameters]
+        f(*leaves).backward()
+        assert all(np.any(leaf.grad != 0) for leaf in leaves)  # every parameter reaches the value
+    return check
+
+
 def pytest_terminal_summary(terminalreporter):
     """Report how many fuzz cases tests/fuzzing.py checked (quoted in docs/RELIABILITY.md)."""
-    import sys
-
-    fuzzing = sys.modules.get("fuzzing")
+    fuzzing = sys.modules.get("tests.fuzzing")
     line = fuzzing.summary() if fuzzing is not None else ""
     if line:
         terminalreporter.write_line(line)

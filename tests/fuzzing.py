@@ -111,6 +111,19 @@ def anything():
                      st.lists(st.floats(allow_nan=True), max_size=3), st.just(object()))
 
 
+# sizes, counts and iterations: a few valid ones, zero and −1, and values of the wrong kind
+COUNTS = st.one_of(st.integers(-1, 4), st.integers(1, 3), anything(), floats())
+# three valid batches of 4 binary pixels
+BINARY = (np.arange(12).reshape(3, 4) % 2).astype(np.float64)
+
+
+def batches(binary: np.ndarray = BINARY):
+    """Mostly well shaped batches (``binary``, or random rows with extreme or non-finite
+    values), or anything else."""
+    shaped = arrays(np.float64, shape=st.integers(0, 3).map(lambda b: (b, binary.shape[1])))
+    return st.one_of(st.just(binary), st.just(binary[:1]), shaped, arrays(), anything())
+
+
 def summary() -> str:
     """One line per entry point and a total, for the end of the test run."""
     if not CASES:

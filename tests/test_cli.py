@@ -1,12 +1,16 @@
 """The command line end to end: train writes its files, evaluate reads them back."""
+from __future__ import annotations
+
 import json
 
 import numpy as np
 import pytest
 
 from minivae.cli import build_parser, given_train_fields, main, new_run_config
+from minivae.cli import main as cli_main
 from minivae.io.checkpoint import load_checkpoint
 from minivae.io.idx import read_uncompressed, write_idx
+from minivae.train import TrainConfig
 
 
 @pytest.fixture
@@ -121,7 +125,6 @@ def test_unknown_model_and_bad_option_are_reported(tmp_path, tiny_mnist):
 
 
 def test_options_left_out_take_the_config_defaults():
-    from minivae.train import TrainConfig
 
     def config(*argv):
         args = build_parser().parse_args(["train", *argv])
@@ -172,3 +175,19 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(
     assert "training diverged in epoch 2" in message and "smaller --lr" in message
     assert ("weights are no longer finite" in message) == (failure == "weights")
     assert (out / "checkpoint.npz").read_bytes() == saved
+
+
+def test_cli_trains_on_the_iwae_bound(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli_main(["train", "--dataset", "mnist-5k", "--max-train", "200", "--max-test", "50",
+                     "--epochs", "1", "--batch-size", "50", "--hidden", "16", "--z-dim", "3",
+                     "--objective", "iwae", "--k-train", "3", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert "on the L_3" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["objective"], metrics["k"]) == ("iwae", 3)
+    assert np.isfinite(metrics["train_iwae"]).all()
+    code = cli_main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"), "--k", "10",
+                     "--n", "20", "--quiet"])
+    assert code == 0
+    assert "model vae trained on the L_3" in capsys.readouterr().out

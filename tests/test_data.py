@@ -2,7 +2,7 @@
 binarization and minibatches.
 
 Real-data tests read ../shared/data through the ``shared_data`` fixture and skip without it;
-finding and checking files is tested in tests/test_datasets.py.
+finding and checking files is tested in tests/io/test_datasets.py.
 """
 from __future__ import annotations
 
@@ -14,13 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from minivae.data import (
-    Dataset,
-    binarize_dynamic,
-    binarize_static,
-    load_dataset,
-    minibatches,
-)
+from minivae.data import Dataset, binarize_dynamic, binarize_static, load_dataset, minibatches
 from minivae.io import datasets
 
 # ---------------------------------------------------------------------------------------------

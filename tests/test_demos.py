@@ -1,17 +1,14 @@
 """The sampler demo runs and writes the pictures it promises."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from matplotlib.image import imread
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demos"))
-import samplers  # noqa: E402
+from tests.helpers import demo
 
 
 def test_samplers_demo_writes_three_pictures(tmp_path):
+    samplers = demo("samplers")
     paths = samplers.main(samplers.parse_args(["--out", str(tmp_path), "--n", "500"]))
     assert sorted(p.name for p in paths) == ["exponential.png", "gaussian.png",
                                              "gumbel_softmax.png"]
@@ -23,5 +20,6 @@ def test_samplers_demo_writes_three_pictures(tmp_path):
 
 
 def test_samplers_demo_rejects_too_few_draws(tmp_path):
+    samplers = demo("samplers")
     with pytest.raises(ValueError, match="--n must be at least 100"):
         samplers.main(samplers.parse_args(["--out", str(tmp_path), "--n", "5"]))

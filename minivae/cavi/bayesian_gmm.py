@@ -21,10 +21,10 @@ One sweep is two coordinate updates, and the ELBO is recorded after each (two va
 A fit starts from responsibilities (``init``, or a k-means++ seeding), so its first update is
 that of the global factors.  It stops when a sweep raises the ELBO by at most tol·|ELBO|.
 
-Verified by: tests/test_cavi_bayesian_gmm.py::test_elbo_never_decreases,
-tests/test_cavi_bayesian_gmm.py::test_global_update_maximizes_the_elbo,
-tests/test_cavi_bayesian_gmm.py::test_responsibility_update_maximizes_the_elbo,
-tests/test_cavi_bayesian_gmm.py::test_matches_scikit_learn_from_the_same_start
+Verified by: tests/cavi/test_bayesian_gmm.py::test_elbo_never_decreases,
+::test_global_update_maximizes_the_elbo,
+::test_responsibility_update_maximizes_the_elbo,
+::test_matches_scikit_learn_from_the_same_start
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def update_global_factors(X: np.ndarray, prior: MixturePrior, r: np.ndarray) -> 
     times (x̄_k − m₀)(…)ᵀ.  This form divides by nothing (x̄_k is undefined when N_k = 0) and is
     a sum of positive semi-definite terms, so its Cholesky factor L_k always exists.
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_global_update_maximizes_the_elbo
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_global_update_maximizes_the_elbo
     """
     counts = r.sum(axis=0)
     beta = prior.beta0 + counts
@@ -97,8 +97,8 @@ def update_responsibilities(X: np.ndarray, factors: MixtureFactors) -> np.ndarra
     in the training set this is the responsibility that one more CAVI step would give them with
     the global factors held fixed; it is what scikit-learn's ``predict_proba`` returns.
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_responsibility_update_maximizes_the_elbo,
-    tests/test_cavi_bayesian_gmm.py::test_predict_proba_matches_scikit_learn
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_responsibility_update_maximizes_the_elbo,
+    ::test_predict_proba_matches_scikit_learn
     """
     log_rho = expected_log_weights(factors.alpha) + expected_log_likelihood(X, factors)
     shifted = log_rho - log_rho.max(axis=1, keepdims=True)
@@ -114,7 +114,7 @@ def kmeans_plusplus_responsibilities(X: np.ndarray, K: int, rng: np.random.Gener
     distance to the nearest centre) of 2 + ⌊ln K⌋ candidates drawn with probability ∝ the squared
     distance to the centres so far (``kmeans_plus_plus`` with that many trials).
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_recovers_well_separated_means
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_recovers_well_separated_means
     """
     centres = X[kmeans_plus_plus(X, K, rng, trials=2 + int(math.log(K)))]
     labels = np.argmin(np.sum((X[:, None, :] - centres[None]) ** 2, axis=2), axis=1)
@@ -167,7 +167,7 @@ class BayesianGaussianMixture:
 
     ``fit`` returns a ``BayesianMixtureFit`` and keeps it as ``self.fitted`` for ``predict_proba``.
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_matches_scikit_learn_from_the_same_start
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_matches_scikit_learn_from_the_same_start
     """
 
     def __init__(self, K: int, weight_concentration_prior=None, mean_prior=None,
@@ -193,7 +193,7 @@ class BayesianGaussianMixture:
         the rest, and L₀ with L₀L₀ᵀ = covariance_prior; checks shapes, ν₀ > D − 1 and that
         covariance_prior is symmetric positive definite.
 
-        Verified by: tests/test_cavi_bayesian_gmm.py::test_defaults_follow_scikit_learn
+        Verified by: tests/cavi/test_bayesian_gmm.py::test_defaults_follow_scikit_learn
         """
         D = X.shape[1]
         m0 = X.mean(axis=0) if self.mean_prior is None else self.mean_prior
@@ -216,8 +216,8 @@ class BayesianGaussianMixture:
         ``max_iter`` sweeps; see the module docstring for the sweep and the stopping rule.
         X (and init) are read as float64, as all of the coordinate ascent runs in float64.
 
-        Verified by: tests/test_cavi_bayesian_gmm.py::test_elbo_never_decreases,
-        tests/test_cavi_bayesian_gmm.py::test_recovers_well_separated_means
+        Verified by: tests/cavi/test_bayesian_gmm.py::test_elbo_never_decreases,
+        ::test_recovers_well_separated_means
         """
         X = _data(X)
         N, K = X.shape[0], self.K
@@ -255,7 +255,7 @@ class BayesianGaussianMixture:
         """Responsibilities (N, K) of new points under the fitted factors: the CAVI update of
         q(z) for each point with the global factors held fixed (see update_responsibilities).
 
-        Verified by: tests/test_cavi_bayesian_gmm.py::test_predict_proba_matches_scikit_learn
+        Verified by: tests/cavi/test_bayesian_gmm.py::test_predict_proba_matches_scikit_learn
         """
         if self.fitted is None:
             raise ValueError("predict_proba needs a fitted mixture: call fit(X) first")

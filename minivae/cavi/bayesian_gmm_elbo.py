@@ -11,8 +11,8 @@ Mean field:
 
 Scale matrices are held by the Cholesky factor L of their inverse, L Lᵀ = W⁻¹ (see wishart.py).
 
-Verified by: tests/test_cavi_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint,
-tests/test_cavi_bayesian_gmm.py::test_elbo_is_below_the_exact_log_evidence
+Verified by: tests/cavi/test_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint,
+::test_elbo_is_below_the_exact_log_evidence
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class MixtureFactors:
     def W(self) -> np.ndarray:
         """W_k = L_k⁻ᵀ L_k⁻¹ (K, D, D), formed only for display; computations use L_k.
 
-        Verified by: tests/test_cavi_bayesian_gmm.py::test_factor_summaries_are_consistent
+        Verified by: tests/cavi/test_bayesian_gmm.py::test_factor_summaries_are_consistent
         """
         L = self.W_inv_cholesky
         L_inv = solve_lower(L, np.broadcast_to(np.eye(L.shape[-1]), L.shape))
@@ -73,7 +73,7 @@ class MixtureFactors:
     def weights(self) -> np.ndarray:
         """E[π_k] = α_k / Σⱼ αⱼ (K,).
 
-        Verified by: tests/test_cavi_bayesian_gmm.py::test_factor_summaries_are_consistent
+        Verified by: tests/cavi/test_bayesian_gmm.py::test_factor_summaries_are_consistent
         """
         return self.alpha / self.alpha.sum()
 
@@ -81,7 +81,7 @@ class MixtureFactors:
     def covariances(self) -> np.ndarray:
         """E[Λ_k]⁻¹ = (ν_k W_k)⁻¹ = L_k L_kᵀ / ν_k (K, D, D), scikit-learn's ``covariances_``.
 
-        Verified by: tests/test_cavi_bayesian_gmm.py::test_factor_summaries_are_consistent
+        Verified by: tests/cavi/test_bayesian_gmm.py::test_factor_summaries_are_consistent
         """
         L = self.W_inv_cholesky
         return L @ np.swapaxes(L, -1, -2) / self.nu[:, None, None]
@@ -90,7 +90,7 @@ class MixtureFactors:
 def log_dirichlet_normalizer(alpha: np.ndarray) -> float:
     """log C(α) = log Γ(Σₖ αₖ) − Σₖ log Γ(αₖ), so that Dir(π | α) = C(α) Πₖ πₖ^(αₖ − 1) (B.16).
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint
     """
     return float(log_gamma_array(np.sum(alpha)) - log_gamma_array(alpha).sum())
 
@@ -98,7 +98,7 @@ def log_dirichlet_normalizer(alpha: np.ndarray) -> float:
 def expected_log_weights(alpha: np.ndarray) -> np.ndarray:
     """E[log π_k] = ψ(α_k) − ψ(Σⱼ αⱼ) under Dir(π | α)   (10.66).
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint
     """
     return digamma_array(alpha) - digamma_array(np.sum(alpha))
 
@@ -106,7 +106,7 @@ def expected_log_weights(alpha: np.ndarray) -> np.ndarray:
 def mahalanobis_squared(X: np.ndarray, m: np.ndarray, W_inv_cholesky: np.ndarray) -> np.ndarray:
     """(x_n − m_k)ᵀ W_k (x_n − m_k) = ‖L_k⁻¹ (x_n − m_k)‖² for all n, k: shape (N, K).
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_predict_proba_matches_scikit_learn
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_predict_proba_matches_scikit_learn
     """
     differences = np.swapaxes(X[None, :, :] - m[:, None, :], 1, 2)  # (K, D, N)
     whitened = solve_lower(W_inv_cholesky, differences)
@@ -121,7 +121,7 @@ def expected_log_likelihood(X: np.ndarray, factors: MixtureFactors) -> np.ndarra
     because E[(x − μ)ᵀΛ(x − μ)] = E_Λ[Tr(Λ Cov[μ|Λ])] + (x − m)ᵀ E[Λ] (x − m)
                                = D/β + ν (x − m)ᵀW(x − m).
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint
     """
     D = X.shape[1]
     log_det = wishart_expected_log_det(factors.W_inv_cholesky, factors.nu)
@@ -151,8 +151,8 @@ def elbo_terms(X: np.ndarray, prior: MixturePrior, r: np.ndarray, factors: Mixtu
     Tr(W₀⁻¹ W_k) = ‖L_k⁻¹ L₀‖²_F with L₀ L₀ᵀ = W₀⁻¹,
     and (m_k − m₀)ᵀW_k(m_k − m₀) = ‖L_k⁻¹(m_k − m₀)‖².
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint,
-    tests/test_cavi_bayesian_gmm.py::test_elbo_is_below_the_exact_log_evidence
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint,
+    ::test_elbo_is_below_the_exact_log_evidence
     """
     K, D = factors.m.shape
     alpha, beta, nu, L = factors.alpha, factors.beta, factors.nu, factors.W_inv_cholesky
@@ -185,6 +185,6 @@ def elbo_terms(X: np.ndarray, prior: MixturePrior, r: np.ndarray, factors: Mixtu
 def elbo(X: np.ndarray, prior: MixturePrior, r: np.ndarray, factors: MixtureFactors) -> float:
     """ELBO = E_q[log p(X, Z, π, μ, Λ)] − E_q[log q(Z, π, μ, Λ)], the sum of ``elbo_terms``.
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_one_hot_elbo_is_the_log_joint
     """
     return float(sum(elbo_terms(X, prior, r, factors).values()))

@@ -107,7 +107,7 @@ class PoissonGaussianMixture:
         = log Σₖ e^ℓ_nk − KL(r_n ‖ softmax ℓ_n), largest at r_n = softmax ℓ_n, computed as
         r_nk = exp(ℓ_nk − max_j ℓ_nj) / Σ_j exp(ℓ_nj − max_j ℓ_nj) (log-sum-exp, never overflows).
 
-        Verified by: tests/test_cavi_poisson_gaussian.py::test_updates_are_coordinate_maximizers
+        Verified by: tests/cavi/test_poisson_gaussian.py::test_updates_are_coordinate_maximizers
         """
         X, S = self._data(X, S)
         logits = (self.log_pi - 0.5 * self.tau * objective.expected_squared_distances(X, m, s)
@@ -123,7 +123,7 @@ class PoissonGaussianMixture:
 
         a Gamma log density with a_k = α + Σₙ r_nk S_n and b_k = β + Σₙ r_nk.
 
-        Verified by: tests/test_cavi_poisson_gaussian.py::test_updates_are_coordinate_maximizers,
+        Verified by: tests/cavi/test_poisson_gaussian.py::test_updates_are_coordinate_maximizers,
         ::test_k1_factors_are_the_exact_posterior
         """
         S = self._strengths(S, len(r))
@@ -136,7 +136,7 @@ class PoissonGaussianMixture:
 
         (complete the square), with s_k = ρ + τ Σₙ r_nk and m_k = (ρν + τ Σₙ r_nk X_n) / s_k.
 
-        Verified by: tests/test_cavi_poisson_gaussian.py::test_updates_are_coordinate_maximizers,
+        Verified by: tests/cavi/test_poisson_gaussian.py::test_updates_are_coordinate_maximizers,
         ::test_k1_factors_are_the_exact_posterior
         """
         X = _real_array("X", X, (None, 2))
@@ -148,7 +148,7 @@ class PoissonGaussianMixture:
     def elbo_terms(self, X, S, r, m, s, a, b) -> dict[str, float]:
         """The ELBO's eight named terms; see ``poisson_gaussian_elbo.elbo_terms`` for formulas.
 
-        Verified by: tests/test_cavi_poisson_gaussian.py::test_elbo_terms_match_scipy_monte_carlo
+        Verified by: tests/cavi/test_poisson_gaussian.py::test_elbo_terms_match_scipy_monte_carlo
         """
         X, S = self._data(X, S)
         return objective.elbo_terms(self, X, S, r, m, s, a, b)
@@ -156,7 +156,7 @@ class PoissonGaussianMixture:
     def elbo(self, X, S, r, m, s, a, b) -> float:
         """E_q[log p(X, S, Z, μ, λ)] − E_q[log q(Z, μ, λ)], all constants kept (nats).
 
-        Verified by: tests/test_cavi_poisson_gaussian.py::test_k1_elbo_equals_exact_log_evidence
+        Verified by: tests/cavi/test_poisson_gaussian.py::test_k1_elbo_equals_exact_log_evidence
         """
         X, S = self._data(X, S)
         return objective.elbo(self, X, S, r, m, s, a, b)
@@ -171,7 +171,7 @@ class PoissonGaussianMixture:
         acts as if it held an even share N/K of the events: m_k = X_seed, s_k = ρ + τN/K,
         a_k = α + (N/K) S_seed, b_k = β + N/K.
 
-        Verified by: tests/test_cavi_poisson_gaussian.py::test_fit_recovers_separated_components
+        Verified by: tests/cavi/test_poisson_gaussian.py::test_fit_recovers_separated_components
         """
         X, S = self._data(X, S)
         seeds = kmeans_plus_plus(X, self.K, rng, trials=2 + int(np.log(self.K)))
@@ -190,7 +190,7 @@ class PoissonGaussianMixture:
         whose ELBO changed by at most tol·(1 + |ELBO|), or after ``max_iter`` sweeps.  The
         result is also kept as ``self.fitted`` for ``predict_proba``.
 
-        Verified by: tests/test_cavi_poisson_gaussian.py::test_elbo_never_decreases_at_any_update,
+        Verified by: tests/cavi/test_poisson_gaussian.py::test_elbo_never_decreases_at_any_update,
         ::test_fit_recovers_separated_components
         """
         X, S = self._data(X, S)
@@ -227,7 +227,7 @@ class PoissonGaussianMixture:
         r-update above for those events, i.e. the CAVI factor q(Z_new) with the global factors
         held.  (They do not feed back into q(μ), q(λ); a refit would.)
 
-        Verified by: tests/test_cavi_poisson_gaussian.py::test_predict_proba_matches_the_fit
+        Verified by: tests/cavi/test_poisson_gaussian.py::test_predict_proba_matches_the_fit
         """
         fitted = self.fitted if fitted is None else fitted
         if fitted is None:

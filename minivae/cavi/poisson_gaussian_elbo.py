@@ -30,7 +30,7 @@ def expected_squared_distances(X: np.ndarray, m: np.ndarray, s: np.ndarray) -> n
     + ‖ε‖² and E‖ε‖² = tr(s⁻¹ I₂) = 2/s.  The difference X − m is formed explicitly rather
     than through ‖X‖² − 2Xᵀm + ‖m‖², which cancels badly far from the origin.
 
-    Verified by: tests/test_cavi_poisson_gaussian.py::test_expected_squared_distance_by_monte_carlo
+    Verified by: tests/cavi/test_poisson_gaussian.py::test_expected_squared_distance_by_monte_carlo
     """
     difference = X[:, None, :] - m[None, :, :]
     return np.sum(difference * difference, axis=-1) + DIMENSION / s[None, :]
@@ -53,7 +53,7 @@ def elbo_terms(prior, X: np.ndarray, S: np.ndarray, r: np.ndarray, m: np.ndarray
 
     The Gaussian log densities in 2-D are −log 2π + log(precision) − (precision/2)‖·‖².
 
-    Verified by: tests/test_cavi_poisson_gaussian.py::test_elbo_terms_match_scipy_monte_carlo,
+    Verified by: tests/cavi/test_poisson_gaussian.py::test_elbo_terms_match_scipy_monte_carlo,
     ::test_k1_elbo_equals_exact_log_evidence
     """
     expected_log_rate = digamma_array(a) - np.log(b)
@@ -83,7 +83,7 @@ def elbo_terms(prior, X: np.ndarray, S: np.ndarray, r: np.ndarray, m: np.ndarray
 def elbo(prior, X, S, r, m, s, a, b) -> float:
     """ELBO(q) = Σ of the eight terms of ``elbo_terms`` = E_q[log p(X, S, Z, μ, λ)] − E_q[log q].
 
-    Verified by: tests/test_cavi_poisson_gaussian.py::test_k1_elbo_equals_exact_log_evidence,
+    Verified by: tests/cavi/test_poisson_gaussian.py::test_k1_elbo_equals_exact_log_evidence,
     ::test_exact_log_evidence_bounds_the_converged_elbo
     """
     return float(sum(elbo_terms(prior, X, S, r, m, s, a, b).values()))
@@ -109,7 +109,7 @@ def log_evidence_exact(prior, X, S, max_assignments: int = MAX_ASSIGNMENTS) -> f
     An empty component (M = 0) contributes 0 to both.  The sum over z runs as a log-sum-exp.
     Raises ValueError when K^N > ``max_assignments``.
 
-    Verified by: tests/test_cavi_poisson_gaussian.py::test_exact_log_evidence_matches_scipy_oracle
+    Verified by: tests/cavi/test_poisson_gaussian.py::test_exact_log_evidence_matches_scipy_oracle
     """
     X = np.asarray(X, dtype=np.float64)
     S = np.asarray(S, dtype=np.float64)

@@ -14,9 +14,9 @@ diagonal) and never forms W.  Then
 each by a triangular solve.  Arguments broadcast over leading (batch) axes: L is (..., D, D)
 and ν is (...), one Wishart per batch entry.
 
-Verified by: tests/test_cavi_bayesian_gmm.py::test_wishart_log_normalizer_matches_scipy_density,
-tests/test_cavi_bayesian_gmm.py::test_wishart_entropy_matches_scipy,
-tests/test_cavi_bayesian_gmm.py::test_wishart_expected_log_det_matches_monte_carlo
+Verified by: tests/cavi/test_bayesian_gmm.py::test_wishart_log_normalizer_matches_scipy_density,
+::test_wishart_entropy_matches_scipy,
+::test_wishart_expected_log_det_matches_monte_carlo
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ LOG_PI = math.log(math.pi)
 def solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """L⁻¹ B for lower-triangular L (..., D, D) and B (..., D, k), by forward substitution.
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_wishart_log_normalizer_matches_scipy_density
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_wishart_log_normalizer_matches_scipy_density
     """
     return solve_triangular(L, B, vector=False).data
 
@@ -42,7 +42,7 @@ def solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
 def log_det_from_cholesky(L: np.ndarray) -> np.ndarray:
     """log |L Lᵀ| = 2 Σᵢ log Lᵢᵢ for lower-triangular L with positive diagonal, shape (...).
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_wishart_log_normalizer_matches_scipy_density
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_wishart_log_normalizer_matches_scipy_density
     """
     return 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
 
@@ -52,7 +52,7 @@ def multivariate_log_gamma(a, D: int) -> np.ndarray:
 
     Γ_D(a) = ∫ over positive-definite S of |S|^(a − (D+1)/2) e^(−Tr S) dS; Γ₁ = Γ.
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_multivariate_log_gamma_matches_scipy
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_multivariate_log_gamma_matches_scipy
     """
     a = np.asarray(a, dtype=np.float64)
     halves = (1.0 - np.arange(1, D + 1)) / 2.0
@@ -64,7 +64,7 @@ def wishart_log_normalizer(W_inv_cholesky: np.ndarray, nu) -> np.ndarray:
 
     the log of the constant that makes W(Λ | W, ν) integrate to one; with log |W| = −2 Σ log Lᵢᵢ.
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_wishart_log_normalizer_matches_scipy_density
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_wishart_log_normalizer_matches_scipy_density
     """
     nu = np.asarray(nu, dtype=np.float64)
     D = W_inv_cholesky.shape[-1]
@@ -75,7 +75,7 @@ def wishart_log_normalizer(W_inv_cholesky: np.ndarray, nu) -> np.ndarray:
 def wishart_expected_log_det(W_inv_cholesky: np.ndarray, nu) -> np.ndarray:
     """E[log |Λ|] = Σᵢ₌₁ᴰ ψ((ν + 1 − i)/2) + D log 2 + log |W|   (Bishop B.81, 10.65).
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_wishart_expected_log_det_matches_monte_carlo
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_wishart_expected_log_det_matches_monte_carlo
     """
     nu = np.asarray(nu, dtype=np.float64)
     D = W_inv_cholesky.shape[-1]
@@ -88,7 +88,7 @@ def wishart_entropy(W_inv_cholesky: np.ndarray, nu) -> np.ndarray:
 
     From −E[log W(Λ)] with E[Tr(W⁻¹Λ)] = Tr(W⁻¹ νW) = νD.
 
-    Verified by: tests/test_cavi_bayesian_gmm.py::test_wishart_entropy_matches_scipy
+    Verified by: tests/cavi/test_bayesian_gmm.py::test_wishart_entropy_matches_scipy
     """
     nu = np.asarray(nu, dtype=np.float64)
     D = W_inv_cholesky.shape[-1]

@@ -13,7 +13,7 @@ Shapes follow the convention of torch.distributions:
 z = g(θ, ε) of the parameters θ and of noise ε that does not depend on θ, so gradients of
 E[f(z)] flow into θ through z.  ``sample`` draws without recording a graph.
 
-Verified by: tests/test_distributions_base.py
+Verified by: tests/distributions/test_base.py
 """
 from __future__ import annotations
 
@@ -192,7 +192,7 @@ class Independent(Distribution):
     d-vectors: its log_prob and entropy are the base's summed over that axis, because the
     coordinates are independent:  log p(x) = Σ_j log p_j(x_j),  H = Σ_j H_j.
 
-    Verified by: tests/test_distributions_base.py::test_independent_sums_the_base
+    Verified by: tests/distributions/test_base.py::test_independent_sums_the_base
     """
 
     def __init__(self, base: Distribution, ndims: int = 1):

@@ -16,7 +16,7 @@ forming the product, so no NaN appears in a value or a gradient.
 ``BernoulliLogits`` is the VAE's decoder likelihood p(x | z): independent pixels over the last
 axis, from the decoder's logits, with the fused kernel as a drop-in for its log-probability.
 
-Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy,
+Verified by: tests/distributions/test_bernoulli.py::test_bernoulli_matches_scipy,
 ::test_bernoulli_is_exact_at_probabilities_zero_and_one
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Bernoulli(Distribution):
     def sample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """x = 1[u < p] with u ~ Uniform[0, 1), so P(x = 1) = p (exactly 0 or 1 at p ∈ {0, 1}).
 
-        Verified by: tests/test_dist_discrete.py::test_bernoulli_sampler_frequencies
+        Verified by: tests/distributions/test_bernoulli.py::test_bernoulli_sampler_frequencies
         """
         uniform = checks.generator(rng).random(self.sample_shape(shape), dtype=self.dtype)
         return Tensor((uniform < self.probs.data).astype(self.dtype))
@@ -138,7 +138,7 @@ class Bernoulli(Distribution):
         which gives −(binary cross-entropy of p against x): not a normalized log-density, but
         maximized at p = x.  Other targets (or NaN) raise ValueError.  d/dl = x − σ(l).
 
-        Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy,
+        Verified by: tests/distributions/test_bernoulli.py::test_bernoulli_matches_scipy,
         ::test_bernoulli_is_exact_at_probabilities_zero_and_one,
         ::test_bernoulli_soft_targets_and_outside_support,
         ::test_bernoulli_gradients
@@ -156,20 +156,21 @@ class Bernoulli(Distribution):
         Both terms are products of small positive numbers for large |l| (no cancellation, as
         the equivalent softplus(l) − l·σ(l) would suffer); H = 0 at p ∈ {0, 1}.
 
-        Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy
+        Verified by: tests/distributions/test_bernoulli.py::test_bernoulli_matches_scipy
         """
         return _expected_minus_log(self, self, _zeros(self))
 
     @property
     def mean(self) -> Tensor:
-        """E[x] = p.  Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy"""
+        """E[x] = p.  Verified by:
+        tests/distributions/test_bernoulli.py::test_bernoulli_matches_scipy"""
         return self.probs
 
     @property
     def variance(self) -> Tensor:
         """Var[x] = p(1 − p) (= σ(l)·σ(−l), accurate when 1 − p is tiny).
 
-        Verified by: tests/test_dist_discrete.py::test_bernoulli_matches_scipy
+        Verified by: tests/distributions/test_bernoulli.py::test_bernoulli_matches_scipy
         """
         return self._weights[0] * self._weights[1]
 
@@ -205,7 +206,8 @@ def cross_entropy_bernoulli_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:
                      = σ(l_p)·softplus(−l_q) + σ(−l_p)·softplus(l_q).
 
     At p ∈ {0, 1} the term with weight 0 is dropped; +∞ where q(x) = 0 < p(x).
-    Verified by: tests/test_dist_discrete.py::test_bernoulli_kl_is_cross_entropy_minus_entropy,
+    Verified by:
+    tests/distributions/test_bernoulli.py::test_bernoulli_kl_is_cross_entropy_minus_entropy,
     ::test_bernoulli_kl_and_cross_entropy_at_the_boundary
     """
     return _expected_minus_log(p, q, _zeros(p))
@@ -225,7 +227,7 @@ def kl_bernoulli_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:
     q(x) = 0 < p(x).  Where p ≈ q the two terms cancel to about p(1 − p)(l_p − l_q)²/2 and
     rounding can leave −1e-17 or so; KL ≥ 0 exactly, so a negative result is set to 0.
 
-    Verified by: tests/test_dist_discrete.py::test_bernoulli_kl_matches_direct_sum,
+    Verified by: tests/distributions/test_bernoulli.py::test_bernoulli_kl_matches_direct_sum,
     ::test_bernoulli_kl_is_finite_for_extreme_logits,
     ::test_bernoulli_kl_and_cross_entropy_at_the_boundary,
     ::test_bernoulli_kl_matches_monte_carlo, ::test_bernoulli_kl_is_cross_entropy_minus_entropy
@@ -268,7 +270,8 @@ class BernoulliLogits(Independent):
         carry a gradient take the general ``Bernoulli.log_prob``, which broadcasts and is exact
         at l = ±∞.  Targets are checked in one vectorized pass (ValueError: x must hold 0s and
         1s, or lie in [0, 1] with soft_targets=True).
-        Verified by: tests/test_densities.py::test_bernoulli_log_prob_matches_direct_formula
+        Verified by:
+        tests/distributions/test_bernoulli.py::test_bernoulli_log_prob_matches_direct_formula
         """
         x_data = self._same_shape_targets(x)
         if x_data is None:

@@ -5,8 +5,8 @@
 If (x, 1 − x) ~ Dir(α, β) then x ~ Beta(α, β), which is how ``rsample`` draws: x = g₁/(g₁ + g₂)
 with g₁ ~ Gamma(α, 1), g₂ ~ Gamma(β, 1), differentiated implicitly through each gamma.
 
-Verified by: tests/test_dist_beta.py::test_samplers_match_scipy_by_ks,
-tests/test_dist_beta.py::test_rsample_gradient_is_unbiased
+Verified by: tests/distributions/test_beta.py::test_samplers_match_scipy_by_ks,
+::test_rsample_gradient_is_unbiased
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from minivae.engine.tensor import Tensor
 def log_beta(a: Tensor, b: Tensor) -> Tensor:
     """log B(a, b) = log Γ(a) + log Γ(b) − log Γ(a + b).
 
-    Verified by: tests/test_dist_beta.py::test_log_prob_matches_scipy
+    Verified by: tests/distributions/test_beta.py::test_log_prob_matches_scipy
     """
     return lgamma(a) + lgamma(b) - lgamma(a + b)
 
@@ -54,7 +54,7 @@ class Beta(Distribution):
     def sample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """NumPy's Beta sampler (no gradient).
 
-        Verified by: tests/test_dist_beta.py::test_samplers_match_scipy_by_ks
+        Verified by: tests/distributions/test_beta.py::test_samplers_match_scipy_by_ks
         """
         draws = checks.generator(rng).beta(self.concentration1.data, self.concentration0.data,
                                     size=self.sample_shape(shape))
@@ -63,7 +63,7 @@ class Beta(Distribution):
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """x = g₁/(g₁ + g₂), the first coordinate of a Dir(α, β) draw (``simplex_rsample``).
 
-        Verified by: tests/test_dist_beta.py::test_rsample_gradient_is_unbiased
+        Verified by: tests/distributions/test_beta.py::test_rsample_gradient_is_unbiased
         """
         zeros = Tensor(np.zeros(self.batch_shape, dtype=self.dtype))  # broadcasts α and β
         pair = stack([self.concentration1 + zeros, self.concentration0 + zeros], axis=-1)
@@ -72,8 +72,8 @@ class Beta(Distribution):
     def log_prob(self, x) -> Tensor:
         """log p(x) = (α − 1) log x + (β − 1) log1p(−x) − log B(α, β).
 
-        Verified by: tests/test_dist_beta.py::test_log_prob_matches_scipy,
-        tests/test_dist_beta.py::test_log_prob_at_the_edges
+        Verified by: tests/distributions/test_beta.py::test_log_prob_matches_scipy,
+        ::test_log_prob_at_the_edges
         """
         x = self._value(x)
         outside = (x.data < 0) | (x.data > 1)
@@ -86,7 +86,7 @@ class Beta(Distribution):
     def entropy(self) -> Tensor:
         """H = log B(α, β) − (α − 1) ψ(α) − (β − 1) ψ(β) + (α + β − 2) ψ(α + β).
 
-        Verified by: tests/test_dist_beta.py::test_entropy_mean_variance_match_scipy
+        Verified by: tests/distributions/test_beta.py::test_entropy_mean_variance_match_scipy
         """
         alpha, beta = self.concentration1, self.concentration0
         return (log_beta(alpha, beta) - (alpha - 1) * digamma(alpha)
@@ -96,7 +96,7 @@ class Beta(Distribution):
     def mean(self) -> Tensor:
         """E[x] = α/(α + β).
 
-        Verified by: tests/test_dist_beta.py::test_entropy_mean_variance_match_scipy
+        Verified by: tests/distributions/test_beta.py::test_entropy_mean_variance_match_scipy
         """
         return self.concentration1 / (self.concentration1 + self.concentration0)
 
@@ -105,7 +105,7 @@ class Beta(Distribution):
         """Var[x] = αβ / ((α + β)² (α + β + 1)) = m (1 − m)/(α + β + 1),  m = α/(α + β).
 
         The second form never squares α + β, so it does not overflow for huge concentrations.
-        Verified by: tests/test_dist_beta.py::test_entropy_mean_variance_match_scipy
+        Verified by: tests/distributions/test_beta.py::test_entropy_mean_variance_match_scipy
         """
         alpha, beta = self.concentration1, self.concentration0
         total = alpha + beta
@@ -119,8 +119,8 @@ def kl_beta_beta(p: Beta, q: Beta) -> Tensor:
 
     from E[log x] = ψ(a₁) − ψ(a₁ + a₀) and E[log(1 − x)] = ψ(a₀) − ψ(a₁ + a₀).
 
-    Verified by: tests/test_dist_beta.py::test_kl_matches_quadrature,
-    tests/test_dist_beta.py::test_kl_matches_monte_carlo
+    Verified by: tests/distributions/test_beta.py::test_kl_matches_quadrature,
+    ::test_kl_matches_monte_carlo
     """
     a1, a0, b1, b0 = p.concentration1, p.concentration0, q.concentration1, q.concentration0
     return (log_beta(b1, b0) - log_beta(a1, a0) + (a1 - b1) * digamma(a1)

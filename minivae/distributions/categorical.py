@@ -10,7 +10,7 @@ Draws are class indices: ``sample`` returns an int64 ndarray (not a Tensor, whos
 floats and which would carry no gradient anyway); ``log_prob`` accepts ints, or floats holding
 integer values.
 
-Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas,
+Verified by: tests/distributions/test_categorical.py::test_categorical_matches_direct_formulas,
 ::test_categorical_sampler_chi_square
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def standard_gumbel(rng: np.random.Generator, shape: tuple, dtype) -> np.ndarray
 
     Drawn in ``dtype`` by the inverse CDF of ``gumbel.standard_gumbel_from_uniform``, which
     keeps every draw finite.
-    Verified by: tests/test_dist_relaxed.py::test_gumbel_noise_has_the_gumbel_distribution
+    Verified by: tests/distributions/test_relaxed.py::test_gumbel_noise_has_the_gumbel_distribution
     """
     return standard_gumbel_from_uniform(checks.generator(rng).random(shape, dtype=dtype))
 
@@ -123,8 +123,8 @@ class Categorical(Distribution):
         (substituting t = e^{−x}, Σ_j π_j = 1).  Classes with π_j = 0 have x_j = −∞: never drawn.
 
         Returns an int64 ndarray of shape ``shape + batch_shape``.
-        Verified by: tests/test_dist_discrete.py::test_categorical_sampler_chi_square,
-        tests/test_dist_relaxed.py::test_gumbel_max_is_exactly_categorical
+        Verified by: tests/distributions/test_categorical.py::test_categorical_sampler_chi_square,
+        tests/distributions/test_relaxed.py::test_gumbel_max_is_exactly_categorical
         """
         full_shape = self.sample_shape(shape) + (self.num_classes,)
         noisy = self.logits.data + standard_gumbel(rng, full_shape, self.dtype)
@@ -136,7 +136,8 @@ class Categorical(Distribution):
         ``value``: ints (or integer-valued floats) broadcasting against the batch shape.
         Anything else — negative, ≥ K, fractional — is outside the support: −∞.
         d/dl_j = 1[j = k] − π_j.
-        Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas,
+        Verified by:
+        tests/distributions/test_categorical.py::test_categorical_matches_direct_formulas,
         ::test_categorical_outside_support_and_validation, ::test_categorical_gradients
         """
         index, valid = class_indices(value, self.num_classes)
@@ -146,7 +147,8 @@ class Categorical(Distribution):
     def entropy(self) -> Tensor:
         """H = −Σ_k π_k log π_k (terms with π_k = 0 are 0).
 
-        Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas
+        Verified by:
+        tests/distributions/test_categorical.py::test_categorical_matches_direct_formulas
         """
         return -(self.probs * _drop_minus_infinity(self.logits)).sum(axis=-1)
 
@@ -156,7 +158,8 @@ class Categorical(Distribution):
 
         Meaningful only when the order of the classes means something (it does not for
         labels); for the one-hot encoding of k the mean is ``probs``.
-        Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas
+        Verified by:
+        tests/distributions/test_categorical.py::test_categorical_matches_direct_formulas
         """
         return (self.probs * self._class_numbers()).sum(axis=-1)
 
@@ -164,7 +167,8 @@ class Categorical(Distribution):
     def variance(self) -> Tensor:
         """Var[k] = Σ_k π_k (k − E[k])², of the index read as a number (see ``mean``).
 
-        Verified by: tests/test_dist_discrete.py::test_categorical_matches_direct_formulas
+        Verified by:
+        tests/distributions/test_categorical.py::test_categorical_matches_direct_formulas
         """
         centered = self._class_numbers() - self.mean.reshape(self.batch_shape + (1,))
         return (self.probs * centered * centered).sum(axis=-1)
@@ -191,7 +195,8 @@ def cross_entropy_categorical_categorical(p: Categorical, q: Categorical) -> Ten
     """−E_p[log q(k)] = −Σ_k π_k log ρ_k  (π, ρ the class probabilities of p and q).
 
     Terms with π_k = 0 are 0; +∞ where some ρ_k = 0 < π_k.
-    Verified by: tests/test_dist_discrete.py::test_categorical_kl_is_cross_entropy_minus_entropy,
+    Verified by:
+    tests/distributions/test_categorical.py::test_categorical_kl_is_cross_entropy_minus_entropy,
     ::test_categorical_kl_with_zero_probabilities
     """
     impossible = _check_classes(p, q)
@@ -207,7 +212,7 @@ def kl_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
     so that a small KL is not the difference of two large sums.  Where p ≈ q the terms still
     cancel, and rounding can leave −1e-17 or so; KL ≥ 0 exactly, so a negative result is set
     to 0.
-    Verified by: tests/test_dist_discrete.py::test_categorical_kl_matches_direct_sum,
+    Verified by: tests/distributions/test_categorical.py::test_categorical_kl_matches_direct_sum,
     ::test_categorical_kl_with_zero_probabilities,
     ::test_categorical_kl_is_finite_for_extreme_logits,
     ::test_categorical_kl_matches_monte_carlo, ::test_categorical_kl_is_cross_entropy_minus_entropy

@@ -11,7 +11,7 @@ distribution are inherited; what is written here is the pair the training step n
 Because ε does not depend on (μ, σ), z is a differentiable function of them and gradients of
 E_q[f(z)] flow through the sample: ∂z/∂μ = 1, ∂z/∂ log σ² = ½ σ ε.
 
-Verified by: tests/test_densities.py
+Verified by: tests/distributions/test_diagonal_normal.py
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ class DiagonalNormal(Independent):
         """(z, KL): one reparameterized draw and KL(q ‖ N(0, I)) per row.
 
         Math: z = μ + σ ⊙ ε with ε = rng.standard_normal; KL = ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²).
-        Verified by: tests/test_densities.py::test_fused_rsample_and_kl_equal_separate_methods
+        Verified by:
+        tests/distributions/test_diagonal_normal.py::test_fused_rsample_and_kl_equal_separate_methods
         """
         eps = checks.generator(rng).standard_normal(self.loc.shape).astype(self.dtype,
                                                                            copy=False)
@@ -71,8 +72,8 @@ class DiagonalNormal(Independent):
 
         Math (Kingma & Welling 2014, appendix B): ½ Σ_j [ μ_j² + σ_j² − 1 − log σ_j² ], the
         Normal ‖ Normal KL of minivae.distributions with q = N(0, 1), written in log σ².
-        Verified by: tests/test_densities.py::test_kl_matches_monte_carlo,
-        tests/test_densities.py::test_kl_agrees_with_the_registry
+        Verified by: tests/distributions/test_diagonal_normal.py::test_kl_matches_monte_carlo,
+        ::test_kl_agrees_with_the_registry
         """
         terms = self.loc * self.loc + self.log_var.exp() - 1.0 - self.log_var
         return 0.5 * terms.sum(axis=-1)
@@ -81,7 +82,8 @@ class DiagonalNormal(Independent):
 def standard_normal_log_prob(z: Tensor) -> Tensor:
     """log N(z; 0, I) summed over the last axis: −½ Σ_j (log 2π + z_j²).
 
-    Verified by: tests/test_densities.py::test_diagonal_normal_log_prob_matches_scipy
+    Verified by:
+    tests/distributions/test_diagonal_normal.py::test_diagonal_normal_log_prob_matches_scipy
     """
     z = z if isinstance(z, Tensor) else Tensor(z)
     return -0.5 * (LOG_2PI + z * z).sum(axis=-1)

@@ -9,8 +9,8 @@ The gammas are drawn as log g (see ``draw_log_standard_gamma``), and x = softmax
 small α, whose gammas round to 0 in floating point, cannot produce 0/0.  Each log g_k carries
 the implicit slope ∂log g_k/∂α_k of the Gamma module, so the draw is also reparameterized.
 
-Verified by: tests/test_dist_dirichlet.py::test_marginal_of_samples_is_beta_by_ks,
-tests/test_dist_dirichlet.py::test_rsample_gradient_is_unbiased
+Verified by: tests/distributions/test_dirichlet.py::test_marginal_of_samples_is_beta_by_ks,
+::test_rsample_gradient_is_unbiased
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def simplex_rsample(rng: np.random.Generator, concentration: Tensor, shape=()) -
     VJP: with s_k = ∂log g_k/∂α_k (implicit, per draw) and ∂x_k/∂log g_j = x_k(δ_kj − x_j),
         ∂L/∂α_j = s_j x_j (g_j − Σ_k g_k x_k)    (g = ∂L/∂x, summed over the sample axes).
 
-    Verified by: tests/test_dist_dirichlet.py::test_rsample_gradient_is_unbiased,
-    tests/test_dist_beta.py::test_rsample_gradient_is_unbiased
+    Verified by: tests/distributions/test_dirichlet.py::test_rsample_gradient_is_unbiased,
+    tests/distributions/test_beta.py::test_rsample_gradient_is_unbiased
     """
     require_implicit_gradient(concentration)
     out_shape = checks.sample_shape(shape) + concentration.shape
@@ -59,7 +59,7 @@ def simplex_rsample(rng: np.random.Generator, concentration: Tensor, shape=()) -
 def log_beta_function(alpha: Tensor) -> Tensor:
     """log B(α) = Σ_k log Γ(α_k) − log Γ(α₀), over the last axis.
 
-    Verified by: tests/test_dist_dirichlet.py::test_log_prob_matches_scipy
+    Verified by: tests/distributions/test_dirichlet.py::test_log_prob_matches_scipy
     """
     return lgamma(alpha).sum(axis=-1) - lgamma(alpha.sum(axis=-1))
 
@@ -103,16 +103,16 @@ class Dirichlet(Distribution):
 
         ``sample`` is this draw without the graph.
 
-        Verified by: tests/test_dist_dirichlet.py::test_marginal_of_samples_is_beta_by_ks,
-        tests/test_dist_dirichlet.py::test_rsample_gradient_is_unbiased
+        Verified by: tests/distributions/test_dirichlet.py::test_marginal_of_samples_is_beta_by_ks,
+        ::test_rsample_gradient_is_unbiased
         """
         return simplex_rsample(rng, self.concentration, shape)
 
     def log_prob(self, x) -> Tensor:
         """log p(x) = Σ_k (α_k − 1) log x_k + log Γ(α₀) − Σ_k log Γ(α_k).
 
-        Verified by: tests/test_dist_dirichlet.py::test_log_prob_matches_scipy,
-        tests/test_dist_dirichlet.py::test_log_prob_off_the_simplex
+        Verified by: tests/distributions/test_dirichlet.py::test_log_prob_matches_scipy,
+        ::test_log_prob_off_the_simplex
         """
         x = self._value(x)
         tolerance = np.sqrt(np.finfo(self.dtype).eps)
@@ -127,7 +127,7 @@ class Dirichlet(Distribution):
     def entropy(self) -> Tensor:
         """H = log B(α) + (α₀ − K) ψ(α₀) − Σ_k (α_k − 1) ψ(α_k).
 
-        Verified by: tests/test_dist_dirichlet.py::test_entropy_mean_variance_match_scipy
+        Verified by: tests/distributions/test_dirichlet.py::test_entropy_mean_variance_match_scipy
         """
         alpha = self.concentration
         total = alpha.sum(axis=-1)
@@ -138,7 +138,7 @@ class Dirichlet(Distribution):
     def mean(self) -> Tensor:
         """E[x_k] = α_k/α₀.
 
-        Verified by: tests/test_dist_dirichlet.py::test_entropy_mean_variance_match_scipy
+        Verified by: tests/distributions/test_dirichlet.py::test_entropy_mean_variance_match_scipy
         """
         alpha = self.concentration
         return alpha / alpha.sum(axis=-1, keepdims=True)
@@ -148,7 +148,7 @@ class Dirichlet(Distribution):
         """Var[x_k] = α_k (α₀ − α_k) / (α₀² (α₀ + 1)) = m_k (1 − m_k)/(α₀ + 1),  m_k = α_k/α₀.
 
         The second form never squares α₀, so it does not overflow for huge concentrations.
-        Verified by: tests/test_dist_dirichlet.py::test_entropy_mean_variance_match_scipy
+        Verified by: tests/distributions/test_dirichlet.py::test_entropy_mean_variance_match_scipy
         """
         alpha = self.concentration
         total = alpha.sum(axis=-1, keepdims=True)
@@ -163,8 +163,8 @@ def kl_dirichlet_dirichlet(p: Dirichlet, q: Dirichlet) -> Tensor:
 
     from E_a[log x_k] = ψ(a_k) − ψ(a₀).
 
-    Verified by: tests/test_dist_dirichlet.py::test_kl_matches_independent_formula,
-    tests/test_dist_dirichlet.py::test_kl_matches_monte_carlo
+    Verified by: tests/distributions/test_dirichlet.py::test_kl_matches_independent_formula,
+    ::test_kl_matches_monte_carlo
     """
     a, b = p.concentration, q.concentration
     expected_log_x = digamma(a) - digamma(a.sum(axis=-1, keepdims=True))

@@ -6,8 +6,8 @@ Inverse-CDF sampling: if u ~ U(0, 1) then F⁻¹(u) has CDF F, because
 P(F⁻¹(u) ≤ x) = P(u ≤ F(x)) = F(x) for an increasing F.  The draw z = F⁻¹(u; λ) is a
 differentiable function of λ for fixed u, so it is a reparameterized sampler.
 
-Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
-tests/test_dist_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test
+Verified by: tests/distributions/test_inverse_cdf.py::test_log_prob_matches_scipy,
+::test_rsample_matches_scipy_by_ks_test
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def standard_exponential_from_uniform(u: np.ndarray) -> np.ndarray:
     log1p keeps full relative accuracy for small u (where 1 − u would round); u < 1 keeps ε
     finite, and u = 0 gives ε = 0, which is in the support.  The dtype of u is kept.
 
-    Verified by: tests/test_dist_inverse_cdf.py::test_noise_is_finite_at_the_ends_of_the_grid
+    Verified by:
+    tests/distributions/test_inverse_cdf.py::test_noise_is_finite_at_the_ends_of_the_grid
     """
     return -np.log1p(-u)
 
@@ -57,9 +58,9 @@ class Exponential(Distribution):
         Exp(1) law, and ε/λ then has P(ε/λ > t) = e^(−λt), the Exp(λ) law.  The two sequences
         differ draw by draw (different algorithms use the stream differently), not in law.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test,
-        tests/test_dist_inverse_cdf.py::test_inverse_cdf_exponential_equals_the_direct_sampler,
-        tests/test_dist_inverse_cdf.py::test_rsample_gradcheck_with_fixed_noise
+        Verified by: tests/distributions/test_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test,
+        ::test_inverse_cdf_exponential_equals_the_direct_sampler,
+        ::test_rsample_gradcheck_with_fixed_noise
         """
         u = checks.generator(rng).random(self.sample_shape(shape), dtype=self.dtype)
         return Tensor(standard_exponential_from_uniform(u)) / self.rate
@@ -67,8 +68,8 @@ class Exponential(Distribution):
     def log_prob(self, x) -> Tensor:
         """log p(x) = log λ − λx for x ≥ 0, and −∞ for x < 0 (outside the support).
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
-        tests/test_dist_inverse_cdf.py::test_log_prob_outside_the_support_is_minus_infinity
+        Verified by: tests/distributions/test_inverse_cdf.py::test_log_prob_matches_scipy,
+        ::test_log_prob_outside_the_support_is_minus_infinity
         """
         x = self._value(x)
         return where(x.data < 0, -np.inf, self.rate.log() - self.rate * x)
@@ -76,7 +77,7 @@ class Exponential(Distribution):
     def entropy(self) -> Tensor:
         """H = −E[log λ − λx] = −log λ + λ · (1/λ) = 1 − log λ.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_entropy_matches_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_entropy_matches_scipy
         """
         return 1.0 - self.rate.log()
 
@@ -84,7 +85,7 @@ class Exponential(Distribution):
     def mean(self) -> Tensor:
         """E[x] = 1/λ.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_mean_and_variance_match_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_mean_and_variance_match_scipy
         """
         return 1.0 / self.rate
 
@@ -92,7 +93,7 @@ class Exponential(Distribution):
     def variance(self) -> Tensor:
         """Var[x] = E[x²] − E[x]² = 2/λ² − 1/λ² = 1/λ².
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_mean_and_variance_match_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_mean_and_variance_match_scipy
         """
         return 1.0 / (self.rate * self.rate)
 
@@ -106,7 +107,7 @@ def kl_exponential_exponential(p: Exponential, q: Exponential) -> Tensor:
     with equality only at r = 1.  Near r = 1 the terms cancel; computing t = (λ_q − λ_p)/λ_p
     from the difference and log(1 + t) with log1p keeps the small result accurate.
 
-    Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_matches_quadrature,
+    Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
     ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients
     """

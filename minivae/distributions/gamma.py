@@ -4,8 +4,8 @@
 
 ``rsample`` is reparameterized implicitly through the CDF (see ``incomplete_gamma.py``).
 
-Verified by: tests/test_dist_gamma.py::test_log_prob_matches_scipy,
-tests/test_dist_gamma_rsample.py::test_rsample_gradient_is_unbiased
+Verified by: tests/distributions/test_gamma.py::test_log_prob_matches_scipy,
+tests/distributions/test_incomplete_gamma.py::test_rsample_gradient_is_unbiased
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def log_power(x: Tensor, exponent: Tensor, complement: bool = False) -> Tensor:
     gradient 0 there (the function has no finite derivative at the edge).  NaN for b < 0.
     With ``complement``, log(1 − x) is computed as log1p(−x), exact for small x.
 
-    Verified by: tests/test_dist_gamma.py::test_log_prob_at_the_edge_of_the_support
+    Verified by: tests/distributions/test_gamma.py::test_log_prob_at_the_edge_of_the_support
     """
     base = 1 - x.data if complement else x.data
     positive = base > 0
@@ -66,7 +66,7 @@ class Gamma(Distribution):
     def sample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """NumPy's Gamma sampler with scale θ = 1/β (no gradient).
 
-        Verified by: tests/test_dist_gamma.py::test_samplers_match_scipy_by_ks
+        Verified by: tests/distributions/test_gamma.py::test_samplers_match_scipy_by_ks
         """
         draws = checks.generator(rng).gamma(self.concentration.data, 1 / self.rate.data,
                                      size=self.sample_shape(shape))
@@ -78,8 +78,9 @@ class Gamma(Distribution):
         The backward pass sums a series or fraction per draw: < 100 terms up to α = 10, then
         fewer than 10√α.
 
-        Verified by: tests/test_dist_gamma_rsample.py::test_rsample_gradient_is_unbiased,
-        tests/test_dist_gamma_rsample.py::test_implicit_derivative_follows_the_inverse_cdf
+        Verified by:
+        tests/distributions/test_incomplete_gamma.py::test_rsample_gradient_is_unbiased,
+        ::test_implicit_derivative_follows_the_inverse_cdf
         """
         log_z = draw_log_standard_gamma(checks.generator(rng), self.concentration.data,
                                         self.sample_shape(shape))
@@ -88,15 +89,15 @@ class Gamma(Distribution):
     def cdf(self, x) -> Tensor:
         """F(x) = P(α, βx), differentiable in α, β and x.
 
-        Verified by: tests/test_dist_gamma_rsample.py::test_cdf_gradcheck
+        Verified by: tests/distributions/test_incomplete_gamma.py::test_cdf_gradcheck
         """
         return regularized_gamma_p(self.concentration, self.rate * self._value(x))
 
     def log_prob(self, x) -> Tensor:
         """log p(x) = α log β + (α − 1) log x − βx − log Γ(α).
 
-        Verified by: tests/test_dist_gamma.py::test_log_prob_matches_scipy,
-        tests/test_dist_gamma.py::test_log_prob_at_the_edge_of_the_support
+        Verified by: tests/distributions/test_gamma.py::test_log_prob_matches_scipy,
+        ::test_log_prob_at_the_edge_of_the_support
         """
         x = self._value(x)
         outside = (x.data < 0) | (x.data == np.inf)
@@ -108,7 +109,7 @@ class Gamma(Distribution):
     def entropy(self) -> Tensor:
         """H = α − log β + log Γ(α) + (1 − α) ψ(α).
 
-        Verified by: tests/test_dist_gamma.py::test_entropy_mean_variance_match_scipy
+        Verified by: tests/distributions/test_gamma.py::test_entropy_mean_variance_match_scipy
         """
         alpha = self.concentration
         return alpha - log(self.rate) + lgamma(alpha) + (1 - alpha) * digamma(alpha)
@@ -117,7 +118,7 @@ class Gamma(Distribution):
     def mean(self) -> Tensor:
         """E[x] = α/β.
 
-        Verified by: tests/test_dist_gamma.py::test_entropy_mean_variance_match_scipy
+        Verified by: tests/distributions/test_gamma.py::test_entropy_mean_variance_match_scipy
         """
         return self.concentration / self.rate
 
@@ -125,7 +126,7 @@ class Gamma(Distribution):
     def variance(self) -> Tensor:
         """Var[x] = α/β².
 
-        Verified by: tests/test_dist_gamma.py::test_entropy_mean_variance_match_scipy
+        Verified by: tests/distributions/test_gamma.py::test_entropy_mean_variance_match_scipy
         """
         return self.concentration / (self.rate * self.rate)
 
@@ -134,8 +135,8 @@ def gamma_kl(alpha_p: Tensor, rate_p: Tensor, alpha_q: Tensor, rate_q: Tensor) -
     """KL(Gamma(αp, βp) ‖ Gamma(αq, βq))
         = (αp − αq) ψ(αp) − log Γ(αp) + log Γ(αq) + αq (log βp − log βq) + αp (βq − βp)/βp.
 
-    Verified by: tests/test_dist_gamma.py::test_kl_matches_quadrature,
-    tests/test_dist_gamma.py::test_kl_matches_monte_carlo
+    Verified by: tests/distributions/test_gamma.py::test_kl_matches_quadrature,
+    ::test_kl_matches_monte_carlo
     """
     return ((alpha_p - alpha_q) * digamma(alpha_p) - lgamma(alpha_p) + lgamma(alpha_q)
             + alpha_q * (log(rate_p) - log(rate_q)) + alpha_p * (rate_q - rate_p) / rate_p)

@@ -13,8 +13,8 @@ Two facts carry the formulas below, for the standard Gumbel G (μ = 0, β = 1):
 e^(−G) ~ Exp(1), since P(e^(−G) > t) = P(G < −log t) = e^(−t); hence
 E[e^(−sG)] = E[Eˢ] = Γ(1 + s) for E ~ Exp(1), and E[G] = −Γ′(1) = γ (Euler's constant).
 
-Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
-tests/test_dist_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test
+Verified by: tests/distributions/test_inverse_cdf.py::test_log_prob_matches_scipy,
+::test_rsample_matches_scipy_by_ks_test
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def log_gamma_plus_euler_line(r: Tensor) -> Tensor:
     numbers near 15, so its absolute error there is a few 1e-15, too much for a result of
     order (r − 1)²; for |r − 1| < 0.05 the series is used instead.
 
-    Verified by: tests/test_dist_inverse_cdf.py::test_helpers_match_numpy
+    Verified by: tests/engine/ops/test_elementwise.py::test_helpers_match_numpy
     """
     x = r - 1.0
     series = ZETA[10] / 10
@@ -66,7 +66,8 @@ def standard_gumbel_from_uniform(u: np.ndarray) -> np.ndarray:
     moved to the middle of its grid cell, eps/4.  The largest u, 1 − eps/2, gives a finite
     ε ≈ −log(eps/2) because log u is exact to rounding near 1.
 
-    Verified by: tests/test_dist_inverse_cdf.py::test_noise_is_finite_at_the_ends_of_the_grid
+    Verified by:
+    tests/distributions/test_inverse_cdf.py::test_noise_is_finite_at_the_ends_of_the_grid
     """
     u = np.where(u == 0, np.finfo(u.dtype).eps / 4, u)
     return -np.log(-np.log(u))
@@ -87,8 +88,8 @@ class Gumbel(LocationScale):
 
         The gradient flows through F⁻¹: dz/dμ = 1, dz/dβ = −log(−log u).
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test,
-        tests/test_dist_inverse_cdf.py::test_rsample_gradcheck_with_fixed_noise
+        Verified by: tests/distributions/test_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test,
+        ::test_rsample_gradcheck_with_fixed_noise
         """
         u = checks.generator(rng).random(self.sample_shape(shape), dtype=self.dtype)
         return self.loc + self.scale * standard_gumbel_from_uniform(u)
@@ -99,8 +100,8 @@ class Gumbel(LocationScale):
         Where y = −∞ (x = −∞, or (x − μ)/β overflowing) the two terms would give ∞ − ∞; the
         value there is its limit −∞, and x is replaced by μ inside the formula, so no
         infinite y (and no NaN) reaches the value or the gradient.
-        Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
-        tests/test_dist_inverse_cdf.py::test_log_prob_outside_the_support_is_minus_infinity
+        Verified by: tests/distributions/test_inverse_cdf.py::test_log_prob_matches_scipy,
+        ::test_log_prob_outside_the_support_is_minus_infinity
         """
         x = self._value(x)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -112,7 +113,7 @@ class Gumbel(LocationScale):
     def entropy(self) -> Tensor:
         """H = log β + E[y + e^(−y)] = log β + γ + 1  (E[y] = γ, E[e^(−y)] = Γ(2) = 1).
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_entropy_matches_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_entropy_matches_scipy
         """
         return broadcast_to(self.scale.log() + (EULER_GAMMA + 1.0), self.batch_shape)
 
@@ -120,7 +121,7 @@ class Gumbel(LocationScale):
     def mean(self) -> Tensor:
         """E[x] = μ + βγ.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_mean_and_variance_match_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_mean_and_variance_match_scipy
         """
         return broadcast_to(self.loc + EULER_GAMMA * self.scale, self.batch_shape)
 
@@ -128,7 +129,7 @@ class Gumbel(LocationScale):
     def variance(self) -> Tensor:
         """Var[x] = β² Var[G] = β² (log Γ)″(1) = β² ζ(2) = π²β²/6.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_mean_and_variance_match_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_mean_and_variance_match_scipy
         """
         return broadcast_to((math.pi**2 / 6) * self.scale * self.scale, self.batch_shape)
 
@@ -153,7 +154,7 @@ def kl_gumbel_gumbel(p: Gumbel, q: Gumbel) -> Tensor:
     ``log_gamma_plus_euler_line``), and both are exactly 0 at p = q.  Γ enters through
     log Γ only, so the gradient flows through ψ = (log Γ)′.
 
-    Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_matches_quadrature,
+    Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
     ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients
     """

@@ -14,8 +14,9 @@ and z/β turns a Gamma(α, 1) draw into a Gamma(α, β) one.  ∂P/∂α is comp
 power series of P (for z < α + 1) or the continued fraction of Q = 1 − P (otherwise), each
 differentiated term by term in α.
 
-Verified by: tests/test_dist_gamma_rsample.py::test_cdf_and_its_alpha_derivative_match_scipy,
-tests/test_dist_gamma_rsample.py::test_implicit_derivative_follows_the_inverse_cdf
+Verified by:
+tests/distributions/test_incomplete_gamma.py::test_cdf_and_its_alpha_derivative_match_scipy,
+::test_implicit_derivative_follows_the_inverse_cdf
 """
 from __future__ import annotations
 
@@ -83,8 +84,9 @@ def incomplete_gamma_pieces(a, log_x) -> tuple[np.ndarray, np.ndarray, np.ndarra
         fraction (otherwise): ∂Q/∂α = B [(log x − ψ(α)) − F′/F] / F,  B = xᵅe⁻ˣ/Γ(α),
                               ∂log z/∂α = [(log x − ψ(α)) − F′/F] / F.
 
-    Verified by: tests/test_dist_gamma_rsample.py::test_cdf_and_its_alpha_derivative_match_scipy,
-    tests/test_dist_gamma_rsample.py::test_implicit_derivative_follows_the_inverse_cdf
+    Verified by:
+    tests/distributions/test_incomplete_gamma.py::test_cdf_and_its_alpha_derivative_match_scipy,
+    ::test_implicit_derivative_follows_the_inverse_cdf
     """
     a, log_x = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(log_x, np.float64))
     x = np.exp(log_x)
@@ -116,8 +118,9 @@ def regularized_gamma_p(a: Tensor, x: Tensor) -> Tensor:
 
     VJP: ∂P/∂α from the differentiated series/fraction above;  ∂P/∂x = xᵅ⁻¹e⁻ˣ/Γ(α).
 
-    Verified by: tests/test_dist_gamma_rsample.py::test_cdf_and_its_alpha_derivative_match_scipy,
-    tests/test_dist_gamma_rsample.py::test_cdf_gradcheck
+    Verified by:
+    tests/distributions/test_incomplete_gamma.py::test_cdf_and_its_alpha_derivative_match_scipy,
+    ::test_cdf_gradcheck
     """
     a_data, x_data = np.broadcast_arrays(a.data.astype(np.float64), x.data.astype(np.float64))
     inside = (x_data > 0) & (x_data < np.inf)
@@ -141,7 +144,7 @@ def draw_log_standard_gamma(rng: np.random.Generator, concentration, shape) -> n
     For α < 1 it uses Gamma(α) = Gamma(α + 1) · U^(1/α) with U ~ Uniform(0, 1], so
     log z = log z′ + log(U)/α stays finite where z itself would round to 0.
 
-    Verified by: tests/test_dist_gamma.py::test_samplers_match_scipy_by_ks
+    Verified by: tests/distributions/test_gamma.py::test_samplers_match_scipy_by_ks
     """
     a = np.broadcast_to(np.asarray(concentration, np.float64), shape)
     boost = a < 1
@@ -168,7 +171,7 @@ def require_implicit_gradient(concentration: Tensor) -> None:
 def standard_gamma_from_log(concentration: Tensor, log_z: np.ndarray) -> Tensor:
     """z = exp(log z) for a Gamma(α, 1) draw; VJP g · z · ∂log z/∂α (the implicit slope).
 
-    Verified by: tests/test_dist_gamma_rsample.py::test_rsample_gradient_is_unbiased
+    Verified by: tests/distributions/test_incomplete_gamma.py::test_rsample_gradient_is_unbiased
     """
     require_implicit_gradient(concentration)
     z = np.exp(log_z)

@@ -9,8 +9,8 @@ looks up the most specific registered pair along both types' MROs; a pair nobody
 an error, never a silent Monte Carlo estimate.  Where the support of p is not inside the
 support of q, KL(p ‖ q) = +∞ (p puts mass where log q = −∞); those pairs are registered too.
 
-Verified by: tests/test_distributions_base.py::test_registry_lookup_and_errors,
-tests/test_distributions_base.py::test_independent_kl_sums_the_base_kl
+Verified by: tests/distributions/test_base.py::test_registry_lookup_and_errors,
+::test_independent_kl_sums_the_base_kl
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def kl_divergence(p: Distribution, q: Distribution) -> Tensor:
     """KL(p ‖ q) = E_p[log p − log q] in closed form, one value per batch entry.
 
     Raises NotImplementedError naming both types when no closed form is registered.
-    Verified by: tests/test_distributions_base.py::test_registry_lookup_and_errors
+    Verified by: tests/distributions/test_base.py::test_registry_lookup_and_errors
     """
     _check_pair(p, q)
     return _lookup(_KL, p, q, required="KL")(p, q)
@@ -86,7 +86,7 @@ def kl_divergence(p: Distribution, q: Distribution) -> Tensor:
 def cross_entropy(p: Distribution, q: Distribution) -> Tensor:
     """−E_p[log q(x)]: a registered closed form, else H(p) + KL(p ‖ q).
 
-    Verified by: tests/test_distributions_base.py::test_cross_entropy_is_entropy_plus_kl
+    Verified by: tests/distributions/test_base.py::test_cross_entropy_is_entropy_plus_kl
     """
     _check_pair(p, q)
     function = _lookup(_CROSS_ENTROPY, p, q)

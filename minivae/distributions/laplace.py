@@ -7,8 +7,8 @@
 The draw z = F⁻¹(v; μ, b) with v ~ U(0, 1) is differentiable in (μ, b) for fixed v, so it is
 a reparameterized sampler.
 
-Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
-tests/test_dist_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test
+Verified by: tests/distributions/test_inverse_cdf.py::test_log_prob_matches_scipy,
+::test_rsample_matches_scipy_by_ks_test
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def standard_laplace_from_uniform(v: np.ndarray) -> np.ndarray:
     is moved to the middle of its grid cell, eps/4; every other v gives a finite ε.  u = v − ½
     and 1 − 2|u| are exact in floating point, and log1p keeps accuracy near u = 0.
 
-    Verified by: tests/test_dist_inverse_cdf.py::test_noise_is_finite_at_the_ends_of_the_grid
+    Verified by:
+    tests/distributions/test_inverse_cdf.py::test_noise_is_finite_at_the_ends_of_the_grid
     """
     v = np.where(v == 0, np.finfo(v.dtype).eps / 4, v)
     u = v - 0.5
@@ -52,8 +53,8 @@ class Laplace(LocationScale):
         with ε = −sign(v − ½) log(1 − 2|v − ½|) the standard Laplace quantile of v.  The
         gradient flows through F⁻¹: dz/dμ = 1, dz/db = ε.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test,
-        tests/test_dist_inverse_cdf.py::test_rsample_gradcheck_with_fixed_noise
+        Verified by: tests/distributions/test_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test,
+        ::test_rsample_gradcheck_with_fixed_noise
         """
         v = checks.generator(rng).random(self.sample_shape(shape), dtype=self.dtype)
         return self.loc + self.scale * standard_laplace_from_uniform(v)
@@ -61,14 +62,14 @@ class Laplace(LocationScale):
     def log_prob(self, x) -> Tensor:
         """log p(x) = −log 2b − |x − μ|/b  (−∞ at x = ±∞; the support is all of ℝ).
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_log_prob_matches_scipy
         """
         return -(2.0 * self.scale).log() - absolute(self._value(x) - self.loc) / self.scale
 
     def entropy(self) -> Tensor:
         """H = log 2b + E|x − μ|/b = log 2b + 1, since |x − μ| ~ Exp(1/b) has mean b.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_entropy_matches_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_entropy_matches_scipy
         """
         return broadcast_to(1.0 + (2.0 * self.scale).log(), self.batch_shape)
 
@@ -76,7 +77,7 @@ class Laplace(LocationScale):
     def mean(self) -> Tensor:
         """E[x] = μ (the density is symmetric about μ).
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_mean_and_variance_match_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_mean_and_variance_match_scipy
         """
         return broadcast_to(self.loc, self.batch_shape)
 
@@ -84,7 +85,7 @@ class Laplace(LocationScale):
     def variance(self) -> Tensor:
         """Var[x] = E[(x − μ)²] = 2b² (the second moment of Exp(1/b) on each side).
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_mean_and_variance_match_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_mean_and_variance_match_scipy
         """
         return broadcast_to(2.0 * self.scale * self.scale, self.batch_shape)
 
@@ -104,7 +105,7 @@ def kl_laplace_laplace(p: Laplace, q: Laplace) -> Tensor:
     the first by ``exp_taylor_remainder`` and the second as t − log(1 + t), t = r − 1, so
     nothing cancels when p ≈ q and KL(p ‖ p) is exactly 0.
 
-    Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_matches_quadrature,
+    Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
     ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients
     """

@@ -6,7 +6,7 @@ Shapes: ``logits`` (..., K), ``loc`` and ``scale`` (..., K, d); the leading axes
 into the batch shape, and the event is the last axis (d,).  The Gaussian part is written out
 with engine ops here, so gradients flow to π, μ, σ and x.
 
-Verified by: tests/test_dist_mixture.py::test_log_prob_matches_direct_sum,
+Verified by: tests/distributions/test_mixture.py::test_log_prob_matches_direct_sum,
 ::test_responsibilities_follow_bayes_rule
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ class GaussianMixture(Distribution):
         """log N(x; μ_c, diag σ_c²) = Σ_j [−½ log 2π − log σ_cj − ½ ((x_j − μ_cj)/σ_cj)²],
         for every component c: shape broadcast(x.shape[:-1], batch) + (K,).
 
-        Verified by: tests/test_dist_mixture.py::test_log_prob_matches_direct_sum
+        Verified by: tests/distributions/test_mixture.py::test_log_prob_matches_direct_sum
         """
         x = self._value(x)
         x = x.reshape(x.shape[:-1] + (1,) + x.shape[-1:])  # a component axis, for broadcasting
@@ -81,7 +81,7 @@ class GaussianMixture(Distribution):
         logsumexp subtracts the largest term first, so a point far from every component (each
         density underflowing to 0) still gets its finite log-density.  The support is ℝᵈ; an
         entry x_j = ±∞ gives −∞.
-        Verified by: tests/test_dist_mixture.py::test_log_prob_matches_direct_sum,
+        Verified by: tests/distributions/test_mixture.py::test_log_prob_matches_direct_sum,
         ::test_log_prob_is_finite_far_from_every_component, ::test_mixture_gradients
         """
         return self._joint_log_prob(x).logsumexp(axis=-1)
@@ -90,7 +90,7 @@ class GaussianMixture(Distribution):
         """p(c | x) = π_c N(x; μ_c, σ_c²) / Σ_c' π_c' N(x; μ_c', σ_c'²)  (Bayes' rule)
                     = softmax_c(log π_c + log N(x; μ_c, σ_c²)); shape ... + (K,).
 
-        Verified by: tests/test_dist_mixture.py::test_responsibilities_follow_bayes_rule
+        Verified by: tests/distributions/test_mixture.py::test_responsibilities_follow_bayes_rule
         """
         joint = self._joint_log_prob(x)
         return (joint - joint.logsumexp(axis=-1, keepdims=True)).exp()
@@ -98,7 +98,7 @@ class GaussianMixture(Distribution):
     def sample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """c ~ Categorical(π) by Gumbel-max, then x = μ_c + σ_c ε with ε ~ N(0, I).
 
-        Verified by: tests/test_dist_mixture.py::test_samples_have_the_mixture_distribution
+        Verified by: tests/distributions/test_mixture.py::test_samples_have_the_mixture_distribution
         """
         full_shape = self.sample_shape(shape)
         per_entry = full_shape[:-1] + (self.num_components,)
@@ -114,7 +114,8 @@ class GaussianMixture(Distribution):
 
     @property
     def mean(self) -> Tensor:
-        """E[x] = Σ_c π_c μ_c.  Verified by: tests/test_dist_mixture.py::test_mean_and_variance"""
+        """E[x] = Σ_c π_c μ_c.  Verified by:
+        tests/distributions/test_mixture.py::test_mean_and_variance"""
         weights = self.mixture_distribution.probs.reshape(self.logits.shape + (1,))
         return broadcast_to((weights * self.loc).sum(axis=-2), self.batch_shape + self.event_shape)
 
@@ -123,7 +124,7 @@ class GaussianMixture(Distribution):
         """Var[x_j] = E[Var(x_j | c)] + Var(E[x_j | c]) = Σ_c π_c σ_cj² + Σ_c π_c (μ_cj − E[x_j])²
         (the law of total variance, per coordinate; both sums are ≥ 0, so no cancellation).
 
-        Verified by: tests/test_dist_mixture.py::test_mean_and_variance
+        Verified by: tests/distributions/test_mixture.py::test_mean_and_variance
         """
         weights = self.mixture_distribution.probs.reshape(self.logits.shape + (1,))
         centered = self.loc - self.mean.reshape(self.batch_shape + (1,) + self.event_shape)

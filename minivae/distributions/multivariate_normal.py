@@ -8,7 +8,7 @@ Working with L instead of Σ makes every formula a triangular solve: with y = L�
 Also here: the closed-form KLs between full-covariance and diagonal Gaussians
 (``Independent(Normal(loc, scale), 1)``, the project's diagonal Gaussian).
 
-Verified by: tests/test_dist_mvn.py::test_log_prob_and_entropy_match_scipy
+Verified by: tests/distributions/test_multivariate_normal.py::test_log_prob_and_entropy_match_scipy
 """
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ class MultivariateNormal(Distribution):
         """z = μ + L ε with ε ~ N(0, I_d): z is Gaussian with mean μ and covariance
         E[L ε εᵀ Lᵀ] = L Lᵀ = Σ, and differentiable in μ and L (dz/dLᵢⱼ = εⱼ eᵢ).
 
-        Verified by: tests/test_dist_mvn.py::test_sample_covariance_approaches_scale_tril_squared,
+        Verified by:
+        tests/distributions/test_multivariate_normal.py::test_sample_covariance_approaches_scale_tril_squared,
         ::test_gradients_of_rsample_log_prob_and_kl
         """
         noise = checks.generator(rng).standard_normal(self.sample_shape(shape)).astype(self.dtype)
@@ -99,7 +100,8 @@ class MultivariateNormal(Distribution):
         """log N(x; μ, LLᵀ) = −½ d log 2π − Σᵢ log Lᵢᵢ − ½ ‖y‖²,  y = L⁻¹(x − μ) (a solve).
 
         The support is all of ℝᵈ; a point with an infinite coordinate (and no NaN) gets −∞.
-        Verified by: tests/test_dist_mvn.py::test_log_prob_and_entropy_match_scipy,
+        Verified by:
+        tests/distributions/test_multivariate_normal.py::test_log_prob_and_entropy_match_scipy,
         ::test_change_of_variables
         """
         x = self._value(x)
@@ -114,7 +116,8 @@ class MultivariateNormal(Distribution):
     def entropy(self) -> Tensor:
         """H = ½ log |2πe Σ| = ½ d (1 + log 2π) + Σᵢ log Lᵢᵢ.
 
-        Verified by: tests/test_dist_mvn.py::test_log_prob_and_entropy_match_scipy
+        Verified by:
+        tests/distributions/test_multivariate_normal.py::test_log_prob_and_entropy_match_scipy
         """
         d = self.event_shape[0]
         return broadcast_to(0.5 * d * (1.0 + LOG_2PI) + half_log_det(self.scale_tril),
@@ -122,14 +125,16 @@ class MultivariateNormal(Distribution):
 
     @property
     def mean(self) -> Tensor:
-        """E[x] = μ.  Verified by: tests/test_dist_mvn.py::test_mean_variance_and_covariance"""
+        """E[x] = μ.  Verified by:
+        tests/distributions/test_multivariate_normal.py::test_mean_variance_and_covariance"""
         return broadcast_to(self.loc, self.batch_shape + self.event_shape)
 
     @property
     def variance(self) -> Tensor:
         """Var[xᵢ] = Σᵢᵢ = Σⱼ Lᵢⱼ²  (the diagonal of L Lᵀ).
 
-        Verified by: tests/test_dist_mvn.py::test_mean_variance_and_covariance
+        Verified by:
+        tests/distributions/test_multivariate_normal.py::test_mean_variance_and_covariance
         """
         squares = self.scale_tril * self.scale_tril
         return broadcast_to(squares.sum(axis=-1), self.batch_shape + self.event_shape)
@@ -138,7 +143,8 @@ class MultivariateNormal(Distribution):
     def covariance_matrix(self) -> Tensor:
         """Σ = L Lᵀ, shape batch + (d, d).
 
-        Verified by: tests/test_dist_mvn.py::test_mean_variance_and_covariance
+        Verified by:
+        tests/distributions/test_multivariate_normal.py::test_mean_variance_and_covariance
         """
         covariance = self.scale_tril @ _swap_last_axes(self.scale_tril)
         return broadcast_to(covariance, self.batch_shape + self.event_shape * 2)
@@ -155,7 +161,7 @@ def scale_tril_from_unconstrained(raw, diagonal: str = "softplus") -> Tensor:
     by e per unit and overflows float32 near 89.  Both tend to 0 for very negative inputs, where
     Σ becomes nearly singular; bound the input (or add a floor to L) if that can happen.
 
-    Verified by: tests/test_dist_mvn.py::test_scale_tril_from_unconstrained
+    Verified by: tests/distributions/test_multivariate_normal.py::test_scale_tril_from_unconstrained
     """
     if diagonal not in ("softplus", "exp"):
         raise ValueError(f"diagonal must be 'softplus' or 'exp', got {diagonal!r}")
@@ -207,7 +213,8 @@ def _diagonal_parameters(dist: Independent) -> tuple[Tensor, Tensor]:
 def kl_mvn_mvn(p: MultivariateNormal, q: MultivariateNormal) -> Tensor:
     """KL(p ‖ q) = ½ [‖L_q⁻¹L_p‖_F² + ‖L_q⁻¹(μ_q − μ_p)‖² − d] + Σᵢ log (L_q)ᵢᵢ − Σᵢ log (L_p)ᵢᵢ.
 
-    Verified by: tests/test_dist_mvn.py::test_kl_matches_an_independent_formula,
+    Verified by:
+    tests/distributions/test_multivariate_normal.py::test_kl_matches_an_independent_formula,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal
     """
     return _kl_from_factors(p.loc, p.scale_tril, q.loc, q.scale_tril)
@@ -217,7 +224,8 @@ def kl_mvn_mvn(p: MultivariateNormal, q: MultivariateNormal) -> Tensor:
 def cross_entropy_mvn_mvn(p: MultivariateNormal, q: MultivariateNormal) -> Tensor:
     """−E_p[log q] = ½ [d log 2π + log|Σ_q| + tr(Σ_q⁻¹Σ_p) + (μ_q − μ_p)ᵀΣ_q⁻¹(μ_q − μ_p)].
 
-    Verified by: tests/test_dist_mvn.py::test_kl_is_cross_entropy_minus_entropy
+    Verified by:
+    tests/distributions/test_multivariate_normal.py::test_kl_is_cross_entropy_minus_entropy
     """
     trace, mahalanobis = _trace_and_mahalanobis(p.loc, p.scale_tril, q.loc, q.scale_tril)
     d = p.event_shape[0]
@@ -228,7 +236,8 @@ def cross_entropy_mvn_mvn(p: MultivariateNormal, q: MultivariateNormal) -> Tenso
 def kl_diagonal_mvn(p: Independent, q: MultivariateNormal) -> Tensor:
     """KL(N(μ_p, diag σ_p²) ‖ N(μ_q, L_q L_qᵀ)): the full formula with L_p = diag(σ_p).
 
-    Verified by: tests/test_dist_mvn.py::test_kl_matches_an_independent_formula
+    Verified by:
+    tests/distributions/test_multivariate_normal.py::test_kl_matches_an_independent_formula
     """
     loc, scale = _diagonal_parameters(p)
     d = p.event_shape[0]
@@ -242,7 +251,8 @@ def kl_mvn_diagonal(p: MultivariateNormal, q: Independent) -> Tensor:
 
         ½ [Σᵢⱼ ((L_p)ᵢⱼ / σ_qᵢ)² + Σᵢ ((μ_qᵢ − μ_pᵢ)/σ_qᵢ)² − d] + Σᵢ log σ_qᵢ − Σᵢ log (L_p)ᵢᵢ.
 
-    Verified by: tests/test_dist_mvn.py::test_kl_matches_an_independent_formula
+    Verified by:
+    tests/distributions/test_multivariate_normal.py::test_kl_matches_an_independent_formula
     """
     loc, scale = _diagonal_parameters(q)
     ratio = p.scale_tril / scale.reshape(scale.shape + (1,))

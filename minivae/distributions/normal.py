@@ -6,7 +6,7 @@ A diagonal Gaussian over d-vectors is ``Independent(Normal(loc, scale), 1)``: th
 are independent, so its log density, entropy and KL are sums of the ones below over the last
 axis (see ``base.Independent`` and the (Independent, Independent) KL in ``kl.py``).
 
-Verified by: tests/test_dist_normal.py::test_log_prob_and_entropy_match_scipy
+Verified by: tests/distributions/test_normal.py::test_log_prob_and_entropy_match_scipy
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ class Normal(LocationScale):
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """z = μ + σ ε with ε ~ N(0, 1) drawn outside the graph, so dz/dμ = 1 and dz/dσ = ε.
 
-        Verified by: tests/test_dist_normal.py::test_rsample_is_differentiable_in_the_parameters,
+        Verified by:
+        tests/distributions/test_normal.py::test_rsample_is_differentiable_in_the_parameters,
         ::test_samples_have_the_normal_distribution
         """
         noise = checks.generator(rng).standard_normal(self.sample_shape(shape)).astype(self.dtype)
@@ -56,7 +57,7 @@ class Normal(LocationScale):
         """log N(x; μ, σ²) = −½ log 2π − log σ − ½ ((x − μ)/σ)².
 
         The support is all of ℝ; at x = ±∞ the value is −∞.
-        Verified by: tests/test_dist_normal.py::test_log_prob_and_entropy_match_scipy
+        Verified by: tests/distributions/test_normal.py::test_log_prob_and_entropy_match_scipy
         """
         standardized = (self._value(x) - self.loc) / self.scale
         return -0.5 * LOG_2PI - self.scale.log() - 0.5 * standardized * standardized
@@ -64,18 +65,18 @@ class Normal(LocationScale):
     def entropy(self) -> Tensor:
         """H = −E[log N(x; μ, σ²)] = ½ log(2πe σ²) = ½ (1 + log 2π) + log σ.
 
-        Verified by: tests/test_dist_normal.py::test_log_prob_and_entropy_match_scipy
+        Verified by: tests/distributions/test_normal.py::test_log_prob_and_entropy_match_scipy
         """
         return broadcast_to(0.5 * (1.0 + LOG_2PI) + self.scale.log(), self.batch_shape)
 
     @property
     def mean(self) -> Tensor:
-        """E[x] = μ.  Verified by: tests/test_dist_normal.py::test_mean_and_variance"""
+        """E[x] = μ.  Verified by: tests/distributions/test_normal.py::test_mean_and_variance"""
         return broadcast_to(self.loc, self.batch_shape)
 
     @property
     def variance(self) -> Tensor:
-        """Var[x] = σ².  Verified by: tests/test_dist_normal.py::test_mean_and_variance"""
+        """Var[x] = σ².  Verified by: tests/distributions/test_normal.py::test_mean_and_variance"""
         return broadcast_to(self.scale * self.scale, self.batch_shape)
 
     @property
@@ -86,7 +87,7 @@ class Normal(LocationScale):
     def cdf(self, x) -> Tensor:
         """P(X ≤ x) = Φ((x − μ)/σ) = ½ erfc(−(x − μ)/(σ√2)).
 
-        Verified by: tests/test_dist_normal.py::test_cdf_matches_scipy_and_has_gradients
+        Verified by: tests/distributions/test_normal.py::test_cdf_matches_scipy_and_has_gradients
         """
         return _standard_normal_cdf((self._value(x) - self.loc) / self.scale)
 
@@ -111,7 +112,7 @@ def _expected_log_density(p: Normal, q: Normal) -> Tensor:
 def cross_entropy_normal_normal(p: Normal, q: Normal) -> Tensor:
     """−E_p[log q] = ½ log(2πσ_q²) + σ_p²/(2σ_q²) + (μ_p − μ_q)²/(2σ_q²)  (the lemma above).
 
-    Verified by: tests/test_dist_normal.py::test_kl_is_cross_entropy_minus_entropy
+    Verified by: tests/distributions/test_normal.py::test_kl_is_cross_entropy_minus_entropy
     """
     return -_expected_log_density(p, q)
 
@@ -124,7 +125,7 @@ def kl_normal_normal(p: Normal, q: Normal) -> Tensor:
            = ½ [r² − 1 − 2 log r] + ½ ((μ_p − μ_q)/σ_q)²,   r = σ_p/σ_q.
 
     The bracket r² − 1 − 2 log r ≥ 0 with equality only at r = 1, so KL ≥ 0.
-    Verified by: tests/test_dist_normal.py::test_kl_matches_quadrature,
+    Verified by: tests/distributions/test_normal.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal
     """
     ratio = p.scale / q.scale

@@ -5,7 +5,7 @@
 Counts are returned and accepted as floats holding integers (as the engine's Tensors are
 float); a value that is not a non-negative integer is outside the support.
 
-Verified by: tests/test_dist_discrete.py::test_poisson_matches_scipy
+Verified by: tests/distributions/test_poisson.py::test_poisson_matches_scipy
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ class Poisson(Distribution):
     def sample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """Counts drawn by NumPy's Poisson sampler, as floats of this distribution's dtype.
 
-        Verified by: tests/test_dist_discrete.py::test_poisson_sampler_chi_square_and_moments
+        Verified by:
+        tests/distributions/test_poisson.py::test_poisson_sampler_chi_square_and_moments
         """
         rate = np.broadcast_to(self.rate.data.astype(np.float64), self.sample_shape(shape))
         counts = checks.generator(rng).poisson(rate)
@@ -67,7 +68,7 @@ class Poisson(Distribution):
         k log λ and log k! would both overflow (k near the float range) and their difference
         be ∞ − ∞.
         k outside {0, 1, 2, …} (negative, fractional, ±∞ or NaN) gives −∞.  d/dλ = k/λ − 1.
-        Verified by: tests/test_dist_discrete.py::test_poisson_matches_scipy,
+        Verified by: tests/distributions/test_poisson.py::test_poisson_matches_scipy,
         ::test_poisson_outside_support, ::test_poisson_gradients,
         ::test_poisson_log_prob_at_huge_counts
         """
@@ -106,9 +107,9 @@ class Poisson(Distribution):
         H = ½ log(2πeλ) − 1/(12λ) − 1/(24λ²) + O(λ⁻³) is used, whose omitted terms
         (< 1e-19) are far below the rounding error of the sum at that size.
 
-        Verified by: tests/test_dist_discrete.py::test_poisson_matches_scipy,
+        Verified by: tests/distributions/test_poisson.py::test_poisson_matches_scipy,
         ::test_poisson_entropy_for_large_and_small_rates,
-        tests/test_fuzz_distributions.py::test_poisson_entropy_at_huge_rates
+        ::test_poisson_entropy_at_huge_rates
         """
         if self.rate.size == 0:
             return Tensor(np.zeros(self.batch_shape, dtype=self.dtype))
@@ -133,12 +134,14 @@ class Poisson(Distribution):
 
     @property
     def mean(self) -> Tensor:
-        """E[k] = λ.  Verified by: tests/test_dist_discrete.py::test_poisson_matches_scipy"""
+        """E[k] = λ.  Verified by:
+        tests/distributions/test_poisson.py::test_poisson_matches_scipy"""
         return self.rate
 
     @property
     def variance(self) -> Tensor:
-        """Var[k] = λ.  Verified by: tests/test_dist_discrete.py::test_poisson_matches_scipy"""
+        """Var[k] = λ.  Verified by:
+        tests/distributions/test_poisson.py::test_poisson_matches_scipy"""
         return self.rate
 
 
@@ -149,7 +152,7 @@ def kl_poisson_poisson(p: Poisson, q: Poisson) -> Tensor:
     Derivation: log p(k) − log q(k) = k log(λ_p/λ_q) − λ_p + λ_q (the k! cancel), and E_p[k] =
     λ_p.  The second form evaluates t − log1p(t) ≈ t²/2 directly, so a KL near 0 keeps its
     relative accuracy; t − log1p(t) ≥ 0 for t > −1 shows KL ≥ 0.
-    Verified by: tests/test_dist_discrete.py::test_poisson_kl_matches_truncated_sum,
+    Verified by: tests/distributions/test_poisson.py::test_poisson_kl_matches_truncated_sum,
     ::test_poisson_kl_matches_monte_carlo
     """
     t = (q.rate - p.rate) / p.rate

@@ -9,7 +9,7 @@ gives a point of the open simplex that is a smooth function of l and τ for fixe
 gradients flow through it (a reparameterized sample).  As τ → 0, y tends to the one-hot vector
 of the Gumbel-max class; for every τ, argmax y is that class, so it is Categorical(softmax l).
 
-Verified by: tests/test_dist_relaxed.py::test_argmax_of_relaxed_sample_is_categorical,
+Verified by: tests/distributions/test_relaxed.py::test_argmax_of_relaxed_sample_is_categorical,
 ::test_relaxed_sample_tends_to_one_hot_as_temperature_falls
 """
 from __future__ import annotations
@@ -35,7 +35,8 @@ def straight_through(y) -> Tensor:
     a loss of the hard value gets the gradient it would get if evaluated at the relaxed y.  It
     is a biased estimator, chosen on purpose.
 
-    Verified by: tests/test_dist_relaxed.py::test_straight_through_is_one_hot_with_relaxed_gradient
+    Verified by:
+    tests/distributions/test_relaxed.py::test_straight_through_is_one_hot_with_relaxed_gradient
     """
     y = as_tensor(y)
     if y.ndim == 0:
@@ -86,9 +87,9 @@ class RelaxedOneHotCategorical(Distribution):
         The softmax is exp(z − logsumexp z) with z = (l − max l + G)/τ (the softmax forgets
         the shift, and without it (l + G)/τ overflows for huge logits), so it never overflows; at
         very small τ some y_k underflow to 0 (then log_prob(y) = −∞).
-        Verified by: tests/test_dist_relaxed.py::test_relaxed_rsample_gradcheck,
+        Verified by: tests/distributions/test_relaxed.py::test_relaxed_rsample_gradcheck,
         ::test_relaxed_samples_match_the_logistic_change_of_variables,
-        tests/test_extremes_distributions.py::test_relaxed_rsample_with_huge_logit_gaps
+        ::test_relaxed_rsample_with_huge_logit_gaps
         """
         noise = standard_gumbel(rng, self.sample_shape(shape), self.dtype)
         temperature = self._temperature_per_class()
@@ -121,7 +122,7 @@ class RelaxedOneHotCategorical(Distribution):
 
         y outside the open simplex (an entry ≤ 0, not finite, or a sum off 1 by more than
         √eps of the dtype) gives −∞, one-hot vectors included.
-        Verified by: tests/test_dist_relaxed.py::test_concrete_density_integrates_to_one,
+        Verified by: tests/distributions/test_relaxed.py::test_concrete_density_integrates_to_one,
         ::test_concrete_density_matches_change_of_variables_for_two_classes,
         ::test_concrete_density_integrates_to_one_for_three_classes,
         ::test_relaxed_log_prob_gradcheck

@@ -6,8 +6,8 @@ U(a, b) has bounded support, so KL(p ‖ U) = +∞ for every p with unbounded su
 mass where log U = −∞): Normal, Laplace, Gumbel and Exponential are registered as such.
 The other direction, KL(U ‖ q), is finite for those q and has closed forms below.
 
-Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
-tests/test_dist_inverse_cdf_kl.py::test_kl_support_mismatch_is_infinite
+Verified by: tests/distributions/test_inverse_cdf.py::test_log_prob_matches_scipy,
+tests/distributions/test_inverse_cdf_kl.py::test_kl_support_mismatch_is_infinite
 """
 from __future__ import annotations
 
@@ -62,9 +62,9 @@ class Uniform(Distribution):
         z < b; when u is within an ulp of 1, rounding can carry z up to b, and such a draw is
         set to the float just below b (keeping dz/db = 1), so every draw has log_prob > −∞.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test,
-        tests/test_dist_inverse_cdf.py::test_rsample_gradcheck_with_fixed_noise,
-        tests/test_dist_inverse_cdf.py::test_uniform_draws_stay_below_high
+        Verified by: tests/distributions/test_inverse_cdf.py::test_rsample_matches_scipy_by_ks_test,
+        ::test_rsample_gradcheck_with_fixed_noise,
+        ::test_uniform_draws_stay_below_high
         """
         u = checks.generator(rng).random(self.sample_shape(shape), dtype=self.dtype)
         z = self.low + self.width * u
@@ -74,8 +74,8 @@ class Uniform(Distribution):
     def log_prob(self, x) -> Tensor:
         """log p(x) = −log(b − a) for a ≤ x < b; −∞ outside [a, b).
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_log_prob_matches_scipy,
-        tests/test_dist_inverse_cdf.py::test_log_prob_outside_the_support_is_minus_infinity
+        Verified by: tests/distributions/test_inverse_cdf.py::test_log_prob_matches_scipy,
+        ::test_log_prob_outside_the_support_is_minus_infinity
         """
         x = self._value(x)
         inside = (x.data >= self.low.data) & (x.data < self.high.data)
@@ -84,7 +84,7 @@ class Uniform(Distribution):
     def entropy(self) -> Tensor:
         """H = −∫ₐᵇ log(1/(b − a)) dx/(b − a) = log(b − a).
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_entropy_matches_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_entropy_matches_scipy
         """
         return self.width.log()
 
@@ -92,7 +92,7 @@ class Uniform(Distribution):
     def mean(self) -> Tensor:
         """E[x] = (a + b)/2.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_mean_and_variance_match_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_mean_and_variance_match_scipy
         """
         return 0.5 * (self.low + self.high)
 
@@ -100,7 +100,7 @@ class Uniform(Distribution):
     def variance(self) -> Tensor:
         """Var[x] = ∫ (x − m)² dx/(b − a) over m ± (b − a)/2 = (b − a)²/12.
 
-        Verified by: tests/test_dist_inverse_cdf.py::test_mean_and_variance_match_scipy
+        Verified by: tests/distributions/test_inverse_cdf.py::test_mean_and_variance_match_scipy
         """
         return self.width * self.width / 12.0
 
@@ -114,8 +114,8 @@ def kl_uniform_uniform(p: Uniform, q: Uniform) -> Tensor:
     i.e. a_q ≤ a_p and b_p ≤ b_q.  The finite branch is computed for every entry, so the
     gradient stays finite wherever the KL is.
 
-    Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_matches_quadrature,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_support_mismatch_is_infinite
+    Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
+    ::test_kl_support_mismatch_is_infinite
     """
     nested = (q.low.data <= p.low.data) & (p.high.data <= q.high.data)
     return where(nested, (q.width / p.width).log(), np.inf)
@@ -128,7 +128,7 @@ def kl_uniform_uniform(p: Uniform, q: Uniform) -> Tensor:
 def kl_unbounded_uniform(p: Distribution, q: Uniform) -> Tensor:
     """KL(p ‖ U(a, b)) = +∞: p > 0 outside [a, b), where log U = −∞.
 
-    Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_support_mismatch_is_infinite
+    Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_support_mismatch_is_infinite
     """
     return infinite(p, q)
 
@@ -141,9 +141,9 @@ def kl_uniform_normal(p: Uniform, q: Normal) -> Tensor:
     −E_U[log N] = ½ log 2πσ² + E_U[(x − μ)²]/(2σ²) with E_U[(x − μ)²] = Var + bias² =
     w²/12 + (m − μ)².
 
-    Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_matches_quadrature,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_matches_monte_carlo,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_gradients
+    Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
+    ::test_kl_matches_monte_carlo,
+    ::test_kl_gradients
     """
     shift = (p.mean - q.loc) / q.scale
     spread = p.width / q.scale
@@ -161,9 +161,9 @@ def kl_uniform_laplace(p: Uniform, q: Laplace) -> Tensor:
     E|x − μ| = (d₁² + d₂²)/(2w) = (d₁ − d₂)/2 + d₂²/w, and δ = d₂ is the distance to the
     nearer end.  This form adds non-negative terms, so nothing cancels when μ is far away.
 
-    Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_matches_quadrature,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_matches_monte_carlo,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_gradients
+    Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
+    ::test_kl_matches_monte_carlo,
+    ::test_kl_gradients
     """
     offset = absolute(p.mean - q.loc)
     inner = (0.5 * p.width - offset).relu()
@@ -181,9 +181,9 @@ def kl_uniform_gumbel(p: Uniform, q: Gumbel) -> Tensor:
     (1 − e^(−s))/s = 1 − (e^(−s) − 1 + s)/s is computed from ``exp_taylor_remainder`` so it
     stays accurate when s is small.
 
-    Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_matches_quadrature,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_matches_monte_carlo,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_gradients
+    Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
+    ::test_kl_matches_monte_carlo,
+    ::test_kl_gradients
     """
     s = p.width / q.scale
     averaged_exp = 1.0 - exp_taylor_remainder(-s) / s
@@ -198,8 +198,8 @@ def kl_uniform_exponential(p: Uniform, q: Exponential) -> Tensor:
     with w = b − a, m = (a + b)/2: −E_U[log λ − λx] = −log λ + λ m minus H(U) = log w.
     For a < 0, U puts mass on x < 0, where the exponential density is 0.
 
-    Verified by: tests/test_dist_inverse_cdf_kl.py::test_kl_matches_quadrature,
-    tests/test_dist_inverse_cdf_kl.py::test_kl_support_mismatch_is_infinite
+    Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
+    ::test_kl_support_mismatch_is_infinite
     """
     finite = -(p.width * q.rate).log() + q.rate * p.mean
     return where(p.low.data >= 0, finite, np.inf)

@@ -18,7 +18,7 @@ Both are maximized over a critic (a small MLP here) from samples of p and q alon
 needs a density.  The maximized R2 estimates KL; R1 is looser for a critic off by a constant
 c from the optimum: R1[log(p/q) + c] = KL − (e^(c−1) − c), while R2 does not see c.
 
-Verified by: tests/test_divergences_bounds.py::test_r1_below_r2_below_kl
+Verified by: tests/divergences/test_bounds.py::test_r1_below_r2_below_kl
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def r1_bound(t_p, t_q, p_weights=None, q_weights=None) -> Tensor:
 
     E_q[e^(T−1)] is computed as exp(log Σⱼ wⱼ e^(T(yⱼ)) − 1), which overflows only when the
     expectation itself exceeds the dtype's range; that raises FloatingPointError.
-    Verified by: tests/test_divergences_bounds.py::test_r1_below_r2_below_kl,
+    Verified by: tests/divergences/test_bounds.py::test_r1_below_r2_below_kl,
     ::test_optimal_critics_attain_kl_on_discrete_supports, ::test_bounds_pass_gradcheck
     """
     t_p, t_q, log_w_p, log_w_q = _operands(t_p, t_q, p_weights, q_weights)
@@ -129,7 +129,7 @@ def r2_bound(t_p, t_q, p_weights=None, q_weights=None) -> Tensor:
 
     Arguments as for ``r1_bound``.  log E_q[e^T] = logsumexp(T(yⱼ) + log wⱼ), stable for any
     finite critic values.  Equality iff T = log(p/q) + c for a constant c (R2 ignores c).
-    Verified by: tests/test_divergences_bounds.py::test_r1_below_r2_below_kl,
+    Verified by: tests/divergences/test_bounds.py::test_r1_below_r2_below_kl,
     ::test_optimal_critics_attain_kl_on_discrete_supports, ::test_bounds_pass_gradcheck
     """
     t_p, t_q, log_w_p, log_w_q = _operands(t_p, t_q, p_weights, q_weights)
@@ -200,7 +200,7 @@ def train_critic(samples_p, samples_q, bound: str = "r2", hidden=(32, 32), steps
     eval_every : evaluate the held-out bounds after every this many steps (and the last).
     Returns (critic, history); history has held-out R1 and R2 before training and at every
     evaluated step.
-    Verified by: tests/test_divergences_bounds.py::test_trained_critic_reaches_the_true_kl
+    Verified by: tests/divergences/test_bounds.py::test_trained_critic_reaches_the_true_kl
     """
     checks.one_of(bound, BOUNDS, "bound")
     points_p, points_q = _check_samples(samples_p, samples_q)

@@ -45,7 +45,7 @@ def discriminator_objective(logits_p1: Tensor, logits_p0: Tensor) -> Tensor:
     logits_p1 : logits at the draws from P₁;  logits_p0 : logits at the draws from P₀.  Each
     sample is averaged on its own, so the maximizer does not depend on the sample sizes.
 
-    Verified by: tests/test_divergences_discriminator.py::test_d_star_maximizes_the_objective
+    Verified by: tests/divergences/test_discriminator.py::test_d_star_maximizes_the_objective
     """
     return -(-logits_p1).softplus().mean() - logits_p0.softplus().mean()
 
@@ -56,7 +56,7 @@ def optimal_logit(log_f1, log_f0) -> np.ndarray:
     Where only f₀ is 0 it is +∞ (D* = 1), where only f₁ is 0 it is −∞ (D* = 0); where both are 0
     the objective does not depend on D and 0 (D* = ½) is returned.
 
-    Verified by: tests/test_divergences_discriminator.py::test_d_star_maximizes_the_objective
+    Verified by: tests/divergences/test_discriminator.py::test_d_star_maximizes_the_objective
     """
     log_f1, log_f0 = np.broadcast_arrays(np.asarray(log_f1), np.asarray(log_f0))
     both_zero = (log_f1 == -np.inf) & (log_f0 == -np.inf)
@@ -67,7 +67,7 @@ def optimal_logit(log_f1, log_f0) -> np.ndarray:
 def optimal_discriminator(log_f1, log_f0) -> np.ndarray:
     """D*(x) = f₁/(f₀ + f₁) = σ(log f₁ − log f₀), computed from the logs (no overflow).
 
-    Verified by: tests/test_divergences_discriminator.py::test_d_star_maximizes_the_objective
+    Verified by: tests/divergences/test_discriminator.py::test_d_star_maximizes_the_objective
     """
     return stable_sigmoid(optimal_logit(log_f1, log_f0))
 
@@ -104,7 +104,7 @@ class Discriminator(Module):
     def logit(self, x) -> np.ndarray:
         """ℓ(x) = logit D(x) = log D(x) − log(1 − D(x)), shape (n,).
 
-        Verified by: tests/test_divergences_discriminator.py::test_logistic_ratio_converges
+        Verified by: tests/divergences/test_discriminator.py::test_logistic_ratio_converges
         """
         with no_grad():
             return self.forward(self._encode(self._points(x))).data[:, 0]
@@ -112,14 +112,14 @@ class Discriminator(Module):
     def probability(self, x) -> np.ndarray:
         """D(x) = σ(ℓ(x)) = 1/(1 + e^(−ℓ(x))), the probability that x came from P₁.
 
-        Verified by: tests/test_divergences_discriminator.py::test_probability_matches_d_star
+        Verified by: tests/divergences/test_discriminator.py::test_probability_matches_d_star
         """
         return stable_sigmoid(self.logit(x))
 
     def log_density_ratio(self, x) -> np.ndarray:
         """The estimate of log f₁(x) − log f₀(x): the logit ℓ(x) (exact when D = D*).
 
-        Verified by: tests/test_divergences_discriminator.py::test_logistic_ratio_converges
+        Verified by: tests/divergences/test_discriminator.py::test_logistic_ratio_converges
         """
         return self.logit(x)
 
@@ -128,7 +128,7 @@ class Discriminator(Module):
 
         log_f0 : a callable giving log f₀ at the points x (shape (n,)), or those values.
 
-        Verified by: tests/test_divergences_discriminator.py::test_log_density_estimate_recovers_f1
+        Verified by: tests/divergences/test_discriminator.py::test_log_density_estimate_recovers_f1
         """
         points = self._points(x)
         values = log_f0(x) if callable(log_f0) else log_f0
@@ -146,7 +146,7 @@ class Discriminator(Module):
         each step averages ``batch_size`` draws from each sample (needs ``rng``).  Returns the
         objective after each step.
 
-        Verified by: tests/test_divergences_discriminator.py::test_fit_reaches_the_empirical_maximum
+        Verified by: tests/divergences/test_discriminator.py::test_fit_reaches_the_empirical_maximum
         """
         x1, x0 = self._points(x1, "x1"), self._points(x0, "x0")
         steps = checks.positive_int(steps, "steps")

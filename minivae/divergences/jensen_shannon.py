@@ -87,7 +87,7 @@ def jensen_shannon_discrete(p, q) -> np.ndarray:
     Returns an array of shape (...) with 0 ≤ JSD ≤ log 2 (up to rounding); float32 in, float32
     out.  JSD(p‖p) is exactly 0: each log ratio is log(2p/(p + p)) = log 1.
 
-    Verified by: tests/test_divergences_jensen_shannon.py::test_discrete_agrees_with_scipy,
+    Verified by: tests/divergences/test_jensen_shannon.py::test_discrete_agrees_with_scipy,
     ::test_discrete_disjoint_supports_give_log_2,
     ::test_discrete_is_bounded_symmetric_and_zero_on_the_diagonal
     """
@@ -131,7 +131,7 @@ def jensen_shannon_1d(log_p, log_q, grid, mass_tolerance: float = 1e-3) -> np.nd
     positive, so disjoint supports (one log −∞ where the other is finite) give no NaN.
     Returns 0 ≤ JSD ≤ log 2 up to the quadrature error.
 
-    Verified by: tests/test_divergences_jensen_shannon.py::test_continuous_agrees_with_scipy_quad,
+    Verified by: tests/divergences/test_jensen_shannon.py::test_continuous_agrees_with_scipy_quad,
     ::test_continuous_disjoint_supports_give_log_2
     """
     grid = _float_array(grid, "grid")

@@ -12,7 +12,7 @@ punishes q for putting mass where p has none, so q may sit on one mode and ignor
 there is also a higher local minimum at μ = 0 with a wide σ, between the modes' basins.
 
 Verified by:
-tests/test_divergences_kl_directions.py::test_reverse_kl_fit_goes_to_the_mode_on_its_side,
+tests/divergences/test_kl_directions.py::test_reverse_kl_fit_goes_to_the_mode_on_its_side,
 ::test_forward_kl_landscape_has_one_minimum_at_the_moments
 """
 from __future__ import annotations
@@ -130,7 +130,7 @@ def reverse_kl_estimate(log_target, loc: Tensor, log_scale: Tensor, noise: np.nd
     z = μ + σ ⊙ ε is a differentiable function of (μ, log σ), so backward() gives the
     reparameterized gradient.  noise : (n, d) the εᵢ; log_target maps (n, d) → (n,).
     Verified by:
-    tests/test_divergences_kl_directions.py::test_reverse_kl_estimate_matches_quadrature,
+    tests/divergences/test_kl_directions.py::test_reverse_kl_estimate_matches_quadrature,
     ::test_reverse_kl_objective_shifts_by_log_normalizer
     """
     scale = log_scale.exp()
@@ -153,7 +153,7 @@ def fit_reverse_kl(log_target, loc, scale, *, steps: int = 1000, samples: int = 
     log_target : callable, Tensor (n, d) → Tensor (n,) of log p̃ with gradients.
     loc, scale : starting point, scalars (d = 1) or (d,) arrays; float32 stays float32.
     Verified by:
-    tests/test_divergences_kl_directions.py::test_reverse_kl_fit_goes_to_the_mode_on_its_side,
+    tests/divergences/test_kl_directions.py::test_reverse_kl_fit_goes_to_the_mode_on_its_side,
     ::test_reverse_kl_fits_from_both_sides_are_mirror_images
     """
     log_target, rng = checks.function(log_target, "log_target"), checks.generator(rng)
@@ -189,7 +189,7 @@ def fit_forward_kl(samples) -> GaussianFit:
 
     samples : (n,) for d = 1, or (n, d); n ≥ 2, finite, not all equal in any coordinate.
     Verified by:
-    tests/test_divergences_kl_directions.py::test_forward_kl_fit_maximizes_the_likelihood,
+    tests/divergences/test_kl_directions.py::test_forward_kl_fit_maximizes_the_likelihood,
     ::test_forward_kl_fit_matches_the_mixture_moments
     """
     array = _check_samples(samples)  # (n, d)
@@ -220,7 +220,7 @@ def cross_entropy_from_samples(samples, loc, scale) -> float:
     from samples xᵢ of p alone.  samples : (n,) for d = 1, or (n, d).
 
     Verified by:
-    tests/test_divergences_kl_directions.py::test_forward_kl_from_samples_is_quadrature_plus_entropy
+    tests/divergences/test_kl_directions.py::test_forward_kl_from_samples_is_quadrature_plus_entropy
     """
     loc, scale = _gaussian_parameters(loc, scale)
     array = np.asarray(samples, dtype=loc.dtype)
@@ -281,7 +281,7 @@ def reverse_kl_1d(log_p, loc, scale, grid) -> np.ndarray:
     loc, scale : arrays broadcast together; the result has their shape, so a whole
     (μ, log σ) landscape is one call.  Terms with q = 0 count 0 (xlogy convention); the grid
     must hold every q's mass.  Verified by:
-    tests/test_divergences_kl_directions.py::test_exact_kl_1d_matches_closed_form_between_gaussians,
+    tests/divergences/test_kl_directions.py::test_exact_kl_1d_matches_closed_form_between_gaussians,
     ::test_reverse_kl_landscape_has_two_mirror_global_minima
     """
     return _kl_1d(log_p, loc, scale, grid, reverse=True)
@@ -292,7 +292,7 @@ def forward_kl_1d(log_p, loc, scale, grid) -> np.ndarray:
 
     Same arguments and shapes as ``reverse_kl_1d``; terms with p = 0 count 0.
     Verified by:
-    tests/test_divergences_kl_directions.py::test_exact_kl_1d_matches_closed_form_between_gaussians,
+    tests/divergences/test_kl_directions.py::test_exact_kl_1d_matches_closed_form_between_gaussians,
     ::test_forward_kl_landscape_has_one_minimum_at_the_moments
     """
     return _kl_1d(log_p, loc, scale, grid, reverse=False)

@@ -9,7 +9,7 @@ is exact for the integrand up to O(h²) f'' and the tails cut off beyond the gri
 Gaussian-like integrands here, a few thousand points over ±12 standard deviations leave an
 error far below 1e-8.
 
-Verified by: tests/test_divergences_quadrature.py::test_trapezoid_integrates_a_gaussian_density
+Verified by: tests/divergences/test_quadrature.py::test_trapezoid_integrates_a_gaussian_density
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def trapezoid(values, grid) -> np.ndarray:
 
     values : (..., n) the integrand on the grid; finite.
     grid : (n,) increasing points.
-    Verified by: tests/test_divergences_quadrature.py::test_trapezoid_integrates_a_gaussian_density
+    Verified by: tests/divergences/test_quadrature.py::test_trapezoid_integrates_a_gaussian_density
     """
     values = np.asarray(values)
     grid = _check_grid(grid, values)

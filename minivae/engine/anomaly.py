@@ -27,8 +27,8 @@ Outside the block the only cost is one flag test per primitive and per backward 
 nest; each restores the state it found, and ``detect_anomaly(enabled=False)`` switches the
 checks off inside an enclosing block.
 
-Verified by: tests/test_anomaly.py::test_log_of_negative_number_raises_naming_the_op,
-tests/test_anomaly.py::test_sqrt_at_zero_raises_only_in_backward
+Verified by: tests/engine/test_anomaly.py::test_log_of_negative_number_raises_naming_the_op,
+::test_sqrt_at_zero_raises_only_in_backward
 """
 from __future__ import annotations
 

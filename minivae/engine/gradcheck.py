@@ -6,7 +6,7 @@ uᵀ(J v) = (Jᵀu)ᵀ v for every u and v.  We check that identity along random
 for small inputs, along every coordinate direction v = e_j (which compares the whole VJP
 entry by entry and reports the worst entry).
 
-Verified by: tests/test_gradcheck.py (it catches a deliberately wrong VJP)
+Verified by: tests/engine/test_gradcheck.py (it catches a deliberately wrong VJP)
 """
 from __future__ import annotations
 

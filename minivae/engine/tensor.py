@@ -6,9 +6,9 @@ gradient of the final scalar with respect to the output, ``g = dL/d out``, and r
 ``dL/d parent`` for each parent.  ``backward()`` visits the graph once in reverse topological
 order and hands each node's accumulated gradient to its VJP.  That is all of reverse mode.
 
-Verified by: tests/test_engine.py (deep chain, shared subexpressions, no_grad),
-tests/test_ops_gradients.py (every VJP against gradcheck) and
-tests/test_autograd_oracle.py::test_random_programs_match_autograd (an independent autodiff).
+Verified by: tests/engine/test_tensor.py (deep chain, shared subexpressions, no_grad),
+tests/engine/ops/ (every VJP against gradcheck) and
+tests/engine/test_autograd_oracle.py::test_random_programs_match_autograd (an independent autodiff).
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     -------
     The final path as a ``pathlib.Path``.
 
-    Verified by: tests/test_atomic.py::test_atomic_write_survives_sigkill_mid_write
+    Verified by: tests/io/test_atomic.py::test_atomic_write_survives_sigkill_mid_write
     """
     if not callable(write):
         raise TypeError(f"atomic_write: write must be callable, got {type(write).__name__}")
@@ -76,7 +76,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
 def write_bytes(path: PathLike, content: bytes) -> Path:
     """``atomic_write`` of a ready ``bytes`` object.
 
-    Verified by: tests/test_atomic.py::test_write_bytes_replaces_content
+    Verified by: tests/io/test_atomic.py::test_write_bytes_replaces_content
     """
     return atomic_write(path, lambda tmp_path: Path(tmp_path).write_bytes(content))
 

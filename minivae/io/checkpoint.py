@@ -92,7 +92,7 @@ def content_digest(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) ->
     different contents give the same byte stream; then the metadata as canonical JSON (sorted
     keys).  Bit-level: -0.0 and 0.0, or two NaN payloads, hash differently.
 
-    Verified by: tests/test_checkpoint_kill.py::test_edited_array_with_a_valid_zip_is_rejected
+    Verified by: tests/io/test_checkpoint.py::test_edited_array_with_a_valid_zip_is_rejected
     """
     digest = hashlib.sha256()
 
@@ -116,7 +116,7 @@ def write_json(path: PathLike, obj: Any) -> Path:
     NaN and infinity are refused with a ``ValueError`` naming where they are, so the file stays
     readable by any JSON parser.  NumPy scalars and arrays are written as numbers and lists.
 
-    Verified by: tests/test_checkpoint.py::test_write_json_rejects_non_finite
+    Verified by: tests/io/test_checkpoint.py::test_write_json_rejects_non_finite
     """
     text = _to_json(obj, "obj", indent=2) + "\n"
 
@@ -170,7 +170,7 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
     ValueError : an empty key, a key containing NUL, the reserved key ``"__meta__"``, the
         reserved meta key ``"__sha256__"``, or NaN/infinity in ``meta``.
 
-    Verified by: tests/test_checkpoint.py::test_checkpoint_round_trip_is_bit_exact
+    Verified by: tests/io/test_checkpoint.py::test_checkpoint_round_trip_is_bit_exact
     """
     checked = _check_contents(arrays, meta)  # name -> array
     plain_meta = json.loads(_to_json(dict(meta), "meta"))  # NumPy scalars become numbers
@@ -211,7 +211,7 @@ def load_checkpoint(path: PathLike, require_checksum: bool = False
         meta that is not a JSON object, arrays that would need pickle, or content that does
         not match its checksum (edited after it was written).
 
-    Verified by: tests/test_checkpoint.py::test_load_rejects_damaged_files
+    Verified by: tests/io/test_checkpoint.py::test_load_rejects_damaged_files
     """
     source = Path(path)
     if not source.exists():
@@ -279,7 +279,7 @@ def check_arrays(arrays: Mapping[str, np.ndarray],
     ``CheckpointError`` (missing names, unexpected names, wrong shapes, wrong dtypes), so a
     model/checkpoint disagreement is diagnosed in one run.
 
-    Verified by: tests/test_checkpoint.py::test_check_arrays_reports_every_mismatch
+    Verified by: tests/io/test_checkpoint.py::test_check_arrays_reports_every_mismatch
     """
     problems = []
     for key in sorted(set(expected) - set(arrays)):

@@ -107,10 +107,10 @@ def load_split(name: str, split: str, root: PathLike | None = None,
     when the files cannot be found or downloaded, and ``DatasetError`` when a file is corrupt
     or its checksum differs from the official one.  The module docstring gives the search order.
 
-    Verified by: tests/test_datasets.py::test_load_from_root_both_layouts,
-    tests/test_datasets.py::test_search_order_root_then_env_then_cache,
-    tests/test_datasets.py::test_download_lands_verified_in_cache,
-    tests/test_datasets.py::test_mnist_5k_split
+    Verified by: tests/io/test_datasets.py::test_load_from_root_both_layouts,
+    ::test_search_order_root_then_env_then_cache,
+    ::test_download_lands_verified_in_cache,
+    ::test_mnist_5k_split
     """
     if name == "mnist-5k":
         return _load_mnist_5k(split)
@@ -128,7 +128,7 @@ def load_split(name: str, split: str, root: PathLike | None = None,
 def md5_hex(data: bytes) -> str:
     """MD5 of ``data`` as 32 hex digits, the form of ``CHECKSUMS`` (an integrity check only).
 
-    Verified by: tests/test_datasets.py::test_checksum_mismatch_names_file_and_both_checksums
+    Verified by: tests/io/test_datasets.py::test_checksum_mismatch_names_file_and_both_checksums
     """
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 

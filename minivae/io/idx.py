@@ -34,8 +34,8 @@ def read_idx(path: PathLike) -> np.ndarray:
     says.  Raises ``DatasetError`` naming the file for a bad header, a length mismatch
     (truncated file or trailing bytes) or broken gzip.
 
-    Verified by: tests/test_idx.py::test_idx_round_trip,
-    tests/test_idx.py::test_read_idx_rejects_wrong_length
+    Verified by: tests/io/test_idx.py::test_idx_round_trip,
+    ::test_read_idx_rejects_wrong_length
     """
     path = Path(path)
     return parse_idx(read_uncompressed(path), path)
@@ -47,8 +47,8 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
     The layout is the one the module docstring gives.  The file appears atomically (through
     ``minivae.io.atomic``), so readers never see half a file.
 
-    Verified by: tests/test_idx.py::test_idx_round_trip,
-    tests/test_idx.py::test_write_idx_is_atomic
+    Verified by: tests/io/test_idx.py::test_idx_round_trip,
+    ::test_write_idx_is_atomic
     """
     _check_idx_array(array)
     path = Path(path)
@@ -65,7 +65,7 @@ def read_uncompressed(path: Path, source: str | None = None) -> bytes:
 
     ``source`` is what error messages call the file (a URL for a download); default the path.
 
-    Verified by: tests/test_idx.py::test_read_idx_rejects_corrupt_gzip
+    Verified by: tests/io/test_idx.py::test_read_idx_rejects_corrupt_gzip
     """
     source = source or str(path)
     raw = path.read_bytes()
@@ -81,7 +81,7 @@ def read_uncompressed(path: Path, source: str | None = None) -> bytes:
 def parse_idx(data: bytes, source) -> np.ndarray:
     """The array held by the uncompressed IDX content ``data``; errors name ``source``.
 
-    Verified by: tests/test_idx.py::test_read_idx_rejects_bad_headers
+    Verified by: tests/io/test_idx.py::test_read_idx_rejects_bad_headers
     """
     if len(data) < 4:
         raise DatasetError(f"{source}: {len(data)} bytes is too short for an IDX header "

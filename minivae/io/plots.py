@@ -33,7 +33,7 @@ def _as_image_stack(images: np.ndarray, argument: str = "images") -> np.ndarray:
     Accepts (N, H, W), or (N, D) with D a perfect square, which is read as (N, √D, √D)
     (flattened images, the way the models see them).
 
-    Verified by: tests/test_plots.py::test_flat_images_are_reshaped_to_squares
+    Verified by: tests/io/test_plots.py::test_flat_images_are_reshaped_to_squares
     """
     array = np.asarray(images)
     if array.dtype.kind not in "biuf":
@@ -76,7 +76,7 @@ def image_grid(images: np.ndarray, ncols: int, separator: int = 1,
     separator : width in pixels of the lines between tiles, >= 0.
     separator_value : value of those lines, in [0, 1].
 
-    Verified by: tests/test_plots.py::test_image_grid_places_image_k_at_row_k_div_ncols
+    Verified by: tests/io/test_plots.py::test_image_grid_places_image_k_at_row_k_div_ncols
     """
     stack, ncols = _as_image_stack(images), checks.positive_int(ncols, "ncols")
     separator = checks.integer(separator, "separator", 0)
@@ -134,7 +134,7 @@ def save_image_grid(path: PathLike, images: np.ndarray, ncols: int = 10,
 
     Each image pixel becomes a 3×3 block of screen pixels; ``title`` adds a strip on top.
 
-    Verified by: tests/test_plots.py::test_save_image_grid_renders_pixels_as_ink_on_paper
+    Verified by: tests/io/test_plots.py::test_save_image_grid_renders_pixels_as_ink_on_paper
     """
     grid = image_grid(images, ncols)
     scale = SCREEN_PIXELS_PER_IMAGE_PIXEL
@@ -156,7 +156,7 @@ def save_reconstructions(path: PathLike, originals: np.ndarray, reconstructions:
     Pairs are laid out in blocks of up to 10: a row labelled "data" with the originals and,
     directly below it, a row labelled "reconstruction" with the same images decoded.
 
-    Verified by: tests/test_plots.py::test_save_reconstructions_layout
+    Verified by: tests/io/test_plots.py::test_save_reconstructions_layout
     """
     data = _as_image_stack(originals, "originals")
     decoded = _as_image_stack(reconstructions, "reconstructions")
@@ -212,7 +212,7 @@ def save_curve(path: PathLike, epochs: Sequence[float], series: Mapping[str, Seq
     NaN or infinite values (a diverged run) are drawn as gaps rather than refused, so the
     plot of a failed run can still be inspected.
 
-    Verified by: tests/test_plots.py::test_save_curve_writes_png
+    Verified by: tests/io/test_plots.py::test_save_curve_writes_png
     """
     x, lines = _check_curve(epochs, series)  # lines: name -> values, NaN where not finite
     figure = new_figure(640, 420)

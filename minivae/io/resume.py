@@ -34,7 +34,7 @@ Names starting with "_" cannot clash with a parameter's: ``Module.named_paramete
 The content digest that ``save_checkpoint`` adds is required when resuming, so a checkpoint
 edited after it was written is refused rather than continued.
 
-Verified by: tests/test_resume.py::test_interrupted_and_resumed_run_equals_uninterrupted
+Verified by: tests/io/test_resume.py::test_interrupted_and_resumed_run_equals_uninterrupted
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ its arguments once (``contract.py``), allocates the outputs and calls a loop of 
 that cannot load warns once.  The call sites ask ``enabled(family)`` whether to run the kernel
 or their composition; ``composed()`` turns every kernel off for a block.
 
-Verified by: tests/test_kernels.py (every backend against a NumPy oracle, the dispatcher)
+Verified by: tests/kernels/ (every backend against a NumPy oracle, the dispatcher)
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ the repository root as setuptools wants them.  By hand: ``python minivae/kernels
 writes the extension into build/cffi/ (with absolute paths, since cffi's ``compile`` changes
 into its build directory).  The compiler flags are explained in csrc/README.md.
 
-Verified by: tests/test_c_build.py::test_extension_builds_from_the_sources
+Verified by: tests/kernels/test_c_backend.py::test_extension_builds_from_the_sources
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ Each function here takes the arguments of its ``reference.py`` namesake, which
 outputs), turns the arrays into C pointers with ``ffi.from_buffer`` and calls the float32
 (``_f32``) or float64 (``_f64``) C function.  An absent optional array becomes ``NULL``.
 
-Verified by: tests/test_kernels.py (every kernel through this backend against a NumPy oracle)
-and tests/test_c_build.py (building, the failed-build path, an out-of-date extension)
+Verified by: tests/kernels/ (every kernel through this backend against a NumPy oracle)
+and tests/kernels/test_c_backend.py (building, the failed-build path, an out-of-date extension)
 """
 from __future__ import annotations
 

@@ -11,10 +11,10 @@ loops take, or say precisely what is wrong:
 
 Strided inputs are copied to C-contiguous arrays once, rather than compiled for.
 
-Verified by: tests/test_kernels.py::test_mixed_dtypes_are_rejected_not_promoted,
-tests/test_kernels.py::test_shapes_are_checked,
-tests/test_kernels.py::test_optimizer_buffers_must_be_flat_contiguous_and_writable,
-tests/test_kernels.py::test_outputs_that_overlap_or_are_strided_get_a_scratch_array
+Verified by: tests/kernels/test_contract.py::test_mixed_dtypes_are_rejected_not_promoted,
+::test_shapes_are_checked,
+tests/kernels/test_optimizers.py::test_optimizer_buffers_must_be_flat_contiguous_and_writable,
+tests/kernels/test_bias_act.py::test_outputs_that_overlap_or_are_strided_get_a_scratch_array
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ docs/PERFORMANCE.md ("numba: what the compiler does with these loops").  Without
 module still imports: ``check_available`` raises ``ImportError`` (``minivae.kernels`` then falls
 back) and the names below are the plain Python loops.
 
-Verified by: tests/test_kernels.py (every kernel through this backend against a NumPy oracle)
+Verified by: tests/kernels/ (every kernel through this backend against a NumPy oracle)
 """
 from __future__ import annotations
 

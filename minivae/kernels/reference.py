@@ -18,7 +18,7 @@ The loop contract (``minivae.kernels`` checks it once, for every backend, before
 No loop calls a Python helper (numba could not compile the call): shared pieces such as
 σ(l) = 1/(1 + a) or a/(1 + a) with a = e^(−|l|) are written out where they are used.
 
-Verified by: tests/test_kernels.py (every backend against a NumPy oracle)
+Verified by: tests/kernels/ (every backend against a NumPy oracle)
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def bernoulli_log_prob(logits, x, want_grad, grad_logits, row_sums):
     Math: log Bernoulli(x; σ(l)) = x·l − softplus(l) with softplus(l) = max(l, 0) +
     log1p(a), a = e^(−|l|) (never overflows); σ(l) = 1/(1 + a) for l ≥ 0, a/(1 + a) otherwise.
 
-    Verified by: tests/test_kernels.py::test_bernoulli_log_prob_matches_reference
+    Verified by: tests/kernels/test_bernoulli_log_prob.py::test_bernoulli_log_prob_matches_reference
     """
     zero, one = logits.dtype.type(0), logits.dtype.type(1)
     for i in range(logits.shape[0]):
@@ -64,7 +64,7 @@ def bias_act_forward(h, bias, code, slope, out):
     σ(p) = 1/(1 + a) or a/(1 + a), a = e^(−|p|); softplus(p) = max(p, 0) + log1p(e^(−|p|)).
     One loop per activation, chosen once per row, so the compiled loops stay branch-free.
 
-    Verified by: tests/test_kernels.py::test_bias_act_matches_reference
+    Verified by: tests/kernels/test_bias_act.py::test_bias_act_matches_reference
     """
     zero, one = h.dtype.type(0), h.dtype.type(1)
     for i in range(h.shape[0]):
@@ -101,7 +101,7 @@ def bias_act_backward(y, grad_y, code, slope, grad_h, grad_bias):
     pre-activation); tanh 1 − y²; sigmoid y(1 − y); softplus σ(pre) = 1 − e^(−y) = −expm1(−y).
     The derivative multiplies rather than selects, so a NaN upstream gradient stays NaN.
 
-    Verified by: tests/test_kernels.py::test_bias_act_backward_matches_reference
+    Verified by: tests/kernels/test_bias_act.py::test_bias_act_backward_matches_reference
     """
     zero, one = y.dtype.type(0), y.dtype.type(1)
     for j in range(y.shape[1]):
@@ -136,7 +136,7 @@ def reparameterize_kl_forward(loc, log_var, eps, z, kl, std):
     Math: the reparameterization trick and the closed-form KL(N(μ, σ²) ‖ N(0, I)) (Kingma &
     Welling 2014, appendix B) in one pass; σ is kept for the backward pass.
 
-    Verified by: tests/test_kernels.py::test_reparameterize_kl_matches_reference
+    Verified by: tests/kernels/test_reparameterize_kl.py::test_reparameterize_kl_matches_reference
     """
     zero, half, one = loc.dtype.type(0), loc.dtype.type(0.5), loc.dtype.type(1)
     for i in range(loc.shape[0]):
@@ -157,7 +157,8 @@ def reparameterize_kl_backward(loc, eps, std, has_grad_z, grad_z, has_grad_kl, g
     Math: ∂z/∂μ = 1, ∂z/∂log σ² = ½ σ ε;  ∂KL/∂μ = μ, ∂KL/∂log σ² = ½ (σ² − 1).  A missing
     upstream gradient (flag False) is zero and its arrays are not read (0 · ∞ would be NaN).
 
-    Verified by: tests/test_kernels.py::test_reparameterize_kl_backward_matches_reference
+    Verified by:
+    tests/kernels/test_reparameterize_kl.py::test_reparameterize_kl_backward_matches_reference
     """
     zero, half, one = loc.dtype.type(0), loc.dtype.type(0.5), loc.dtype.type(1)
     for i in range(loc.shape[0]):
@@ -183,7 +184,7 @@ def adam_step(param, grad, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
     with step_size = lr / (1 − β₁ᵗ) and root_correction = √(1 − β₂ᵗ): the same as
     θ − lr · m̂ / (√v̂ + ε) with m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ).
 
-    Verified by: tests/test_kernels.py::test_adam_step_matches_reference
+    Verified by: tests/kernels/test_optimizers.py::test_adam_step_matches_reference
     """
     for k in range(param.shape[0]):
         m_new = beta1 * m[k] + one_minus_beta1 * grad[k]
@@ -198,7 +199,7 @@ def sgd_step(param, grad, buf, lr, momentum, restart):
 
     Math: b ← g when ``restart`` (the first step, or μ = 0), else b ← μ b + g;  θ ← θ − lr · b.
 
-    Verified by: tests/test_kernels.py::test_sgd_step_matches_reference
+    Verified by: tests/kernels/test_optimizers.py::test_sgd_step_matches_reference
     """
     if restart:
         for k in range(param.shape[0]):
@@ -219,8 +220,8 @@ def logsumexp_rows(a, out):
     all −∞ gives log 0 = −∞, a row holding +∞ gives +∞, and a NaN reaches the sum.  Rows have
     at least one column (the contract).
 
-    Verified by: tests/test_kernels.py::test_logsumexp_rows_matches_reference,
-    tests/test_kernels.py::test_logsumexp_rows_special_rows
+    Verified by: tests/kernels/test_logsumexp_rows.py::test_logsumexp_rows_matches_reference,
+    ::test_logsumexp_rows_special_rows
     """
     zero, minus_infinity = a.dtype.type(0), a.dtype.type(-np.inf)
     for i in range(a.shape[0]):
@@ -241,7 +242,7 @@ def matmul_naive(a, b, c):
 
     The k loop walks a column of b, with a stride of a whole row: what matmul_blocked fixes.
 
-    Verified by: tests/test_kernels.py::test_matmul_teaching_kernels_match_numpy
+    Verified by: tests/kernels/test_matmul.py::test_matmul_teaching_kernels_match_numpy
     """
     zero = c.dtype.type(0)
     for i in range(a.shape[0]):
@@ -258,8 +259,8 @@ def matmul_blocked(a, b, block, c):
     Math: c_ij = Σ_tiles Σ_(k in tile) a_ik b_kj, the definition's sum reordered.  The
     innermost loop runs along rows of b and c, both contiguous, while the tiles stay in cache.
 
-    Verified by: tests/test_kernels.py::test_matmul_teaching_kernels_match_numpy,
-    tests/test_kernels.py::test_matmul_blocked_default_block_covers_ragged_edges
+    Verified by: tests/kernels/test_matmul.py::test_matmul_teaching_kernels_match_numpy,
+    ::test_matmul_blocked_default_block_covers_ragged_edges
     """
     n, inner, m = a.shape[0], a.shape[1], b.shape[1]
     zero = c.dtype.type(0)

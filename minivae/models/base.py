@@ -59,6 +59,6 @@ class ImageModel(Module):
         With ``soft_targets`` its log_prob also takes grey levels x ∈ [0, 1] (then it is minus
         the binary cross-entropy, not a log-probability).
         Verified by:
-        tests/test_bernoulli_targets.py::test_soft_target_likelihood_is_minus_the_binary_cross_entropy
+        tests/models/test_base.py::test_soft_target_likelihood_is_minus_the_binary_cross_entropy
         """
         return BernoulliLogits(logits, soft_targets=self.soft_targets)

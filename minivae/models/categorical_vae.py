@@ -26,7 +26,7 @@ Temperature: τ is annealed as τ(t) = max(τ_min, τ₀ exp(−rate · t)).  Th
 epoch: ``on_epoch_end(epoch)`` sets τ = τ(epoch), so epoch 1 trains at τ₀ and epoch e + 1 at
 τ(e).  A loop that anneals per step calls ``anneal(step)`` instead (then rate is per step).
 
-Verified by: tests/test_models_categorical_vae.py
+Verified by: tests/models/test_categorical_vae.py
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def annealed_temperature(t, tau0: float = 1.0, tau_min: float = 0.5,
     """τ(t) = max(τ_min, τ₀ exp(−rate · t)) for t ≥ 0: non-increasing in t, never below τ_min.
 
     Verified by:
-    tests/test_models_categorical_vae.py::test_temperature_schedule_is_monotone_and_clipped
+    tests/models/test_categorical_vae.py::test_temperature_schedule_is_monotone_and_clipped
     """
     t = checks.real(t, "t", 0)
     return max(float(tau_min), float(tau0) * math.exp(-float(anneal_rate) * float(t)))
@@ -61,7 +61,7 @@ def kl_categorical_to_uniform(logits: Tensor) -> Tensor:
     with log q = l − logsumexp(l) (never log of an underflowed q) and q = exp(log q), so a
     class of probability ≈ 0 contributes q log q ≈ 0, not NaN.  Shape: logits.shape[:-1].
     Verified by:
-    tests/test_models_categorical_vae.py::test_kl_to_uniform_matches_the_distributions_module,
+    tests/models/test_categorical_vae.py::test_kl_to_uniform_matches_the_distributions_module,
     ::test_kl_to_uniform_matches_a_direct_sum
     """
     logits = logits if isinstance(logits, Tensor) else Tensor(np.asarray(logits))
@@ -112,7 +112,7 @@ class CategoricalVAE(ImageModel):
         """Set and return τ = max(τ_min, τ₀ exp(−rate · t)).
 
         Verified by:
-        tests/test_models_categorical_vae.py::test_temperature_schedule_is_monotone_and_clipped
+        tests/models/test_categorical_vae.py::test_temperature_schedule_is_monotone_and_clipped
         """
         self.temperature = annealed_temperature(t, self.tau0, self.tau_min, self.anneal_rate)
         return self.temperature
@@ -148,7 +148,7 @@ class CategoricalVAE(ImageModel):
 
         y made one-hot in the forward pass when ``straight_through`` (gradient as for y).
         Verified by:
-        tests/test_models_categorical_vae.py::test_objective_is_relaxed_likelihood_minus_kl,
+        tests/models/test_categorical_vae.py::test_objective_is_relaxed_likelihood_minus_kl,
         ::test_objective_gradient_matches_central_differences,
         ::test_straight_through_codes_are_exactly_one_hot,
         ::test_straight_through_gradient_is_the_relaxed_chain_rule
@@ -171,7 +171,7 @@ class CategoricalVAE(ImageModel):
         Its expectation is a lower bound on log p(x) of the model ``sample`` draws from, so it
         is the number to report; no gradient reaches the encoder through c (use ``objective``).
         Verified by:
-        tests/test_models_categorical_vae.py::test_elbo_and_importance_weights_match_exact_enumeration
+        tests/models/test_categorical_vae.py::test_elbo_and_importance_weights_match_exact_enumeration
         """
         logits = self.encode_logits(x)
         classes = Categorical(logits=logits, validate_args=False).sample(rng)
@@ -184,7 +184,7 @@ class CategoricalVAE(ImageModel):
         log p(c) = −N log K (the uniform prior); logsumexp_i(log w_i) − log k estimates log p(x)
         from below in expectation, tightening as k grows.
         Verified by:
-        tests/test_models_categorical_vae.py::test_elbo_and_importance_weights_match_exact_enumeration
+        tests/models/test_categorical_vae.py::test_elbo_and_importance_weights_match_exact_enumeration
         """
         k, x = checks.positive_int(k, "k"), self._check_x(x)
         with no_grad():
@@ -202,7 +202,7 @@ class CategoricalVAE(ImageModel):
         """Pixel probabilities σ(decoder(c)) for n exact one-hot codes c_n ~ Uniform(K); (n, x_dim).
 
         Verified by:
-        tests/test_models_categorical_vae.py::test_sample_and_reconstruct_decode_exact_one_hot_codes
+        tests/models/test_categorical_vae.py::test_sample_and_reconstruct_decode_exact_one_hot_codes
         """
         n, rng = checks.positive_int(n, "n"), checks.generator(rng)
         classes = rng.integers(self.n_classes, size=(n, self.n_latents))
@@ -213,7 +213,7 @@ class CategoricalVAE(ImageModel):
         """Pixel probabilities decoded from the most probable code argmax_k q(c_n = k | x).
 
         Verified by:
-        tests/test_models_categorical_vae.py::test_sample_and_reconstruct_decode_exact_one_hot_codes
+        tests/models/test_categorical_vae.py::test_sample_and_reconstruct_decode_exact_one_hot_codes
         """
         with no_grad():
             classes = np.argmax(self.encode_logits(x).data, axis=-1)

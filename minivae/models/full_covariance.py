@@ -21,7 +21,7 @@ differentiable in μ and L.  The KL to the prior N(0, I) is closed-form:
 The generative half (prior, decoder, log p(x|z), sampling, reconstruction) is the VAE's,
 inherited unchanged.
 
-Verified by: tests/test_models_full_covariance.py
+Verified by: tests/models/test_full_covariance.py
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def tril_positions(d: int) -> np.ndarray:
     encoder's triangle outputs (row-major over the lower triangle); above the diagonal it
     points one past the last column, where a zero column is appended.
 
-    Verified by: tests/test_models_full_covariance.py::test_encoder_outputs_fill_the_triangle
+    Verified by: tests/models/test_full_covariance.py::test_encoder_outputs_fill_the_triangle
     """
     positions = np.full((d, d), d * (d + 1) // 2)
     positions[np.tril_indices(d)] = np.arange(d * (d + 1) // 2)
@@ -58,7 +58,7 @@ def kl_to_standard_normal(q: MultivariateNormal) -> Tensor:
     Math: the Gaussian KL ½ [tr(Σ_p⁻¹Σ_q) + (μ_p − μ_q)ᵀΣ_p⁻¹(μ_p − μ_q) − d + log|Σ_p|/|Σ_q|]
     with p = N(0, I); tr(LLᵀ) = ‖L‖_F² and log|LLᵀ| = 2 Σᵢ log Lᵢᵢ (a triangular matrix's
     determinant is the product of its diagonal).  No solve is needed against the identity.
-    Verified by: tests/test_models_full_covariance.py::test_kl_equals_the_distributions_module
+    Verified by: tests/models/test_full_covariance.py::test_kl_equals_the_distributions_module
     """
     L, loc = q.scale_tril, q.loc
     d = loc.shape[-1]
@@ -94,7 +94,7 @@ class FullCovarianceVAE(VAE):
 
         Math: (μ, t) = encoder(x); Lᵢⱼ = t at (i, j) of the lower triangle for i > j,
         Lᵢᵢ = softplus(tᵢᵢ) (or exp), Lᵢⱼ = 0 for i < j.
-        Verified by: tests/test_models_full_covariance.py::test_encoder_outputs_fill_the_triangle
+        Verified by: tests/models/test_full_covariance.py::test_encoder_outputs_fill_the_triangle
         """
         h = self.encoder(self._check_x(x))  # (B, z_dim + triangle)
         triangle = h[:, self.z_dim:]
@@ -108,7 +108,7 @@ class FullCovarianceVAE(VAE):
         """Per-example ELBO of shape (B,) with one reparameterized sample and the analytic KL.
 
         Math: log p(x | z) − KL(N(μ, LLᵀ) ‖ N(0, I)),  z = μ + L ε,  ε = rng.standard_normal.
-        Verified by: tests/test_models_full_covariance.py::test_objective_matches_numpy
+        Verified by: tests/models/test_full_covariance.py::test_objective_matches_numpy
         """
         q_z_given_x = self.encode(x)
         z = q_z_given_x.rsample(rng)  # (B, z_dim)
@@ -118,6 +118,6 @@ class FullCovarianceVAE(VAE):
     def objective(self, x, rng: np.random.Generator) -> Tensor:
         """The per-example quantity training maximizes: the ELBO (see ``elbo``).
 
-        Verified by: tests/test_models_full_covariance.py::test_objective_matches_numpy
+        Verified by: tests/models/test_full_covariance.py::test_objective_matches_numpy
         """
         return self.elbo(x, rng)

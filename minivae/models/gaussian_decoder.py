@@ -24,7 +24,7 @@ so log p(x) can be positive, and it grows without bound as σ → 0 on pixels th
 predicts almost exactly (MNIST's always-blank border, with a learned per-pixel σ).  The floor
 ``min_sigma`` keeps that in check.
 
-Verified by: tests/test_models_gaussian_decoder.py
+Verified by: tests/models/test_gaussian_decoder.py
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class GaussianPixels(Independent):
 
         Written in log σ: the residual is scaled by exp(−log σ) and log σ enters as is, so no
         log(exp(·)) round trip loses precision for tiny σ.
-        Verified by: tests/test_models_gaussian_decoder.py::test_density_is_gaussian
+        Verified by: tests/models/test_gaussian_decoder.py::test_density_is_gaussian
         """
         x = self._value(x)
         pixels = self.event_shape[0]
@@ -124,7 +124,7 @@ class GaussianDecoderVAE(VAE):
         """log σ: ρ itself when min_sigma = 0, else log(min_sigma + e^ρ) = m + softplus(ρ − m)
         with m = log min_sigma (a log-sum-exp of two terms, stable for any ρ).
 
-        Verified by: tests/test_models_gaussian_decoder.py::test_sigma_stays_positive
+        Verified by: tests/models/test_gaussian_decoder.py::test_sigma_stays_positive
         """
         if not isinstance(self.sigma, str):
             return self._fixed_log_sigma
@@ -137,7 +137,7 @@ class GaussianDecoderVAE(VAE):
         """p(x | z) = N(μ_θ(z), diag σ²) for z of shape (B, z_dim), μ_θ = sigmoid or identity of
         the decoder's output.
 
-        Verified by: tests/test_models_gaussian_decoder.py::test_objective_matches_numpy
+        Verified by: tests/models/test_gaussian_decoder.py::test_objective_matches_numpy
         """
         mean = self.decoder(z)
         return GaussianPixels(ops.sigmoid(mean) if self.mean_activation == "sigmoid" else mean,
@@ -147,7 +147,7 @@ class GaussianDecoderVAE(VAE):
         """Per-example ELBO of shape (B,) with one reparameterized sample and the analytic KL.
 
         Math: log N(x; μ_θ(z), σ²I) − KL(q(z|x) ‖ N(0, I)),  z = μ + σ_q ⊙ ε.
-        Verified by: tests/test_models_gaussian_decoder.py::test_objective_matches_numpy
+        Verified by: tests/models/test_gaussian_decoder.py::test_objective_matches_numpy
         """
         q_z_given_x = self.encode(x)
         z, kl_q_prior = q_z_given_x.rsample_and_kl(rng)
@@ -156,7 +156,7 @@ class GaussianDecoderVAE(VAE):
     def objective(self, x, rng: np.random.Generator) -> Tensor:
         """The per-example quantity training maximizes: the ELBO (see ``elbo``).
 
-        Verified by: tests/test_models_gaussian_decoder.py::test_objective_matches_numpy
+        Verified by: tests/models/test_gaussian_decoder.py::test_objective_matches_numpy
         """
         return self.elbo(x, rng)
 
@@ -164,7 +164,7 @@ class GaussianDecoderVAE(VAE):
         """Decoder means μ_θ(z) for n draws z ~ N(0, I), clipped to [0, 1]; shape (n, x_dim).
 
         The mean image, without the pixel noise σε, which would only add grain.
-        Verified by: tests/test_models_gaussian_decoder.py::test_pictures_lie_in_the_unit_interval
+        Verified by: tests/models/test_gaussian_decoder.py::test_pictures_lie_in_the_unit_interval
         """
         n, rng = checks.positive_int(n, "n"), checks.generator(rng)
         with no_grad():
@@ -174,7 +174,7 @@ class GaussianDecoderVAE(VAE):
     def reconstruct(self, x) -> np.ndarray:
         """Decoder means μ_θ(μ(x)) at the posterior mean, clipped to [0, 1]; shape (B, x_dim).
 
-        Verified by: tests/test_models_gaussian_decoder.py::test_pictures_lie_in_the_unit_interval
+        Verified by: tests/models/test_gaussian_decoder.py::test_pictures_lie_in_the_unit_interval
         """
         with no_grad():
             return np.clip(self.decode(self.encode(x).loc).loc.data, 0.0, 1.0)

@@ -18,8 +18,8 @@ Covariances are handled through Cholesky factors: log p(x) through chol(C), the 
 through chol of its precision P = I + WᵀW/σ² = L_P L_Pᵀ: S = L_P⁻ᵀ L_P⁻¹, so with
 M = L_P⁻ᵀ (one triangular solve) S = M Mᵀ.
 
-Verified by: tests/test_linear_gaussian.py::test_log_marginal_matches_scipy,
-tests/test_linear_gaussian.py::test_posterior_is_bayes_rule
+Verified by: tests/models/test_linear_gaussian.py::test_log_marginal_matches_scipy,
+::test_posterior_is_bayes_rule
 """
 from __future__ import annotations
 
@@ -85,14 +85,14 @@ class LinearGaussian:
     def log_marginal(self, x) -> Tensor:
         """log p(x) = log N(x; b, W Wᵀ + σ² I), one value per example (shape x.shape[:-1]).
 
-        Verified by: tests/test_linear_gaussian.py::test_log_marginal_matches_scipy
+        Verified by: tests/models/test_linear_gaussian.py::test_log_marginal_matches_scipy
         """
         return self.marginal().log_prob(self._check_x(x))
 
     def posterior(self, x) -> MultivariateNormal:
         """p(z | x) = N(m, S): S = (I + WᵀW/σ²)⁻¹ = M Mᵀ with M = L_P⁻ᵀ, m = S Wᵀ(x − b)/σ².
 
-        Verified by: tests/test_linear_gaussian.py::test_posterior_is_bayes_rule
+        Verified by: tests/models/test_linear_gaussian.py::test_posterior_is_bayes_rule
         """
         x = self._check_x(x)
         precision_factor = cholesky(
@@ -123,7 +123,7 @@ class LinearGaussian:
         """log p(x | z) = log N(x; Wz + b, σ² I) = −(D/2) log 2π − D log σ − ‖x − Wz − b‖²/(2σ²).
 
         z may carry leading sample axes: z (..., B, d) with x (B, D) gives (..., B).
-        Verified by: tests/test_linear_gaussian.py::test_log_joint_matches_scipy
+        Verified by: tests/models/test_linear_gaussian.py::test_log_joint_matches_scipy
         """
         x, z = self._check_x(x), self._check_z(z)
         standardized = (x - (matmul(z, self.W.T) + self.b)) / self.sigma
@@ -133,7 +133,7 @@ class LinearGaussian:
     def log_joint(self, x, z) -> Tensor:
         """log p(x, z) = log N(z; 0, I) + log N(x; Wz + b, σ² I), z as in ``log_likelihood``.
 
-        Verified by: tests/test_linear_gaussian.py::test_log_joint_matches_scipy
+        Verified by: tests/models/test_linear_gaussian.py::test_log_joint_matches_scipy
         """
         z = self._check_z(z)
         return -0.5 * (LOG_2PI + z * z).sum(axis=-1) + self.log_likelihood(x, z)

@@ -21,7 +21,7 @@ Initialization (the model is hard to train from scratch: the clusters must first
 pretrain encoder mean and decoder as a deterministic autoencoder (``autoencoder_objective``),
 then ``initialize_prior`` fits a diagonal GMM to the encoder means by EM (k-means++ seeds).
 
-Verified by: tests/test_models_vade.py
+Verified by: tests/models/test_vade.py
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class VaDE(VAE):
         """log p(z, c) = log π_c − ½ Σ_j [log 2π + log σ²_cj + (z_j − μ_cj)²/σ²_cj];
         z of shape (..., z_dim) gives (..., K).
 
-        Verified by: tests/test_models_vade.py::test_prior_densities_match_scipy
+        Verified by: tests/models/test_vade.py::test_prior_densities_match_scipy
         """
         z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, self.dtype))
         z = z.reshape(*z.shape[:-1], 1, self.z_dim)  # a cluster axis, for broadcasting
@@ -89,7 +89,7 @@ class VaDE(VAE):
     def log_responsibilities(self, z) -> Tensor:
         """log γ_c(z) = log p(c | z) = log p(z, c) − logsumexp_c' log p(z, c'); (..., K).
 
-        Verified by: tests/test_models_vade.py::test_prior_densities_match_scipy
+        Verified by: tests/models/test_vade.py::test_prior_densities_match_scipy
         """
         joint = self.cluster_log_joint(z)
         return joint - joint.logsumexp(axis=-1, keepdims=True)
@@ -107,7 +107,7 @@ class VaDE(VAE):
         q has batch shape (B,); log_gamma (..., B, K) (log q(c|x), normalized) gives (..., B).
         Ratios of variances are exponentials of differences of log-variances, and γ log γ is
         exp(log γ)·log γ, which is 0, never NaN, for an underflowed γ.
-        Verified by: tests/test_models_vade.py::test_closed_form_elbo_matches_monte_carlo,
+        Verified by: tests/models/test_vade.py::test_closed_form_elbo_matches_monte_carlo,
         ::test_kl_gradients_pass_gradcheck, ::test_kl_is_smallest_at_the_optimal_gamma
         """
         log_gamma = log_gamma if isinstance(log_gamma, Tensor) else Tensor(np.asarray(log_gamma))
@@ -126,7 +126,7 @@ class VaDE(VAE):
             (1/L) Σ_l [log p(x | z_l) − KL(q(z|x) γ(z_l) ‖ p(z, c))],   γ(z) = p(c | z).
 
         With L = 1 this is Jiang et al.'s estimator; gradients also flow through γ(z_l).
-        Verified by: tests/test_models_vade.py::test_objective_is_reconstruction_minus_kl,
+        Verified by: tests/models/test_vade.py::test_objective_is_reconstruction_minus_kl,
         ::test_objective_gradient_matches_central_differences
         """
         q = self.encode(x)
@@ -140,7 +140,7 @@ class VaDE(VAE):
     def elbo(self, x, rng: np.random.Generator) -> Tensor:
         """Same as ``objective``: a one-draw estimate of a lower bound on log p(x).
 
-        Verified by: tests/test_models_vade.py::test_elbo_is_below_the_evidence
+        Verified by: tests/models/test_vade.py::test_elbo_is_below_the_evidence
         """
         return self.objective(x, rng)
 
@@ -148,7 +148,7 @@ class VaDE(VAE):
         """log p(x | z = μ̃(x)) per example (B,): the pretraining objective, a deterministic
         autoencoder through the encoder mean (minus the binary cross-entropy).
 
-        Verified by: tests/test_models_vade.py::test_autoencoder_objective_decodes_the_mean
+        Verified by: tests/models/test_vade.py::test_autoencoder_objective_decodes_the_mean
         """
         return self.decode(self.encode(x).loc).log_prob(x)
 
@@ -162,7 +162,7 @@ class VaDE(VAE):
         the autoencoder chose.  So, unless ``posterior_scale`` is None, that half restarts as
         the constant log σ̃²_j = log(s² · mean_c σ²_cj) (zero weights, this bias), s =
         posterior_scale: at first a draw z stays near μ̃(x), inside its cluster.
-        Verified by: tests/test_models_vade.py::test_initialize_prior_copies_the_fitted_gmm
+        Verified by: tests/models/test_vade.py::test_initialize_prior_copies_the_fitted_gmm
         """
         z_means = np.asarray(z_means.data if isinstance(z_means, Tensor) else z_means)
         checks.shape(z_means.shape[1:] == (self.z_dim,), "z_means", f"(N, {self.z_dim})",
@@ -183,7 +183,7 @@ class VaDE(VAE):
     def log_joint(self, x, z) -> Tensor:
         """log p(x, z) = log p(x | z) + logsumexp_c log p(z, c); z as in ``log_likelihood``.
 
-        Verified by: tests/test_models_vade.py::test_elbo_is_below_the_evidence
+        Verified by: tests/models/test_vade.py::test_elbo_is_below_the_evidence
         """
         return self.log_likelihood(x, z) + self.cluster_log_joint(z).logsumexp(axis=-1)
 

@@ -8,7 +8,7 @@ Objective, per example (the ELBO, a lower bound on log p(x)):
             ≈ log p(x | z),  z = μ + σ ⊙ ε,  ε ~ N(0, I)   (one reparameterized sample)
               − ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²)         (the KL in closed form)
 
-Verified by: tests/test_vae.py (KL against Monte Carlo, ELBO ≤ log p(x) estimate, training
+Verified by: tests/models/test_vae.py (KL against Monte Carlo, ELBO ≤ log p(x) estimate, training
 lowers −ELBO on real digits)
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ class VAE(ImageModel):
         """Per-example ELBO of shape (B,) with one reparameterized sample and the analytic KL.
 
         Math: log p(x | z) − KL(q(z|x) ‖ N(0, I)),  z = μ + σ ⊙ ε,  ε = rng.standard_normal.
-        Verified by: tests/test_vae.py::test_elbo_is_reconstruction_minus_kl
+        Verified by: tests/models/test_vae.py::test_elbo_is_reconstruction_minus_kl
         """
         q_z_given_x = self.encode(x)
         # z = μ + σ ⊙ ε (B, z_dim) and KL(q ‖ N(0, I)) = ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²) (B,)
@@ -95,7 +95,7 @@ class VAE(ImageModel):
         """log p(x | z) = Σ_i x_i l_i − softplus(l_i), l = decoder(z).
 
         z may carry leading sample axes: z (..., B, z_dim) with x (B, x_dim) gives (..., B).
-        Verified by: tests/test_vae.py::test_log_joint_is_likelihood_plus_prior
+        Verified by: tests/models/test_vae.py::test_log_joint_is_likelihood_plus_prior
         """
         x = self._check_x(x)
         z = self._check_z(z, x)
@@ -113,7 +113,7 @@ class VAE(ImageModel):
     def log_joint(self, x, z) -> Tensor:
         """log p(x, z) = log p(x | z) + log N(z; 0, I), with z as in ``log_likelihood``.
 
-        Verified by: tests/test_vae.py::test_log_joint_is_likelihood_plus_prior
+        Verified by: tests/models/test_vae.py::test_log_joint_is_likelihood_plus_prior
         """
         return self.log_likelihood(x, z) + standard_normal_log_prob(z)
 
@@ -123,7 +123,7 @@ class VAE(ImageModel):
 
         Math: p(x) = E_q[p(x, z) / q(z|x)], so log-mean-exp of these weights estimates log p(x)
         from below in expectation and converges to it as k grows (Burda et al. 2016).
-        Verified by: tests/test_vae.py::test_importance_sampling_bounds
+        Verified by: tests/models/test_vae.py::test_importance_sampling_bounds
         """
         with no_grad():
             return iwae.log_importance_weights(self, x, k, rng).data

@@ -33,7 +33,7 @@ q(k | x) is a point mass, KL(q ‖ uniform) = n_codes log K, and −loss's recon
 the ELBO log p(x | z_q) − n_codes log K (``elbo``).  ``sample`` decodes uniformly drawn codes, so
 samples are poor: the paper fits an autoregressive prior over codes afterwards.
 
-Verified by: tests/test_models_vqvae.py
+Verified by: tests/models/test_vqvae.py
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def nearest_codewords(z: np.ndarray, codebook: np.ndarray) -> tuple[np.ndarray, 
     ‖z − e‖² = ‖z‖² − 2 z·e + ‖e‖² turns the N×K distances into one matrix product; the
     difference of large terms only blurs near-ties, and d² is clipped at 0 for the same reason.
     Ties go to the smallest index.
-    Verified by: tests/test_models_vqvae.py::test_nearest_codewords_match_brute_force
+    Verified by: tests/models/test_vqvae.py::test_nearest_codewords_match_brute_force
     """
     squared = ((z * z).sum(axis=1, keepdims=True) - 2.0 * (z @ codebook.T)
                + (codebook * codebook).sum(axis=1))  # (N, K)
@@ -67,7 +67,7 @@ def straight_through_estimator(z_e: Tensor, z_q: np.ndarray) -> Tensor:
     This is z_e + sg[z_q − z_e] as one primitive: the value is z_q, ∂/∂z_e is taken to be the
     identity, and the codebook receives nothing from the decoder through this path.
     Verified by:
-    tests/test_models_vqvae.py::test_straight_through_gradient_is_the_decoder_gradient_at_z_q
+    tests/models/test_vqvae.py::test_straight_through_gradient_is_the_decoder_gradient_at_z_q
     """
     if z_q.shape != z_e.shape or z_q.dtype != z_e.dtype:
         raise ValueError(f"z_q must match z_e's shape {z_e.shape} and dtype {z_e.dtype}, got "
@@ -80,7 +80,7 @@ def perplexity(counts) -> float:
 
     It is the number of equally used codewords that would give the same entropy: K for uniform
     use, 1 when a single codeword takes everything.
-    Verified by: tests/test_models_vqvae.py::test_perplexity_of_uniform_usage_is_k
+    Verified by: tests/models/test_vqvae.py::test_perplexity_of_uniform_usage_is_k
     """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or counts.size == 0 or np.any(counts < 0) or counts.sum() <= 0:
@@ -170,7 +170,7 @@ class VQVAE(ImageModel):
             codebook = Σ_j ‖sg[z_e,j] − e_{k_j}‖²   (gradient 2(e_k − z_e) to the codewords only;
                         zeros with ``ema``: the codebook is not trained by gradient then),
             commitment = Σ_j ‖z_e,j − sg[e_{k_j}]‖²  (gradient 2(z_e − e_k) to the encoder only).
-        Verified by: tests/test_models_vqvae.py::test_codebook_gradient_moves_codewords_toward_z_e,
+        Verified by: tests/models/test_vqvae.py::test_codebook_gradient_moves_codewords_toward_z_e,
         ::test_commitment_gradient_is_two_beta_times_z_e_minus_e
         """
         z_e = self.encode(x)
@@ -192,7 +192,7 @@ class VQVAE(ImageModel):
         Deterministic (``rng`` is accepted for the common model interface and not used).  With
         ``ema``, the codebook term is absent and, in a training step, the codebook then moves
         by ``codebook_step`` (after the codes are chosen; the returned value uses the old one).
-        Verified by: tests/test_models_vqvae.py::test_training_on_real_digits_lowers_the_loss,
+        Verified by: tests/models/test_vqvae.py::test_training_on_real_digits_lowers_the_loss,
         ::test_objective_gradient_is_the_frozen_offset_gradient
         """
         terms = self.loss_terms(x)
@@ -224,7 +224,7 @@ class VQVAE(ImageModel):
             Ñ_k = (N_k + ε) / (Σ_j N_j + K ε) · Σ_j N_j   (Laplace smoothing: never 0),
             e_k = m_k / Ñ_k.
         A codeword nobody picks keeps e_k ≈ m_k / N_k while N_k ≫ ε and drifts toward 0 after.
-        Verified by: tests/test_models_vqvae.py::test_ema_update_matches_a_direct_transcription
+        Verified by: tests/models/test_vqvae.py::test_ema_update_matches_a_direct_transcription
         """
         z_e, codes = self._check_ema_batch(z_e, codes)  # (N, D), (N,)
         counts = np.bincount(codes, minlength=self.codebook_size).astype(self.dtype)
@@ -254,7 +254,7 @@ class VQVAE(ImageModel):
         placing it on a random z_e of the data makes it somebody's nearest codeword again.  With
         ``ema`` its averages restart as one point there (N_k = 1, m_k = e_k); without, Adam's
         moment estimates for it are kept.  Returns the indices moved.
-        Verified by: tests/test_models_vqvae.py::test_restart_codes_revives_dead_codewords
+        Verified by: tests/models/test_vqvae.py::test_restart_codes_revives_dead_codewords
         """
         with no_grad():
             z_e = self.encode(x).data.reshape(-1, self.code_dim)
@@ -278,7 +278,7 @@ class VQVAE(ImageModel):
 
         q(k | x) is a point mass at the nearest codes, so KL(q ‖ Uniform(K)^n_codes) =
         n_codes log K; the bound is on the log-likelihood of the model ``sample`` draws from.
-        Verified by: tests/test_models_vqvae.py::test_elbo_is_below_the_exact_evidence
+        Verified by: tests/models/test_vqvae.py::test_elbo_is_below_the_exact_evidence
         """
         with no_grad():
             return -self.loss_terms(x)["reconstruction"] - self.n_codes * math.log(
@@ -287,7 +287,7 @@ class VQVAE(ImageModel):
     def codebook_usage(self, x, batch_size: int = 1000) -> tuple[np.ndarray, float]:
         """(counts c_k of each codeword over all rows and positions of x, perplexity exp(H(c/Σc))).
 
-        Verified by: tests/test_models_vqvae.py::test_codebook_usage_counts_every_symbol
+        Verified by: tests/models/test_vqvae.py::test_codebook_usage_counts_every_symbol
         """
         counts = np.zeros(self.codebook_size, dtype=np.int64)
         with no_grad():

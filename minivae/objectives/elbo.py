@@ -62,7 +62,7 @@ def elbo(model, x, rng: np.random.Generator, form: str = "analytic",
     form : one of "analytic", "monte_carlo", "entropy".
     n_samples : S ≥ 1.
 
-    Verified by: tests/test_objectives_elbo.py::test_elbo_is_log_evidence_minus_posterior_kl,
+    Verified by: tests/objectives/test_elbo.py::test_elbo_is_log_evidence_minus_posterior_kl,
     ::test_three_forms_agree_with_the_exact_elbo, ::test_three_forms_have_the_exact_gradient,
     ::test_elbo_is_tight_at_the_exact_posterior
     """
@@ -77,7 +77,13 @@ def elbo(model, x, rng: np.random.Generator, form: str = "analytic",
         except NotImplementedError as missing:
             raise ValueError(f"form='analytic' needs KL(q ‖ p(z)) in closed form, and {missing}; "
                              "use form='monte_carlo' or 'entropy'") from None
-        return model.log_likelihood(x, z).mean(axis=0) - kl
-    if form == "monte_carlo":
-        return (model.log_joint(x, z) - q.log_prob(z)).mean(axis=0)
-    return model.log_joint(x, z).mean(axis=0) + q.entropy()
+        value = model.log_likelihood(x, z).mean(axis=0) - kl
+    elif form == "monte_carlo":
+        value = (model.log_joint(x, z) - q.log_prob(z)).mean(axis=0)
+    else:
+        value = model.log_joint(x, z).mean(axis=0) + q.entropy()
+    if not np.isfinite(value.data).all():  # a term of ±∞: not a number the ELBO can be
+        example = int(np.argwhere(~np.isfinite(value.data))[0][0])
+        raise ValueError(f"x must be a batch the model scores with finite numbers: the ELBO "
+                         f"of example {example} is {value.data[example]}")
+    return value

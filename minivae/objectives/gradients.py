@@ -24,7 +24,7 @@ score-function estimator whose φ-gradient is exactly (f − b) ∇_φ log q(z).
 Discrete latents have no pathwise gradient.  ``discrete_elbo_surrogate`` offers the score
 function, and two relaxations that trade bias for variance: Gumbel-softmax and straight-through.
 
-Verified by: tests/test_objectives_gradients.py
+Verified by: tests/objectives/test_gradients.py
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def stop_gradient(q: Distribution) -> Distribution:
     passes nothing to the parameters of q.  Attributes that are Tensors are detached; those
     that are distributions (``Independent.base``, components) are copied the same way,
     recursively; lists and tuples of either are walked.  ``q`` itself is not changed.
-    Verified by: tests/test_objectives_gradients.py::test_stop_gradient_blocks_parameters,
+    Verified by: tests/objectives/test_gradients.py::test_stop_gradient_blocks_parameters,
     ::test_stop_gradient_walks_nested_distributions
     """
     if not isinstance(q, Distribution):
@@ -154,7 +154,7 @@ def elbo_surrogate(model, x, rng: np.random.Generator, estimator: str = "pathwis
       Its φ-gradient is (∇_z log p(x, z) − ∇_z log q(z)) ∂z/∂φ, which is 0 for every ε when
       q = p(z|x) (then log p(x, z) − log q(z) = log p(x) for all z): zero variance there.
 
-    Verified by: tests/test_objectives_gradients.py::test_continuous_estimators_are_unbiased,
+    Verified by: tests/objectives/test_gradients.py::test_continuous_estimators_are_unbiased,
     ::test_surrogate_value_is_the_elbo_estimate, ::test_score_variance_and_baselines,
     ::test_stl_has_zero_variance_at_the_exact_posterior
     """
@@ -215,7 +215,7 @@ def discrete_elbo_surrogate(log_joint, logits, rng: np.random.Generator,
       (The term −Σ_k h_k log π_k also sends −∇_l log q(c) straight to l: mean 0, kept.)
 
     ``temperature`` is used by the two relaxations only.
-    Verified by: tests/test_objectives_gradients.py::test_discrete_score_estimator_is_unbiased,
+    Verified by: tests/objectives/test_gradients.py::test_discrete_score_estimator_is_unbiased,
     ::test_gumbel_softmax_bias_shrinks_with_temperature,
     ::test_straight_through_forward_uses_hard_one_hot_samples
     """

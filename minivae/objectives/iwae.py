@@ -40,7 +40,7 @@ def log_importance_weights(model, x, k: int, rng: np.random.Generator, q=None) -
     """log w_i = log p(x, z_i) − log q(z_i|x) for z_1..z_k ~ q(z|x) (reparameterized); (k, B).
 
     q : the encoder's distribution for x, if already computed (saves an encoder pass).
-    Verified by: tests/test_objectives_iwae.py::test_log_weights_are_constant_at_the_exact_posterior
+    Verified by: tests/objectives/test_iwae.py::test_log_weights_are_constant_at_the_exact_posterior
     """
     k, rng = checks.positive_int(k, "k"), checks.generator(rng)
     checks.has_methods(model, ("encode", "log_joint"))
@@ -57,7 +57,7 @@ def iwae_bound(model, x, k: int, rng: np.random.Generator) -> Tensor:
     Differentiable in q's and the model's parameters, so −L̂_k can be minimized to train a VAE
     (the IWAE objective).  L_1 = ELBO ≤ L_k ≤ L_{k+1} ≤ log p(x).
 
-    Verified by: tests/test_objectives_iwae.py::test_bounds_increase_with_k_towards_log_evidence,
+    Verified by: tests/objectives/test_iwae.py::test_bounds_increase_with_k_towards_log_evidence,
     ::test_iwae_with_one_sample_is_the_elbo, ::test_iwae_gradient_matches_central_differences
     """
     k = checks.positive_int(k, "k")

@@ -54,7 +54,7 @@ def log_mean_exp_with_standard_error(log_weight_chunks: Iterable[np.ndarray]
     (log w = −∞) gets log p̂ = −∞.  Where the spread cannot be estimated (one weight, n = 1, or
     all weights 0) the standard error is +∞: no finite error bar is claimed, and no NaN arrives.
 
-    Verified by: tests/test_objectives_likelihood.py::test_chunked_statistics_match_one_pass,
+    Verified by: tests/objectives/test_likelihood.py::test_chunked_statistics_match_one_pass,
     ::test_no_overflow_for_tiny_likelihoods
     """
     count = 0
@@ -103,7 +103,7 @@ def prior_sampling_log_likelihood(model, x, n: int, rng: np.random.Generator,
     Returns two float64 arrays of shape (B,); no graph is recorded.
     chunk : draws per chunk (default: about 20,000 / B), which bounds the memory.
 
-    Verified by: tests/test_objectives_likelihood.py::test_prior_sampling_is_unbiased_for_evidence,
+    Verified by: tests/objectives/test_likelihood.py::test_prior_sampling_is_unbiased_for_evidence,
     ::test_prior_sampling_has_more_variance_than_importance_sampling,
     ::test_reported_standard_errors_are_honest
     """
@@ -136,7 +136,7 @@ def importance_sampling_log_likelihood(model, x, k: int, rng: np.random.Generato
     the weights; otherwise they are log p(x, z) − log q(z|x) with z ~ model.encode(x).
 
     Verified by:
-    tests/test_objectives_likelihood.py::test_importance_sampling_is_unbiased_for_evidence,
+    tests/objectives/test_likelihood.py::test_importance_sampling_is_unbiased_for_evidence,
     ::test_chunked_statistics_match_one_pass, ::test_reported_standard_errors_are_honest,
     ::test_batches_give_the_estimates_of_separate_calls
     """

@@ -13,8 +13,8 @@ and log p(x_i) − ELBO(q_i*) the approximation gap (Cremer, Li & Duvenaud 2018)
     log p(x) − ELBO(q_φ) = [log p(x) − ELBO(q*)] + [ELBO(q*) − ELBO(q_φ)].
                             approximation gap      amortization gap
 
-Verified by: tests/test_objectives_svi.py::test_svi_reaches_the_best_diagonal_gaussian,
-tests/test_objectives_svi.py::test_amortization_gap_is_nonnegative_on_digits
+Verified by: tests/objectives/test_svi.py::test_svi_reaches_the_best_diagonal_gaussian,
+::test_amortization_gap_is_nonnegative_on_digits
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def frozen(model):
 
     Gradients of an ELBO then reach only the variational parameters; the model's ``.grad``
     arrays are never written.  The flags are restored on exit, also when the block raises.
-    Verified by: tests/test_objectives_svi.py::test_frozen_restores_requires_grad_after_an_error
+    Verified by: tests/objectives/test_svi.py::test_frozen_restores_requires_grad_after_an_error
     """
     held = _model_tensors(model)
     for p in held:
@@ -154,8 +154,8 @@ def svi_fit(x, model, rng: np.random.Generator, steps: int = 1000, lr: float = 1
         with a constant lr they keep jittering around it at a distance of order lr.
     init : None (start at the prior N(0, I)), a Distribution over d-vectors with batch (B,)
         (e.g. ``model.encode(x)``: its mean and marginal standard deviations), or (loc, scale).
-    Verified by: tests/test_objectives_svi.py::test_svi_reaches_the_best_diagonal_gaussian,
-    tests/test_objectives_svi.py::test_svi_reaches_log_marginal_when_the_posterior_is_diagonal
+    Verified by: tests/objectives/test_svi.py::test_svi_reaches_the_best_diagonal_gaussian,
+    ::test_svi_reaches_log_marginal_when_the_posterior_is_diagonal
     """
     x, rng, steps = _check_x(x, model), checks.generator(rng), checks.positive_int(steps, "steps")
     n_samples = checks.positive_int(n_samples, "n_samples")
@@ -245,8 +245,8 @@ def amortization_gap(model, x, rng: np.random.Generator, svi_steps: int = 1000,
     The gap is ≥ 0 up to Monte Carlo and optimization error: q_i* is the best diagonal
     Gaussian for x_i, the encoder's q is one particular diagonal Gaussian, and SVI started there
     only climbs.  The encoder's q must therefore be a diagonal Gaussian (TypeError otherwise).
-    Verified by: tests/test_objectives_svi.py::test_amortization_gap_is_nonnegative_on_digits,
-    tests/test_objectives_svi.py::test_amortization_gap_is_zero_for_an_optimal_encoder
+    Verified by: tests/objectives/test_svi.py::test_amortization_gap_is_nonnegative_on_digits,
+    ::test_amortization_gap_is_zero_for_an_optimal_encoder
     """
     x = _check_x(x, model)
     rng, n_samples = checks.generator(rng), checks.positive_int(n_samples, "n_samples")

@@ -12,7 +12,7 @@ s < 0 (s = 1 moves a typical A-code to a typical B-code).
 Works with any model whose ``encode(x)`` returns a distribution with ``loc`` (or ``mean``) and
 whose ``decode(z)`` returns one with ``mean`` (``minivae.models.VAE``, for instance).
 
-Verified by: tests/test_attributes.py
+Verified by: tests/topics/test_attributes.py
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def encoder_means(model, x) -> np.ndarray:
     """The codes μ(x) = E_q[z | x] of the rows of x, shape (N, z_dim), in the model's dtype.
 
     Read as ``encode(x).loc`` where the distribution has one, else ``encode(x).mean``.
-    Verified by: tests/test_attributes.py::test_codes_are_encoder_means_in_batches
+    Verified by: tests/topics/test_attributes.py::test_codes_are_encoder_means_in_batches
     """
     x = _check_images(x, "x")
     codes = []
@@ -44,7 +44,7 @@ def attribute_vector(model, x_a, x_b) -> np.ndarray:
     """v = (1/|B|) Σ_{x ∈ B} μ(x) − (1/|A|) Σ_{x ∈ A} μ(x): from group a towards group b.
 
     The means are accumulated in float64 and returned in the codes' dtype; shape (z_dim,).
-    Verified by: tests/test_attributes.py::test_vector_is_the_difference_of_mean_codes,
+    Verified by: tests/topics/test_attributes.py::test_vector_is_the_difference_of_mean_codes,
     ::test_vector_between_identical_groups_is_zero
     """
     codes_a, codes_b = encoder_means(model, x_a), encoder_means(model, x_b)
@@ -56,7 +56,7 @@ def apply_attribute(model, x, vector, scales) -> np.ndarray:
     """Decoded means E[x' | z] at z = μ(x) + s · v for each scale s; shape (len(scales), B, x_dim).
 
     Scale 0 gives the reconstruction from the posterior mean.
-    Verified by: tests/test_attributes.py::test_apply_attribute_decodes_the_moved_codes,
+    Verified by: tests/topics/test_attributes.py::test_apply_attribute_decodes_the_moved_codes,
     ::test_thick_minus_thin_vector_adds_ink, ::test_scale_zero_is_the_reconstruction
     """
     codes = encoder_means(model, x)  # (B, d)
@@ -88,7 +88,7 @@ def _check_scales(scales) -> np.ndarray:
 def ink_mass(x) -> np.ndarray:
     """Σ_i x_i: the total ink of each image (row), shape (N,), summed in float64.
 
-    Verified by: tests/test_attributes.py::test_ink_groups_are_the_extremes_of_ink_mass
+    Verified by: tests/topics/test_attributes.py::test_ink_groups_are_the_extremes_of_ink_mass
     """
     return _check_images(x, "x").sum(axis=1, dtype=np.float64)
 
@@ -97,7 +97,7 @@ def ink_groups(x, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """(thin, thick): the ⌊fraction · N⌋ rows of x with the least and with the most total ink.
 
     Ties are broken by position (a stable sort), so the split is deterministic.
-    Verified by: tests/test_attributes.py::test_ink_groups_are_the_extremes_of_ink_mass
+    Verified by: tests/topics/test_attributes.py::test_ink_groups_are_the_extremes_of_ink_mass
     """
     x, fraction = _check_images(x, "x"), checks.real(fraction, "fraction", 0.0, 0.5, low_open=True)
     size = int(fraction * len(x))
@@ -109,7 +109,7 @@ def ink_groups(x, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
 def label_groups(x, labels, a, b) -> tuple[np.ndarray, np.ndarray]:
     """(rows of x labelled a, rows of x labelled b).
 
-    Verified by: tests/test_attributes.py::test_label_groups_select_by_label
+    Verified by: tests/topics/test_attributes.py::test_label_groups_select_by_label
     """
     x = _check_images(x, "x")
     labels = _check_labels(labels, len(x), a, b)

@@ -10,7 +10,7 @@
 * ``fit_diagonal_gmm(points, n_components, rng)``: maximum likelihood for a mixture of
   Gaussians with diagonal covariances, by k-means++ seeding, a few k-means steps, then EM.
 
-Verified by: tests/test_models_vade.py
+Verified by: tests/topics/test_clustering.py
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def linear_assignment(cost) -> tuple[np.ndarray, np.ndarray]:
     keeps c̄ ≥ 0 and makes every edge of the new matching tight.  When all rows are matched,
     Σ c = Σ u + Σ v is the dual bound, so the matching is optimal.  n rounds of an O(n m)
     Dijkstra: O(n² m).  A matrix with more rows than columns is solved transposed.
-    Verified by: tests/test_models_vade.py::test_linear_assignment_matches_scipy,
+    Verified by: tests/topics/test_clustering.py::test_linear_assignment_matches_scipy,
     ::test_linear_assignment_is_optimal_by_enumeration
     """
     cost = _check_cost(cost)
@@ -98,7 +98,7 @@ def match_clusters_to_labels(labels, clusters) -> dict[int, int]:
     maximize Σ_k N[cluster_k, label_k] over matchings of the contingency table N.
 
     Clusters left without a label (more clusters than labels) are absent from the map.
-    Verified by: tests/test_models_vade.py::test_accuracy_is_one_under_any_relabeling
+    Verified by: tests/topics/test_clustering.py::test_accuracy_is_one_under_any_relabeling
     """
     labels, clusters = _check_label_arrays(labels, clusters)
     cluster_ids, cluster_index = np.unique(clusters, return_inverse=True)
@@ -112,7 +112,7 @@ def match_clusters_to_labels(labels, clusters) -> dict[int, int]:
 def clustering_accuracy(labels, clusters) -> float:
     """ACC = max over one-to-one maps m of (1/N) Σ_i [labels_i = m(clusters_i)].
 
-    Verified by: tests/test_models_vade.py::test_accuracy_is_one_under_any_relabeling,
+    Verified by: tests/topics/test_clustering.py::test_accuracy_is_one_under_any_relabeling,
     ::test_accuracy_matches_brute_force_over_permutations
     """
     labels, clusters = _check_label_arrays(labels, clusters)
@@ -147,7 +147,7 @@ class DiagonalGMM:
     def log_responsibilities(self, points) -> tuple[np.ndarray, np.ndarray]:
         """log r_ic = log π_c + log N(x_i; μ_c, σ_c²) − log p(x_i), and log p(x_i).
 
-        Verified by: tests/test_models_vade.py::test_gmm_em_never_lowers_the_likelihood
+        Verified by: tests/topics/test_clustering.py::test_gmm_em_never_lowers_the_likelihood
         """
         points = np.asarray(points, dtype=np.float64)
         # one component at a time: (N, d) temporaries instead of one (N, K, d) array
@@ -170,9 +170,9 @@ def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator, trial
     that leaves the least total squared distance to the nearest seed, which makes two seeds in
     one cluster unlikely even when the clusters are few and far apart.
 
-    Verified by: tests/test_models_vade.py::test_gmm_fit_recovers_separated_components,
-    tests/test_cavi_bayesian_gmm.py::test_recovers_well_separated_means,
-    tests/test_cavi_poisson_gaussian.py::test_fit_recovers_separated_components
+    Verified by: tests/topics/test_clustering.py::test_gmm_fit_recovers_separated_components,
+    tests/cavi/test_bayesian_gmm.py::test_recovers_well_separated_means,
+    tests/cavi/test_poisson_gaussian.py::test_fit_recovers_separated_components
     """
     seeds = [int(rng.integers(len(points)))]
     nearest = ((points - points[seeds[0]]) ** 2).sum(axis=1)
@@ -200,7 +200,7 @@ def fit_diagonal_gmm(points, n_components: int, rng: np.random.Generator,
     log-likelihood, and no component collapses onto one point.  Each run stops when the mean
     log-likelihood gains less than ``tolerance``; of ``n_init`` runs from different seeds the
     one of highest likelihood is returned (EM finds a local maximum only).
-    Verified by: tests/test_models_vade.py::test_gmm_em_never_lowers_the_likelihood,
+    Verified by: tests/topics/test_clustering.py::test_gmm_em_never_lowers_the_likelihood,
     ::test_gmm_fit_recovers_separated_components, ::test_gmm_restarts_keep_the_most_likely_fit
     """
     points, rng = _check_points(points), checks.generator(rng)

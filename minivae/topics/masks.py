@@ -70,8 +70,8 @@ def causal_mask(kernel_size: int, mask_type: str, dtype=np.int8) -> np.ndarray:
     masking never upcasts.  Pass dtype=bool to index with it, or a float dtype to match a kernel.
     The (k, k) mask broadcasts over leading (out-channel, in-channel) axes of a kernel.
 
-    Verified by: tests/test_masks.py::test_masks_match_the_notes_for_k3
-    Verified by: tests/test_masks.py::test_mask_is_raster_causal_for_every_odd_size
+    Verified by: tests/topics/test_masks.py::test_masks_match_the_notes_for_k3
+    Verified by: ::test_mask_is_raster_causal_for_every_odd_size
     """
     kernel_size, mask_type = _check_kernel_size(kernel_size), _check_mask_type(mask_type)
     dtype = _check_mask_dtype(dtype)
@@ -89,7 +89,7 @@ def allowed_offsets(kernel_size: int, mask_type: str) -> list[tuple[int, int]]:
     {(a − c, b − c) : M[a, b] = 1}; for k = 3 mask A gives (−1, −1), (−1, 0), (−1, 1), (0, −1)
     and mask B adds (0, 0).
 
-    Verified by: tests/test_masks.py::test_allowed_offsets_are_the_mask_support
+    Verified by: tests/topics/test_masks.py::test_allowed_offsets_are_the_mask_support
     """
     mask = causal_mask(kernel_size, mask_type, dtype=bool)
     centre = (mask.shape[0] - 1) // 2
@@ -134,9 +134,9 @@ def receptive_field(height: int, width: int, pixel: tuple[int, int], mask_types,
     holds a constant, so no path through it carries an input value.  Away from the borders
     D_0 = p + O_1 + … + O_L (a Minkowski sum, so the order of the layers does not matter there).
 
-    Verified by: tests/test_masks.py::test_receptive_field_matches_perturbing_a_real_network
-    Verified by: tests/test_masks.py::test_notes_question_four_by_offset_sums
-    Verified by: tests/test_masks.py::test_any_mask_a_hides_the_pixel_and_all_b_keeps_it
+    Verified by: tests/topics/test_masks.py::test_receptive_field_matches_perturbing_a_real_network
+    Verified by: ::test_notes_question_four_by_offset_sums
+    Verified by: ::test_any_mask_a_hides_the_pixel_and_all_b_keeps_it
     """
     height, width = checks.int_at_least(height, "height"), checks.int_at_least(width, "width")
     kernel_size, layers = _check_kernel_size(kernel_size), _check_mask_types(mask_types)
@@ -177,7 +177,7 @@ def masked_cross_correlation(image: np.ndarray, kernel: np.ndarray, mask_type: s
     where x̃ is x padded by c = (k − 1)/2 zeros on each border, so y has x's shape.  No kernel
     flip (cross-correlation, as in the notes).  The output has the inputs' common float dtype.
 
-    Verified by: tests/test_masks.py::test_masked_cross_correlation_matches_the_sum
+    Verified by: tests/topics/test_masks.py::test_masked_cross_correlation_matches_the_sum
     """
     image, kernel = _check_image_and_kernel(image, kernel)
     kernel_size = kernel.shape[0]

@@ -3,7 +3,7 @@
 For ``out = f(a, b)`` the VJP receives ``g = dL/d out`` and returns ``(dL/da, dL/db)``.
 Broadcasting in the forward pass is undone by ``unbroadcast`` in the VJP.
 
-Verified by: tests/test_ops_gradients.py::test_binary_op_gradients
+Verified by: tests/engine/ops/test_arithmetic.py::test_binary_op_gradients
 """
 from __future__ import annotations
 

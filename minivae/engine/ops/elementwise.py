@@ -7,8 +7,8 @@ Where a stable form exists it is used: softplus(x) = log(1 + eˣ) is computed as
 Two compositions close the module: |x| and eˣ − 1 − x (computed without cancellation), which
 the KL divergences of the Laplace, Gumbel and uniform distributions are written with.
 
-Verified by: tests/test_ops_gradients.py::test_unary_op_gradients,
-tests/test_ops_values.py::test_softplus_and_sigmoid_are_stable_for_large_inputs
+Verified by: tests/engine/ops/test_elementwise.py::test_unary_op_gradients,
+::test_softplus_and_sigmoid_are_stable_for_large_inputs
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def softplus(x) -> Tensor:
 def absolute(x: Tensor) -> Tensor:
     """|x| with d|x|/dx = sign(x) (the subgradient +1 is taken at x = 0).
 
-    Verified by: tests/test_dist_inverse_cdf.py::test_helpers_match_numpy
+    Verified by: tests/engine/ops/test_elementwise.py::test_helpers_match_numpy
     """
     return where(x.data >= 0, x, -x)
 
@@ -110,7 +110,7 @@ def exp_taylor_remainder(x: Tensor) -> Tensor:
     difference, whose terms cancel to leave x²/2.  Both branches are finite, so the gradient
     of the unused one (zero) cannot turn into NaN.
 
-    Verified by: tests/test_dist_inverse_cdf.py::test_helpers_match_numpy
+    Verified by: tests/engine/ops/test_elementwise.py::test_helpers_match_numpy
     """
     series = SERIES_COEFFS[-1]
     for c in SERIES_COEFFS[-2::-1]:

@@ -6,8 +6,8 @@ the call), and the tests check that the fused result and gradient equal the comp
 Fusing saves the temporaries and the separate passes over memory that the composition would
 make; the kernels themselves live in ``minivae.kernels`` (Python loops, numba, C).
 
-Verified by: tests/test_fused_ops.py::test_fused_ops_equal_their_compositions,
-tests/test_fused_ops.py::test_fused_op_gradients
+Verified by: tests/engine/ops/test_fused.py::test_fused_ops_equal_their_compositions,
+::test_fused_op_gradients
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ All act on the last two axes and batch (with broadcasting) over the leading ones
 ``(..., n, n)``.  No explicit inverse appears anywhere: applying L⁻¹ is a triangular solve,
 n steps of substitution, which is both cheaper and more accurate than forming L⁻¹.
 
-Verified by: tests/test_linalg_ops.py::test_solve_triangular_satisfies_the_system,
-tests/test_linalg_ops.py::test_linalg_op_gradients
+Verified by: tests/engine/ops/test_linalg.py::test_solve_triangular_satisfies_the_system,
+::test_linalg_op_gradients
 """
 from __future__ import annotations
 
@@ -75,8 +75,8 @@ def solve_triangular(L, b, *, vector: bool, lower: bool = True, transpose: bool 
     pass, so grad_L is kept on that triangle (tril, or triu for ``lower=False``); batch
     axes that were broadcast are summed away by ``unbroadcast``.
 
-    Verified by: tests/test_linalg_ops.py::test_solve_triangular_satisfies_the_system,
-    tests/test_linalg_ops.py::test_linalg_op_gradients
+    Verified by: tests/engine/ops/test_linalg.py::test_solve_triangular_satisfies_the_system,
+    ::test_linalg_op_gradients
     """
     L, b = binary_operands(L, b)
     n = _check_square(L.data, "L")
@@ -129,10 +129,10 @@ def cholesky(A) -> Tensor:
     Raises ValueError if A is not square, not symmetric (to a few ulps of its largest entry)
     or not positive definite.
 
-    Verified by: tests/test_linalg_ops.py::test_cholesky_recovers_the_factor,
-    tests/test_linalg_ops.py::test_linalg_op_gradients,
-    tests/test_linalg_ops.py::test_cholesky_gradient_is_symmetric,
-    tests/test_linalg_ops.py::test_log_determinant_gradient_is_the_inverse
+    Verified by: tests/engine/ops/test_linalg.py::test_cholesky_recovers_the_factor,
+    ::test_linalg_op_gradients,
+    ::test_cholesky_gradient_is_symmetric,
+    ::test_log_determinant_gradient_is_the_inverse
     """
     A = as_tensor(A)
     _check_symmetric(A.data, "A")
@@ -157,7 +157,7 @@ def diagonal(A) -> Tensor:
     """The diagonal (A₁₁, …, Aₙₙ) of each (..., n, n) matrix, shape (..., n);
     the VJP writes g onto the diagonal of a zero matrix.
 
-    Verified by: tests/test_linalg_ops.py::test_linalg_op_gradients
+    Verified by: tests/engine/ops/test_linalg.py::test_linalg_op_gradients
     """
     A = as_tensor(A)
     n = _check_square(A.data, "A")
@@ -175,7 +175,7 @@ def tril(A, k: int = 0) -> Tensor:
     """A with entries above the k-th diagonal set to zero (Aᵢⱼ kept where j − i ≤ k);
     the VJP is tril(g, k), since the zeroed entries do not reach the output.
 
-    Verified by: tests/test_linalg_ops.py::test_linalg_op_gradients
+    Verified by: tests/engine/ops/test_linalg.py::test_linalg_op_gradients
     """
     A = as_tensor(A)
     if A.ndim < 2:

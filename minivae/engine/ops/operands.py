@@ -53,7 +53,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     of ``x`` was used once per copy, so its gradient is the sum over the copies: sum away the
     leading axes that broadcasting prepended, then (keeping dims) the axes where ``x`` had size 1.
 
-    Verified by: tests/test_engine.py::test_unbroadcast_matches_sum_over_copies
+    Verified by: tests/engine/ops/test_operands.py::test_unbroadcast_matches_sum_over_copies
     """
     shape = tuple(shape)
     if grad.shape == shape:

@@ -3,8 +3,8 @@
 A reduction's VJP spreads ``g`` back over the reduced axes: ``expand`` re-inserts those axes
 (size 1) so that ``g`` broadcasts against the input.
 
-Verified by: tests/test_ops_gradients.py::test_reduction_gradients,
-tests/test_ops_values.py::test_logsumexp_is_stable
+Verified by: tests/engine/ops/test_reduce.py::test_reduction_gradients,
+::test_logsumexp_is_stable
 """
 from __future__ import annotations
 
@@ -75,8 +75,9 @@ def logsumexp(x, axis=None, keepdims: bool = False) -> Tensor:
     NaN entries propagate to their slice's value and gradient.  Reducing over zero entries
     raises ValueError (there is no maximum to shift by).
 
-    Verified by: tests/test_extremes_engine.py::test_logsumexp_infinite_entries_share_the_gradient,
-    tests/test_ops_values.py::test_logsumexp_is_stable
+    Verified by:
+    tests/engine/ops/test_reduce.py::test_logsumexp_infinite_entries_share_the_gradient,
+    ::test_logsumexp_is_stable
     """
     x = as_tensor(x)
     axes = normalize_axes(axis, x.ndim)

@@ -2,7 +2,7 @@
 
 None of these changes a value, they only move entries, so each VJP moves ``g`` back.
 
-Verified by: tests/test_ops_gradients.py::test_shape_op_gradients
+Verified by: tests/engine/ops/test_shape.py::test_shape_op_gradients
 """
 from __future__ import annotations
 

@@ -23,9 +23,9 @@ The array helpers compute in float64 and return the input's dtype (float32 stays
 they return NaN where x ≤ 0 or x is NaN, and the limits at x = +∞.  The Tensor ops raise a
 ValueError for x ≤ 0 or NaN instead, since a NaN there would only surface much later.
 
-Verified by: tests/test_special_ops.py::test_log_gamma_matches_scipy,
-tests/test_special_ops.py::test_digamma_matches_scipy,
-tests/test_special_ops.py::test_trigamma_matches_scipy
+Verified by: tests/engine/ops/test_special.py::test_log_gamma_matches_scipy,
+::test_digamma_matches_scipy,
+::test_trigamma_matches_scipy
 """
 from __future__ import annotations
 
@@ -93,8 +93,8 @@ def log_gamma_array(x) -> np.ndarray:
     The shift's product x (x + 1) ⋯ (x + 9) stays below 20¹⁰ ≈ 1e13, so its one logarithm is
     exact to rounding; a base of 1 keeps unshifted entries from overflowing the product.
 
-    Verified by: tests/test_special_ops.py::test_log_gamma_matches_scipy,
-    tests/test_special_ops.py::test_recurrences_hold
+    Verified by: tests/engine/ops/test_special.py::test_log_gamma_matches_scipy,
+    ::test_recurrences_hold
     """
     x64, z, shifted, dtype = _prepare(x)
     product = _over_the_shift(lambda y: y, x64, shifted, product=True)  # x (x + 1) ⋯ (x + 9)
@@ -107,8 +107,8 @@ def log_gamma_array(x) -> np.ndarray:
 def digamma_array(x) -> np.ndarray:
     """ψ(x) = d/dx log Γ(x) for x > 0 (NaN elsewhere), by the shift and series in the module doc.
 
-    Verified by: tests/test_special_ops.py::test_digamma_matches_scipy,
-    tests/test_special_ops.py::test_recurrences_hold
+    Verified by: tests/engine/ops/test_special.py::test_digamma_matches_scipy,
+    ::test_recurrences_hold
     """
     x64, z, shifted, dtype = _prepare(x)
     reciprocal_sum = _over_the_shift(lambda y: 1.0 / y, x64, shifted)  # Σₖ 1/(x + k)
@@ -122,8 +122,8 @@ def digamma_array(x) -> np.ndarray:
 def trigamma_array(x) -> np.ndarray:
     """ψ′(x) = d²/dx² log Γ(x) for x > 0 (NaN elsewhere), by the shift and series above.
 
-    Verified by: tests/test_special_ops.py::test_trigamma_matches_scipy,
-    tests/test_special_ops.py::test_recurrences_hold
+    Verified by: tests/engine/ops/test_special.py::test_trigamma_matches_scipy,
+    ::test_recurrences_hold
     """
     x64, z, shifted, dtype = _prepare(x)
     square_sum = _over_the_shift(lambda y: 1.0 / y**2, x64, shifted)  # Σₖ 1/(x + k)²
@@ -145,7 +145,7 @@ def _positive_operand(x, op: str) -> Tensor:
 def lgamma(x) -> Tensor:
     """log Γ(x) for x > 0;  d/dx log Γ(x) = ψ(x), so the VJP is g · ψ(x).
 
-    Verified by: tests/test_special_ops.py::test_lgamma_and_digamma_gradients
+    Verified by: tests/engine/ops/test_special.py::test_lgamma_and_digamma_gradients
     """
     x = _positive_operand(x, "lgamma")
     return Tensor.from_op(log_gamma_array(x.data), (x,),
@@ -155,7 +155,7 @@ def lgamma(x) -> Tensor:
 def digamma(x) -> Tensor:
     """ψ(x) = d/dx log Γ(x) for x > 0;  d/dx ψ(x) = ψ′(x), so the VJP is g · ψ′(x).
 
-    Verified by: tests/test_special_ops.py::test_lgamma_and_digamma_gradients
+    Verified by: tests/engine/ops/test_special.py::test_lgamma_and_digamma_gradients
     """
     x = _positive_operand(x, "digamma")
     return Tensor.from_op(digamma_array(x.data), (x,),
