@@ -207,6 +207,17 @@ def finite(value, name: str) -> None:
         raise ValueError(f"{name} must be finite, got {data[index]} at index {index}")
 
 
+def log_density(value, name: str) -> np.ndarray:
+    """``value`` as a float64 array of log-densities: −∞ (density 0) is a value, NaN and +∞
+    are not; a TypeError for what is not real numbers."""
+    data = values(value)
+    if data.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be real numbers (log-densities), got {describe(value)}")
+    data = data.astype(np.float64)
+    require(data < np.inf, name, "log-densities (−∞ allowed; no NaN or +∞)", data)
+    return data
+
+
 def unit_interval(pixels, name: str = "pixels") -> np.ndarray:
     """``pixels`` if it is a float32/float64 array with every value in [0, 1].  Two reductions
     rather than an elementwise mask, since this runs on a whole training set every epoch (and

@@ -132,3 +132,55 @@ def summary() -> str:
     raised = sum(c["raised"] for c in CASES.values())
     return (f"fuzz contract: {finite + raised} cases over {len(CASES)} entry points "
             f"({finite} returned NaN-free values, {raised} raised ValueError/TypeError)")
+
+
+def wild():
+    """Any value an argument might receive by mistake: wrong kinds, odd counts, extreme or
+    non-finite floats and arrays of any shape."""
+    return st.one_of(anything(), COUNTS, floats(), arrays())
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One public entry point for the fuzz: ``call(**valid)`` is a valid call; the fuzz swaps
+    any of its arguments for a value from ``wild[name]`` (default ``wild()``)."""
+    name: str
+    call: object
+    valid: dict
+    wild: dict = dataclasses.field(default_factory=dict)
+    allow_inf: bool = False
+
+    def __repr__(self) -> str:  # the test id
+        return self.name
+
+
+def variants(entry: Entry):
+    """Keyword arguments for ``entry.call``: each argument keeps its valid value (three times
+    in four) or is replaced by a wild one, so single and combined mistakes are both drawn."""
+    keep = st.sampled_from([True, True, True, False])
+
+    @st.composite
+    def build(draw):
+        return {name: value if draw(keep) else draw(entry.wild.get(name, wild()))
+                for name, value in entry.valid.items()}
+
+    return build()
+
+
+def _fresh(kwargs: dict) -> dict:
+    # kernels and optimizers write into their arrays: every call gets its own copies
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+
+
+def check_entry(entry: Entry, kwargs: dict):
+    """``check_contract`` for one drawn call of ``entry``."""
+    return check_contract(entry.name, lambda: entry.call(**_fresh(kwargs)),
+                          allow_inf=entry.allow_inf)
+
+
+def check_valid_entry(entry: Entry):
+    """The valid call itself returns NaN-free values (so a fuzz that only ever raised would not
+    pass unnoticed)."""
+    result = entry.call(**_fresh(entry.valid))
+    assert_no_nan(result, allow_inf=entry.allow_inf, name=entry.name)
+    return result

@@ -110,6 +110,7 @@ class PoissonGaussianMixture:
         Verified by: tests/cavi/test_poisson_gaussian.py::test_updates_are_coordinate_maximizers
         """
         X, S = self._data(X, S)
+        m, s, a, b = self._global_factors(m, s, a, b)
         logits = (self.log_pi - 0.5 * self.tau * objective.expected_squared_distances(X, m, s)
                   + S[:, None] * (digamma_array(a) - np.log(b)) - a / b)
         logits -= logits.max(axis=1, keepdims=True)
@@ -126,7 +127,8 @@ class PoissonGaussianMixture:
         Verified by: tests/cavi/test_poisson_gaussian.py::test_updates_are_coordinate_maximizers,
         ::test_k1_factors_are_the_exact_posterior
         """
-        S = self._strengths(S, len(r))
+        S = self._strengths(S, len(S) if np.ndim(S) else 0)
+        r = self._responsibilities(r, len(S))
         return self.alpha + r.T @ S, self.beta + r.sum(axis=0)
 
     def update_locations(self, X, r) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +142,7 @@ class PoissonGaussianMixture:
         ::test_k1_factors_are_the_exact_posterior
         """
         X = _real_array("X", X, (None, 2))
+        r = self._responsibilities(r, len(X))
         s = self.rho + self.tau * r.sum(axis=0)
         return (self.rho * self.nu + self.tau * (r.T @ X)) / s[:, None], s
 
@@ -151,6 +154,7 @@ class PoissonGaussianMixture:
         Verified by: tests/cavi/test_poisson_gaussian.py::test_elbo_terms_match_scipy_monte_carlo
         """
         X, S = self._data(X, S)
+        r, (m, s, a, b) = self._responsibilities(r, len(X)), self._global_factors(m, s, a, b)
         return objective.elbo_terms(self, X, S, r, m, s, a, b)
 
     def elbo(self, X, S, r, m, s, a, b) -> float:
@@ -159,6 +163,7 @@ class PoissonGaussianMixture:
         Verified by: tests/cavi/test_poisson_gaussian.py::test_k1_elbo_equals_exact_log_evidence
         """
         X, S = self._data(X, S)
+        r, (m, s, a, b) = self._responsibilities(r, len(X)), self._global_factors(m, s, a, b)
         return objective.elbo(self, X, S, r, m, s, a, b)
 
     # --- fitting ----------------------------------------------------------------------------
@@ -232,6 +237,8 @@ class PoissonGaussianMixture:
         fitted = self.fitted if fitted is None else fitted
         if fitted is None:
             raise ValueError("predict_proba needs a fitted q: call fit first or pass fitted=")
+        if not isinstance(fitted, PoissonGaussianFit):
+            raise TypeError(f"fitted must be a PoissonGaussianFit, got {checks.describe(fitted)}")
         return self.update_responsibilities(X, S, fitted.m, fitted.s, fitted.a, fitted.b)
 
     # --- input checks -----------------------------------------------------------------------
@@ -255,9 +262,20 @@ class PoissonGaussianMixture:
         if not isinstance(init, (tuple, list)) or len(init) != 4:
             raise TypeError("init must be a tuple (m, s, a, b) of arrays, got "
                             f"{type(init).__name__}")
-        m = _real_array("init m", init[0], (self.K, 2))
-        s, a, b = (_real_array(f"init {name}", value, (self.K,))
-                   for name, value in zip("sab", init[1:]))
+        return self._global_factors(*init, prefix="init ")
+
+    def _global_factors(self, m, s, a, b, prefix: str = "") -> tuple[np.ndarray, ...]:
+        """q(μ), q(λ)'s parameters: m (K, 2) finite, s, a, b (K,) positive."""
+        m = _real_array(f"{prefix}m", m, (self.K, 2))
+        s, a, b = (_real_array(f"{prefix}{name}", value, (self.K,))
+                   for name, value in zip("sab", (s, a, b)))
         for name, value in zip("sab", (s, a, b)):
-            checks.positive(value, f"init {name}")
+            checks.positive(value, f"{prefix}{name}")
         return m, s, a, b
+
+    def _responsibilities(self, r, n_events: int) -> np.ndarray:
+        """q(Z)'s parameters: r (N, K), each row a probability vector."""
+        r = _real_array("r", r, (n_events, self.K))
+        checks.require((r >= 0).all() and np.allclose(r.sum(axis=1), 1.0), "r",
+                       "non-negative with rows summing to 1", r)
+        return r

@@ -47,7 +47,17 @@ def discriminator_objective(logits_p1: Tensor, logits_p0: Tensor) -> Tensor:
 
     Verified by: tests/divergences/test_discriminator.py::test_d_star_maximizes_the_objective
     """
+    for name, logits in (("logits_p1", logits_p1), ("logits_p0", logits_p0)):
+        _check_logits(logits, name)
+    checks.same_dtype(logits_p1, logits_p0, "logits_p1 and logits_p0")
     return -(-logits_p1).softplus().mean() - logits_p0.softplus().mean()
+
+
+def _check_logits(logits, name: str) -> None:
+    if not isinstance(logits, Tensor) or logits.data.size == 0:
+        raise TypeError(f"{name} must be a non-empty Tensor of logits, got "
+                        f"{checks.describe(logits)}")
+    checks.require(~np.isnan(logits.data), name, "logits (±∞ allowed, no NaN)", logits)
 
 
 def optimal_logit(log_f1, log_f0) -> np.ndarray:
@@ -58,7 +68,8 @@ def optimal_logit(log_f1, log_f0) -> np.ndarray:
 
     Verified by: tests/divergences/test_discriminator.py::test_d_star_maximizes_the_objective
     """
-    log_f1, log_f0 = np.broadcast_arrays(np.asarray(log_f1), np.asarray(log_f0))
+    log_f1, log_f0 = checks.log_density(log_f1, "log_f1"), checks.log_density(log_f0, "log_f0")
+    log_f1, log_f0 = np.broadcast_arrays(log_f1, log_f0)
     both_zero = (log_f1 == -np.inf) & (log_f0 == -np.inf)
     with np.errstate(invalid="ignore"):
         return np.where(both_zero, 0, log_f1 - log_f0)

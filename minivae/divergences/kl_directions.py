@@ -193,8 +193,12 @@ def fit_forward_kl(samples) -> GaussianFit:
     ::test_forward_kl_fit_matches_the_mixture_moments
     """
     array = _check_samples(samples)  # (n, d)
-    loc = array.mean(axis=0)
-    scale = np.sqrt(np.mean((array - loc) ** 2, axis=0))
+    # in units of each coordinate's largest |x|, so no sum or square overflows or underflows
+    size = np.max(np.abs(array), axis=0)
+    size = np.where(size > 0, size, 1).astype(array.dtype)
+    unit = array / size
+    unit_loc = unit.mean(axis=0)
+    loc, scale = size * unit_loc, size * np.sqrt(np.mean((unit - unit_loc) ** 2, axis=0))
     if not np.all(scale > 0):
         raise ValueError("samples must not be constant in any coordinate (σ would be 0)")
     return GaussianFit(loc, scale)
@@ -235,12 +239,10 @@ def cross_entropy_from_samples(samples, loc, scale) -> float:
 
 def _landscape_inputs(log_p, loc, scale, grid):
     grid = np.asarray(grid, dtype=np.float64)
-    log_p = np.asarray(log_p, dtype=np.float64)
+    log_p = checks.log_density(log_p, "log_p")
     if grid.ndim != 1 or log_p.shape != grid.shape:
         raise ValueError(f"log_p must hold log p on the grid, shape {grid.shape}, got "
                          f"{log_p.shape}")
-    if np.any(np.isnan(log_p)) or np.any(log_p == np.inf):
-        raise ValueError("log_p must not contain NaN or +∞")
     mass = trapezoid(np.exp(log_p), grid)
     if abs(mass - 1.0) > MASS_TOLERANCE:
         raise ValueError(f"log_p must be a normalized density covered by the grid: ∫p = {mass}")
@@ -301,6 +303,9 @@ def forward_kl_1d(log_p, loc, scale, grid) -> np.ndarray:
 def local_minima(landscape: np.ndarray) -> list[tuple[int, int]]:
     """The interior points (i, j) of a 2-D grid of values strictly below all eight neighbours:
     the local minima of a (μ, log σ) landscape from ``reverse_kl_1d`` or ``forward_kl_1d``."""
+    landscape = checks.values(landscape)
+    checks.shape(landscape.ndim == 2 and landscape.dtype.kind in "fiu", "landscape",
+                 "a 2-D grid of numbers", f"{landscape.dtype} of shape {landscape.shape}")
     found = []
     for i in range(1, landscape.shape[0] - 1):
         for j in range(1, landscape.shape[1] - 1):

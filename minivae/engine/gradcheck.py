@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.engine.tensor import Tensor
 
 ELEMENTWISE_LIMIT = 256  # inputs with at most this many entries are also checked entry by entry
@@ -37,8 +38,14 @@ def gradcheck(f, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     """
     if not inputs:
         raise ValueError("gradcheck needs at least one input")
+    eps, atol, rtol = (checks.real(v, n, 0, low_open=o) for v, n, o in
+                       ((eps, "eps", True), (atol, "atol", False), (rtol, "rtol", False)))
+    checks.integer(n_directions, "n_directions", 0)  # 0: entry by entry only
+    checks.function(f, "f")
     rng = np.random.default_rng(0) if rng is None else rng
     xs = [np.array(x.data if isinstance(x, Tensor) else x, dtype=np.float64) for x in inputs]
+    for i, x in enumerate(xs):
+        checks.finite(x, f"input {i}")
 
     def evaluate(arrays):
         out = f(*[Tensor(a) for a in arrays])
@@ -62,6 +69,8 @@ def gradcheck(f, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
 
     def compare(kind, analytic, numeric, where):
         excess = abs(analytic - numeric) - (atol + rtol * abs(numeric))
+        if not (np.isfinite(analytic) and np.isfinite(numeric)):
+            excess = np.inf  # NaN or ±∞ verifies nothing: never a silent pass
         if worst[kind] is None or excess > worst[kind][0]:
             worst[kind] = (excess, f"{where}: analytic {analytic:.10g} vs numerical {numeric:.10g}")
 

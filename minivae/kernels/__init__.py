@@ -172,7 +172,7 @@ def bias_act_forward(h: np.ndarray, bias: np.ndarray, activation: str, slope: fl
                      out: np.ndarray | None = None) -> np.ndarray:
     """act(h + b) for h (B, N) and b (N,), into ``out`` (which may be ``h``) if given.
     ``slope`` is leaky_relu's.  Loop and formulas: ``reference.bias_act_forward``."""
-    code = contract.activation_code(activation)
+    code, slope = contract.activation_code(activation, slope)
     dtype, (h, bias) = contract.float_arrays(h=h, bias=bias)
     contract.matrix("h", h)
     contract.shapes(h.shape[1:], bias=bias)
@@ -190,7 +190,7 @@ def bias_act_backward(y: np.ndarray, grad_y: np.ndarray, activation: str,
                       slope: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
     """(grad_h, grad_bias) of y = act(h + b), from the output y and its upstream gradient.
     Loop and formulas: ``reference.bias_act_backward``."""
-    code = contract.activation_code(activation)
+    code, slope = contract.activation_code(activation, slope)
     dtype, (y, grad_y) = contract.float_arrays(y=y, grad_y=grad_y)
     contract.matrix("y", y)
     contract.shapes(y.shape, grad_y=grad_y)
@@ -217,7 +217,7 @@ def reparameterize_kl_backward(loc: np.ndarray, eps: np.ndarray, std: np.ndarray
     """(grad_loc, grad_log_var) from upstream gradients of z (B, L) and kl (B,); None counts
     as zero.  Loop and formulas: ``reference.reparameterize_kl_backward``."""
     dtype, (loc, eps, std, grad_z, grad_kl) = contract.float_arrays(
-        loc=loc, eps=eps, std=std, grad_z=grad_z, grad_kl=grad_kl)
+        ("grad_z", "grad_kl"), loc=loc, eps=eps, std=std, grad_z=grad_z, grad_kl=grad_kl)
     rows, _ = contract.matrix("loc", loc)
     contract.shapes(loc.shape, eps=eps, std=std, grad_z=grad_z)
     contract.shapes((rows,), grad_kl=grad_kl)
@@ -233,6 +233,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
     """One Adam update of the 1-D buffers param, m, v in place, at step t = ``step`` ≥ 1.
     Loop and formula: ``reference.adam_step`` (optim.Adam has the readable form)."""
     real = contract.in_place_buffers({"param": param, "m": m, "v": v}, {"grad": grad}).type
+    contract.step_settings(lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step)
     _loops().adam_step(param, grad, m, v, real(beta1), real(1 - beta1), real(beta2),
                        real(1 - beta2), real(eps), real(lr / (1 - beta1**step)),
                        real(math.sqrt(1 - beta2**step)))
@@ -243,6 +244,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, buf: np.ndarray, lr: float, mo
     """One SGD step with heavy-ball momentum on 1-D buffers in place (b = g on the first step).
     Loop and formula: ``reference.sgd_step`` (optim.SGD has the readable form)."""
     real = contract.in_place_buffers({"param": param, "buf": buf}, {"grad": grad}).type
+    contract.step_settings(lr=lr, momentum=momentum, first_step=first_step)
     _loops().sgd_step(param, grad, buf, real(lr), real(momentum),
                       bool(first_step) or momentum == 0)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivae import checks
 from minivae.kernels.reference import ACTIVATIONS
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -29,9 +30,12 @@ _ABSENT = {(dtype, ndim): np.empty((0,) * ndim, dtype) for dtype in FLOAT_DTYPES
            for ndim in (1, 2)}
 
 
-def float_arrays(**arrays) -> tuple[np.dtype, list[np.ndarray | None]]:
+def float_arrays(optional: tuple[str, ...] = (), **arrays) -> tuple[np.dtype, list]:
     """C-contiguous versions of the named arrays, which must share one dtype, float32 or
-    float64 (the first one named sets it); an optional array given as None stays None."""
+    float64 (the first one named sets it); an ``optional`` array given as None stays None."""
+    for name, array in arrays.items():
+        if array is None and name not in optional:
+            raise TypeError(f"{name} must be a float32 or float64 array, got None")
     converted = [None if array is None else np.ascontiguousarray(array)
                  for array in arrays.values()]
     first_name, dtype = next(iter(arrays)), converted[0].dtype
@@ -63,12 +67,13 @@ def shapes(expected: tuple[int, ...], **arrays: np.ndarray | None) -> None:
             shape(name, array, expected)
 
 
-def activation_code(activation: str) -> int:
-    """The loops' integer code for an activation name."""
+def activation_code(activation: str, slope) -> tuple[int, float]:
+    """The loops' integer code for an activation name, and leaky_relu's slope as a number."""
     try:
-        return _ACTIVATION_CODES[activation]
+        code = _ACTIVATION_CODES[activation]
     except (KeyError, TypeError):
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}") from None
+    return code, checks.real(slope, "slope")
 
 
 def or_absent(array: np.ndarray | None, dtype: np.dtype, ndim: int) -> np.ndarray:
@@ -122,6 +127,21 @@ def in_place_buffers(written: dict[str, object], read: dict[str, object]) -> np.
             if other_name != name and np.may_share_memory(array, other):
                 raise ValueError(f"{name} and {other_name} must not share memory")
     return dtype
+
+
+def step_settings(**settings) -> None:
+    """The optimizer kernels' numbers, as the optimizers check them: ``lr`` and ``eps``
+    positive, ``beta1``, ``beta2`` and ``momentum`` in [0, 1), ``step`` an int ≥ 1 (Adam's bias
+    corrections divide by 1 − β^t), ``first_step`` a bool."""
+    for name, value in settings.items():
+        if name == "step":
+            checks.int_at_least(value, name, 1)
+        elif name == "first_step":
+            checks.flag(value, name)
+        elif name in ("lr", "eps"):
+            checks.positive(value, name, number=True)
+        else:
+            checks.real(value, name, 0, 1, high_open=True)
 
 
 def matmul_operands(a, b) -> tuple[np.dtype, np.ndarray, np.ndarray]:

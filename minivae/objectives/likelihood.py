@@ -171,6 +171,17 @@ def _importance_weight_chunks(model, x, k: int, rng, chunk: int):
 
 def standard_error(values) -> float:
     """Standard error of the mean of ``values``: s / √n, with s the sample standard deviation
-    (n − 1); NaN for a single value, whose spread cannot be estimated."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    (n − 1); +∞ for a single value or an infinite one, whose spread cannot be estimated (no
+    finite error bar is claimed, as in ``log_mean_exp_with_standard_error``).
+
+    Verified by: tests/objectives/test_likelihood.py::test_standard_error_of_the_mean
+    """
+    values = checks.values(values)
+    if values.dtype.kind not in "fiu":
+        raise TypeError(f"values must be real numbers, got {checks.describe(values)}")
+    values = values.astype(np.float64).ravel()
+    checks.require(values.size > 0 and not np.isnan(values).any(), "values",
+                   "one or more numbers, none NaN", values)
+    if len(values) < 2 or not np.isfinite(values).all():  # an infinite value: no finite spread
+        return math.inf
+    return float(values.std(ddof=1) / math.sqrt(len(values)))

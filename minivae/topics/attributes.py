@@ -30,6 +30,7 @@ def encoder_means(model, x) -> np.ndarray:
     Read as ``encode(x).loc`` where the distribution has one, else ``encode(x).mean``.
     Verified by: tests/topics/test_attributes.py::test_codes_are_encoder_means_in_batches
     """
+    checks.has_methods(model, ("encode",))
     x = _check_images(x, "x")
     codes = []
     with no_grad():
@@ -59,6 +60,7 @@ def apply_attribute(model, x, vector, scales) -> np.ndarray:
     Verified by: tests/topics/test_attributes.py::test_apply_attribute_decodes_the_moved_codes,
     ::test_thick_minus_thin_vector_adds_ink, ::test_scale_zero_is_the_reconstruction
     """
+    checks.has_methods(model, ("encode", "decode"))
     codes = encoder_means(model, x)  # (B, d)
     vector, scales = _check_vector(vector, codes.shape[1:]), _check_scales(scales)
     moved = codes[None] + (scales[:, None, None] * vector).astype(codes.dtype)  # (S, B, d)

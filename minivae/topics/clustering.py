@@ -174,6 +174,8 @@ def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator, trial
     tests/cavi/test_bayesian_gmm.py::test_recovers_well_separated_means,
     tests/cavi/test_poisson_gaussian.py::test_fit_recovers_separated_components
     """
+    points, rng = _check_points(points), checks.generator(rng)
+    k, trials = checks.integer(k, "k", 1), checks.integer(trials, "trials", 1)
     seeds = [int(rng.integers(len(points)))]
     nearest = ((points - points[seeds[0]]) ** 2).sum(axis=1)
     for _ in range(k - 1):
@@ -216,8 +218,9 @@ def _check_points(points) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or not np.all(np.isfinite(points)):
         raise ValueError(f"points must be a finite 2-D array (N, d), got shape {points.shape}")
-    if points.shape[1] < 1:
-        raise ValueError(f"points must have at least one column, got shape {points.shape}")
+    if points.shape[0] < 1 or points.shape[1] < 1:
+        raise ValueError(f"points must have at least one row and one column, got shape "
+                         f"{points.shape}")
     largest = float(np.abs(points).max(initial=0.0))
     # squared distances reach d·(2·largest)²; compared in logs, as the square itself overflows
     if largest > 0 and 2 * math.log(2 * largest) + math.log(points.shape[1]) \

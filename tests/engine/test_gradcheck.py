@@ -123,6 +123,25 @@ def test_gradcheck_needs_an_input():
         gradcheck(lambda: Tensor(1.0))
 
 
+def test_gradcheck_refuses_tolerances_that_cannot_mean_anything(rng):
+    # a negative tolerance would report equal numbers as a mismatch; a zero step divides by 0
+    x = rng.standard_normal(3)
+    for option, value in (("atol", -1e-5), ("rtol", -1.0), ("eps", 0.0), ("eps", np.nan),
+                          ("atol", np.inf), ("n_directions", -1)):
+        with pytest.raises(ValueError, match=option):
+            gradcheck(lambda a: a.tanh(), x, **{option: value})
+    with pytest.raises(TypeError, match="f must be"):
+        gradcheck("tanh", x)
+
+
+def test_gradcheck_never_passes_on_nan():
+    # a NaN value or gradient verifies nothing: a NaN input is refused, a NaN output fails
+    with pytest.raises(ValueError, match="input 0 must be finite"):
+        gradcheck(lambda a: a.tanh(), np.array([np.nan]))
+    with np.errstate(invalid="ignore"), pytest.raises(GradcheckError, match="nan"):
+        gradcheck(lambda a: a.log(), np.array([-1.0]))
+
+
 def test_an_input_the_output_ignores_has_zero_gradient():
     # y does not reach the output: its analytic gradient is None, compared as zeros
     assert gradcheck(lambda x, y: (x * x).sum(), np.array([1.0, 2.0]), np.array([3.0]))

@@ -59,11 +59,20 @@ def test_adam_step_matches_reference(backend, data, dtype, seed, steps, lr, beta
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adam_step_zero_over_zero_is_nan_not_an_error(backend, dtype):
-    # ε = 0 with a zero gradient: m/(√v + ε) = 0/0.  NumPy gives NaN; so must every backend.
+def test_adam_step_keeps_ieee_semantics_and_refuses_eps_zero(backend, dtype):
+    # A NaN gradient gives a NaN parameter on every backend, as in NumPy: no backend may
+    # drop IEEE rules for speed (a fast-math build would).  ε = 0 would make m/(√v + ε) = 0/0
+    # for a zero gradient, so the kernel refuses it as Adam does.
     param, zeros = np.ones(5, dtype=dtype), np.zeros(5, dtype=dtype)
-    kernels.adam_step(param, zeros, zeros.copy(), zeros.copy(), 0.1, 0.9, 0.999, 0.0, 1)
+    kernels.adam_step(param, np.full(5, np.nan, dtype), zeros.copy(), zeros.copy(), 0.1, 0.9,
+                      0.999, 1e-8, 1)
     assert np.isnan(param).all()
+    with pytest.raises(ValueError, match="eps must be"):
+        kernels.adam_step(param, zeros, zeros.copy(), zeros.copy(), 0.1, 0.9, 0.999, 0.0, 1)
+    for name, settings in (("step", (0.1, 0.9, 0.999, 1e-8, 0)),
+                           ("beta2", (0.1, 0.9, 1.0, 1e-8, 1)), ("lr", (0.0, 0.9, 0.9, 1e-8, 1))):
+        with pytest.raises(ValueError, match=name):
+            kernels.adam_step(param, zeros, zeros.copy(), zeros.copy(), *settings)
 
 
 @per_backend

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import special
+from scipy import special, stats
 
 import minivae.objectives.likelihood as likelihood
 from minivae.distributions import MultivariateNormal
@@ -16,6 +16,7 @@ from minivae.objectives.likelihood import (
     importance_sampling_log_likelihood,
     log_mean_exp_with_standard_error,
     prior_sampling_log_likelihood,
+    standard_error,
 )
 from tests.helpers import binary_data, demo, tiny_vae
 from tests.objectives.helpers import linear_gaussian
@@ -101,6 +102,24 @@ def repeats_of(estimator, model, x, count, n, seed):
     rng = np.random.default_rng(seed)
     runs = [estimator(model, x, n, rng) for _ in range(count)]
     return np.array([r[0] for r in runs]), np.array([r[1] for r in runs])  # (count, B) each
+
+
+@settings(max_examples=30)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=40))
+def test_standard_error_of_the_mean(values):
+    # the textbook s/√n against scipy's independent implementation
+    assert np.isclose(standard_error(values), stats.sem(values), rtol=1e-9, atol=1e-300)
+
+
+def test_standard_error_is_infinite_where_the_spread_is_unknown():
+    # one value, or an infinite one, has no estimable spread: no finite error bar, never NaN
+    assert standard_error([3.0]) == np.inf
+    assert standard_error([1.0, -np.inf, 2.0]) == np.inf
+    for bad in ([], [1.0, np.nan]):
+        with pytest.raises(ValueError, match="values"):
+            standard_error(bad)
+    with pytest.raises(TypeError, match="values must be real numbers"):
+        standard_error(["a", "b"])
 
 
 def test_prior_sampling_is_unbiased_for_evidence():

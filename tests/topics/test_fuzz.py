@@ -1,0 +1,82 @@
+"""The fuzz contract for the side topics (cluster matching and accuracy, the diagonal GMM,
+attribute vectors, masked convolutions): whatever arrives in place of an argument, a clear
+ValueError/TypeError or NaN-free values."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minivae.models import VAE
+from minivae.topics.attributes import (
+    apply_attribute,
+    attribute_vector,
+    encoder_means,
+    ink_groups,
+    ink_mass,
+    label_groups,
+)
+from minivae.topics.clustering import (
+    clustering_accuracy,
+    fit_diagonal_gmm,
+    kmeans_plus_plus,
+    linear_assignment,
+    match_clusters_to_labels,
+)
+from minivae.topics.masks import (
+    allowed_offsets,
+    causal_mask,
+    masked_cross_correlation,
+    receptive_field,
+)
+from tests.fuzzing import Entry, check_entry, check_valid_entry, variants
+
+rng = np.random.default_rng(0)
+X = (rng.random((8, 6)) > 0.5).astype(np.float64)  # binary pixels for the Bernoulli VAE
+MODEL = VAE(6, hidden=(3,), z_dim=2, rng=np.random.default_rng(0), dtype=np.float64)
+LABELS = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+POINTS = rng.normal(size=(10, 2))
+SMALL_COUNTS = st.one_of(st.integers(-2, 4), st.none(), st.floats(), st.booleans())
+
+ENTRIES = [
+    Entry("linear_assignment", linear_assignment, dict(cost=rng.random((3, 4)))),
+    Entry("match_clusters_to_labels", match_clusters_to_labels,
+          dict(labels=LABELS, clusters=LABELS[::-1].copy())),
+    Entry("clustering_accuracy", clustering_accuracy,
+          dict(labels=LABELS, clusters=LABELS[::-1].copy())),
+    Entry("kmeans_plus_plus", kmeans_plus_plus,
+          dict(points=POINTS, k=3, rng=np.random.default_rng(0), trials=1),
+          wild=dict(k=SMALL_COUNTS, trials=SMALL_COUNTS)),
+    Entry("fit_diagonal_gmm", fit_diagonal_gmm,
+          dict(points=POINTS, n_components=2, rng=np.random.default_rng(0), iterations=3,
+               kmeans_steps=2, tolerance=1e-6, variance_floor=1e-6, n_init=1),
+          wild=dict(n_components=SMALL_COUNTS, iterations=SMALL_COUNTS,
+                    kmeans_steps=SMALL_COUNTS, n_init=SMALL_COUNTS)),
+    Entry("encoder_means", encoder_means, dict(model=MODEL, x=X)),
+    Entry("attribute_vector", attribute_vector, dict(model=MODEL, x_a=X[:4], x_b=X[4:])),
+    Entry("apply_attribute", apply_attribute,
+          dict(model=MODEL, x=X[:2], vector=np.ones(2), scales=[0.0, 1.0])),
+    Entry("ink_mass", ink_mass, dict(x=X)),
+    Entry("ink_groups", ink_groups, dict(x=X, fraction=0.25)),
+    Entry("label_groups", label_groups, dict(x=X, labels=LABELS, a=0, b=1)),
+    Entry("causal_mask", causal_mask, dict(kernel_size=3, mask_type="A", dtype=np.int8)),
+    Entry("allowed_offsets", allowed_offsets, dict(kernel_size=5, mask_type="B")),
+    Entry("receptive_field", receptive_field,
+          dict(height=5, width=5, pixel=(2, 2), mask_types="AB", kernel_size=3),
+          wild=dict(height=SMALL_COUNTS, width=SMALL_COUNTS, kernel_size=SMALL_COUNTS)),
+    Entry("masked_cross_correlation", masked_cross_correlation,
+          dict(image=rng.random((4, 5)), kernel=rng.random((3, 3)), mask_type="A")),
+]
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=repr)
+def test_valid_calls_return_values(entry):
+    check_valid_entry(entry)
+
+
+@settings(max_examples=60, deadline=None)
+@pytest.mark.parametrize("entry", ENTRIES, ids=repr)
+@given(data=st.data())
+def test_every_topic_keeps_the_contract(entry, data):
+    check_entry(entry, data.draw(variants(entry)))
