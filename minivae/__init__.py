@@ -41,8 +41,35 @@ from minivae.engine.tensor import Tensor, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
 
+# The subpackages load on first use (``minivae.models.VAE`` after ``import minivae``), so that
+# ``import minivae`` stays as quick as the engine: models, CAVI and plotting pull in more.
+SUBMODULES = ("cavi", "checks", "config", "data", "distributions", "divergences", "engine",
+              "io", "kernels", "models", "nn", "objectives", "optim", "threads", "topics",
+              "train")
+
+
+def __getattr__(name: str):
+    if name in SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"minivae.{name}")
+    raise AttributeError(f"module 'minivae' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(SUBMODULES))
+
+
+def set_num_threads(n: int | None) -> None:
+    """Use ``n`` BLAS threads from now on; None returns to the measured choice
+    (``minivae.threads``)."""
+    from minivae import threads
+
+    threads.set_num_threads(n)
+
+
 __all__ = [
-    "Tensor", "no_grad", "is_grad_enabled", "unbroadcast", "gradcheck", "GradcheckError",
+    "set_num_threads", "Tensor", "no_grad", "is_grad_enabled", "unbroadcast", "gradcheck", "GradcheckError",
     "detect_anomaly", "AnomalyError",
     "kl_divergence", "cross_entropy",
     "add", "sub", "mul", "div", "neg", "pow", "matmul",

@@ -1,0 +1,125 @@
+"""The BLAS thread policy, driven by a simulated machine whose step time depends on the thread
+count and on the load; and the real control through threadpoolctl."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minivae import threads
+from minivae.threads import ThreadPolicy
+
+
+class Machine:
+    """A clock and a thread setting: a step with n threads takes ``cost[load][n]`` seconds."""
+
+    def __init__(self, cost):
+        self.cost, self.load, self.now, self.threads, self.switches = cost, "idle", 0.0, None, 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def apply(self, n: int) -> None:
+        self.switches += self.threads != n
+        self.threads = n
+
+    def step(self) -> None:
+        self.now += self.cost[self.load][self.threads]
+
+
+# idle: two threads halve the step; busy: two threads wait on each other, five times slower
+COST = {"idle": {2: 0.010, 1: 0.020}, "busy": {2: 0.100, 1: 0.020}}
+
+
+def run(policy, machine, n_steps):
+    chosen = []
+    for _ in policy.steps(range(n_steps)):
+        machine.step()
+        chosen.append(machine.threads)
+    return chosen
+
+
+def new_policy(machine, **options):
+    return ThreadPolicy(candidates=(2, 1), clock=machine.clock, apply=machine.apply,
+                        explicit=lambda: None, **options)
+
+
+@pytest.mark.parametrize("load, best", [("idle", 2), ("busy", 1)])
+def test_adaptive_keeps_the_faster_count(load, best):
+    machine = Machine(COST)
+    machine.load = load
+    policy = new_policy(machine, trial_steps=4)
+    chosen = run(policy, machine, 200)
+    assert policy.chosen == best and policy.label == f"{best} (auto)"
+    # the trial costs 2 × (1 warm-up + 4 timed) steps; every later step runs the faster count
+    assert set(chosen[11:]) == {best}
+    slow = COST[load][3 - best]
+    spent = machine.now - 200 * COST[load][best]
+    assert spent <= 5 * (slow - COST[load][best]) + 1e-9
+
+
+def test_adaptive_rechecks_when_the_step_time_drifts():
+    machine = Machine(COST)
+    policy = new_policy(machine, trial_steps=4, recheck_seconds=1e9)
+    run(policy, machine, 50)
+    assert policy.chosen == 2
+    machine.load = "busy"  # another program starts: two threads become slow
+    chosen = run(policy, machine, 50)
+    assert policy.chosen == 1 and chosen[-10:] == [1] * 10
+    # the first trial ran 5 steps on one thread (20 ms, not 10); the drift was seen in 8 steps
+    # at 100 ms, which also measured two threads: the trial ran one thread only, and every
+    # later step took 20 ms
+    assert machine.now <= 5 * 0.010 + 50 * 0.010 + 8 * 0.100 + 42 * 0.020 + 1e-9
+    machine.load = "idle"  # it ends, but one thread's steps take as long as before: no drift,
+    run(policy, machine, 50)  # so only the schedule (next test) finds two threads faster again
+    assert [n for n, _ in policy.history] == [2, 1]
+
+
+def test_adaptive_rechecks_on_a_doubling_schedule_and_carries_the_choice_across_loops():
+    machine = Machine(COST)
+    policy = new_policy(machine, trial_steps=2, recheck_seconds=0.5)
+    run(policy, machine, 20)
+    assert len(policy.history) == 1
+    switches = machine.switches
+    run(policy, machine, 5)  # a new loop soon after: no new trial, no switch
+    assert len(policy.history) == 1 and machine.switches == switches
+    run(policy, machine, 700)  # 7 s: trials after 0.5, 1, 2 s more (4 s would end at 7.6 s)
+    assert len(policy.history) == 4
+    machine.load = "busy"
+    run(policy, machine, 50)  # a change of choice restarts the schedule at 0.5 s
+    machine.load = "idle"
+    run(policy, machine, 100)  # 1 thread: 20 ms a step, 2 s: the schedule finds two again
+    assert policy.chosen == 2
+
+
+def test_an_explicit_count_always_wins(monkeypatch):
+    machine = Machine(COST)
+    machine.load = "busy"
+    policy = ThreadPolicy(candidates=(2, 1), clock=machine.clock, apply=machine.apply,
+                          explicit=lambda: 2)
+    assert set(run(policy, machine, 50)) == {2} and policy.label == "2 (set)"
+    monkeypatch.setattr(threads, "_state", {"explicit": None, "controller": None})
+    for name in threads.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    assert threads.explicit_threads() is None
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert threads.explicit_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")  # not a count: the next variable decides
+    assert threads.explicit_threads() == 3
+    threads._state["explicit"] = 1  # what set_num_threads records beats the environment
+    assert threads.explicit_threads() == 1
+
+
+def test_set_num_threads_changes_what_blas_uses():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    np.ones((2, 2)) @ np.ones((2, 2))  # BLAS is loaded
+    before = threads._state["explicit"]
+    try:
+        threads.set_num_threads(1)
+        info = threadpoolctl.threadpool_info()
+        assert all(lib["num_threads"] == 1 for lib in info if lib["user_api"] == "blas")
+        assert threads.explicit_threads() == 1
+    finally:
+        threads.set_num_threads(before)
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="n must be a positive integer"):
+            threads.set_num_threads(bad)
