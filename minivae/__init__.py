@@ -69,7 +69,8 @@ def set_num_threads(n: int | None) -> None:
 
 
 __all__ = [
-    "set_num_threads", "Tensor", "no_grad", "is_grad_enabled", "unbroadcast", "gradcheck", "GradcheckError",
+    "set_num_threads",
+    "Tensor", "no_grad", "is_grad_enabled", "unbroadcast", "gradcheck", "GradcheckError",
     "detect_anomaly", "AnomalyError",
     "kl_divergence", "cross_entropy",
     "add", "sub", "mul", "div", "neg", "pow", "matmul",
