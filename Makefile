@@ -13,6 +13,9 @@ $(BIN)/python:
 # Editing the C sources re-runs the install, which rebuilds the extension.
 $(STAMP): $(BIN)/python setup.py pyproject.toml csrc/kernels.c csrc/kernels.h minivae/kernels/_build_c.py
 	$(BIN)/python -m pip install --quiet -e ".[demo,test]"
+	@# pip hides the build's own warning: say here which kernels loaded (a C build that
+	@# failed shows as a RuntimeWarning naming the reason)
+	$(BIN)/python -c "from minivae import kernels; print('minivae kernels:', *kernels.available_backends())"
 	touch $(STAMP)
 
 demo: $(STAMP)
