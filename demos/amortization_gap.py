@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from minivae import checks
 from minivae.data import binarize_dynamic
@@ -55,8 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def log_likelihood_with_proposal(model, x: np.ndarray, q, k: int,
-                                 rng: np.random.Generator) -> np.ndarray:
+def log_likelihood_with_proposal(model, x: np.ndarray, q, k: int, rng: np.random.Generator,
+                                 progress: bool = False) -> np.ndarray:
     """log p̂_k(x) = log (1/k) Σ_s p(x, z_s)/q(z_s), z_s ~ q: importance sampling from any q.
 
     Unbiased for p(x) whatever the proposal, but the log is a lower bound in expectation whose
@@ -64,7 +65,8 @@ def log_likelihood_with_proposal(model, x: np.ndarray, q, k: int,
     """
     log_w = []
     with no_grad():
-        for done in range(0, k, SAMPLES_PER_CHUNK):
+        for done in tqdm(range(0, k, SAMPLES_PER_CHUNK), desc="log p(x), q* proposal",
+                         disable=not progress, leave=False):
             z = q.sample(rng, (min(SAMPLES_PER_CHUNK, k - done),))  # (s, B, d)
             log_w.append((model.log_joint(x, z) - q.log_prob(z)).data.astype(np.float64))
     log_w = np.concatenate(log_w)  # (k, B)
@@ -117,10 +119,13 @@ def main(args: argparse.Namespace) -> dict:
                             np.random.default_rng(TEST_BINARIZATION_SEED))
     x = test[np.linspace(0, len(test) - 1, min(args.n, len(test))).astype(int)]  # all classes
     rng = np.random.default_rng(args.seed + 1)
-    gaps = amortization_gap(model, x, rng, svi_steps=args.svi_steps, n_samples=args.samples)
+    gaps = amortization_gap(model, x, rng, svi_steps=args.svi_steps, n_samples=args.samples,
+                            progress=not args.quiet)
     log_px_encoder, _ = importance_sampling_log_likelihood(model, x, args.k, rng,
-                                                          batch_size=100)
-    log_px = log_likelihood_with_proposal(model, x, gaps.svi.q, args.k, rng)
+                                                          batch_size=100,
+                                                          progress=not args.quiet)
+    log_px = log_likelihood_with_proposal(model, x, gaps.svi.q, args.k, rng,
+                                          progress=not args.quiet)
 
     per_digit = {"log p(x), q_φ proposal": log_px_encoder, "log p(x)": log_px,
                  "ELBO(q*)": gaps.elbo_svi, "ELBO(q_φ)": gaps.elbo_encoder,

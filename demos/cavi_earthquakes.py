@@ -109,6 +109,8 @@ def cluster_figure(path: Path, X, S, fit, model, truth) -> Path:
         left.scatter(*truth[0].T, marker="+", c="r", s=80, label="true μ_k")
     left.plot([], [], "k--", lw=1, label="2τ^(-1/2): cluster spread")
     left.set_aspect("equal", adjustable="datalim")
+    left.set_xlabel("location x₁")
+    left.set_ylabel("location x₂")
     left.legend(loc="best", fontsize=8)
     left.set_title("events, coloured by responsibilities r_nk; size ∝ strength")
     hard = fit.r.argmax(axis=1)

@@ -61,7 +61,7 @@ def density_ratio_figure(path: Path, n: int, steps: int, rng: np.random.Generato
     central = (grid > -1.5) & (grid < 2.5)
     true_log_ratio = log_f1(grid) - log_f0(grid)
 
-    figure = new_figure(1000, 820)
+    figure = new_figure(1000, 880)
     top = figure.add_subplot(2, 1, 1)
     top.hist(x0, 80, density=True, alpha=0.25, color="tab:blue", label=f"draws of P₀ (n={n:,})")
     top.hist(x1, 80, density=True, alpha=0.25, color="tab:orange",
@@ -102,8 +102,10 @@ def density_ratio_figure(path: Path, n: int, steps: int, rng: np.random.Generato
                      fontsize=10)
     lines, labels = bottom.get_legend_handles_labels()
     more_lines, more_labels = right.get_legend_handles_labels()
-    bottom.legend(lines + more_lines, labels + more_labels, fontsize=8, loc="lower center")
-    figure.subplots_adjust(hspace=0.35, left=0.08, right=0.92, top=0.95, bottom=0.07)
+    # below the axes: inside, any corner would cover a curve
+    bottom.legend(lines + more_lines, labels + more_labels, fontsize=8, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), ncol=3)
+    figure.subplots_adjust(hspace=0.35, left=0.08, right=0.92, top=0.95, bottom=0.15)
     return save_png(figure, path)
 
 

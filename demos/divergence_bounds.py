@@ -121,7 +121,8 @@ def main(args: argparse.Namespace) -> list[Path]:
                    "learned critics vs optimal", fontsize=10)
     axes.set_xlabel("x")
     axes.set_ylabel("critic value")
-    axes.legend(loc="upper left", fontsize=8)
+    # below the axes: the critics fill the panel's upper half, the densities its lower one
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
 
     axes = figure.add_subplot(2, 2, 4)
     for bound, color in (("r1", "tab:orange"), ("r2", "tab:blue")):
@@ -134,7 +135,7 @@ def main(args: argparse.Namespace) -> list[Path]:
     axes.set_xlabel("Adam step")
     axes.set_ylabel("bound (nats)")
     axes.legend(loc="lower right", fontsize=8)
-    figure.subplots_adjust(hspace=0.4, wspace=0.42)
+    figure.subplots_adjust(hspace=0.55, wspace=0.42, bottom=0.14, top=0.93)
     path = save_png(figure, out / "bounds.png")
 
     for name, fits, kl in (("2-D", fits2, kl2), ("1-D", fits1, kl1)):

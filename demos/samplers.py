@@ -106,8 +106,11 @@ def gaussian_figure(path: Path, n: int, rng: np.random.Generator) -> Path:
                    f"{sample_covariance[0, 1]:.2f}], [{sample_covariance[1, 0]:.2f}, "
                    f"{sample_covariance[1, 1]:.2f}]]", fontsize=9)
     axes.set_aspect("equal")
+    axes.set_xlabel("z₁")
+    axes.set_ylabel("z₂")
+    axes.plot([], [], "k", linewidth=1, label="1-, 2-, 3-σ ellipses of Σ")
     axes.legend(loc="upper left")
-    return save_png(figure, path)
+    return save_png(figure, path, tight_layout=True)
 
 
 def main(args: argparse.Namespace) -> list[Path]:

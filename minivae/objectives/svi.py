@@ -229,7 +229,7 @@ class AmortizationGap:
 def amortization_gap(model, x, rng: np.random.Generator, svi_steps: int = 1000,
                      n_samples: int = 1000, svi_lr: float = 1e-2,
                      svi_final_lr: float | None = 1e-3,
-                     svi_samples: int = 10) -> AmortizationGap:
+                     svi_samples: int = 10, progress: bool = False) -> AmortizationGap:
     """ELBO(q_i*) − ELBO(q_φ(·|x_i)) per datapoint: what amortization costs (Cremer et al. 2018).
 
     q_i* is found by ``svi_fit`` started at the encoder's q_φ(·|x_i) (``svi_steps`` Adam steps
@@ -241,6 +241,7 @@ def amortization_gap(model, x, rng: np.random.Generator, svi_steps: int = 1000,
         gap_i ≈ (1/S) Σ_s [log p(x_i | z*_s) − log p(x_i | z^φ_s)] − KL(q_i*‖p) + KL(q_φ‖p),
 
     with standard errors s/√S of the per-draw values (of their differences, for the gap).
+    ``progress`` shows a bar over the SVI steps.
 
     The gap is ≥ 0 up to Monte Carlo and optimization error: q_i* is the best diagonal
     Gaussian for x_i, the encoder's q is one particular diagonal Gaussian, and SVI started there
@@ -254,7 +255,7 @@ def amortization_gap(model, x, rng: np.random.Generator, svi_steps: int = 1000,
         encoder_q = model.encode(x)
     loc_phi, scale_phi = _diagonal_parameters(encoder_q, "model.encode(x)")
     fit = svi_fit(x, model, rng, steps=svi_steps, lr=svi_lr, n_samples=svi_samples,
-                  init=(loc_phi, scale_phi), final_lr=svi_final_lr)
+                  init=(loc_phi, scale_phi), final_lr=svi_final_lr, progress=progress)
     eps = rng.standard_normal((n_samples, *loc_phi.shape)).astype(model.dtype)
     encoder_values = _elbo_samples(model, x, loc_phi, scale_phi, eps)  # (S, B)
     svi_values = _elbo_samples(model, x, fit.loc, fit.scale, eps)
