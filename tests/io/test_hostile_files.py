@@ -8,6 +8,7 @@ bounds asserted here many times over.
 """
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minivae.data import load_dataset
+from minivae.io import datasets
 from minivae.io.checkpoint import (
     CheckpointError,
     content_digest,
@@ -27,7 +30,10 @@ from minivae.io.checkpoint import (
     save_checkpoint,
     write_json,
 )
+from minivae.io.datasets import DatasetError, DatasetNotFoundError
+from minivae.io.idx import read_idx, read_uncompressed
 from minivae.io.reading import open_regular
+from tests.io.test_datasets import TRAIN, put_dataset, use_checksums
 
 MiB = 1 << 20
 BOMB_BYTES = 64 * MiB  # what each bomb inflates to
@@ -74,6 +80,20 @@ def meta_member(meta_text: str) -> bytes:
 def signed_meta(arrays: dict) -> str:
     """Metadata JSON carrying the content digest of ``arrays``, as save_checkpoint stores it."""
     return json.dumps({"__sha256__": content_digest(arrays, {})})
+
+
+def gzip_of_zeros(path: Path, header: bytes, zeros: int) -> Path:
+    """``header`` then ``zeros`` zero bytes, gzipped into ``path`` piece by piece."""
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        out.write(header)
+        for start in range(0, zeros, MiB):
+            out.write(bytes(min(MiB, zeros - start)))
+    return path
+
+
+def idx_header(shape) -> bytes:
+    """The header of an IDX file of uint8 data of ``shape``, straight from the format."""
+    return bytes([0, 0, 8, len(shape)]) + b"".join(int(n).to_bytes(4, "big") for n in shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +169,68 @@ def test_save_and_load_agree_on_the_nesting_bound(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Data files
+
+
+def test_gzip_bomb_is_refused_before_inflating(isolated, monkeypatch):
+    # Official checksums, and an images file whose header declares 64 MiB of zero pixels:
+    # the checksum is compared on a stream that keeps nothing.
+    root = isolated / "root"
+    fixture = put_dataset(root, seed=1)
+    use_checksums(monkeypatch, "mnist", fixture["checksums"])
+    bomb = gzip_of_zeros(root / f"{TRAIN[0]}.gz", idx_header((BOMB_BYTES // 1024, 32, 32)),
+                         BOMB_BYTES)
+    assert bomb.stat().st_size < BOMB_BYTES / 100
+    info = refused_within_memory(lambda: load_dataset("mnist", root=root, download=False),
+                                 DatasetError, "checksum mismatch")
+    assert str(bomb) in str(info.value)
+
+
+def test_gzip_inflating_past_its_header_stops_there(tmp_path):
+    bomb = gzip_of_zeros(tmp_path / "labels.gz", idx_header((4,)), 4 + BOMB_BYTES)
+    info = refused_within_memory(lambda: read_idx(bomb), DatasetError,
+                                 r"trailing bytes: shape \(4,\) needs 12 bytes .* file has "
+                                 r"more than")
+    assert str(bomb) in str(info.value)
+
+
+def test_idx_header_declaring_more_than_the_bound_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.idx.gz"
+    path.write_bytes(gzip.compress(idx_header((65536, 65536)) + bytes(100)))  # 4 GiB declared
+    info = refused_within_memory(lambda: read_idx(path), DatasetError, "MAX_IDX_BYTES")
+    assert str(path) in str(info.value)
+    plain = tmp_path / "huge.idx"  # uncompressed: its length on disk is checked before reading
+    plain.write_bytes(idx_header((1000, 1000)) + bytes(100))
+    with pytest.raises(DatasetError, match="truncated.*1000012 bytes.*file has 112"):
+        read_idx(plain)
+
+
+def test_read_uncompressed_stops_at_its_limit(tmp_path):
+    bomb = gzip_of_zeros(tmp_path / "table.csv.gz", b"", BOMB_BYTES)
+    info = refused_within_memory(lambda: read_uncompressed(bomb, limit=MiB), DatasetError,
+                                 f"more than {MiB} bytes")
+    assert str(bomb) in str(info.value)
+
+
+def test_mnist_5k_is_never_inflated_past_the_official_length(tmp_path, monkeypatch):
+    bomb = gzip_of_zeros(tmp_path / "mnist_5k.csv.gz", b"", 2 * datasets.MNIST_5K_BYTES)
+    monkeypatch.setattr(datasets, "_mnist_5k_path", lambda: bomb)
+    with pytest.raises(DatasetError, match=f"more than {datasets.MNIST_5K_BYTES} bytes"):
+        load_dataset("mnist-5k")
+
+
+def test_download_longer_than_any_official_file_is_refused(isolated, monkeypatch):
+    mirror = isolated / "mirror"
+    fixture = put_dataset(mirror, seed=2)
+    use_checksums(monkeypatch, "mnist", fixture["checksums"])
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (mirror.as_uri(),))
+    monkeypatch.setattr(datasets, "MAX_DOWNLOAD_BYTES", 50)  # the images are over 100 bytes
+    with pytest.raises(DatasetNotFoundError, match="more than 50 bytes"):
+        load_dataset("mnist", "train")
+    assert list((isolated / "cache" / "mnist").iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
 # Paths that are not regular files
 
 
@@ -176,6 +258,8 @@ def within_seconds(call, seconds: float = 10.0, fifo: Path | None = None):
 
 READERS = {
     "load_checkpoint": (lambda path: load_checkpoint(path), CheckpointError),
+    "read_idx": (lambda path: read_idx(path), DatasetError),
+    "read_uncompressed": (lambda path: read_uncompressed(path), DatasetError),
     "open_regular": (lambda path: open_regular(path), ValueError),
 }
 
@@ -200,6 +284,18 @@ def test_directories_and_devices_are_refused(tmp_path, reader):
         error = within_seconds(lambda: read("/dev/zero"))
         assert isinstance(error, error_type)
         assert "/dev/zero is a character device" in str(error)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_in_the_data_root_is_not_taken_for_a_data_file(isolated, monkeypatch):
+    root = isolated / "root"
+    fixture = put_dataset(root, seed=3)
+    use_checksums(monkeypatch, "mnist", fixture["checksums"])
+    (root / f"{TRAIN[0]}.gz").unlink()
+    os.mkfifo(root / f"{TRAIN[0]}.gz")
+    error = within_seconds(lambda: load_dataset("mnist", root=root, download=False),
+                           fifo=root / f"{TRAIN[0]}.gz")
+    assert isinstance(error, DatasetNotFoundError)
 
 
 def test_links_to_regular_files_are_read(tmp_path):
