@@ -29,6 +29,7 @@ import math
 import os
 import re
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -267,6 +268,8 @@ _ZIP_SIGNATURE = b"PK\x03\x04"  # every non-empty zip archive, hence every .npz,
 # What reading a damaged archive can raise, from zipfile, zlib, the .npy reader and json.
 _CORRUPTION_ERRORS = (ValueError, EOFError, OSError, KeyError, UnicodeError,
                       zipfile.BadZipFile, zipfile.LargeZipFile, struct.error, zlib.error)
+# What NumPy's .npy header parser raises for a header that is not a Python dict literal.
+_HEADER_ERRORS = (ValueError, EOFError, SyntaxError, tokenize.TokenError)
 
 
 def load_checkpoint(path: PathLike, require_checksum: bool = False
@@ -376,13 +379,19 @@ def _read_npy(archive: zipfile.ZipFile, member: zipfile.ZipInfo, source: Path) -
                                   f"save_checkpoint writes 1.0 or 2.0")
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
-        shape, fortran_order, dtype = read_header(stream)
+        try:
+            shape, fortran_order, dtype = read_header(stream)
+        except _HEADER_ERRORS as error:
+            raise CheckpointError(f"{source}: array {name!r} has no valid .npy header: "
+                                  f"{type(error).__name__}: {error}") from error
         problem = _dtype_problem(dtype)
         if problem:
             raise CheckpointError(f"{source}: array {name!r} {problem}")
+        if min(shape, default=0) < 0:
+            raise CheckpointError(f"{source}: array {name!r} declares the shape {shape}")
         declared = math.prod(shape) * dtype.itemsize
         held = member.file_size - stream.tell()
-        if declared != held or min(shape, default=0) < 0:
+        if declared != held:
             raise CheckpointError(f"{source}: array {name!r} declares shape {shape} of {dtype}, "
                                   f"{declared} bytes, but its entry holds {held}")
         data = np.empty(declared, dtype=np.uint8)

@@ -120,6 +120,23 @@ def test_npy_header_must_account_for_every_byte_of_its_entry(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("member, fragment", [
+    (b"\x93NUMPY\x01\x00\x10\x00{'descr': (((", "no valid .npy header"),  # tokenize fails
+    (npy_header((2,), "<x9") + bytes(16), "no valid .npy header"),
+    (npy_header((-2, -3)) + bytes(48), r"declares the shape \(-2, -3\)"),
+    (npy_header((1,) * 65) + bytes(8), "maximum supported dimension"),
+    (b"\x93NUMPY\x03\x00" + bytes(16), r"format version \(3, 0\)"),
+])
+def test_malformed_npy_headers_are_checkpoint_errors(tmp_path, member, fragment):
+    path = tmp_path / "malformed.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("w.npy", member)
+        archive.writestr("__meta__.npy", meta_member("{}"))
+    with pytest.raises(CheckpointError, match=fragment) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
 def test_deflate_bomb_is_refused_before_inflating(tmp_path):
     path = tmp_path / "bomb.npz"
     zeros = np.zeros(BOMB_BYTES // 8)
