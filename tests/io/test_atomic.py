@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -100,6 +101,31 @@ def test_atomic_write_file_modes(tmp_path):
     kept.chmod(0o640)
     atomic_write(kept, writes(b"new"))
     assert kept.stat().st_mode & 0o777 == 0o640
+
+
+def test_atomic_write_never_copies_setuid_setgid_or_sticky_bits(tmp_path):
+    kept = tmp_path / "tool.bin"
+    kept.write_bytes(b"old")
+    kept.chmod(0o7755)
+    assert stat.S_IMODE(kept.stat().st_mode) & 0o7000  # there are bits to drop
+    atomic_write(kept, writes(b"new"))
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o755
+
+
+def test_atomic_write_replaces_a_symlink_and_leaves_its_target_alone(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    target = tmp_path / "elsewhere" / "tool"
+    target.parent.mkdir()
+    target.write_bytes(b"#!/bin/sh\n")
+    target.chmod(0o4755)
+    link = tmp_path / "metrics.json"
+    link.symlink_to(target)
+    write_json(link, {"epoch": 1})
+    assert not link.is_symlink() and json.loads(link.read_text()) == {"epoch": 1}
+    assert stat.S_IMODE(link.stat().st_mode) == 0o666 & ~umask  # a new file's, not the target's
+    assert target.read_bytes() == b"#!/bin/sh\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o4755
 
 
 def test_atomic_write_rejects_non_callable(tmp_path):

@@ -20,6 +20,7 @@ from hypothesis import given
 from minivae.io.checkpoint import (
     CheckpointError,
     check_arrays,
+    content_digest,
     load_checkpoint,
     save_checkpoint,
     write_json,
@@ -79,8 +80,11 @@ def test_write_json_rejects_unserializable(tmp_path):
         write_json(tmp_path / "m.json", {"f": print})
 
 
+# Every name a zip member can carry without meaning a path or another name (NumPy's np.load
+# reads member "x.npy" as "x", so "x.npy" is out too); the refused ones are tested below.
 array_names = st.text(min_size=1, max_size=10).filter(
-    lambda name: "\x00" not in name and name != "__meta__")
+    lambda name: not any(c in name for c in "\x00/\\") and name not in ("__meta__", ".", "..")
+    and not name.endswith(".npy"))
 
 
 named_arrays = st.dictionaries(
@@ -152,6 +156,41 @@ def test_save_checkpoint_rejects_bad_input_and_writes_nothing(tmp_path, arrays, 
     with pytest.raises(error, match=pattern):
         save_checkpoint(tmp_path / "model.npz", arrays, meta)
     assert os.listdir(tmp_path) == []
+
+
+# Names save_checkpoint must refuse because load_checkpoint refuses them: the metadata's name,
+# names np.load would confuse with others ("x.npy" reads as "x"), paths, and names a zip member
+# cannot carry.
+REFUSED_NAMES = ["", "__meta__", "__meta__.npy", "x.npy", "a/b", "../up", "..", ".", "a\\b",
+                 "a\x00b", "\ud800"]
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # "__meta__" twice, as crafted
+@pytest.mark.parametrize("name", REFUSED_NAMES)
+def test_save_refuses_exactly_the_names_load_refuses(tmp_path, name):
+    with pytest.raises(ValueError, match="is not allowed"):
+        save_checkpoint(tmp_path / "saved.npz", {name: np.ones(2)}, {})
+    assert os.listdir(tmp_path) == []
+    if "\x00" in name or "\ud800" in name:
+        return  # no zip member can carry the name, so no file holds it
+    # The same name in a file written by other means, with a valid checksum, is refused too.
+    path = tmp_path / "crafted.npz"
+    digest = content_digest({name: np.ones(2)}, {})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(name + ".npy", npy_bytes(np.ones(2)))
+        archive.writestr("__meta__.npy", npy_bytes(np.array(json.dumps({"__sha256__": digest}))))
+    with pytest.raises(CheckpointError, match="is not allowed|appear twice") as error:
+        load_checkpoint(path)
+    assert str(path) in str(error.value)
+
+
+def test_structured_arrays_are_refused_on_save_and_load(tmp_path):
+    pairs = np.zeros(3, dtype=[("a", "<f8"), ("b", "<i4")])
+    with pytest.raises(TypeError, match="structured dtype"):
+        save_checkpoint(tmp_path / "c.npz", {"pairs": pairs}, {})
+    np.savez(tmp_path / "c.npz", pairs=pairs, __meta__=np.array("{}"))
+    with pytest.raises(CheckpointError, match="'pairs' has the structured dtype"):
+        load_checkpoint(tmp_path / "c.npz")
 
 
 unpickled = []

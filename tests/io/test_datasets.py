@@ -56,20 +56,6 @@ def put_dataset(directory: Path, seed: int, gz: bool = True) -> dict:
     return {"arrays": arrays, "checksums": checksums}
 
 
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """Point every place load_dataset looks at (and downloads from) into tmp_path."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv(datasets.ENV_VAR, raising=False)
-    monkeypatch.setattr(datasets, "CACHE_ROOT", tmp_path / "cache")
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", {})
-    offline = (tmp_path / "no-such-mirror").as_uri() + "/"
-    monkeypatch.setattr(datasets, "MIRRORS", {"mnist": (offline,), "fashion-mnist": (offline,)})
-    return tmp_path
-
-
 def use_checksums(monkeypatch, name: str, checksums: dict) -> None:
     monkeypatch.setitem(datasets.CHECKSUMS, name, dict(checksums))
 
@@ -260,6 +246,20 @@ def test_offline_error_says_where_to_put_files(isolated, monkeypatch):
     # The failed download leaves no partial files behind.
     leftovers = list((isolated / "cache").rglob("*")) if (isolated / "cache").exists() else []
     assert [p for p in leftovers if p.is_file()] == []
+
+
+def test_lookups_create_no_folders(isolated, monkeypatch):
+    # Offline with downloading on: no mirror answers, so nothing is written and no folder made,
+    # not even under a mistyped root.
+    typo = isolated / "typo" / "dir"
+    with pytest.raises(DatasetNotFoundError, match="Downloading failed"):
+        load_dataset("mnist", "test", root=typo)
+    assert not (isolated / "typo").exists()
+    monkeypatch.setenv(datasets.ENV_VAR, str(isolated / "missing"))
+    with pytest.raises(DatasetNotFoundError, match="Downloading failed"):
+        load_dataset("fashion-mnist", "train")
+    assert sorted(p.name for p in isolated.iterdir()) == ["home"]
+    assert list((isolated / "home").iterdir()) == []
 
 
 def test_download_false_does_not_touch_the_network_or_cache(isolated, monkeypatch):

@@ -77,11 +77,22 @@ def test_write_idx_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["a.idx.gz"]
 
 
+def test_write_idx_refuses_what_read_idx_refuses(tmp_path):
+    deepest = np.arange(2, dtype=np.uint8).reshape((2,) + (1,) * 31)  # 32 dimensions
+    write_idx(tmp_path / "deepest.idx", deepest)
+    np.testing.assert_array_equal(read_idx(tmp_path / "deepest.idx"), deepest)
+    with pytest.raises(ValueError, match="1 to 32 dimensions"):
+        write_idx(tmp_path / "too_deep.idx", np.zeros((1,) * 33, dtype=np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deepest.idx"]
+
+
 @pytest.mark.parametrize("content, fragment", [
     (b"\x01\x00\x08\x01\x00\x00\x00\x01\x05", "magic"),
     (b"\x00\x01\x08\x01\x00\x00\x00\x01\x05", "magic"),
     (b"\x00\x00\x0d\x01\x00\x00\x00\x01\x05\x05\x05\x05", "0x0d"),
     (b"\x00\x00\x08\x00", "0 dimensions"),
+    (bytes([0, 0, 8, 65]) + b"\x00\x00\x00\x01" * 65 + b"\x07", "65 dimensions; 1 to 32"),
+    (bytes([0, 0, 8, 33]) + b"\x00\x00\x00\x01" * 33 + b"\x07", "33 dimensions; 1 to 32"),
     (b"\x00\x00", "too short"),
     (b"\x00\x00\x08\x03\x00\x00\x00\x01", "truncated header"),
 ])
