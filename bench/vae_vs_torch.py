@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae.data import binarize_dynamic, minibatches
-from minivae.io.checkpoint import write_json
+from minivae.io.json_text import write_json
 from minivae.models import VAE
 from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, train
 

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from minivae import checks
 from minivae.data import binarize_dynamic
 from minivae.engine.tensor import no_grad
-from minivae.io.checkpoint import write_json
+from minivae.io.json_text import write_json
 from minivae.io.plots import new_figure, save_png
 from minivae.io.resume import load_model
 from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error

@@ -36,7 +36,7 @@ from matplotlib.patches import Ellipse
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.distributions import MultivariateNormal, scale_tril_from_unconstrained
 from minivae.engine.tensor import Tensor, no_grad
-from minivae.io.checkpoint import write_json
+from minivae.io.json_text import write_json
 from minivae.io.plots import new_figure, save_png
 from minivae.models import VAE
 from minivae.models.full_covariance import FullCovarianceVAE

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from minivae.config import TrainConfig, build_model
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import Tensor, no_grad
-from minivae.io.checkpoint import write_json
+from minivae.io.json_text import write_json
 from minivae.io.resume import (
     CHECKPOINT_NAME,
     read_resume_checkpoint,

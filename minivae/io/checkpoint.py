@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import re
 import struct
-import tokenize
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -39,90 +36,17 @@ from typing import Any
 import numpy as np
 
 from minivae.io.atomic import PathLike, atomic_write
-from minivae.io.reading import CHUNK_BYTES, open_regular
+from minivae.io.json_text import json_depth_problem, to_json
+from minivae.io.npy import dtype_problem, read_npy
+from minivae.io.reading import open_regular
 
 META_KEY = "__meta__"
 CHECKSUM_KEY = "__sha256__"  # inside the metadata JSON; never part of the caller's meta
 NPY_SUFFIX = ".npy"  # member <name>.npy holds the array <name>, as in np.savez
-MAX_JSON_DEPTH = 100  # a training checkpoint's metadata nests 4 levels
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is unreadable or does not hold what was expected."""
-
-
-def _json_default(value: Any) -> Any:
-    """Let NumPy scalars and arrays through ``json``, which only knows Python types."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
-        return value.tolist()
-    raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
-
-
-def _first_non_finite(obj: Any, where: str, seen: set[int] | None = None) -> str | None:
-    """Where the first NaN or infinity inside ``obj`` is, as an index expression, or None."""
-    if isinstance(obj, (float, np.floating)):
-        return None if math.isfinite(obj) else f"{where} = {obj!r}"
-    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
-        bad = np.argwhere(~np.isfinite(obj))
-        return None if len(bad) == 0 else f"{where}[{', '.join(map(str, bad[0]))}] is not finite"
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return None
-    if isinstance(obj, Mapping):
-        seen.add(id(obj))
-        items = obj.items()
-    elif isinstance(obj, (list, tuple)):
-        seen.add(id(obj))
-        items = enumerate(obj)
-    else:
-        return None
-    for key, value in items:
-        found = _first_non_finite(value, f"{where}[{key!r}]", seen)
-        if found:
-            return found
-    return None
-
-
-def _to_json(obj: Any, argument: str, indent: int | None = None) -> str:
-    """Strict JSON text: NaN and infinity are refused, since they are not valid JSON, and so is
-    nesting deeper than ``MAX_JSON_DEPTH``, which loading refuses."""
-    try:
-        text = json.dumps(obj, indent=indent, allow_nan=False, default=_json_default)
-    except TypeError as error:
-        raise TypeError(f"{argument} is not JSON-serializable: {error}") from None
-    except RecursionError:
-        raise ValueError(f"{argument} nests deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError as error:
-        where = _first_non_finite(obj, argument) if "Out of range" in str(error) else None
-        if where is None:
-            raise ValueError(f"{argument} cannot be written as JSON: {error}") from None
-        raise ValueError(f"{argument} must not contain NaN or infinity (not valid JSON): "
-                         f"{where}") from None
-    problem = _json_depth_problem(text)
-    if problem:
-        raise ValueError(f"{argument} {problem}")
-    return text
-
-
-# A JSON string (escapes included) or a bracket; brackets inside strings are not nesting.
-_JSON_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-
-
-def _json_depth_problem(text: str) -> str | None:
-    """Why ``text`` nests too deeply to be parsed, or None; counted without recursion, so text
-    nested a million levels deep costs one pass instead of a RecursionError."""
-    depth = 0
-    for token in _JSON_STRING_OR_BRACKET.finditer(text):
-        bracket = token.group()
-        if bracket in ("[", "{"):
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return f"nests deeper than {MAX_JSON_DEPTH} levels"
-        elif bracket in ("]", "}"):
-            depth -= 1
-    return None
 
 
 def _name_problem(name: Any) -> str | None:
@@ -145,16 +69,6 @@ def _name_problem(name: Any) -> str | None:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return "names must be encodable as UTF-8, as zip member names are"
-    return None
-
-
-def _dtype_problem(dtype: np.dtype) -> str | None:
-    """Why arrays of ``dtype`` cannot be in a checkpoint, or None (the rule of save and load)."""
-    if dtype.hasobject:
-        return (f"has dtype {dtype}, which would need pickle; convert it to a numeric or string "
-                f"dtype")
-    if dtype.fields is not None or dtype.subdtype is not None:
-        return f"has the structured dtype {dtype}; checkpoints hold numeric or string arrays"
     return None
 
 
@@ -184,26 +98,9 @@ def content_digest(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) ->
     return digest.hexdigest()
 
 
-def write_json(path: PathLike, obj: Any) -> Path:
-    """Write ``obj`` as strict JSON (indent 2, trailing newline), atomically.
-
-    NaN and infinity are refused with a ``ValueError`` naming where they are, so the file stays
-    readable by any JSON parser.  NumPy scalars and arrays are written as numbers and lists.
-
-    Verified by: tests/io/test_checkpoint.py::test_write_json_rejects_non_finite
-    """
-    text = _to_json(obj, "obj", indent=2) + "\n"
-
-    def write(tmp_path: str) -> None:
-        with open(tmp_path, "w", encoding="utf-8") as file:
-            file.write(text)
-
-    return atomic_write(path, write)
-
-
 def _check_contents(arrays, meta) -> dict[str, np.ndarray]:
     """save_checkpoint's arguments checked: the arrays under names and with dtypes that
-    load_checkpoint reads back (``_name_problem``, ``_dtype_problem``), and meta a dict without
+    load_checkpoint reads back (``_name_problem``, ``npy.dtype_problem``), and meta a dict without
     the checksum key."""
     if not isinstance(arrays, Mapping):
         raise TypeError(f"save_checkpoint: arrays must be a dict of name -> array, "
@@ -217,7 +114,7 @@ def _check_contents(arrays, meta) -> dict[str, np.ndarray]:
             raise (ValueError if isinstance(key, str) else TypeError)(
                 f"save_checkpoint: array name {key!r} is not allowed: {problem}")
         array = np.asarray(value)
-        problem = _dtype_problem(array.dtype)
+        problem = dtype_problem(array.dtype)
         if problem:
             raise TypeError(f"save_checkpoint: array {key!r} {problem}")
         checked[key] = array
@@ -248,9 +145,9 @@ def save_checkpoint(path: PathLike, arrays: Mapping[str, np.ndarray],
     Verified by: tests/io/test_checkpoint.py::test_checkpoint_round_trip_is_bit_exact
     """
     checked = _check_contents(arrays, meta)  # name -> array
-    plain_meta = json.loads(_to_json(dict(meta), "meta"))  # NumPy scalars become numbers
+    plain_meta = json.loads(to_json(dict(meta), "meta"))  # NumPy scalars become numbers
     plain_meta[CHECKSUM_KEY] = content_digest(checked, plain_meta)
-    checked[META_KEY] = np.array(_to_json(plain_meta, "meta"))
+    checked[META_KEY] = np.array(to_json(plain_meta, "meta"))
 
     def write(tmp_path: str) -> None:
         # The same bytes np.savez writes; calling it directly would turn array names such as
@@ -268,8 +165,6 @@ _ZIP_SIGNATURE = b"PK\x03\x04"  # every non-empty zip archive, hence every .npz,
 # What reading a damaged archive can raise, from zipfile, zlib, the .npy reader and json.
 _CORRUPTION_ERRORS = (ValueError, EOFError, OSError, KeyError, UnicodeError,
                       zipfile.BadZipFile, zipfile.LargeZipFile, struct.error, zlib.error)
-# What NumPy's .npy header parser raises for a header that is not a Python dict literal.
-_HEADER_ERRORS = (ValueError, EOFError, SyntaxError, tokenize.TokenError)
 
 
 def load_checkpoint(path: PathLike, require_checksum: bool = False
@@ -336,8 +231,9 @@ def _read_arrays(file, source: Path) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(file) as archive:
         members = archive.infolist()
         _check_members(members, os.fstat(file.fileno()).st_size, source)
-        return {member.filename[:-len(NPY_SUFFIX)]: _read_npy(archive, member, source)
-                for member in members}
+        names = [member.filename[:-len(NPY_SUFFIX)] for member in members]
+        return {name: read_npy(archive, member, name, source, CheckpointError)
+                for name, member in zip(names, members)}
 
 
 def _check_members(members: list[zipfile.ZipInfo], file_size: int, source: Path) -> None:
@@ -368,49 +264,13 @@ def _check_members(members: list[zipfile.ZipInfo], file_size: int, source: Path)
                                   f"bytes, more than the whole file ({file_size} bytes)")
 
 
-def _read_npy(archive: zipfile.ZipFile, member: zipfile.ZipInfo, source: Path) -> np.ndarray:
-    """The array of one ``.npy`` member, allocated only once its header's shape and dtype are
-    found to account for exactly the member's bytes."""
-    name = member.filename[:-len(NPY_SUFFIX)]
-    with archive.open(member) as stream:
-        version = np.lib.format.read_magic(stream)
-        if version not in ((1, 0), (2, 0)):
-            raise CheckpointError(f"{source}: array {name!r} has .npy format version {version}; "
-                                  f"save_checkpoint writes 1.0 or 2.0")
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        try:
-            shape, fortran_order, dtype = read_header(stream)
-        except _HEADER_ERRORS as error:
-            raise CheckpointError(f"{source}: array {name!r} has no valid .npy header: "
-                                  f"{type(error).__name__}: {error}") from error
-        problem = _dtype_problem(dtype)
-        if problem:
-            raise CheckpointError(f"{source}: array {name!r} {problem}")
-        if min(shape, default=0) < 0:
-            raise CheckpointError(f"{source}: array {name!r} declares the shape {shape}")
-        declared = math.prod(shape) * dtype.itemsize
-        held = member.file_size - stream.tell()
-        if declared != held:
-            raise CheckpointError(f"{source}: array {name!r} declares shape {shape} of {dtype}, "
-                                  f"{declared} bytes, but its entry holds {held}")
-        data = np.empty(declared, dtype=np.uint8)
-        for start in range(0, declared, CHUNK_BYTES):
-            chunk = stream.read(min(CHUNK_BYTES, declared - start))
-            data[start:start + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
-        stream.read(1)  # to the end of the entry, where zipfile checks its CRC
-    if declared == 0:  # nothing to view: the dtype may even have no size
-        return np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
-    return data.view(dtype).reshape(shape, order="F" if fortran_order else "C")
-
-
 def _read_meta(meta_array: np.ndarray, source: Path) -> dict:
     """The metadata dict held as JSON text by the ``__meta__`` array."""
     if meta_array.shape != () or meta_array.dtype.kind != "U":
         raise CheckpointError(f"{source}: {META_KEY!r} must be a 0-d unicode array of JSON "
                               f"text, got shape {meta_array.shape} dtype {meta_array.dtype}")
     text = str(meta_array)
-    problem = _json_depth_problem(text)
+    problem = json_depth_problem(text)
     if problem:
         raise CheckpointError(f"{source}: {META_KEY!r} {problem}")
     try:

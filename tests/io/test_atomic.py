@@ -14,8 +14,9 @@ import pytest
 
 from minivae.io import atomic
 from minivae.io.atomic import atomic_write, write_bytes
-from minivae.io.checkpoint import load_checkpoint, save_checkpoint, write_json
+from minivae.io.checkpoint import load_checkpoint, save_checkpoint
 from minivae.io.idx import read_idx, write_idx
+from minivae.io.json_text import write_json
 from minivae.io.plots import new_figure, save_png
 from tests.helpers import child_python, sigkill
 

@@ -23,8 +23,8 @@ from minivae.io.checkpoint import (
     content_digest,
     load_checkpoint,
     save_checkpoint,
-    write_json,
 )
+from minivae.io.json_text import write_json
 from minivae.train import train
 from tests.helpers import TINY_RUN, assert_same_arrays, child_python, sigkill, tiny_config
 

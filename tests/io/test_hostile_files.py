@@ -28,10 +28,10 @@ from minivae.io.checkpoint import (
     content_digest,
     load_checkpoint,
     save_checkpoint,
-    write_json,
 )
 from minivae.io.datasets import DatasetError, DatasetNotFoundError
 from minivae.io.idx import read_idx, read_uncompressed
+from minivae.io.json_text import write_json
 from minivae.io.reading import open_regular
 from tests.io.test_datasets import TRAIN, put_dataset, use_checksums
 
