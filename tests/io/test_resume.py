@@ -17,11 +17,13 @@ from minivae.io.resume import load_model, resume_config
 from minivae.train import train
 from tests.helpers import assert_same_arrays, tiny_config
 
+DIGITS = functools.lru_cache(load_dataset)  # shared by the tests of this file
+
 
 @pytest.fixture(autouse=True)
 def fast_runs(monkeypatch):
     """Read the embedded digits once and skip the pictures: neither is part of the run state."""
-    monkeypatch.setattr(training, "load_dataset", functools.lru_cache(load_dataset))
+    monkeypatch.setattr(training, "load_dataset", DIGITS)
     monkeypatch.setattr(training, "write_pictures", lambda *args, **kwargs: None)
 
 
