@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from minivae import kernels, threads
+from minivae import checks, kernels, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.models import VAE
 from minivae.optim import Adam
@@ -96,6 +96,7 @@ def thread_setting(setting: str):
 
 
 def training_images(args) -> np.ndarray:
+    checks.positive_int(args.n, "--n")  # [:n] with n ≤ 0 would take all, or all but |n|
     if args.data_root:
         pixels = load_dataset("mnist", "train", root=args.data_root).pixels(np.float32)[:args.n]
     else:

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from minivae import checks
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.io.plots import output_folder, save_image_grid
 from minivae.models import VAE
@@ -99,7 +100,8 @@ def main(args: argparse.Namespace) -> dict:
     train, test = (load_dataset(args.dataset, split, root=args.data_root)
                    for split in ("train", "test"))
     train_pixels, train_labels = train.pixels(np.float32), train.labels
-    if args.max_train:  # a random subset: the files may be sorted by class
+    # a random subset (the files may be sorted by class); x[:0] or x[:-10] would not be one
+    if checks.positive_int(args.max_train, "--max-train", optional=True):
         keep = np.random.default_rng(args.seed).permutation(len(train_labels))[:args.max_train]
         train_pixels, train_labels = train_pixels[keep], train_labels[keep]
     start = time.perf_counter()

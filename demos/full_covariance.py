@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Ellipse
 
+from minivae import checks
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.distributions import MultivariateNormal, scale_tril_from_unconstrained
 from minivae.engine.tensor import Tensor, no_grad
@@ -295,7 +296,8 @@ def main(args: argparse.Namespace) -> list[Path]:
     out = Path(args.out)
     train = load_dataset(args.dataset, "train", root=args.data_root).pixels(np.float32)
     test = load_dataset(args.dataset, "test", root=args.data_root)
-    train = train[spread(len(train), args.max_train)]
+    train = train[spread(len(train), checks.positive_int(args.max_train, "--max-train",
+                                                         optional=True))]
     chosen = spread(len(test), args.n_test)
     test_x = binarize_dynamic(test.pixels(np.float32)[chosen],
                               np.random.default_rng(TEST_BINARIZATION_SEED))

@@ -20,6 +20,7 @@ import time
 import numpy as np
 from scipy.special import logsumexp
 
+from minivae import checks
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid, save_reconstructions
@@ -63,7 +64,8 @@ def main(args: argparse.Namespace) -> dict:
     out = output_folder(args.out)
     model_rng, data_rng, noise_rng = np.random.default_rng(args.seed).spawn(3)
     train_pixels = load_dataset(args.dataset, "train", root=args.data_root).pixels(np.float32)
-    if args.max_train:  # a random subset: the files may be sorted by class
+    # a random subset (the files may be sorted by class); x[:0] or x[:-10] would not be one
+    if checks.positive_int(args.max_train, "--max-train", optional=True):
         train_pixels = train_pixels[data_rng.permutation(len(train_pixels))[:args.max_train]]
     test_pixels = load_dataset(args.dataset, "test", root=args.data_root).pixels(np.float32)
     test_x = binarize_dynamic(test_pixels, np.random.default_rng(TEST_BINARIZATION_SEED))

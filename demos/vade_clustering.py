@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivae import checks
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid
@@ -91,7 +92,8 @@ def main(args: argparse.Namespace) -> dict:
     train = load_dataset(args.dataset, "train", root=root)
     test = load_dataset(args.dataset, "test", root=root)
     train_pixels = train.pixels(np.float32)
-    if args.max_train:  # a random subset: the files may be sorted by class
+    # a random subset (the files may be sorted by class); x[:0] or x[:-10] would not be one
+    if checks.positive_int(args.max_train, "--max-train", optional=True):
         train_pixels = train_pixels[data_rng.permutation(len(train_pixels))[:args.max_train]]
     test_rng = np.random.default_rng(TEST_BINARIZATION_SEED)
     test_x = binarize_dynamic(test.pixels(np.float32), test_rng)

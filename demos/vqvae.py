@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivae import checks
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import (
@@ -131,7 +132,8 @@ def main(args: argparse.Namespace) -> list[dict]:
     log = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
     subset_rng = np.random.default_rng(args.seed)
     train_pixels = load_dataset(args.dataset, "train", root=args.data_root).pixels(np.float32)
-    if args.max_train:  # a random subset: the files may be sorted by class
+    # a random subset (the files may be sorted by class); x[:0] or x[:-10] would not be one
+    if checks.positive_int(args.max_train, "--max-train", optional=True):
         train_pixels = train_pixels[subset_rng.permutation(len(train_pixels))[:args.max_train]]
     test_pixels = load_dataset(args.dataset, "test", root=args.data_root).pixels(np.float32)
     test_x = binarize_dynamic(test_pixels, np.random.default_rng(TEST_BINARIZATION_SEED))

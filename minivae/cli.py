@@ -1,19 +1,56 @@
-"""Command line: ``python -m minivae train ...`` and ``python -m minivae evaluate ...``."""
+"""Command line: ``python -m minivae train ...`` and ``python -m minivae evaluate ...``.
+
+Whatever goes wrong, the command ends with one line on stderr, ``error: ...``, that names the
+flag or the file at fault, and no traceback.  Exit codes:
+
+* 0: done;
+* 1: the run failed although its input was valid: training diverged, another run holds the
+  output folder, the disk failed;
+* 2: the command or its input is wrong: an unknown flag or a bad value (argparse's own
+  errors too, printed as one line rather than a usage block; ``--help`` shows the usage), a
+  missing, damaged or foreign file, a folder that cannot be written to, sizes that cannot fit
+  in memory;
+* 130: interrupted (Ctrl-C); a training run continues from its last epoch with ``--resume``;
+* 141: stdout was closed early (``python -m minivae evaluate ... | head -1``): the rest of the
+  output is dropped silently, and the code is the shell's for a process ended by SIGPIPE, as
+  for any Unix tool in that pipe.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import json
+import os
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 
+from minivae import checks
 from minivae.models.registry import MODELS, default_activation
 from minivae.nn import HIDDEN_ACTIVATIONS
 
+USAGE_ERROR, RUN_FAILED, INTERRUPTED, OUTPUT_CLOSED = 2, 1, 130, 141
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error printed as one ``error:`` line like every other error
+    (argparse would print the usage block first); the subcommands' parsers are of this class
+    too."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m minivae",
-                                     description="Train and evaluate variational autoencoders.")
+    parser = OneLineParser(prog="python -m minivae",
+                           description="Train and evaluate variational autoencoders.",
+                           epilog="Errors are one line on stderr. Exit status: 0 done; 1 the run "
+                                  "failed (training diverged, the output folder is in use by "
+                                  "another run, a disk error); 2 a bad command, option or file; "
+                                  "130 interrupted; 141 stdout was closed early.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     # The train options have no defaults here (None): one left out takes TrainConfig's default
@@ -44,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "the ELBO uses 1")
     train.add_argument("--model", choices=sorted(MODELS),
                        help="which model to train (default: the Bernoulli VAE)")
-    train.add_argument("--option", action="append", metavar="KEY=VALUE",
+    train.add_argument("--option", action="append", metavar="KEY=VALUE", type=option_pair,
                        help="a model option, e.g. --option n_classes=10 (repeatable; VALUE is "
                             "read as JSON when it parses, else as a string)")
     train.add_argument("--seed", type=int)
@@ -68,25 +105,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_options(pairs: list[str]) -> dict:
-    """``["n_classes=10", "ema=true"]`` → ``{"n_classes": 10, "ema": True}``.
+def option_pair(pair: str) -> tuple[str, object]:
+    """``"n_classes=10"`` → ``("n_classes", 10)``: the VALUE is read as JSON, except that
+    true/false are accepted in any case (``True`` as in Python); anything else that is not
+    JSON stays a string."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"--option must look like KEY=VALUE, got {pair!r}")
+    if value.strip().lower() in ("true", "false"):
+        return key, value.strip().lower() == "true"
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
-    Values are read as JSON, except that true/false are accepted in any case (``True`` as in
-    Python); anything else that is not JSON stays a string.
-    """
+
+def parse_options(pairs: list) -> dict:
+    """``["n_classes=10", "ema=true"]`` (or the pairs ``option_pair`` made of them) →
+    ``{"n_classes": 10, "ema": True}``; a key given twice is a ValueError."""
     options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise SystemExit(f"--option must look like KEY=VALUE, got {pair!r}")
-        if value.strip().lower() in ("true", "false"):
-            options[key] = value.strip().lower() == "true"
-            continue
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
+    for key, value in (option_pair(p) if isinstance(p, str) else p for p in pairs):
+        if key in options:
+            raise ValueError(f"--option {key} is given twice ({options[key]!r} and {value!r})")
+        options[key] = value
     return options
+
+
+def train_flags(model_options=()) -> dict:
+    """Each TrainConfig field's flag (``"batch_size"`` → ``"--batch-size"``, ``"k"`` →
+    ``"--k-train"``) and each given model option's (``"n_classes"`` → ``"--option
+    n_classes"``): the one table by which an error about a field names its flag."""
+    from minivae.config import TrainConfig
+
+    flags = {field.name: "--" + field.name.replace("_", "-")
+             for field in dataclasses.fields(TrainConfig)}
+    flags.update(k="--k-train", model_options="--option")
+    return {**flags, **{key: f"--option {key}" for key in model_options}}
+
+
+EVALUATE_FLAGS = {"max_test": "--n", "data_root": "--data-root"}
+
+
+def in_flag_terms(message: str, flags: dict) -> str:
+    """``message`` with the field it starts with ("seed must be ...", "every hidden width
+    ...") called by its flag ("--seed must be ...", "every --hidden width ...")."""
+    subject = re.match(r"(every )?([a-z_]+) ", message)
+    if subject is None or subject[2] not in flags:
+        return message
+    return message[:subject.start(2)] + flags[subject[2]] + message[subject.end(2):]
 
 
 def given_train_fields(args) -> dict:
@@ -113,7 +179,7 @@ def new_run_config(out: str, fields: dict):
 
 
 def run_train(args) -> int:
-    from minivae.io.resume import resume_config
+    from minivae.io.resume import RUN_FILES, resume_config
     from minivae.train import bound_name, train
 
     fields = given_train_fields(args)
@@ -121,10 +187,11 @@ def run_train(args) -> int:
     config = (resume_config(args.out, **fields) if args.resume
               else new_run_config(args.out, fields))
     metrics = train(config, progress=not args.quiet, resume=args.resume)
+    first, *others = RUN_FILES.values()
     print(f"final test {metrics['test_metric']} {metrics['test_elbo'][-1]:.3f} nats after "
           f"{config.epochs} epochs on the "
           f"{bound_name(config.objective, config.k, config.model)}; "
-          f"wrote {args.out}/checkpoint.npz, metrics.json, recon.png, samples.png, curve.png")
+          f"wrote {Path(args.out) / first}, {', '.join(others)}")
     return 0
 
 
@@ -140,10 +207,14 @@ def run_evaluate(args) -> int:
         test_metric_name,
     )
 
+    checks.positive_int(args.k, "--k"), checks.integer(args.seed, "--seed", 0)
+    checks.positive_int(args.n, "--n", optional=True)
+    if Path(args.checkpoint).is_dir():
+        raise IsADirectoryError(21, "--checkpoint must be a file, the checkpoint.npz in a run's "
+                                    "folder, got a folder", str(Path(args.checkpoint)))
     model, config = load_model(args.checkpoint)
-    if args.data_root is not None:
-        config.data_root = args.data_root
-    config.max_test = args.n
+    config = dataclasses.replace(config, max_test=args.n, data_root=(
+        config.data_root if args.data_root is None else args.data_root))
     test_x = load_binary_split(config, "test")
     if getattr(model, "binary_data", True):
         test_x = binarize_dynamic(test_x, np.random.default_rng(TEST_BINARIZATION_SEED))
@@ -164,16 +235,69 @@ def run_evaluate(args) -> int:
     return 0
 
 
+# Input the user can correct (exit 2), and failures of a valid run (exit 1; a folder held by
+# another run, FolderInUseError, too).  The project's CheckpointError and DatasetError are
+# ValueErrors, DatasetNotFoundError a FileNotFoundError; a MemoryError means sizes too large
+# for this machine (check_memory names the flag).
+INPUT_ERRORS = (ValueError, TypeError, MemoryError, FileNotFoundError, FileExistsError,
+                IsADirectoryError, NotADirectoryError, PermissionError)
+# a file name the file system cannot take, a read-only file system: the user's choice too
+INPUT_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS)
+RUN_ERRORS = (FloatingPointError, OSError)  # diverged training, a failing disk
+
+
 def main(argv=None) -> int:
+    """Run the command ``argv`` (default: sys.argv); return its exit code (the module
+    docstring lists them).  argparse's own errors and ``--help`` end in SystemExit."""
+    from minivae.io.lock import FolderInUseError
+
     args = build_parser().parse_args(argv)
+    flags = (train_flags(dict(args.option or [])) if args.command == "train"
+             else EVALUATE_FLAGS)
     try:
-        return run_train(args) if args.command == "train" else run_evaluate(args)
-    except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except FloatingPointError as error:  # training diverged: a message, not a traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        # NumPy's overflow warnings would add lines to the one that explains: a non-finite
+        # bound or weight is caught by the training loop's own checks and reported as such.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            code = run_train(args) if args.command == "train" else run_evaluate(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not while the interpreter exits
+        return code
+    except BrokenPipeError:
+        silence_stdout()
+        return OUTPUT_CLOSED
+    except KeyboardInterrupt:
+        return report("interrupted (a training run continues from its last finished epoch "
+                      "with --resume)", INTERRUPTED)
+    except INPUT_ERRORS as error:
+        return report(in_flag_terms(describe(error), flags), USAGE_ERROR)
+    except (*RUN_ERRORS, FolderInUseError) as error:
+        code = USAGE_ERROR if getattr(error, "errno", None) in INPUT_ERRNOS else RUN_FAILED
+        return report(describe(error), code)
+
+
+def describe(error: BaseException) -> str:
+    """The error's message on one line (its type's name if it has none); an OSError's as
+    "what: file", without the errno."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        text = f"{error.strerror}: {error.filename}"
+    else:
+        text = str(error)
+    return " ".join(text.split()) or type(error).__name__
+
+
+def report(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def silence_stdout() -> None:
+    """Point stdout at the null device: whatever is still buffered for the reader that has
+    gone would fail again when the interpreter flushes it on exit."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (e.g. captured)
+        pass
 
 
 if __name__ == "__main__":

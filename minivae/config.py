@@ -9,14 +9,22 @@ tests/io/test_resume.py::test_resume_with_a_changed_config_is_rejected
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import os
+from pathlib import Path
 
 import numpy as np
 
 from minivae import checks
 from minivae.io.checkpoint import CheckpointError
+from minivae.io.datasets import DATASET_NAMES
 from minivae.models.registry import model_class
+from minivae.nn import HIDDEN_ACTIVATIONS
 
 OBJECTIVES = ("elbo", "iwae")
+# What build_model passes to every model class; the rest of a class's arguments are its options.
+SHARED_MODEL_ARGUMENTS = ("x_dim", "hidden", "z_dim", "activation", "rng", "dtype",
+                          "leaky_slope")
 
 
 @dataclasses.dataclass
@@ -43,23 +51,63 @@ class TrainConfig:
     model_options: dict = dataclasses.field(default_factory=dict)  # passed to the model class
 
     def __post_init__(self):
-        self.hidden = tuple(int(h) for h in np.atleast_1d(self.hidden))
-        for name in ("epochs", "batch_size", "z_dim", "k"):
-            setattr(self, name, checks.positive_int(getattr(self, name), name))
-        checks.positive(self.lr, "lr", number=True)
-        checks.one_of(self.dtype, ("float32", "float64"), "dtype")
-        checks.one_of(self.objective, OBJECTIVES, "objective")
+        self.hidden = checks.widths(self.hidden)
+        check_fields(self)
         if self.objective == "elbo" and self.k != 1:
             # silently ignoring k would let a run claim a bound it never optimized
             raise ValueError(f"k must be 1 with objective 'elbo' (k samples are used only by "
                              f"objective 'iwae'), got {self.k!r}")
-        model_class(self.model)  # an unknown name fails here, before any data is loaded
-        if not isinstance(self.model_options, dict):
-            raise TypeError(f"model_options must be a dict, got "
-                            f"{type(self.model_options).__name__}")
         if self.objective == "iwae" and self.model != "vae":
             raise ValueError(f"objective 'iwae' is implemented for model 'vae', got model "
                              f"{self.model!r}")
+
+
+def check_fields(config: TrainConfig) -> None:
+    """Every field of ``config`` on its own: the right kind and range, checked before any data
+    is read or any folder made.  Sizes that are integers become ints; ``max_train`` and
+    ``max_test`` are None or positive, since the data are sliced ``x[:n]``, where 0 or a
+    negative n would silently mean all, or all but the last |n|, images."""
+    for name in ("epochs", "batch_size", "z_dim", "k"):
+        setattr(config, name, checks.positive_int(getattr(config, name), name))
+    for name in ("max_train", "max_test"):
+        setattr(config, name, checks.positive_int(getattr(config, name), name, optional=True))
+    config.seed = checks.integer(config.seed, "seed", 0)  # what np.random.default_rng accepts
+    checks.positive(config.lr, "lr", number=True)
+    checks.real(config.leaky_slope, "leaky_slope")
+    checks.one_of(config.dataset, DATASET_NAMES, "dataset")
+    checks.one_of(config.dtype, ("float32", "float64"), "dtype")
+    checks.one_of(config.objective, OBJECTIVES, "objective")
+    checks.one_of(config.activation, HIDDEN_ACTIVATIONS, "activation")
+    config.out = path_text(config.out, "out")
+    config.data_root = None if config.data_root is None else path_text(config.data_root,
+                                                                         "data_root")
+    check_model_options(config.model, config.model_options)
+
+
+def path_text(path, name: str) -> str:
+    """``path`` (a str or a path object) as the str stored in checkpoints and metrics."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise TypeError(f"{name} must be a non-empty path, got {path!r}")
+    return os.fspath(path)
+
+
+def model_option_names(model: str) -> tuple[str, ...]:
+    """The options the model class ``model`` takes besides the ones every model takes (the
+    registry's protocol), e.g. ``("n_classes", ...)`` for the categorical VAE."""
+    parameters = inspect.signature(model_class(model)).parameters
+    return tuple(name for name in parameters if name not in SHARED_MODEL_ARGUMENTS)
+
+
+def check_model_options(model: str, options) -> None:
+    """``options`` is a dict whose keys ``model``'s class takes (its values the class checks
+    when the model is built); an unknown model name fails here too."""
+    if not isinstance(options, dict):
+        raise TypeError(f"model_options must be a dict, got {type(options).__name__}")
+    known = model_option_names(model)
+    unknown = sorted(str(key) for key in options if key not in known)
+    if unknown:
+        raise ValueError(f"model_options holds {', '.join(unknown)}, which model {model!r} "
+                         f"does not take (its options: {', '.join(known) or 'none'})")
 
 
 def build_model(config: TrainConfig, x_dim: int, rng: np.random.Generator):
@@ -78,3 +126,81 @@ def stored_config(path, fields: dict) -> TrainConfig:
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: the config in its metadata is not valid: "
                               f"{error}") from None
+
+
+# Floats a training step keeps per row and layer width: the layer's output, its pre-activation,
+# their gradient and one temporary (an estimate: enough to refuse sizes that cannot fit).
+COPIES_PER_ACTIVATION = 4
+EVALUATION_ROWS = 1000  # the test bound is computed 1000 images at a time
+
+
+def check_memory(config: TrainConfig, x_dim: int, n_train: int, available=None) -> None:
+    """A MemoryError naming the field to lower when the run's model or its training batch
+    cannot fit in the memory ``available`` (bytes; default: what this machine has free),
+    before anything is allocated.  Estimated for the VAE's encoder x_dim → hidden → 2·z_dim
+    and decoder z_dim → hidden → x_dim; other models differ by their latent layer only.
+
+    Math: weights W = Σ over both MLPs' layers (inputs + 1)·outputs, stored 4 times (values,
+          gradients, Adam's m and v); a step holds rows · Σ widths · 4 floats, with rows =
+          max(min(batch_size, n_train) · k, 1000).
+    Verified by: tests/test_train.py::test_sizes_that_cannot_fit_are_refused_up_front
+    """
+    available = free_memory() if available is None else available
+    itemsize = np.dtype(config.dtype).itemsize
+    encoder, decoder = [x_dim, *config.hidden, 2 * config.z_dim], [config.z_dim,
+                                                                 *config.hidden[::-1], x_dim]
+    weights = sum((a + 1) * b for widths in (encoder, decoder)
+                  for a, b in zip(widths, widths[1:]))
+    batch = min(config.batch_size, n_train) * config.k
+    rows = max(batch, EVALUATION_ROWS)
+    needs = {"weights": 4 * weights * itemsize,
+             "batch": rows * (sum(encoder) + sum(decoder)) * COPIES_PER_ACTIVATION * itemsize}
+    if available is None or sum(needs.values()) <= available:
+        return
+    have = f"about {byte_size(sum(needs.values()))} of memory, and {byte_size(available)} " \
+           f"are free"
+    if batch > EVALUATION_ROWS and needs["weights"] <= available:  # the rows are too many
+        field = "k" if config.k > 1 else "batch_size"
+        raise MemoryError(f"{field} {getattr(config, field)} is too large: a training batch of "
+                          f"{min(config.batch_size, n_train)} images × {config.k} samples "
+                          f"needs {have}")
+    field = "z_dim" if config.z_dim > max(config.hidden, default=0) else "hidden"
+    value = config.z_dim if field == "z_dim" else list(config.hidden)
+    raise MemoryError(f"{field} {value} is too large: a model with hidden layers "
+                      f"{list(config.hidden)} and z_dim {config.z_dim} on {x_dim} inputs has "
+                      f"{weights:.3g} weights; with their gradients, Adam's moments and the "
+                      f"activations of {rows} images it needs {have}")
+
+
+def free_memory() -> int | None:
+    """Bytes of memory this process can still use (Linux: MemAvailable, capped by a cgroup
+    limit; elsewhere the physical memory), or None if the system does not say."""
+    limits = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            limits += [int(line.split()[1]) * 1024 for line in meminfo
+                       if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit, used = ((cgroup / name).read_text().strip() for name in ("memory.max",
+                                                                        "memory.current"))
+        if limit != "max":
+            limits.append(int(limit) - int(used))
+    except (OSError, ValueError):
+        pass
+    if not limits:
+        try:
+            limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return max(min(limits), 0)
+
+
+def byte_size(n: int) -> str:
+    """``n`` bytes in words: "512 B", "3.2 GiB", "5.7 TiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024

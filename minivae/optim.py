@@ -118,14 +118,20 @@ class Adam(Optimizer):
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Put back a ``state_dict``: t a step count ≥ 0, m finite, v finite and ≥ 0 (a
+        negative v or a t of −1 would divide by zero or take √ of a negative number)."""
         expected = {"t"} | {f"{k}.{i}" for i in range(len(self.m)) for k in ("m", "v")}
         if set(state) != expected:
             raise ValueError(f"Adam state keys must be {sorted(expected)}, got {sorted(state)}")
+        t = checks.integer(np.asarray(state["t"]).tolist(), "Adam state t", 0)
         for i in range(len(self.m)):
             for name, target in (("m", self.m[i]), ("v", self.v[i])):
                 value = np.asarray(state[f"{name}.{i}"])
                 if value.shape != target.shape or value.dtype != target.dtype:
                     raise ValueError(f"Adam state {name}.{i}: expected {target.shape} "
                                      f"{target.dtype}, got {value.shape} {value.dtype}")
+                checks.require(np.isfinite(value) & ((value >= 0) | (name == "m")),
+                               f"Adam state {name}.{i}", "finite" + " and ≥ 0" * (name == "v"),
+                               value)
                 target[...] = value
-        self.t = int(state["t"])
+        self.t = t

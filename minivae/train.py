@@ -29,12 +29,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from minivae.config import TrainConfig, build_model
+from minivae import checks
+from minivae.config import TrainConfig, build_model, check_memory
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.io.json_text import write_json
+from minivae.io.lock import run_folder
 from minivae.io.resume import (
-    CHECKPOINT_NAME,
+    RUN_FILES,
     read_resume_checkpoint,
     remove_stale_temporary_files,
     restore_run,
@@ -61,9 +63,13 @@ def train_metric(objective: str) -> str:
 
 def load_binary_split(config: TrainConfig, split: str) -> np.ndarray:
     """Pixel intensities in [0, 1] of one split, (N, D) in the configured dtype."""
-    limit = config.max_train if split == "train" else config.max_test
+    field = "max_train" if split == "train" else "max_test"
+    limit = checks.positive_int(getattr(config, field), field, optional=True)  # x[:0] is all
     pixels = load_dataset(config.dataset, split, root=config.data_root).pixels(config.dtype)
-    return pixels[:limit] if limit else pixels
+    if limit is not None and limit > len(pixels):
+        raise ValueError(f"{field} must be at most the {len(pixels)} images of the {split} "
+                         f"split of {config.dataset}, got {limit}")
+    return pixels[:limit]
 
 
 def test_metric_name(model) -> str:
@@ -109,16 +115,27 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
     ``train(resume_config(out, epochs=20), resume=True)`` continues a run without restating it.
     FileNotFoundError when there is no checkpoint, ValueError when it belongs to another run,
     is damaged, or the run already has ``epochs``.
+
+    The folder is held for the run's whole life (``minivae.io.lock.run_folder``): a second run
+    into it gets ``FolderInUseError``, a folder that is a file or cannot be written to fails
+    before any work is done, and a run that fails before writing anything leaves no folder
+    behind.  Sizes whose model or batch cannot fit in memory are a MemoryError naming the
+    field to lower (``minivae.config.check_memory``).
     """
-    out = Path(config.out)
-    checkpoint = out / CHECKPOINT_NAME
+    with run_folder(config.out) as out:  # created, writable and ours alone, or an error
+        return train_in_folder(out, config, progress, resume)
+
+
+def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool) -> dict:
+    """``train``'s work, in the folder ``out`` that it holds."""
+    checkpoint = out / RUN_FILES["checkpoint"]
     saved = read_resume_checkpoint(checkpoint, config) if resume else None
-    out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporary_files(out)
     model_rng, data_rng, noise_rng = np.random.default_rng(config.seed).spawn(3)
 
     train_pixels = load_binary_split(config, "train")
     test_pixels = load_binary_split(config, "test")
+    check_memory(config, train_pixels.shape[1], len(train_pixels))  # before the model exists
     model = build_model(config, train_pixels.shape[1], model_rng)
     binary = getattr(model, "binary_data", True)  # False: trained on the grey levels
     test_x = (binarize_dynamic(test_pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
@@ -144,12 +161,12 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
         for x in bar:
             try:
                 bound = training_bound(model, x, config, noise_rng)  # (B,)
-            except ValueError as error:  # NaN weights show up as an input check failing
-                stop_if_diverged(model, name, epoch, error)
+            except ValueError as error:  # bad weights show up as an input check failing
+                stop_if_diverged(model, f"training {name}", epoch, error, optimizer.t > 0)
                 raise
             loss = -bound.mean()
             if not np.isfinite(loss.data):  # stop before a non-finite gradient reaches the weights
-                stop_if_diverged(model, name, epoch, float(-loss.data))
+                stop_if_diverged(model, f"training {name}", epoch, float(-loss.data))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -159,7 +176,14 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
         seconds = time.perf_counter() - start
         if hasattr(model, "on_epoch_end"):
             model.on_epoch_end(epoch)  # e.g. a temperature schedule
-        test_elbo = mean_elbo(model, test_x, noise_rng)
+        test_name = f"test {test_metric_name(model)}"
+        try:
+            test_elbo = mean_elbo(model, test_x, noise_rng)
+        except ValueError as error:
+            stop_if_diverged(model, test_name, epoch, error, optimizer.t > 0)
+            raise
+        if not np.isfinite(test_elbo):
+            stop_if_diverged(model, test_name, epoch, test_elbo)
         for key, value in (("epoch", epoch), (train_key, bound_sum / seen),
                            ("test_elbo", test_elbo), ("seconds", seconds)):
             metrics[key].append(value)
@@ -169,26 +193,32 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
         # the checkpoint first: it is what a resumed run reads, metrics.json only a copy
         save_run(checkpoint, config, epoch, int(train_pixels.shape[1]), model, optimizer,
                  generators, metrics)
-        write_json(out / "metrics.json", metrics)
+        write_json(out / RUN_FILES["metrics"], metrics)
 
     write_pictures(model, test_x, metrics, out, np.random.default_rng(config.seed))
     return metrics
 
 
-def stop_if_diverged(model, name: str, epoch: int, symptom) -> None:
-    """Raise FloatingPointError if training has diverged: the bound is not finite (``symptom`` a
-    number) or the weights are (``symptom`` the error an input check raised because of them).
+def stop_if_diverged(model, bound: str, epoch: int, symptom, stepped: bool = False) -> None:
+    """Raise FloatingPointError if training has diverged: the ``bound`` (e.g. "training ELBO")
+    is not finite (``symptom`` a number), or the model rejects its input (``symptom`` the
+    error of an input check) because its weights are no longer finite or, after ``stepped``
+    optimizer steps, have left the range in which the model can work (a log-variance beyond
+    the float range, say).  An untrained model's error is the input's fault: it returns.
 
     The checkpoint of the last finished epoch is left as it was.
     """
     if isinstance(symptom, Exception):
-        if all(np.isfinite(p.data).all() for p in model.parameters()):
+        finite = all(np.isfinite(p.data).all() for p in model.parameters())
+        if finite and not stepped:
             return  # a genuine input error, not divergence
-        cause = f"its weights are no longer finite ({symptom})"
+        cause = (f"its weights are no longer finite ({symptom})" if not finite else
+                 f"its weights have grown out of the model's working range ({symptom})")
     else:
-        cause = f"the training {name} became {symptom}"
-    raise FloatingPointError(f"training diverged in epoch {epoch}: {cause}; the checkpoint of the "
-                             f"last finished epoch is intact; start again with a smaller --lr")
+        cause = f"the {bound} became {symptom}"
+    kept = f"the checkpoint of epoch {epoch - 1} is intact" if epoch > 1 else "nothing was saved"
+    raise FloatingPointError(f"training diverged in epoch {epoch}: {cause}; {kept}; start again "
+                             f"with a smaller --lr")
 
 
 def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,
@@ -197,12 +227,12 @@ def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,
     from minivae.io.plots import save_curve, save_image_grid, save_reconstructions
 
     shown = test_x[np.linspace(0, len(test_x) - 1, 20).astype(int)]  # spread over all classes
-    save_reconstructions(out / "recon.png", shown, model.reconstruct(shown), n=20)
-    save_image_grid(out / "samples.png", model.sample(100, rng), ncols=10,
+    save_reconstructions(out / RUN_FILES["recon"], shown, model.reconstruct(shown), n=20)
+    save_image_grid(out / RUN_FILES["samples"], model.sample(100, rng), ncols=10,
                     title="samples: decoder(z), z drawn from the prior")
     model_name = metrics["config"].get("model", "vae")
     name = bound_name(metrics["objective"], metrics["k"], model_name)
-    save_curve(out / "curve.png", metrics["epoch"],
+    save_curve(out / RUN_FILES["curve"], metrics["epoch"],
                {f"train {name}": metrics[train_metric(metrics["objective"])],
                 f"test {metrics.get('test_metric', 'ELBO')}": metrics["test_elbo"]},
                title=f"{model_name} on {metrics['config']['dataset']}, "

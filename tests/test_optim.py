@@ -97,6 +97,28 @@ def test_adam_state_dict_round_trip():
         b.load_state_dict({"t": np.array(1)})
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"t": np.array(-1)}, "Adam state t must be an integer ≥ 0, got -1"),
+    ({"t": np.array(2.0)}, "Adam state t must be an integer ≥ 0, got 2.0"),
+    ({"t": np.array([1, 2])}, "Adam state t must be an integer ≥ 0"),
+    ({"t": np.array(True)}, "Adam state t must be an integer ≥ 0"),
+    ({"m.0": np.array([0.0, np.nan, 0.0])}, "Adam state m.0 must be finite, got"),
+    ({"v.0": np.array([0.0, -1e-30, 0.0])}, "Adam state v.0 must be finite and ≥ 0, got"),
+    ({"v.0": np.array([np.inf, 0.0, 0.0])}, "Adam state v.0 must be finite and ≥ 0, got"),
+])
+def test_adam_refuses_a_state_no_run_can_reach(change, message):
+    """A step count of −1 would make the first bias correction 1 − β⁰ = 0 (a division by
+    zero), a negative v the square root of a negative number: refused, the state untouched."""
+    p = Tensor(np.zeros(3), requires_grad=True)
+    p.grad = np.array([1.0, 2.0, 3.0])
+    source = Adam([p])
+    source.step()
+    target = Adam([Tensor(np.zeros(3), requires_grad=True)])
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        target.load_state_dict({**source.state_dict(), **change})
+    assert target.t == 0
+
+
 @pytest.mark.parametrize("factory", [
     lambda p: Adam(p, lr=0.0), lambda p: Adam(p, lr=float("nan")), lambda p: SGD(p, lr=-1.0),
     lambda p: SGD(p, momentum=1.0), lambda p: Adam(p, betas=(1.0, 0.9)), lambda p: Adam([]),

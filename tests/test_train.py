@@ -2,11 +2,13 @@
 its agreement with the ELBO at k = 1, and the objective's settings in TrainConfig."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+from minivae.config import check_memory
 from minivae.data import binarize_dynamic, load_dataset
 from minivae.engine.tensor import no_grad
 from minivae.io.checkpoint import load_checkpoint
@@ -156,3 +158,74 @@ def test_config_rejects_bad_objective_settings(changes, message):
 def test_old_checkpoints_default_to_the_elbo():
     config = TrainConfig()
     assert (config.objective, config.k) == ("elbo", 1)
+
+
+@pytest.mark.parametrize("changes, error, message", [
+    # x[:n] with n = 0 would take every image, and n = -10 all but the last ten
+    ({"max_train": 0}, ValueError, "max_train must be a positive integer or None, got 0"),
+    ({"max_train": -10}, ValueError, "max_train must be a positive integer or None, got -10"),
+    ({"max_train": "abc"}, ValueError, "max_train must be a positive integer or None"),
+    ({"max_train": 2.5}, ValueError, "max_train must be a positive integer or None"),
+    ({"max_train": True}, ValueError, "max_train must be a positive integer or None"),
+    ({"max_test": 0}, ValueError, "max_test must be a positive integer or None, got 0"),
+    ({"seed": -1}, ValueError, "seed must be an integer ≥ 0, got -1"),
+    ({"seed": 1.5}, ValueError, "seed must be an integer ≥ 0"),
+    ({"hidden": (8, 0)}, ValueError, "every hidden width must be a positive integer"),
+    ({"hidden": "wide"}, TypeError, "hidden must be an int or a sequence of ints"),
+    ({"leaky_slope": float("inf")}, ValueError, "leaky_slope must be a finite number"),
+    ({"activation": "swish"}, ValueError, "activation must be one of"),
+    ({"dataset": "cifar"}, ValueError, "dataset must be one of"),
+    ({"model_options": {"n_classes": 4}}, ValueError,
+     "model_options holds n_classes, which model 'vae' does not take"),
+    ({"model": "categorical", "model_options": {"x_dim": 4}}, ValueError,
+     "model_options holds x_dim"),
+    ({"out": 3}, TypeError, "out must be a non-empty path"),
+    ({"out": ""}, TypeError, "out must be a non-empty path"),
+    ({"data_root": ["a"]}, TypeError, "data_root must be a non-empty path"),
+])
+def test_config_rejects_each_bad_field_by_name(changes, error, message):
+    with pytest.raises(error, match=message):
+        TrainConfig(**changes)
+
+
+def test_config_keeps_good_values_as_plain_types(tmp_path):
+    config = TrainConfig(max_train=np.int64(5), seed=np.int64(3), hidden=np.array([4, 2]),
+                         out=tmp_path, data_root=tmp_path)
+    assert (config.max_train, config.seed, config.hidden) == (5, 3, (4, 2))
+    assert type(config.max_train) is int and type(config.seed) is int
+    assert config.out == str(tmp_path) and config.data_root == str(tmp_path)
+    assert json.loads(json.dumps(dataclasses.asdict(config)))["out"] == str(tmp_path)
+
+
+@pytest.mark.parametrize("limit, message", [
+    (0, "max_test must be a positive integer or None, got 0"),
+    (-10, "max_test must be a positive integer or None, got -10"),
+    (501, "max_test must be at most the 500 images of the test split of mnist-5k, got 501"),
+])
+def test_a_limit_set_after_the_config_was_made_is_checked_where_it_slices(limit, message):
+    """The attribute can be assigned past __post_init__ (as evaluate --n once did): the slice
+    itself refuses a limit that is not a count of images there are."""
+    config = TrainConfig(dataset="mnist-5k")
+    config.max_test = limit
+    with pytest.raises(ValueError, match=message):
+        load_binary_split(config, "test")
+    config.max_test = 500
+    assert len(load_binary_split(config, "test")) == 500
+
+
+def test_sizes_that_cannot_fit_are_refused_up_front():
+    """The estimate counts the VAE's weights exactly (an independent count: the model's own
+    parameters), and names the field that makes the run too large."""
+    config = TrainConfig(hidden=(40, 30), z_dim=5)
+    model = build_model(config, 784, np.random.default_rng(0))
+    weights = sum(p.data.size for p in model.parameters())
+    floats = 4 * weights + 1000 * (784 + 40 + 30 + 10 + 5 + 30 + 40 + 784) * 4  # one batch
+    check_memory(config, 784, 60_000, available=floats * 4)  # float32: 4 bytes, just fits
+    with pytest.raises(MemoryError, match=r"^hidden \[40, 30\] is too large"):
+        check_memory(config, 784, 60_000, available=floats * 4 - 1)
+    iwae = TrainConfig(hidden=(40, 30), z_dim=5, objective="iwae", k=100, batch_size=50)
+    with pytest.raises(MemoryError, match=r"^k 100 is too large: a training batch of 50 images"):
+        check_memory(iwae, 784, 60_000, available=floats * 4)
+    # the batch never holds more images than the data
+    check_memory(TrainConfig(hidden=(40, 30), z_dim=5, batch_size=10**9), 784, 1000,
+                 available=floats * 4)

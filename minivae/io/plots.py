@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from minivae import checks
 from minivae.io.atomic import PathLike, atomic_write
+from minivae.io.lock import make_folder
 
 SCREEN_PIXELS_PER_IMAGE_PIXEL = 3  # a 28x28 digit becomes 84x84 on screen
 SEPARATOR_VALUE = 0.25  # light grey under gray_r: visible between tiles, not mistaken for ink
@@ -110,10 +111,9 @@ def save_png(figure: Figure, path: PathLike, tight_layout: bool = False) -> Path
 
 
 def output_folder(path: PathLike) -> Path:
-    """``path`` as a Path to a folder that exists (created with its parents if missing)."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """``path`` as a Path to a folder that exists (created with its parents if missing; a
+    NotADirectoryError naming it when it or a folder above it is a file)."""
+    return make_folder(path)
 
 
 def _show_grid(figure: Figure, grid: np.ndarray, rect: Sequence[float]):

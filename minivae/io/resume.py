@@ -44,12 +44,17 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.config import build_model, stored_config
+from minivae import checks
+from minivae.config import TrainConfig, build_model, stored_config
 from minivae.engine.tensor import Tensor
 from minivae.io.checkpoint import CheckpointError, check_arrays, load_checkpoint, save_checkpoint
 from minivae.optim import Adam
 
-CHECKPOINT_NAME = "checkpoint.npz"
+# Every file a run writes into its folder, by role: the one list that the training loop, the
+# command line's report and the clean-up of a killed run's temporary files all read.
+RUN_FILES = {"checkpoint": "checkpoint.npz", "metrics": "metrics.json", "recon": "recon.png",
+             "samples": "samples.png", "curve": "curve.png"}
+CHECKPOINT_NAME = RUN_FILES["checkpoint"]
 OPTIMIZER_PREFIX, MODEL_EXTRA_PREFIX = "_adam.", "_model."
 # Config fields a resumed run may change: where files go and come from, and the total length.
 RESUMABLE_CHANGES = ("epochs", "out", "data_root")
@@ -122,12 +127,13 @@ def _plain(value):
 
 
 def check_same_run(path: Path, stored: dict, config) -> None:
-    """ValueError listing every field, old → new, in which ``config`` differs from the stored
-    config other than ``RESUMABLE_CHANGES``."""
-    current = _plain(dataclasses.asdict(config))
-    changed = [f"{field} {stored.get(field, '(missing)')!r} → {value!r}"
-               for field, value in current.items()
-               if field not in RESUMABLE_CHANGES and stored.get(field) != value]
+    """ValueError listing every field, old → new, in which ``config`` (a config, or a dict of
+    some of its fields) differs from the stored config other than ``RESUMABLE_CHANGES``."""
+    current = _plain(config if isinstance(config, dict) else dataclasses.asdict(config))
+    changed = [f"{field} {stored.get(field, '(missing)')!r} → {current[field]!r}"
+               for field in (f.name for f in dataclasses.fields(TrainConfig))
+               if field in current and field not in RESUMABLE_CHANGES
+               and stored.get(field) != current[field]]
     if changed:
         raise ValueError(f"cannot resume {path}: the config differs from the run's in "
                          f"{'; '.join(changed)} (only {', '.join(RESUMABLE_CHANGES)} may "
@@ -146,7 +152,11 @@ def resume_config(out, **overrides):
     path = Path(out) / CHECKPOINT_NAME
     _, meta = load_resumable(path)
     saved = stored_config(path, meta["config"])
-    config = dataclasses.replace(saved, out=str(out), **overrides)
+    try:
+        config = dataclasses.replace(saved, out=str(out), **overrides)
+    except (TypeError, ValueError):
+        check_same_run(path, meta["config"], overrides)  # a change says more than its value
+        raise
     check_same_run(path, meta["config"], config)
     return config
 
@@ -194,10 +204,13 @@ def restore_run(saved: tuple[dict, dict], path: Path, model, optimizer: Adam,
     keys = ("epoch", train_key, "test_elbo", "seconds")
     if not (isinstance(saved_metrics, dict)
             and all(isinstance(saved_metrics.get(k), list) and len(saved_metrics[k]) == epoch
-                    for k in keys)):
-        raise CheckpointError(f"{path}: 'metrics' must hold lists {keys} of {epoch} entries "
-                              f"each (one per finished epoch)")
+                    and all(_is_number(value) for value in saved_metrics[k]) for k in keys)
+            and saved_metrics["epoch"] == list(range(1, epoch + 1))):
+        raise CheckpointError(f"{path}: 'metrics' must hold lists {keys} of {epoch} numbers "
+                              f"each (one per finished epoch, 'epoch' counting 1 to {epoch})")
     try:
+        for name, value in arrays.items():  # as strict as the weights: no NaN in any state
+            checks.finite(value, f"array {name!r}")
         model.load_state_dict({k: v for k, v in arrays.items() if not k.startswith("_")})
         optimizer.load_state_dict({k[len(OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
                                    if k.startswith(OPTIMIZER_PREFIX)})
@@ -206,18 +219,50 @@ def restore_run(saved: tuple[dict, dict], path: Path, model, optimizer: Adam,
                 target = getattr(model, name[len(MODEL_EXTRA_PREFIX):])
                 (target.data if isinstance(target, Tensor) else target)[...] = value
         for name, (kind, value) in state["scalars"].items():
+            if kind != extra["scalars"][name][0]:
+                raise TypeError(f"model scalar {name!r} must be of kind "
+                                f"{extra['scalars'][name][0]!r}, got {kind!r}")
             setattr(model, name, {"bool": bool, "int": int, "float": float}.get(
                 kind, np.dtype(kind).type)(value))
         for name, value in state["generators"].items():
-            getattr(model, name).bit_generator.state = value
+            restore_generator(getattr(model, name), value, f"the model's generator {name!r}")
         for name, rng in generators.items():
-            rng.bit_generator.state = meta["rng"][name]
-    except (TypeError, ValueError, KeyError) as error:
+            restore_generator(rng, meta["rng"][name], f"the {name} generator")
+    # OverflowError: an integer beyond what the generator or the scalar's dtype holds
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
         raise CheckpointError(f"{path}: cannot restore the run state: "
                               f"{type(error).__name__}: {error}") from None
     for key in keys:
         metrics[key] = list(saved_metrics[key])
     return epoch
+
+
+def _is_number(value) -> bool:
+    """A real number as JSON holds it (a bool is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def restore_generator(rng: np.random.Generator, state, name: str) -> None:
+    """Give ``rng`` the saved ``state`` if it is a state its bit generator can have: the form
+    of its own state (the same keys, the bit generator's name, integers ≥ 0 where it has
+    integers), accepted by the bit generator and read back unchanged.  A ValueError naming
+    the generator otherwise (or an OverflowError for an integer wider than the state's)."""
+    if not _same_form(state, rng.bit_generator.state):
+        raise ValueError(f"{name}: {state!r} is not a state of a "
+                         f"{type(rng.bit_generator).__name__} bit generator")
+    rng.bit_generator.state = state
+    if rng.bit_generator.state != state:  # e.g. a float silently truncated
+        raise ValueError(f"{name}: {state!r} does not read back as it was written")
+
+
+def _same_form(value, like) -> bool:
+    """Whether ``value`` has the form of the bit-generator state ``like``."""
+    if isinstance(like, dict):
+        return (isinstance(value, dict) and set(value) == set(like)
+                and all(_same_form(value[key], like[key]) for key in like))
+    if isinstance(like, int):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value == like  # the bit generator's name
 
 
 def remove_stale_temporary_files(out: Path) -> None:
@@ -226,7 +271,7 @@ def remove_stale_temporary_files(out: Path) -> None:
     They never take a real file's name, so they cannot be loaded by mistake; this only keeps a
     run folder that was interrupted many times from filling up with dead files.
     """
-    for target in (CHECKPOINT_NAME, "metrics.json"):
+    for target in RUN_FILES.values():
         for stale in out.glob(f".{target}.*{Path(target).suffix}"):
             stale.unlink(missing_ok=True)
 
@@ -260,5 +305,10 @@ def load_model(path) -> tuple:
     except CheckpointError as error:
         raise CheckpointError(f"{path} does not fit the model built from its config: "
                               f"{error}") from None
+    try:  # training never saves weights that are not finite: such a file was damaged
+        for name, value in parameters.items():
+            checks.finite(value, f"array {name!r}")
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from None
     model.load_state_dict(parameters)
     return model, config

@@ -17,11 +17,13 @@ from minivae.io.resume import load_model, resume_config
 from minivae.train import train
 from tests.helpers import assert_same_arrays, tiny_config
 
+DIGITS = functools.lru_cache(load_dataset)  # shared by the tests of this file
+
 
 @pytest.fixture(autouse=True)
 def fast_runs(monkeypatch):
     """Read the embedded digits once and skip the pictures: neither is part of the run state."""
-    monkeypatch.setattr(training, "load_dataset", functools.lru_cache(load_dataset))
+    monkeypatch.setattr(training, "load_dataset", DIGITS)
     monkeypatch.setattr(training, "write_pictures", lambda *args, **kwargs: None)
 
 
@@ -278,3 +280,93 @@ def test_a_copied_run_folder_resumes(trained, tmp_path):
     original_meta = load_checkpoint(trained)[1]
     assert copied["test_elbo"][0] == original_meta["metrics"]["test_elbo"][0]
     assert dataclasses.asdict(tiny_config(tmp_path, 2))["out"] == copied["config"]["out"]
+
+
+# -- a run state that no run could have written ------------------------------------------------
+
+
+def set_in(path: tuple, value):
+    """A change that sets ``meta[path[0]][path[1]]...`` (or an array, for a str path)."""
+    def change(arrays, meta):
+        if isinstance(path, str):
+            arrays[path] = value(arrays[path]) if callable(value) else value
+            return
+        target = meta
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+def poke(index, value):
+    """An array copy with ``value`` at ``index``."""
+    def change(array):
+        array = array.copy()
+        array[index] = value
+        return array
+    return change
+
+
+def drop_noise(arrays, meta):
+    del meta["rng"]["noise"]
+
+
+IMPOSSIBLE_STATES = {
+    "adam step -1": (set_in("_adam.t", np.array(-1)), "Adam state t must be an integer ≥ 0"),
+    "adam step 1.5": (set_in("_adam.t", np.array(1.5)), "'_adam.t': expected dtype int64"),
+    "adam steps": (set_in("_adam.t", np.array([1, 2])), "'_adam.t': expected shape ()"),
+    "adam m nan": (set_in("_adam.m.0", poke(0, np.nan)), "'_adam.m.0' must be finite"),
+    "adam v negative": (set_in("_adam.v.0", poke(5, -1.0)),
+                        "Adam state v.0 must be finite and ≥ 0"),
+    "weight inf": (set_in("decoder.layers.0.bias", poke(0, np.inf)),
+                   "'decoder.layers.0.bias' must be finite"),
+    "rng negative": (set_in(("rng", "data", "state", "state"), -1),
+                     "the data generator: {'bit_generator': 'PCG64'"),
+    "rng too wide": (set_in(("rng", "data", "state", "state"), 2**200), "OverflowError"),
+    "rng just too wide": (set_in(("rng", "noise", "state", "inc"), 2**128 + 1), "OverflowError"),
+    "rng float": (set_in(("rng", "noise", "state", "state"), 1.5), "the noise generator"),
+    "rng bool": (set_in(("rng", "noise", "has_uint32"), True), "the noise generator"),
+    "rng of another kind": (set_in(("rng", "data", "bit_generator"), "MT19937"),
+                            "not a state of a PCG64 bit generator"),
+    "rng not a dict": (set_in(("rng", "data"), [1, 2]), "the data generator"),
+    "rng missing": (drop_noise, "KeyError"),
+    "metric not a number": (set_in(("metrics", "test_elbo"), ["-90"]), "'metrics' must hold"),
+    "epochs miscounted": (set_in(("metrics", "epoch"), [7]), "'epoch' counting 1 to 1"),
+}
+
+
+@pytest.mark.parametrize("name", IMPOSSIBLE_STATES)
+def test_an_impossible_run_state_is_refused_naming_the_file(trained, tmp_path, name):
+    """A run state edited and signed again (the digest guards against accidents only) that no
+    run could have written: a CheckpointError naming the file, not a ZeroDivisionError or an
+    OverflowError from deep inside the first step."""
+    change, message = IMPOSSIBLE_STATES[name]
+    path = tmp_path / "checkpoint.npz"
+    arrays, meta = load_checkpoint(trained)
+    change(arrays, meta)
+    save_checkpoint(path, arrays, meta)
+    with pytest.raises(CheckpointError) as error:
+        train(tiny_config(tmp_path, 2), progress=False, resume=True)
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_a_model_generator_state_is_checked_as_strictly(tmp_path):
+    config = tiny_config(tmp_path, 1, **MODELS["vqvae_ema"])
+    train(config, progress=False)
+    path = tmp_path / "checkpoint.npz"
+    arrays, meta = load_checkpoint(path)
+    (name, state), = meta["model_state"]["generators"].items()
+    state["state"]["state"] = -5
+    save_checkpoint(path, arrays, meta)
+    with pytest.raises(CheckpointError, match=f"the model's generator '{name}'"):
+        train(tiny_config(tmp_path, 2, **MODELS["vqvae_ema"]), progress=False, resume=True)
+
+
+def test_a_model_scalar_of_another_kind_is_refused(tmp_path):
+    train(tiny_config(tmp_path, 1, **MODELS["categorical"]), progress=False)
+    path = tmp_path / "checkpoint.npz"
+    arrays, meta = load_checkpoint(path)
+    meta["model_state"]["scalars"]["temperature"] = ["int", 3]
+    save_checkpoint(path, arrays, meta)
+    with pytest.raises(CheckpointError, match="'temperature' must be of kind 'float'"):
+        train(tiny_config(tmp_path, 2, **MODELS["categorical"]), progress=False, resume=True)
