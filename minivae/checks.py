@@ -213,9 +213,8 @@ def log_density(value, name: str) -> np.ndarray:
     data = values(value)
     if data.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be real numbers (log-densities), got {describe(value)}")
-    data = data.astype(np.float64)
     require(data < np.inf, name, "log-densities (−∞ allowed; no NaN or +∞)", data)
-    return data
+    return data.astype(np.float64)
 
 
 def unit_interval(pixels, name: str = "pixels") -> np.ndarray:
