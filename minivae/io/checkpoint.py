@@ -23,6 +23,7 @@ rule each, used by both.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -191,6 +192,8 @@ def load_checkpoint(path: PathLike, require_checksum: bool = False
     tests/io/test_hostile_files.py::test_deflate_bomb_is_refused_before_inflating
     """
     source = Path(path)
+    if not os.path.lexists(source):  # the message the command line shows
+        raise FileNotFoundError(errno.ENOENT, "checkpoint not found", str(source))
     with open_regular(source, CheckpointError) as file:
         head = file.read(len(np.lib.format.MAGIC_PREFIX))
         file.seek(0)
