@@ -13,9 +13,13 @@ test ELBOs are comparable across epochs, runs and objectives.
 
 Runs are reproducible and resumable.  Every random draw comes from three generators spawned
 from ``config.seed`` (weights, data order and binarization, model noise), so one seed gives
-bit-identical runs on one machine.  After every epoch ``checkpoint.npz`` stores everything the
-next epoch reads, and ``train(config, resume=True)`` continues from it, bit-identical to a run
-that was never interrupted; minivae/io/resume.py says what the checkpoint holds and why.
+bit-identical runs on one machine with one BLAS thread count.  After every epoch
+``checkpoint.npz`` stores everything the next epoch reads, and ``train(config, resume=True)``
+continues from it, bit-identical to a run that was never interrupted (with that thread count);
+minivae/io/resume.py says what the checkpoint holds and why.  The thread count matters because
+BLAS splits a matrix product differently over one thread and over several, which changes the
+last bits of the sums; by default it follows the machine's load (``minivae.threads``), and
+``minivae.set_num_threads(n)``, ``--threads N`` or OMP_NUM_THREADS pins it.
 
 Verified by: tests/models/test_vae.py::test_training_on_real_digits_lowers_negative_elbo,
 tests/test_train.py::test_iwae_training_raises_the_bound_on_real_digits
@@ -29,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from minivae import checks
+from minivae import checks, threads
 from minivae.config import TrainConfig, build_model, check_memory
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import Tensor, no_grad
@@ -156,8 +160,10 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
         # a fresh binarization every epoch
         train_x = binarize_dynamic(train_pixels, data_rng) if binary else train_pixels
         n_batches = -(-len(train_x) // config.batch_size)
-        bar = tqdm(minibatches(train_x, config.batch_size, data_rng), total=n_batches,
-                   desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        # threads.adaptive times the steps to pick BLAS's thread count (minivae.threads)
+        bar = tqdm(threads.adaptive(minibatches(train_x, config.batch_size, data_rng)),
+                   total=n_batches, desc=f"epoch {epoch}/{config.epochs}",
+                   disable=not progress, leave=False)
         for x in bar:
             try:
                 bound = training_bound(model, x, config, noise_rng)  # (B,)
@@ -172,7 +178,8 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
             optimizer.step()
             bound_sum += float(bound.data.sum(dtype=np.float64))
             seen += len(x)
-            bar.set_postfix({name: f"{bound_sum / seen:.2f}"}, refresh=False)
+            bar.set_postfix({name: f"{bound_sum / seen:.2f}", "threads": threads.POLICY.label},
+                            refresh=False)
         seconds = time.perf_counter() - start
         if hasattr(model, "on_epoch_end"):
             model.on_epoch_end(epoch)  # e.g. a temperature schedule

@@ -22,6 +22,11 @@ for name, derandomize, max_examples in (("ci", True, 50), ("dev", False, 250)):
                               suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# One BLAS thread for the whole suite, here and in every process it starts: a run is
+# bit-identical to another only with the same thread count (minivae/threads.py), and the tests
+# compare runs bit for bit.  The measuring policy has its own tests (tests/test_threads.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:

@@ -137,6 +137,8 @@ TRAIN_CASES = [
     (["--hidden", "0"], 2, ["every --hidden width must be a positive integer"]),
     (["--hidden", "8", "-5"], 2, ["every --hidden width must be a positive integer"]),
     (["--seed", "-1"], 2, ["--seed must be an integer ≥ 0"]),
+    (["--threads", "0"], 2, ["--threads must be a positive integer"]),
+    (["--threads", "two"], 2, ["--threads", "invalid int value"]),
     (["--leaky-slope", "nan"], 2, ["--leaky-slope must be a finite number"]),
     (["--dataset", "cifar"], 2, ["--dataset must be one of", "cifar"]),
     (["--objective", "iwae", "--k-train", "0"], 2, ["--k-train must be a positive integer"]),
@@ -197,6 +199,8 @@ EVALUATE_CASES = [
     (["--checkpoint", "{checkpoint}", "--k", "0"], 2, ["--k must be a positive integer"]),
     (["--checkpoint", "{checkpoint}", "--k", "-3"], 2, ["--k must be a positive integer"]),
     (["--checkpoint", "{checkpoint}", "--seed", "-1"], 2, ["--seed must be an integer ≥ 0"]),
+    (["--checkpoint", "{checkpoint}", "--threads", "-2"], 2,
+     ["--threads must be a positive integer"]),
 ]
 
 TOP_CASES = [([], 2, ["command"]), (["frob"], 2, ["invalid choice", "frob"])]

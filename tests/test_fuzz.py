@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivae.data import binarize_dynamic, binarize_static, minibatches
-from minivae.engine.gradcheck import gradcheck
+from minivae.engine.gradcheck import GradcheckError, gradcheck
 from minivae.engine.tensor import Tensor
 from minivae.nn import MLP, Linear
 from minivae.optim import SGD, Adam
@@ -39,6 +39,17 @@ def optimizer_steps(optimizer, settings, grad):
     return weight.data
 
 
+def checked_tanh(x, eps, atol, rtol, n_directions):
+    """gradcheck's verdict on tanh: True, or False where the settings cannot confirm the
+    gradient (a large step ``eps`` or tiny tolerances make a correct VJP fail; that
+    GradcheckError is gradcheck working, not a broken contract)."""
+    try:
+        return gradcheck(lambda t: t.tanh(), x, eps=eps, atol=atol, rtol=rtol,
+                         n_directions=n_directions)
+    except GradcheckError:
+        return False
+
+
 def batches(x, batch_size, shuffle, drop_last):
     return list(minibatches(x, batch_size, np.random.default_rng(0), shuffle, drop_last))
 
@@ -63,8 +74,7 @@ ENTRIES = [
     Entry("binarize_static", binarize_static, dict(pixels=PIXELS, threshold=0.5)),
     Entry("minibatches", batches, dict(x=PIXELS, batch_size=4, shuffle=True, drop_last=False),
           wild=dict(batch_size=SMALL)),
-    Entry("gradcheck", lambda x, eps, atol, rtol, n_directions: gradcheck(
-        lambda t: t.tanh(), x, eps=eps, atol=atol, rtol=rtol, n_directions=n_directions),
+    Entry("gradcheck", checked_tanh,
           dict(x=rng.standard_normal(3), eps=1e-6, atol=1e-5, rtol=1e-4, n_directions=2),
           wild=dict(n_directions=SMALL)),
 ]

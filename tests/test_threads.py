@@ -123,3 +123,19 @@ def test_set_num_threads_changes_what_blas_uses():
     for bad in (0, -1, 1.5, "2", True):
         with pytest.raises(ValueError, match="n must be a positive integer"):
             threads.set_num_threads(bad)
+
+
+def test_the_real_policy_measures_real_steps_and_sets_blas(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    for name in threads.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "_state", {"explicit": None, "controller": None})
+    policy = ThreadPolicy(candidates=(1, 2), trial_steps=2)
+    a, b = np.ones((256, 256)), np.ones((256, 256))
+    for _ in policy.steps(range(20)):
+        a @ b
+    assert policy.chosen in (1, 2) and policy.label == f"{policy.chosen} (auto)"
+    blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+            if lib["user_api"] == "blas"]
+    assert blas and set(blas) == {policy.chosen}
+    threads.limit(1)  # the suite's own setting (tests/conftest.py)
