@@ -5,11 +5,13 @@ one over all cores; on a busy laptop the same threads wait for each other and a 
 many times longer than on one thread (see docs/PERFORMANCE.md, "Threads on a busy machine").
 Which is faster depends on the load *now*, so ``adaptive`` times the steps of the loop it
 wraps: a few steps with the current count (one thread at first), then a few with each other
-count, and keeps the fastest.  A count whose first timed step is more than twice as slow as
-the best so far is dropped at once, so a trial costs a couple of steps at a bad setting.  It
-measures again when the step time drifts by more than half (the load changed) and on a
-schedule that starts at ``recheck_seconds`` and doubles, up to ten minutes, while the choice
-stays the same (a load that went away does not change a one-thread step's time).
+count, and keeps the fastest.  A count whose first step is more than twice as slow as the
+best so far is dropped at once, so a trial costs one step at a bad setting.  It measures again
+when the step time changes by more than a factor ``drift`` (the load changed: other programs
+started or ended), and on a schedule that starts at ``recheck_seconds`` and doubles, up to ten
+minutes, while the choice stays the same (a load that went away hardly changes a one-thread
+step's time).  On a machine whose load flickers, each trial that confirms the choice doubles
+the time before a change of step time may start the next one (from ``drift_gap`` seconds).
 
 Whoever states a count wins and nothing is measured: ``set_num_threads(n)``, the CLI's
 ``--threads N``, or one of the environment variables in ``ENVIRONMENT`` (set before Python
@@ -80,18 +82,19 @@ class ThreadPolicy:
     MAX_RECHECK_SECONDS = 600.0
 
     def __init__(self, candidates: tuple[int, ...] | None = None, trial_steps: int = 4,
-                 recheck_seconds: float = 30.0, drift: float = 0.5, clock=time.perf_counter,
-                 apply=limit, explicit=explicit_threads):
+                 recheck_seconds: float = 30.0, drift: float = 2.0, drift_gap: float = 1.0,
+                 clock=time.perf_counter, apply=limit, explicit=explicit_threads):
         self.candidates = tuple(candidates or sorted({1, cores()}))
         self.trial_steps = checks.integer(trial_steps, "trial_steps", 1)
         self.recheck_seconds = checks.real(recheck_seconds, "recheck_seconds", 0.0)
-        self.drift = checks.real(drift, "drift", 0.0, low_open=True)
+        self.drift = checks.real(drift, "drift", 1.0, low_open=True)
+        self.drift_gap = checks.real(drift_gap, "drift_gap", 0.0)
         self.clock, self.apply, self.explicit = clock, apply, explicit
         self.chosen: int | None = None
         self.history: list[tuple[int, float]] = []  # (threads chosen, its median step seconds)
         self._trials: dict[int, list[float]] = {}  # threads → step seconds, while measuring
         self._testing = self._settled_at = self._baseline = None
-        self._interval = self.recheck_seconds
+        self._interval, self._gap = self.recheck_seconds, self.drift_gap
         self._recent: list[float] = []
 
     @property
@@ -142,10 +145,10 @@ class ThreadPolicy:
             return self._watch(seconds)
         times = self._trials[self._testing]
         times.append(seconds)  # times[0] is a warm-up: the first step after a switch pays
-        timed = times[1:]      # for waking or parking threads
-        medians = [statistics.median(t[1:]) for t in self._trials.values() if len(t) > 1
-                   and t is not times and len(t) > self.trial_steps]
-        hopeless = timed and medians and min(timed) > 2 * min(medians)
+        timed = times[1:]      # for waking or parking threads, so it is not in the median
+        medians = [statistics.median(t[1:]) for t in self._trials.values()
+                   if t is not times and len(t) > self.trial_steps]
+        hopeless = medians and min(times) > 2 * min(medians)
         if len(timed) >= self.trial_steps or hopeless:
             untested = [n for n, t in self._trials.items() if not t]
             self._switch(untested[0]) if untested else self._settle()
@@ -154,20 +157,23 @@ class ThreadPolicy:
         """Between trials: measure again if the step time drifted or the schedule says so."""
         window = 2 * self.trial_steps
         self._recent = (self._recent + [seconds])[-window:]
-        drifted = (len(self._recent) == window and
-                   abs(statistics.median(self._recent) / self._baseline - 1) > self.drift)
-        if drifted:
-            self._interval = self.recheck_seconds
+        ratio = statistics.median(self._recent) / self._baseline
+        since = self.clock() - self._settled_at
+        if (len(self._recent) == window and not 1 / self.drift < ratio < self.drift
+                and since > self._gap):
             self._start_trials(current=self._recent)
-        elif self.clock() - self._settled_at > self._interval:
+        elif since > self._interval:
             self._start_trials()
 
     def _settle(self) -> None:
-        medians = {n: statistics.median(t[1:]) for n, t in self._trials.items() if len(t) > 1}
+        # a count dropped after its warm-up step is judged by that step
+        medians = {n: statistics.median(t[1:] or t) for n, t in self._trials.items() if t}
         best = min(medians, key=medians.get)
-        same = best == self.chosen
-        self._interval = (min(2 * self._interval, self.MAX_RECHECK_SECONDS) if same
-                          else self.recheck_seconds)
+        if best == self.chosen:  # confirmed: look again later than last time
+            self._interval = min(2 * self._interval, self.MAX_RECHECK_SECONDS)
+            self._gap = min(2 * self._gap, self._interval)
+        else:
+            self._interval, self._gap = self.recheck_seconds, self.drift_gap
         self.chosen, self._baseline = best, medians[best]
         self.history.append((best, medians[best]))
         self._recent, self._trials, self._settled_at = [], {}, self.clock()

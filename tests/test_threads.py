@@ -40,7 +40,7 @@ def run(policy, machine, n_steps):
 
 def new_policy(machine, **options):
     return ThreadPolicy(candidates=(2, 1), clock=machine.clock, apply=machine.apply,
-                        explicit=lambda: None, **options)
+                        explicit=lambda: None, **{"drift_gap": 0.0, **options})
 
 
 @pytest.mark.parametrize("load, best", [("idle", 2), ("busy", 1)])
@@ -139,3 +139,21 @@ def test_the_real_policy_measures_real_steps_and_sets_blas(monkeypatch):
             if lib["user_api"] == "blas"]
     assert blas and set(blas) == {policy.chosen}
     threads.limit(1)  # the suite's own setting (tests/conftest.py)
+
+
+def test_a_flickering_load_does_not_keep_it_measuring():
+    # one thread's step takes 10 ms with a core of its own and 25 ms sharing one, in turns of
+    # 20 steps; two threads always take 100 ms.  Every turn changes the step time by more than
+    # the drift factor, but each trial that confirms one thread doubles the wait for the next.
+    cost = {"own": {2: 0.100, 1: 0.010}, "shared": {2: 0.100, 1: 0.025}}
+    machine = Machine(cost)
+    machine.load = "own"
+    policy = ThreadPolicy(candidates=(1, 2), clock=machine.clock, apply=machine.apply,
+                          explicit=lambda: None, drift_gap=0.5)
+    chosen = []
+    for turn in range(100):  # 2,000 steps, about 35 s
+        machine.load = ("own", "shared")[turn % 2]
+        chosen += run(policy, machine, 20)
+    assert policy.chosen == 1
+    assert len(policy.history) <= 12  # gaps of 0.5, 1, 2, 4, 8, 16, 30 s ... in 35 s
+    assert chosen.count(2) <= 12  # one step at two threads per trial
