@@ -28,6 +28,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True)
+def outputs_stay_in_tmp_path():
+    """Every test writes under its tmp_path: the default output folders of the command line
+    and the demos (runs/vae, runs/demo, ...) are relative to the working directory, which under
+    `make test` is the user's checkout, so a test that used one would leave a folder there."""
+    runs = Path.cwd() / "runs"
+    before = sorted(runs.iterdir()) if runs.is_dir() else None
+    yield
+    after = sorted(runs.iterdir()) if runs.is_dir() else None
+    assert after == before, f"the test wrote into {runs}: give it an output under tmp_path"
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A fresh generator with a fixed seed, so each test sees the same numbers every run."""
