@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from minivae import checks
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic
 from minivae.engine.tensor import no_grad
 from minivae.io.json_text import write_json
@@ -41,7 +42,7 @@ SAMPLES_PER_CHUNK = 200
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/amortization_gap", help="output folder")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--n", type=int, default=100, help="test digits to measure")
@@ -170,4 +171,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from minivae import checks
+from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.io.plots import output_folder, save_image_grid
 from minivae.models import VAE
@@ -41,10 +42,9 @@ BINARIZATION_SEED = 12345  # one fixed binarization of the images that are encod
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/attribute_vectors", help="output folder")
-    parser.add_argument("--dataset", default="mnist-5k", choices=("mnist-5k", "mnist"))
-    parser.add_argument("--data-root", default=None, help="folder holding the MNIST files")
+    add_data_arguments(parser)
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint.npz from `python -m minivae train` (skips training)")
     parser.add_argument("--epochs", type=int, default=20)
@@ -95,7 +95,6 @@ def picture(decoded: np.ndarray, rows: int) -> np.ndarray:
 
 
 def main(args: argparse.Namespace) -> dict:
-    out = output_folder(args.out)
     digit_a, digit_b = args.digits
     train, test = (load_dataset(args.dataset, split, root=args.data_root)
                    for split in ("train", "test"))
@@ -104,6 +103,7 @@ def main(args: argparse.Namespace) -> dict:
     if checks.positive_int(args.max_train, "--max-train", optional=True):
         keep = np.random.default_rng(args.seed).permutation(len(train_labels))[:args.max_train]
         train_pixels, train_labels = train_pixels[keep], train_labels[keep]
+    out = output_folder(args.out)  # after data and checks: a failed start leaves no folder
     start = time.perf_counter()
     if args.checkpoint:
         from minivae.io.resume import load_model
@@ -166,4 +166,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

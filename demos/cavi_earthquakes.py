@@ -34,6 +34,7 @@ from matplotlib.patches import Circle
 
 from minivae import checks
 from minivae.cavi.poisson_gaussian import PoissonGaussianMixture
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.io.plots import new_figure, save_png
 
 STRENGTH_UNITS_PER_MAGNITUDE = 10  # S = round(10·M): tenths of a magnitude unit
@@ -42,7 +43,7 @@ COLUMN_NAMES = {"longitude": ("longitude", "lon"), "latitude": ("latitude", "lat
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/cavi_earthquakes", help="output folder")
     parser.add_argument("--csv", default=None, help="longitude, latitude, magnitude file")
     parser.add_argument("--K", type=int, default=4, help="number of epicentres")
@@ -204,4 +205,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

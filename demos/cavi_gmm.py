@@ -19,6 +19,7 @@ comparison is left out.
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 
@@ -26,13 +27,14 @@ import numpy as np
 
 from minivae import checks
 from minivae.cavi.bayesian_gmm import BayesianGaussianMixture, kmeans_plusplus_responsibilities
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.io.plots import new_figure, output_folder, save_png
 
 USED = 0.01  # components with a larger expected weight are drawn and called "used"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/cavi_gmm", help="output folder for the pictures")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first k-means++ start")
     parser.add_argument("--restarts", type=int, default=5,
@@ -210,4 +212,4 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

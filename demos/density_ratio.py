@@ -14,11 +14,13 @@ Writes two pictures to ``--out``:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from minivae import checks
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import Normal
 from minivae.divergences.discriminator import (
     LogisticDiscriminator,
@@ -33,7 +35,7 @@ LOC1, SCALE1, LOC0, SCALE0 = 1.0, 0.8, 0.0, 1.3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/density_ratio", help="output folder")
     parser.add_argument("--n", type=int, default=5000, help="draws from each distribution")
     parser.add_argument("--steps", type=int, default=500, help="Adam steps per discriminator")
@@ -142,6 +144,10 @@ def main(args: argparse.Namespace) -> list[Path]:
             jensen_shannon_figure(out / "jensen_shannon.png")]
 
 
-if __name__ == "__main__":
+def run() -> None:
     for written in main(parse_args()):
         print(f"wrote {written}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_reporting_errors(run))

@@ -15,11 +15,13 @@ held-out samples.  Writes bounds.png:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from minivae import Tensor, checks, kl_divergence, logsumexp
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import Normal
 from minivae.divergences.bounds import train_critic
 from minivae.engine.tensor import no_grad
@@ -33,7 +35,7 @@ LOC_P_1D, SCALE_P_1D, LOC_Q_1D, SCALE_Q_1D = 1.0, 0.7, 0.0, 1.0
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/divergence_bounds", help="output folder")
     parser.add_argument("--n", type=int, default=8000, help="samples of each distribution "
                         "(half of them held out)")
@@ -148,4 +150,4 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

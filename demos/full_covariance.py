@@ -27,6 +27,7 @@ and the approximation term is what the full covariance shrinks.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ import numpy as np
 from matplotlib.patches import Ellipse
 
 from minivae import checks
+from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.distributions import MultivariateNormal, scale_tril_from_unconstrained
 from minivae.engine.tensor import Tensor, no_grad
@@ -45,7 +47,6 @@ from minivae.objectives.likelihood import importance_sampling_log_likelihood, st
 from minivae.optim import Adam
 from minivae.train import TEST_BINARIZATION_SEED
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 Z_DIM = 2
 RADII = (1.0, 2.0)  # Mahalanobis radii: in 2-D, P(‖L⁻¹(z − μ)‖ ≤ r) = 1 − exp(−r²/2)
 MASSES = tuple(1.0 - np.exp(-0.5 * r * r) for r in RADII)  # 0.39, 0.86
@@ -55,10 +56,8 @@ COLUMNS = (("elbo", "test ELBO", 17), ("log_px", "log p(x)", 17), ("gap", "gap",
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="mnist-5k", choices=["mnist-5k", "mnist"])
-    parser.add_argument("--data-root", default=None,
-                        help=f"folder with the MNIST IDX files (default: {SHARED_MNIST})")
+    parser = demo_parser(__doc__.splitlines()[0])
+    add_data_arguments(parser)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -76,8 +75,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/full_covariance")
     args = parser.parse_args(argv)
-    if args.dataset == "mnist" and args.data_root is None:
-        args.data_root = str(SHARED_MNIST)
     for name in ("epochs", "batch_size", "k_eval", "elbo_draws", "n_test", "fit_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got "
@@ -331,4 +328,4 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae import checks
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset
 from minivae.distributions import DiagonalNormal
 from minivae.engine.tensor import Tensor, no_grad
@@ -42,7 +43,7 @@ PROBE_BATCH = 16  # images in the fixed batch the variances are measured on
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/gradient_estimators",
                         help="output folder for the picture")
     parser.add_argument("--steps", type=int, default=1000, help="training steps (Adam)")
@@ -150,4 +151,4 @@ def main(args: argparse.Namespace) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

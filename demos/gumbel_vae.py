@@ -21,6 +21,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from minivae import checks
+from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid, save_reconstructions
@@ -31,10 +32,9 @@ TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/gumbel_vae", help="output folder for the pictures")
-    parser.add_argument("--dataset", default="mnist-5k", choices=("mnist-5k", "mnist"))
-    parser.add_argument("--data-root", default=None, help="folder holding the MNIST files")
+    add_data_arguments(parser)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -61,7 +61,6 @@ def mean_in_batches(function, x: np.ndarray, batch_size: int = 500) -> float:
 
 
 def main(args: argparse.Namespace) -> dict:
-    out = output_folder(args.out)
     model_rng, data_rng, noise_rng = np.random.default_rng(args.seed).spawn(3)
     train_pixels = load_dataset(args.dataset, "train", root=args.data_root).pixels(np.float32)
     # a random subset (the files may be sorted by class); x[:0] or x[:-10] would not be one
@@ -69,6 +68,7 @@ def main(args: argparse.Namespace) -> dict:
         train_pixels = train_pixels[data_rng.permutation(len(train_pixels))[:args.max_train]]
     test_pixels = load_dataset(args.dataset, "test", root=args.data_root).pixels(np.float32)
     test_x = binarize_dynamic(test_pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
+    out = output_folder(args.out)  # after data and checks: a failed start leaves no folder
 
     model = CategoricalVAE(train_pixels.shape[1], hidden=tuple(args.hidden),
                            n_latents=args.n_latents, n_classes=args.n_classes, rng=model_rng,
@@ -102,7 +102,9 @@ def main(args: argparse.Namespace) -> dict:
     history["seconds"] = seconds
 
     shown = test_x[np.linspace(0, len(test_x) - 1, 20).astype(int)]  # spread over the classes
-    save_reconstructions(out / "recon.png", shown, model.reconstruct(shown), n=20)
+    save_reconstructions(out / "recon.png", shown, model.reconstruct(shown), n=20,
+                         title="test digits and their reconstructions from the most probable "
+                               "codes")
     save_image_grid(out / "samples.png", model.sample(100, np.random.default_rng(args.seed)),
                     ncols=10, title=f"decoded from codes c_n ~ Uniform({args.n_classes}), "
                                     f"n = 1..{args.n_latents}")
@@ -133,4 +135,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

@@ -21,10 +21,12 @@ Writes importance_sampling.png to ``--out`` and prints the table.  Runs in a few
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import Independent, Normal
 from minivae.io.plots import new_figure, save_png
 from minivae.models import LinearGaussian
@@ -40,7 +42,7 @@ BELOW_CHART = 12.0  # nats under log p(x) where the chart's y-axis stops
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/importance_sampling",
                         help="output folder for the picture")
     parser.add_argument("--max-samples", type=int, default=10_000,
@@ -140,4 +142,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

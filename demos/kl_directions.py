@@ -15,11 +15,13 @@ Prints the table of which KL direction each kind of access to p allows, and the 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from minivae import checks
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import GaussianMixture
 from minivae.divergences.kl_directions import (
     fit_forward_kl,
@@ -37,7 +39,7 @@ STARTS = (("started left", -1.0, 0.5, "tab:blue"), ("started right", 1.0, 0.5, "
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/kl_directions", help="output folder")
     parser.add_argument("--separation", type=float, default=3.0, help="m: modes at ±m")
     parser.add_argument("--width", type=float, default=1.0, help="s: each mode's std")
@@ -157,4 +159,4 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

@@ -13,11 +13,13 @@ Writes two pictures to ``--out`` and prints the fields as text grids:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.io.plots import new_figure, output_folder, save_png
 from minivae.topics.masks import causal_mask, receptive_field
 
@@ -28,7 +30,7 @@ PAIRS = ("AA", "AB", "BA", "BB")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/masked_receptive_fields",
                         help="output folder for the pictures")
     return parser.parse_args(argv)
@@ -169,4 +171,4 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

@@ -15,11 +15,13 @@ Writes three pictures to ``--out``:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from minivae import checks
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import (
     Categorical,
     Exponential,
@@ -30,7 +32,7 @@ from minivae.io.plots import new_figure, output_folder, save_png
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/samplers", help="output folder for the pictures")
     parser.add_argument("--n", type=int, default=20_000, help="draws per histogram")
     parser.add_argument("--seed", type=int, default=0)
@@ -126,4 +128,4 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

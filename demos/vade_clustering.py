@@ -11,8 +11,8 @@ matching of clusters to labels (Hungarian method); the labels are used for nothi
 Writes samples_per_cluster.png (row c: digits decoded from z ~ N(μ_c, σ_c²)),
 test_clusters.png (row c: test digits assigned to cluster c), curve.png, and prints a table.
 
-    python demos/vade_clustering.py                          # full MNIST (the shared copy)
-    python demos/vade_clustering.py --dataset mnist-5k       # a quick run on 5,000 digits
+    python demos/vade_clustering.py                          # a quick run on 5,000 digits
+    python demos/vade_clustering.py --dataset mnist          # full MNIST, as in the paper
 
 The default network is the paper's (784-500-500-2000-10, ReLU), trained for minutes rather than
 hours.  Its matrices are small enough that one BLAS thread is best on a busy machine:
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae import checks
+from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid
@@ -36,17 +37,13 @@ from minivae.optim import Adam
 from minivae.topics.clustering import clustering_accuracy, match_clusters_to_labels
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 PAPER_ACCURACY = 94.46  # Jiang et al. (2017), MNIST, 784-500-500-2000-10, long SAE pretraining
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/vade_clustering", help="folder for the pictures")
-    parser.add_argument("--dataset", default="mnist", choices=("mnist", "mnist-5k"))
-    parser.add_argument("--data-root", default=None,
-                        help=f"folder holding the MNIST files (default: {SHARED_MNIST} if it "
-                             f"exists, else minivae's usual search)")
+    add_data_arguments(parser)
     parser.add_argument("--pretrain-epochs", type=int, default=5,
                         help="autoencoder epochs before the GMM is fitted")
     parser.add_argument("--epochs", type=int, default=8, help="VaDE epochs after pretraining")
@@ -84,17 +81,14 @@ def train_epoch(model, optimizer, pixels, objective, args, data_rng) -> float:
 
 
 def main(args: argparse.Namespace) -> dict:
-    out = output_folder(args.out)
-    root = args.data_root
-    if root is None and args.dataset == "mnist" and SHARED_MNIST.is_dir():
-        root = SHARED_MNIST
     model_rng, data_rng, noise_rng, gmm_rng = np.random.default_rng(args.seed).spawn(4)
-    train = load_dataset(args.dataset, "train", root=root)
-    test = load_dataset(args.dataset, "test", root=root)
+    train = load_dataset(args.dataset, "train", root=args.data_root)
+    test = load_dataset(args.dataset, "test", root=args.data_root)
     train_pixels = train.pixels(np.float32)
     # a random subset (the files may be sorted by class); x[:0] or x[:-10] would not be one
     if checks.positive_int(args.max_train, "--max-train", optional=True):
         train_pixels = train_pixels[data_rng.permutation(len(train_pixels))[:args.max_train]]
+    out = output_folder(args.out)  # after data and checks: a failed start leaves no folder
     test_rng = np.random.default_rng(TEST_BINARIZATION_SEED)
     test_x = binarize_dynamic(test.pixels(np.float32), test_rng)
 
@@ -186,4 +180,4 @@ def print_table(history: dict, args, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

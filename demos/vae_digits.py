@@ -12,11 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from minivae.cli import demo_parser, run_reporting_errors
 from minivae.train import TrainConfig, train
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/demo", help="output folder for the pictures")
     parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -46,4 +47,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae import checks
+from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import (
@@ -48,10 +49,9 @@ VARIANTS = {"gradient": ("gradient codebook", False), "ema": ("EMA codebook", Tr
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/vqvae", help="output folder for the pictures")
-    parser.add_argument("--dataset", default="mnist-5k", choices=("mnist-5k", "mnist"))
-    parser.add_argument("--data-root", default=None, help="folder holding the MNIST files")
+    add_data_arguments(parser)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -128,7 +128,6 @@ def save_usage(path: Path, usages: dict, codebook_size: int) -> Path:
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    out = output_folder(args.out)
     log = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
     subset_rng = np.random.default_rng(args.seed)
     train_pixels = load_dataset(args.dataset, "train", root=args.data_root).pixels(np.float32)
@@ -137,6 +136,7 @@ def main(args: argparse.Namespace) -> list[dict]:
         train_pixels = train_pixels[subset_rng.permutation(len(train_pixels))[:args.max_train]]
     test_pixels = load_dataset(args.dataset, "test", root=args.data_root).pixels(np.float32)
     test_x = binarize_dynamic(test_pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
+    out = output_folder(args.out)  # after data and checks: a failed start leaves no folder
     shown = test_x[np.linspace(0, len(test_x) - 1, 20).astype(int)]  # spread over the classes
 
     results, usages, curves = [], {}, {}
@@ -155,7 +155,8 @@ def main(args: argparse.Namespace) -> list[dict]:
         usages[name] = (counts, value)
         curves[f"{name}: test −log p(x|z_q)"] = history["test_reconstruction"]
         curves[f"{name}: train loss"] = history["train_loss"]
-        save_reconstructions(out / f"recon_{tag}.png", shown, model.reconstruct(shown), n=20)
+        save_reconstructions(out / f"recon_{tag}.png", shown, model.reconstruct(shown), n=20,
+                             title=f"{name}: test digits and their reconstructions from z_q(x)")
         save_image_grid(out / f"samples_{tag}.png",
                         model.sample(100, np.random.default_rng(args.seed)), ncols=10,
                         title=f"{name}: uniformly drawn codes (no learned prior)")
@@ -182,4 +183,4 @@ def main(args: argparse.Namespace) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

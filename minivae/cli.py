@@ -37,14 +37,49 @@ USAGE_ERROR, RUN_FAILED, INTERRUPTED, OUTPUT_CLOSED = 2, 1, 130, 141
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with a usage error printed as one ``error:`` line like every other error
-    (argparse would print the usage block first); the subcommands' parsers are of this class
-    too."""
+    (argparse would print the usage block first), and every option's default in ``--help``.
+    The subcommands' parsers and the demos' are of this class too."""
 
     def error(self, message: str):
         self.exit(USAGE_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
+    def add_argument(self, *args, **kwargs):
+        """argparse's, with " (default: X)" added to the help of an option whose default is
+        a value.  None (not given: the help says what happens then) and False (an off
+        switch) are not shown; argparse's own defaults formatter shows them, and shows no
+        default for an option without a help text."""
+        action = super().add_argument(*args, **kwargs)
+        help_text = action.help or ""
+        if (action.option_strings and action.default is not None
+                and action.default is not False and action.default != argparse.SUPPRESS
+                and help_text != argparse.SUPPRESS and "%(default)" not in help_text):
+            action.help = f"{help_text} (default: %(default)s)".lstrip()
+        return action
+
+
+def demo_parser(description: str) -> argparse.ArgumentParser:
+    """The parser of a demo: one-line errors and defaults in --help, like the commands'."""
+    return OneLineParser(description=description)
+
+
+DATASET_HELP = ("mnist-5k: 4,500 + 500 real MNIST digits that ship with minivae[demo], no "
+                "download; mnist: the full 60,000 + 10,000, downloaded once (see --data-root)")
+DATA_ROOT_HELP = ("folder holding the dataset's four IDX .gz files, directly or in "
+                  "FOLDER/<dataset>/ (default: $MINIVAE_DATA, else ~/.cache/minivae/<dataset>, "
+                  "where a missing dataset is downloaded)")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser,
+                       datasets: tuple[str, ...] = ("mnist-5k", "mnist")) -> None:
+    """``--dataset`` (default: the embedded mnist-5k, so a demo runs offline) and
+    ``--data-root``, found as ``python -m minivae train`` finds them."""
+    parser.add_argument("--dataset", default="mnist-5k", choices=datasets, help=DATASET_HELP)
+    parser.add_argument("--data-root", help=DATA_ROOT_HELP)
+
 
 def build_parser() -> argparse.ArgumentParser:
+    from minivae.config import TrainConfig as defaults  # its class attributes: the defaults
+
     parser = OneLineParser(prog="python -m minivae",
                            description="Train and evaluate variational autoencoders.",
                            epilog="Errors are one line on stderr. Exit status: 0 done; 1 the run "
@@ -54,40 +89,52 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     # The train options have no defaults here (None): one left out takes TrainConfig's default
-    # in a new run and the run's own value with --resume, so None means "not given".
+    # in a new run and the run's own value with --resume, so None means "not given", and the
+    # help names TrainConfig's default itself.
     train = commands.add_parser(
-        "train", help="train a Bernoulli VAE",
-        description="Train a model. Options left out take the defaults of "
-                    "minivae.train.TrainConfig (with --resume: the run's own values).")
-    train.add_argument("--dataset",
-                       help="mnist, fashion-mnist or mnist-5k (embedded; needs minivae[demo])")
-    train.add_argument("--data-root",
-                       help="folder with the IDX .gz files (default: $MINIVAE_DATA, ~/.cache)")
-    train.add_argument("--epochs", type=int, help="number of epochs the run trains in all")
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--z-dim", type=int)
+        "train", help=f"train one of {len(MODELS)} models (default: the Bernoulli VAE)",
+        description="Train a model: a Bernoulli VAE, or another in --model. Options left out "
+                    "take the defaults shown, those of minivae.train.TrainConfig (with "
+                    "--resume: the run's own values). After every epoch the test ELBO is the "
+                    "one-sample ELBO of the test images, binarized once with a fixed seed, "
+                    "with noise drawn from the run's own stream; evaluate scores the same "
+                    "images with noise from its --seed, so its ELBO differs by Monte Carlo "
+                    "noise alone.")
+    train.add_argument("--dataset", help=f"{DATASET_HELP}; fashion-mnist likewise (default: "
+                                         f"{defaults.dataset})")
+    train.add_argument("--data-root", help=DATA_ROOT_HELP)
+    train.add_argument("--epochs", type=int,
+                       help=f"number of epochs the run trains in all (default: {defaults.epochs})")
+    train.add_argument("--batch-size", type=int, help=f"(default: {defaults.batch_size})")
+    train.add_argument("--lr", type=float, help=f"Adam's learning rate (default: {defaults.lr})")
+    train.add_argument("--z-dim", type=int, help=f"latent dimensions (default: {defaults.z_dim})")
     train.add_argument("--hidden", type=int, nargs="+",
-                       help="hidden layer widths, e.g. --hidden 400 400")
+                       help=f"hidden layer widths, e.g. --hidden 400 400 (default: "
+                            f"{' '.join(map(str, defaults.hidden))})")
     train.add_argument("--activation", choices=HIDDEN_ACTIVATIONS,
                        help="hidden activation (default: the model's own, tanh for the VAE)")
-    train.add_argument("--leaky-slope", type=float, help="negative slope of leaky_relu")
-    train.add_argument("--dtype", choices=["float32", "float64"])
+    train.add_argument("--leaky-slope", type=float,
+                       help=f"negative slope of leaky_relu (default: {defaults.leaky_slope})")
+    train.add_argument("--dtype", choices=["float32", "float64"],
+                       help=f"(default: {defaults.dtype})")
     train.add_argument("--objective", choices=["elbo", "iwae"],
-                       help="bound to maximize: the ELBO (one sample, exact KL; the default) or "
-                            "the importance-weighted bound L_k of Burda et al. (2016)")
+                       help="bound to maximize: the ELBO (one sample, exact KL) or the "
+                            "importance-weighted bound L_k of Burda et al. (2016) (default: "
+                            f"{defaults.objective})")
     train.add_argument("--k-train", type=int,
-                       help="samples per image of L_k when --objective iwae (default 5); "
-                            "the ELBO uses 1")
+                       help="samples per image of L_k when --objective iwae (default: 5; "
+                            "the ELBO uses 1)")
     train.add_argument("--model", choices=sorted(MODELS),
-                       help="which model to train (default: the Bernoulli VAE)")
+                       help=f"which model to train (default: {defaults.model}, the Bernoulli VAE)")
     train.add_argument("--option", action="append", metavar="KEY=VALUE", type=option_pair,
                        help="a model option, e.g. --option n_classes=10 (repeatable; VALUE is "
                             "read as JSON when it parses, else as a string)")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--max-train", type=int, help="use only the first N training images")
-    train.add_argument("--max-test", type=int, help="use only the first N test images")
-    train.add_argument("--out", default="runs/vae", help="output folder (default %(default)s)")
+    train.add_argument("--seed", type=int, help=f"(default: {defaults.seed})")
+    train.add_argument("--max-train", type=int,
+                       help="use only the first N training images (default: all)")
+    train.add_argument("--max-test", type=int,
+                       help="score only the first N test images (default: all)")
+    train.add_argument("--out", default=defaults.out, help="output folder")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint, with the "
                             "options it was started with; --epochs N trains it to N epochs, "
@@ -99,13 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
                             "training, one or all cores, whichever is faster under the "
                             "machine's load; a fixed count makes runs bit-reproducible)")
 
-    evaluate = commands.add_parser("evaluate", help="test ELBO and importance-sampled log p(x)")
+    evaluate = commands.add_parser(
+        "evaluate", help="test ELBO and importance-sampled log p(x) of a trained run",
+        description="Score a checkpoint written by train on the test images train scored it "
+                    "on (the run's data and --max-test, binarized once with the same fixed "
+                    "seed): the one-sample test ELBO (for a model without an ELBO, its "
+                    "objective) ± its standard error over the images, and, for models with "
+                    "importance weights, log p(x) estimated by importance sampling with --k "
+                    "samples per image. The ELBO's noise ε comes from --seed and train's from "
+                    "the run's own stream, so the two test ELBOs are two Monte Carlo draws of "
+                    "one mean: on 500 test images they differ by a few tenths of a nat, on "
+                    "10,000 by a few hundredths.")
     evaluate.add_argument("--checkpoint", required=True, help="checkpoint.npz written by train")
-    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per image")
-    evaluate.add_argument("--n", type=int, default=None, help="evaluate the first N test images")
-    evaluate.add_argument("--data-root", default=None)
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.add_argument("--k", type=int, default=5000,
+                          help="importance samples per image for log p(x)")
+    evaluate.add_argument("--n", type=int, default=None,
+                          help="score the first N test images (default: those the run was "
+                               "scored on, all or its --max-test)")
+    evaluate.add_argument("--data-root", default=None,
+                          help="folder holding the test files (default: the run's own "
+                               "--data-root, else $MINIVAE_DATA, else ~/.cache/minivae/<dataset>)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="seed of the noise of the test ELBO and the importance samples")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.add_argument("--threads", type=int,
                           help="BLAS threads for the matrix products (default: all cores)")
     return parser
@@ -184,7 +247,7 @@ def new_run_config(out: str, fields: dict):
     return TrainConfig(out=out, **{**defaults, **fields})
 
 
-def run_train(args) -> int:
+def run_train(args) -> None:
     from minivae.io.resume import RUN_FILES, resume_config
     from minivae.train import bound_name, train
 
@@ -197,21 +260,19 @@ def run_train(args) -> int:
     metrics = train(config, progress=not args.quiet, resume=args.resume)
     first, *others = RUN_FILES.values()
     print(f"final test {metrics['test_metric']} {metrics['test_elbo'][-1]:.3f} nats after "
-          f"{config.epochs} epochs on the "
+          f"{config.epochs} epoch{'' if config.epochs == 1 else 's'} on the "
           f"{bound_name(config.objective, config.k, config.model)}; "
           f"wrote {Path(args.out) / first}, {', '.join(others)}")
-    return 0
 
 
-def run_evaluate(args) -> int:
-    from minivae.data import binarize_dynamic
+def run_evaluate(args) -> None:
     from minivae.engine.tensor import no_grad
     from minivae.io.resume import load_model
     from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
     from minivae.train import (
-        TEST_BINARIZATION_SEED,
         bound_name,
         load_binary_split,
+        scored_test_images,
         test_metric_name,
     )
 
@@ -223,15 +284,15 @@ def run_evaluate(args) -> int:
         raise IsADirectoryError(21, "--checkpoint must be a file, the checkpoint.npz in a run's "
                                     "folder, got a folder", str(Path(args.checkpoint)))
     model, config = load_model(args.checkpoint)
-    config = dataclasses.replace(config, max_test=args.n, data_root=(
-        config.data_root if args.data_root is None else args.data_root))
-    test_x = load_binary_split(config, "test")
-    if getattr(model, "binary_data", True):
-        test_x = binarize_dynamic(test_x, np.random.default_rng(TEST_BINARIZATION_SEED))
+    # the run's own test images unless told otherwise: its --max-test and its --data-root
+    config = dataclasses.replace(
+        config, max_test=config.max_test if args.n is None else args.n,
+        data_root=config.data_root if args.data_root is None else args.data_root)
+    test_x = scored_test_images(model, load_binary_split(config, "test"))
     rng = np.random.default_rng(args.seed)
     metric = test_metric_name(model)
     score = model.elbo if metric == "ELBO" else model.objective
-    with no_grad():
+    with no_grad():  # in batches of 1000, as train scores them
         values = np.concatenate([score(test_x[i:i + 1000], rng).data.astype(np.float64)
                                  for i in range(0, len(test_x), 1000)])
     print(f"dataset {config.dataset} (test, {len(test_x)} images), model {config.model} "
@@ -242,7 +303,6 @@ def run_evaluate(args) -> int:
                                                        progress=not args.quiet)
         print(f"log p(x), IS k={args.k:<5d} {log_px.mean():10.3f} ± "
               f"{standard_error(log_px):.3f} nats")
-    return 0
 
 
 # Input the user can correct (exit 2), and failures of a valid run (exit 1; a folder held by
@@ -259,26 +319,45 @@ RUN_ERRORS = (FloatingPointError, OSError)  # diverged training, a failing disk
 def main(argv=None) -> int:
     """Run the command ``argv`` (default: sys.argv); return its exit code (the module
     docstring lists them).  argparse's own errors and ``--help`` end in SystemExit."""
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return run_reporting_errors(
+            run_command, args, flags=train_flags(dict(args.option or [])),
+            interrupted="interrupted (a training run continues from its last finished epoch "
+                        "with --resume)")
+    return run_reporting_errors(run_command, args, flags=EVALUATE_FLAGS)
+
+
+def run_command(args) -> None:
+    # NumPy's overflow warnings would add lines to the one that explains: a non-finite bound
+    # or weight is caught by the training loop's own checks and reported as such.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        (run_train if args.command == "train" else run_evaluate)(args)
+
+
+def run_reporting_errors(function, *args, flags: dict | None = None,
+                         interrupted: str = "interrupted") -> int:
+    """Call ``function(*args)`` and return the exit code of the module docstring: 0 when it
+    returns, else the code of what it raised, reported as one ``error: ...`` line on stderr
+    with no traceback (``interrupted`` is the line for Ctrl-C).  ``flags`` maps the fields an
+    error message may start with to their flags (``in_flag_terms``).  The commands of
+    ``python -m minivae`` run through it, and so does every demo's main::
+
+        sys.exit(run_reporting_errors(lambda: main(parse_args())))
+    """
     from minivae.io.lock import FolderInUseError
 
-    args = build_parser().parse_args(argv)
-    flags = (train_flags(dict(args.option or [])) if args.command == "train"
-             else EVALUATE_FLAGS)
     try:
-        # NumPy's overflow warnings would add lines to the one that explains: a non-finite
-        # bound or weight is caught by the training loop's own checks and reported as such.
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            code = run_train(args) if args.command == "train" else run_evaluate(args)
+        function(*args)
         sys.stdout.flush()  # a closed pipe shows up here, not while the interpreter exits
-        return code
+        return 0
     except BrokenPipeError:
         silence_stdout()
         return OUTPUT_CLOSED
     except KeyboardInterrupt:
-        return report("interrupted (a training run continues from its last finished epoch "
-                      "with --resume)", INTERRUPTED)
+        return report(interrupted, INTERRUPTED)
     except INPUT_ERRORS as error:
-        return report(in_flag_terms(describe(error), flags), USAGE_ERROR)
+        return report(in_flag_terms(describe(error), flags or {}), USAGE_ERROR)
     except (*RUN_ERRORS, FolderInUseError) as error:
         code = USAGE_ERROR if getattr(error, "errno", None) in INPUT_ERRNOS else RUN_FAILED
         return report(describe(error), code)

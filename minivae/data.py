@@ -85,8 +85,8 @@ def load_dataset(name: str, split: str = "train", root: PathLike | None = None,
     name : one of ``minivae.io.datasets.DATASET_NAMES``.
     split : ``"train"`` or ``"test"``.
     root : a directory holding the IDX files (directly or in ``root/<name>/``); when given,
-        it is the only place searched and downloads go to ``root/<name>/``.  Ignored by
-        ``"mnist-5k"``.
+        it is the only place searched and downloads go to ``root/<name>/``.  None for
+        ``"mnist-5k"``, which reads no folder (a ValueError otherwise).
     download : fetch missing MNIST / Fashion-MNIST files from the known mirrors.
 
     Raises ``DatasetNotFoundError`` (a ``FileNotFoundError``) listing the directories searched

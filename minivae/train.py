@@ -76,6 +76,15 @@ def load_binary_split(config: TrainConfig, split: str) -> np.ndarray:
     return pixels[:limit]
 
 
+def scored_test_images(model, pixels: np.ndarray) -> np.ndarray:
+    """The test images a run is scored on, given the test split's pixels: binarized once with
+    ``TEST_BINARIZATION_SEED`` (the same images every epoch, run and ``evaluate``), or the
+    grey levels themselves for a model trained on them (``binary_data = False``)."""
+    if not getattr(model, "binary_data", True):
+        return pixels
+    return binarize_dynamic(pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
+
+
 def test_metric_name(model) -> str:
     """"ELBO" for models with an ``elbo`` method, else "objective"."""
     return "ELBO" if hasattr(model, "elbo") else "objective"
@@ -142,8 +151,7 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
     check_memory(config, train_pixels.shape[1], len(train_pixels))  # before the model exists
     model = build_model(config, train_pixels.shape[1], model_rng)
     binary = getattr(model, "binary_data", True)  # False: trained on the grey levels
-    test_x = (binarize_dynamic(test_pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
-              if binary else test_pixels)
+    test_x = scored_test_images(model, test_pixels)
     optimizer = Adam(model.parameters(), lr=config.lr)
     train_key = train_metric(config.objective)
     name = bound_name(config.objective, config.k, config.model)
@@ -184,7 +192,7 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
         if hasattr(model, "on_epoch_end"):
             model.on_epoch_end(epoch)  # e.g. a temperature schedule
         test_name = f"test {test_metric_name(model)}"
-        try:
+        try:  # ε from the run's noise stream; `evaluate` draws its own from --seed
             test_elbo = mean_elbo(model, test_x, noise_rng)
         except ValueError as error:
             stop_if_diverged(model, test_name, epoch, error, optimizer.t > 0)
@@ -233,11 +241,14 @@ def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,
     """recon.png (test digits and their reconstructions), samples.png, curve.png."""
     from minivae.io.plots import save_curve, save_image_grid, save_reconstructions
 
+    model_name = metrics["config"].get("model", "vae")
+    run = (f"{model_name} on {metrics['config']['dataset']}, {metrics['epoch'][-1]} "
+           f"epoch{'' if metrics['epoch'][-1] == 1 else 's'}")
     shown = test_x[np.linspace(0, len(test_x) - 1, 20).astype(int)]  # spread over all classes
-    save_reconstructions(out / RUN_FILES["recon"], shown, model.reconstruct(shown), n=20)
+    save_reconstructions(out / RUN_FILES["recon"], shown, model.reconstruct(shown), n=20,
+                         title=f"test digits and their reconstructions: {run}")
     save_image_grid(out / RUN_FILES["samples"], model.sample(100, rng), ncols=10,
                     title="samples: decoder(z), z drawn from the prior")
-    model_name = metrics["config"].get("model", "vae")
     name = bound_name(metrics["objective"], metrics["k"], model_name)
     save_curve(out / RUN_FILES["curve"], metrics["epoch"],
                {f"train {name}": metrics[train_metric(metrics["objective"])],

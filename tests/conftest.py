@@ -28,6 +28,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True)
+def outputs_stay_in_tmp_path():
+    """Every test writes under its tmp_path: the default output folders of the command line
+    and the demos (runs/vae, runs/demo, ...) are relative to the working directory, which under
+    `make test` is the user's checkout, so a test that used one would leave a folder there."""
+    runs = Path.cwd() / "runs"
+    before = sorted(runs.iterdir()) if runs.is_dir() else None
+    yield
+    after = sorted(runs.iterdir()) if runs.is_dir() else None
+    assert after == before, f"the test wrote into {runs}: give it an output under tmp_path"
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A fresh generator with a fixed seed, so each test sees the same numbers every run."""
@@ -41,6 +53,46 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared datasets not found at {path}")
     return path
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Point every place load_dataset looks at (and downloads from) into tmp_path: no
+    $MINIVAE_DATA, the cache and HOME in tmp_path, no system folders, mirrors that are not
+    there (offline)."""
+    from minivae.io import datasets
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv(datasets.ENV_VAR, raising=False)
+    monkeypatch.setattr(datasets, "CACHE_ROOT", tmp_path / "cache")
+    monkeypatch.setattr(datasets, "SYSTEM_DIRS", {})
+    offline = (tmp_path / "no-such-mirror").as_uri() + "/"
+    monkeypatch.setattr(datasets, "MIRRORS", {"mnist": (offline,), "fashion-mnist": (offline,)})
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path, monkeypatch):
+    """A folder of small IDX files laid out like MNIST (checksums patched to match them)."""
+    import minivae.io.datasets as datasets
+    from minivae.io.idx import read_uncompressed, write_idx
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    root.mkdir()
+    files = {
+        "train-images-idx3-ubyte": (rng.random((300, 28, 28)) * 255).astype(np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 300).astype(np.uint8),
+        "t10k-images-idx3-ubyte": (rng.random((60, 28, 28)) * 255).astype(np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 60).astype(np.uint8),
+    }
+    for stem, array in files.items():
+        write_idx(root / f"{stem}.gz", array)
+    monkeypatch.setattr(datasets, "CHECKSUMS", {**datasets.CHECKSUMS, "mnist": {
+        stem: datasets.md5_hex(read_uncompressed(root / f"{stem}.gz")) for stem in files}})
+    return root
 
 
 @pytest.fixture(params=["python", "numba", "c"])

@@ -1,37 +1,22 @@
 """The command line end to end: train writes its files, evaluate reads them back."""
 from __future__ import annotations
 
+import argparse
+import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from minivae.cli import build_parser, given_train_fields, main, new_run_config
 from minivae.cli import main as cli_main
+from minivae.data import load_dataset
+from minivae.engine.tensor import no_grad
 from minivae.io.checkpoint import load_checkpoint
-from minivae.io.idx import read_uncompressed, write_idx
+from minivae.io.resume import load_model
+from minivae.models.registry import MODELS
 from minivae.train import TrainConfig
-
-
-@pytest.fixture
-def tiny_mnist(tmp_path, monkeypatch):
-    """A folder of small IDX files laid out like MNIST (checksums patched to match them)."""
-    import minivae.io.datasets as datasets
-
-    rng = np.random.default_rng(0)
-    root = tmp_path / "data"
-    root.mkdir()
-    files = {
-        "train-images-idx3-ubyte": (rng.random((300, 28, 28)) * 255).astype(np.uint8),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, 300).astype(np.uint8),
-        "t10k-images-idx3-ubyte": (rng.random((60, 28, 28)) * 255).astype(np.uint8),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 60).astype(np.uint8),
-    }
-    for stem, array in files.items():
-        write_idx(root / f"{stem}.gz", array)
-    monkeypatch.setattr(datasets, "CHECKSUMS", {**datasets.CHECKSUMS, "mnist": {
-        stem: datasets.md5_hex(read_uncompressed(root / f"{stem}.gz")) for stem in files}})
-    return root
 
 
 def test_train_then_evaluate(tmp_path, tiny_mnist, capsys):
@@ -58,6 +43,80 @@ def test_train_then_evaluate(tmp_path, tiny_mnist, capsys):
     assert elbo < log_px < 0  # the importance-sampled estimate sits above the ELBO
 
 
+def test_evaluate_scores_the_images_train_scored_with_noise_of_its_own(tmp_path, monkeypatch,
+                                                                       capsys):
+    """train's final test ELBO and evaluate's are one estimator on the same images (the run's
+    first --max-test test digits, binarized once with seed 12345), in batches of 1000; only
+    the noise ε differs: the run's own stream in train, --seed in evaluate (both help texts
+    say so)."""
+    import minivae.train as training
+
+    drawn = {}
+    mean_elbo = training.mean_elbo
+
+    def remember_the_draws(model, x, rng, batch_size=1000):
+        drawn.update(x=x.copy(), rng=copy.deepcopy(rng))
+        return mean_elbo(model, x, rng, batch_size)
+
+    monkeypatch.setattr(training, "mean_elbo", remember_the_draws)
+    monkeypatch.setattr(training, "write_pictures", lambda *args, **kwargs: None)
+    out = tmp_path / "run"
+    assert main(["train", "--max-train", "100", "--max-test", "30", "--epochs", "1",
+                 "--hidden", "16", "--z-dim", "3", "--out", str(out), "--quiet"]) == 0
+    assert "nats after 1 epoch on the ELBO" in capsys.readouterr().out  # one epoch, singular
+    trained = json.loads((out / "metrics.json").read_text())["test_elbo"][-1]
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"), "--k", "3",
+                 "--seed", "7", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "dataset mnist-5k (test, 30 images)" in printed  # the run's --max-test by default
+    evaluated = float(printed.split("test ELBO")[1].split()[0])
+
+    # the images, independently: each pixel 1 with its grey level as probability
+    grey = load_dataset("mnist-5k", "test").images[:30].reshape(30, -1).astype(np.float32) / 255
+    binary = (np.random.default_rng(12345).random(grey.shape, dtype=np.float32) < grey)
+    np.testing.assert_array_equal(drawn["x"], binary.astype(np.float32))
+    model, _ = load_model(out / "checkpoint.npz")
+    with no_grad():
+        with_train_noise = model.elbo(drawn["x"], drawn["rng"]).data.astype(np.float64).mean()
+        with_seed_7 = model.elbo(drawn["x"], np.random.default_rng(7)).data.astype(np.float64)
+    assert with_train_noise == pytest.approx(trained, abs=1e-9)
+    assert evaluated == pytest.approx(with_seed_7.mean(), abs=5e-4)  # printed to 3 decimals
+    # so the two numbers are two draws of one mean: here they differ, by less than the noise
+    assert abs(evaluated - trained) > 1e-3
+    assert abs(evaluated - trained) < 5 * with_seed_7.std() / np.sqrt(30)
+
+
+def test_help_shows_every_default():
+    """--help shows each option's default; for the train options that have none on the
+    command line (None: not given), TrainConfig's; and no path of this machine."""
+    parser = build_parser()
+    commands = next(action.choices for action in parser._actions
+                    if isinstance(action, argparse._SubParsersAction))
+    helps = {name: {option: (action.help or "") % vars(action) for action in command._actions
+                    for option in action.option_strings}
+             for name, command in commands.items()}
+    defaults = TrainConfig()
+    for flag, value in (("--dataset", defaults.dataset), ("--epochs", defaults.epochs),
+                        ("--batch-size", defaults.batch_size), ("--lr", defaults.lr),
+                        ("--z-dim", defaults.z_dim), ("--hidden", "400"), ("--seed", 0),
+                        ("--dtype", defaults.dtype), ("--objective", defaults.objective),
+                        ("--model", defaults.model), ("--out", defaults.out),
+                        ("--leaky-slope", defaults.leaky_slope), ("--k-train", 5),
+                        ("--activation", "the model's own, tanh for the VAE"),
+                        ("--max-train", "all"), ("--max-test", "all")):
+        assert f"(default: {value}" in helps["train"][flag], flag
+    assert "(default: 5000)" in helps["evaluate"]["--k"]
+    assert "(default: 0)" in helps["evaluate"]["--seed"]
+    assert "(default: those the run was scored on" in helps["evaluate"]["--n"]
+    for name, command in commands.items():
+        text = " ".join(command.format_help().split())
+        assert "(default: None)" not in text and str(Path.cwd().parent) not in text
+        assert "$MINIVAE_DATA" in text and "~/.cache/minivae" in text
+        # a description that says what it does, and why the two test ELBOs differ
+        assert command.description and "Monte Carlo" in command.description, name
+    assert f"train one of {len(MODELS)} models" in " ".join(parser.format_help().split())
+
+
 def test_same_seed_gives_identical_runs(tmp_path, tiny_mnist):
     args = ["train", "--dataset", "mnist", "--data-root", str(tiny_mnist), "--epochs", "1",
             "--hidden", "16", "--z-dim", "3", "--max-train", "100", "--quiet"]
@@ -78,8 +137,10 @@ def test_same_seed_gives_identical_runs(tmp_path, tiny_mnist):
     (["evaluate", "--checkpoint", "/nonexistent/checkpoint.npz"], "checkpoint.npz"),
 ])
 def test_bad_arguments_give_a_message_not_a_traceback(argv, message, capsys, tmp_path):
-    assert main([*argv, "--quiet"] if argv[0] == "train" else argv) == 2
+    out = tmp_path / "run"  # not the default runs/vae, which is in the working directory
+    assert main([*argv, "--quiet", "--out", str(out)] if argv[0] == "train" else argv) == 2
     assert message in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_evaluate_rejects_a_foreign_file(tmp_path, capsys):

@@ -141,6 +141,8 @@ TRAIN_CASES = [
     (["--threads", "two"], 2, ["--threads", "invalid int value"]),
     (["--leaky-slope", "nan"], 2, ["--leaky-slope must be a finite number"]),
     (["--dataset", "cifar"], 2, ["--dataset must be one of", "cifar"]),
+    # a folder the embedded digits would not read: refused, not silently unused
+    (["--data-root", "{out}"], 2, ["mnist-5k reads no folder", "--data-root"]),
     (["--objective", "iwae", "--k-train", "0"], 2, ["--k-train must be a positive integer"]),
     (["--k-train", "3"], 2, ["--k-train must be 1 with objective 'elbo'"]),
     (["--objective", "iwae", "--model", "categorical"], 2, ["--objective 'iwae'"]),
@@ -199,6 +201,8 @@ EVALUATE_CASES = [
     (["--checkpoint", "{checkpoint}", "--k", "0"], 2, ["--k must be a positive integer"]),
     (["--checkpoint", "{checkpoint}", "--k", "-3"], 2, ["--k must be a positive integer"]),
     (["--checkpoint", "{checkpoint}", "--seed", "-1"], 2, ["--seed must be an integer ≥ 0"]),
+    (["--checkpoint", "{checkpoint}", "--data-root", "{out}"], 2,
+     ["mnist-5k reads no folder", "--data-root"]),
     (["--checkpoint", "{checkpoint}", "--threads", "-2"], 2,
      ["--threads must be a positive integer"]),
 ]
@@ -236,7 +240,7 @@ def test_the_contract_table_covers_every_flag():
                     if isinstance(action, argparse._SubParsersAction))
     for name, table in (("train", TRAIN_CASES), ("evaluate", EVALUATE_CASES)):
         flags = {option for action in commands[name]._actions for option in action.option_strings
-                 if option not in ("-h", "--help", "--quiet", "--data-root")}
+                 if option not in ("-h", "--help", "--quiet")}
         used = {arg for case in table for arg in case[0]}
         assert flags <= used, sorted(flags - used)
 
@@ -250,7 +254,10 @@ def start_long_run(out: Path, *flags: str) -> subprocess.Popen:
                               "--out", str(out)], env=child_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not (out / CHECKPOINT_NAME).exists():  # after its first epoch, it surely holds out
+    # metrics.json is the last file of an epoch: once it is there the run holds out and has
+    # written everything of its first epoch (waiting for the checkpoint alone, a Ctrl-C could
+    # land between the two files)
+    while not (out / RUN_FILES["metrics"]).exists():
         assert child.poll() is None, child.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)

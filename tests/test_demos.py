@@ -1,11 +1,16 @@
 """The sampler demo runs and writes the pictures it promises; the training demos check their
-training subset."""
+training subset; every demo, run as a script, ends a mistake (a bad value, an unknown flag,
+missing data) in one ``error:`` line with no traceback, and shows its defaults in --help."""
 from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
 
 import pytest
 from matplotlib.image import imread
 
-from tests.helpers import demo, run_demo
+from tests.helpers import DEMOS, ROOT, child_env, demo, demos_on_path, run_demo
 
 
 def test_samplers_demo_writes_three_pictures(tmp_path):
@@ -34,3 +39,115 @@ def test_demos_refuse_a_training_subset_that_is_not_a_count(tmp_path, name, max_
     """x[:0] is every image and x[:-10] all but ten: neither is what --max-train asks for."""
     with pytest.raises(ValueError, match="--max-train must be a positive integer"):
         run_demo(name, tmp_path, "--dataset", "mnist-5k", "--max-train", max_train)
+
+
+# -- every demo, run as a script: a mistake ends in one line, not a traceback ------------------
+
+ALL_DEMOS = sorted(path.stem for path in DEMOS.glob("*.py"))
+# demos that read MNIST and take --dataset mnist-5k (the default) or mnist
+DATA_DEMOS = ["attribute_vectors", "full_covariance", "gumbel_vae", "iwae", "vade_clustering",
+              "vqvae"]
+# for each demo, a value of the right type that it refuses before any work: (arguments,
+# what the one line must say); "{file}" is a file where a folder is expected
+BAD_VALUES = {
+    "amortization_gap": (["--n", "1"], "--n (a standard error needs two digits)"),
+    "attribute_vectors": (["--max-train", "0"], "--max-train must be a positive integer"),
+    "cavi_earthquakes": (["--K", "0"], "--K must be"),
+    "cavi_gmm": (["--K", "0"], "--K must be"),
+    "density_ratio": (["--n", "5"], "--n must be at least 100"),
+    "divergence_bounds": (["--steps", "0"], "--steps must be"),
+    "full_covariance": (["--epochs", "0"], "--epochs must be at least 1"),
+    "gradient_estimators": (["--replicas", "1"], "--replicas (a variance needs two)"),
+    "gumbel_vae": (["--max-train", "-10"], "--max-train must be a positive integer"),
+    "importance_sampling": (["--max-samples", "1"], "--max-samples must be at least 2"),
+    "iwae": (["--ks", "0"], "--ks must be positive integers"),
+    "kl_directions": (["--width", "0"], "--width must be"),
+    "masked_receptive_fields": (["--out", "{file}"], "it is a file"),
+    "samplers": (["--n", "5"], "--n must be at least 100"),
+    "vade_clustering": (["--max-train", "0"], "--max-train must be a positive integer"),
+    "vae_digits": (["--epochs", "0"], "epochs must be a positive integer"),
+    "vqvae": (["--max-train", "0"], "--max-train must be a positive integer"),
+}
+
+
+def run_script(name: str, argv: list, monkeypatch, capsys) -> tuple[int, str, str]:
+    """``python demos/<name>.py ARGV`` in this process, its ``__main__`` block included:
+    (exit code, stdout, stderr)."""
+    demos_on_path()
+    path = DEMOS / f"{name}.py"
+    monkeypatch.setattr(sys, "argv", [str(path), *map(str, argv)])
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_path(str(path), run_name="__main__")
+    out, err = capsys.readouterr()
+    return exit.value.code, out, err
+
+
+def assert_one_error_line(err: str, *fragments: str) -> None:
+    assert "Traceback" not in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and err.endswith("\n"), err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_the_tables_name_every_demo():
+    assert sorted(BAD_VALUES) == ALL_DEMOS
+    assert set(DATA_DEMOS) <= set(ALL_DEMOS)
+
+
+@pytest.mark.parametrize("name", ALL_DEMOS)
+def test_every_demo_refuses_a_bad_value_in_one_line(name, tmp_path, monkeypatch, capsys):
+    arguments, fragment = BAD_VALUES[name]
+    (tmp_path / "a file").write_text("not a folder")
+    arguments = [a.format(file=tmp_path / "a file") for a in arguments]
+    out = tmp_path / "out"
+    argv = arguments if "--out" in arguments else ["--out", out, *arguments]
+    code, _, err = run_script(name, argv, monkeypatch, capsys)
+    assert code == 2
+    assert_one_error_line(err, fragment)
+    assert not out.exists()  # refused before its output folder was made
+
+
+@pytest.mark.parametrize("name", ALL_DEMOS)
+def test_every_demo_refuses_an_unknown_flag_in_one_line(name, monkeypatch, capsys):
+    code, _, err = run_script(name, ["--no-such-flag"], monkeypatch, capsys)
+    assert code == 2
+    assert_one_error_line(err, "unrecognized arguments: --no-such-flag", f"{name}.py --help")
+
+
+@pytest.mark.parametrize("name", DATA_DEMOS)
+def test_a_data_demo_without_its_data_says_where_to_get_it(name, isolated, monkeypatch, capsys):
+    """Full MNIST is looked for as `python -m minivae train` looks for it; offline and
+    nowhere, the one line names the folders searched, $MINIVAE_DATA, the command that
+    downloads it and the dataset that needs no download."""
+    (isolated / "data").mkdir()
+    monkeypatch.setenv("MINIVAE_DATA", str(isolated / "data"))
+    out = isolated / "out"
+    code, _, err = run_script(name, ["--dataset", "mnist", "--out", out], monkeypatch, capsys)
+    assert code == 2
+    assert_one_error_line(err, "mnist (train split) not found", str(isolated / "data"),
+                          str(isolated / "cache" / "mnist"), "MINIVAE_DATA",
+                          "python -m minivae train --dataset mnist", "--dataset mnist-5k")
+    assert not out.exists()
+    assert sorted(p.name for p in isolated.iterdir()) == ["data", "home"]  # nothing was made
+
+
+@pytest.mark.parametrize("name", ALL_DEMOS)
+def test_every_demo_help_shows_its_defaults_and_no_local_path(name, monkeypatch, capsys):
+    code, out, _ = run_script(name, ["--help"], monkeypatch, capsys)
+    text = " ".join(out.split())  # as argparse wraps it, lines joined
+    assert code == 0
+    assert "(default: runs/" in text  # its --out, at least
+    assert "(default: None)" not in text  # None means "not given": the help says what then
+    assert str(ROOT.parent) not in text  # nothing of this machine's folders
+    if name in DATA_DEMOS:
+        assert "--dataset {mnist-5k,mnist}" in text and "(default: mnist-5k)" in text
+        assert "(default: $MINIVAE_DATA, else ~/.cache/minivae/<dataset>" in text
+
+
+def test_a_demo_run_as_a_process_ends_in_one_line(tmp_path):
+    """The real thing once: a child Python, its exit status and its stderr."""
+    child = subprocess.run([sys.executable, str(DEMOS / "samplers.py"), "--n", "5", "--out",
+                            str(tmp_path / "out")], env=child_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert (child.returncode, child.stdout) == (2, "")
+    assert_one_error_line(child.stderr, "--n must be at least 100")

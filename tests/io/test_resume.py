@@ -85,14 +85,15 @@ def test_categorical_temperature_is_restored(tmp_path):
     assert comparable(resumed) == comparable(whole)
 
 
-def test_resuming_in_several_steps_matches_too(tmp_path):
-    whole = train(tiny_config(tmp_path / "whole", 3), progress=False)
-    data_root = str(tmp_path / "moved")
+def test_resuming_in_several_steps_matches_too(tmp_path, tiny_mnist):
+    data = dict(dataset="mnist", data_root=str(tiny_mnist))  # files that can be moved
+    whole = train(tiny_config(tmp_path / "whole", 3, **data), progress=False)
     for epochs in (1, 2, 3):
         # the data may move in between: data_root is not part of the run's identity
-        parts = train(tiny_config(tmp_path / "parts", epochs, data_root=data_root),
+        moved = shutil.copytree(tiny_mnist, tmp_path / f"moved {epochs}")
+        parts = train(tiny_config(tmp_path / "parts", epochs, **{**data, "data_root": moved}),
                       progress=False, resume=epochs > 1)
-    whole["config"]["data_root"] = data_root
+    whole["config"]["data_root"] = str(moved)
     assert comparable(parts) == comparable(whole)
 
 

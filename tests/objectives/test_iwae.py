@@ -7,6 +7,7 @@ import pytest
 from scipy import special
 
 from minivae import Tensor, gradcheck
+from minivae.cli import run_reporting_errors
 from minivae.distributions import Independent, Normal
 from minivae.models import LinearGaussian
 from minivae.objectives.elbo import elbo
@@ -194,12 +195,24 @@ def test_iwae_demo_runs_on_the_embedded_digits(tmp_path, capsys):
     assert "Burda et al." in printed and "86.76" in printed
 
 
-def test_iwae_demo_explains_a_missing_mnist_folder(tmp_path, capsys, monkeypatch):
+def test_iwae_demo_explains_a_missing_mnist_folder(isolated, capsys):
+    """Full MNIST is asked for with --dataset mnist and found like `train` finds it; where it
+    is missing, the demo ends in one line that says where to put it."""
     iwae = demo("iwae")
-    monkeypatch.setattr(iwae, "SHARED_MNIST", tmp_path / "nowhere")
-    with pytest.raises(SystemExit):
-        iwae.parse_args([])
-    assert "--data-root" in capsys.readouterr().err
+    defaults = iwae.parse_args([])
+    assert (defaults.dataset, defaults.data_root) == ("mnist-5k", None)  # runs offline
+    out = isolated / "out"
+    code = run_reporting_errors(
+        lambda: iwae.main(iwae.parse_args(["--dataset", "mnist", "--out", str(out)])))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    for fragment in ("mnist (train split) not found", "--data-root", "MINIVAE_DATA",
+                     "--dataset mnist-5k"):
+        assert fragment in err
+    assert not out.exists()  # the failed start left no folder
     with pytest.raises(SystemExit):
         iwae.parse_args(["--dataset", "mnist-5k", "--ks", "0"])
     assert "--ks must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        iwae.parse_args(["--n-test", "-5"])
+    assert "--n-test must be 0 (all) or a positive integer" in capsys.readouterr().err
