@@ -28,7 +28,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from minivae import checks
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic
 from minivae.engine.tensor import no_grad
 from minivae.io.json_text import write_json
@@ -36,6 +35,7 @@ from minivae.io.plots import new_figure, save_png
 from minivae.io.resume import load_model
 from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
 from minivae.objectives.svi import amortization_gap
+from minivae.program import demo_parser, run_reporting_errors
 from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, train
 
 SAMPLES_PER_CHUNK = 200

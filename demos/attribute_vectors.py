@@ -25,11 +25,11 @@ import time
 import numpy as np
 
 from minivae import checks
-from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.io.plots import output_folder, save_image_grid
 from minivae.models import VAE
 from minivae.optim import Adam
+from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.topics.attributes import (
     apply_attribute,
     attribute_vector,

@@ -34,8 +34,8 @@ from matplotlib.patches import Circle
 
 from minivae import checks
 from minivae.cavi.poisson_gaussian import PoissonGaussianMixture
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.io.plots import new_figure, save_png
+from minivae.program import demo_parser, run_reporting_errors
 
 STRENGTH_UNITS_PER_MAGNITUDE = 10  # S = round(10·M): tenths of a magnitude unit
 COLUMN_NAMES = {"longitude": ("longitude", "lon"), "latitude": ("latitude", "lat"),

@@ -27,8 +27,8 @@ import numpy as np
 
 from minivae import checks
 from minivae.cavi.bayesian_gmm import BayesianGaussianMixture, kmeans_plusplus_responsibilities
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.io.plots import new_figure, output_folder, save_png
+from minivae.program import demo_parser, run_reporting_errors
 
 USED = 0.01  # components with a larger expected weight are drawn and called "used"
 

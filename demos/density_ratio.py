@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from minivae import checks
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import Normal
 from minivae.divergences.discriminator import (
     LogisticDiscriminator,
@@ -30,6 +29,7 @@ from minivae.divergences.discriminator import (
 from minivae.divergences.jensen_shannon import jensen_shannon_1d
 from minivae.divergences.quadrature import uniform_grid
 from minivae.io.plots import new_figure, output_folder, save_png
+from minivae.program import demo_parser, run_reporting_errors
 
 LOC1, SCALE1, LOC0, SCALE0 = 1.0, 0.8, 0.0, 1.3
 

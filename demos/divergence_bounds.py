@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from minivae import Tensor, checks, kl_divergence, logsumexp
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import Normal
 from minivae.divergences.bounds import train_critic
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import new_figure, output_folder, save_png
+from minivae.program import demo_parser, run_reporting_errors
 
 # p and q of the 2-D case: independent coordinates, so KL is the sum of the 1-D KLs.
 LOC_P_2D, SCALE_P_2D = np.array([1.0, -0.5]), np.array([0.8, 1.2])

@@ -35,7 +35,6 @@ import numpy as np
 from matplotlib.patches import Ellipse
 
 from minivae import checks
-from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.distributions import MultivariateNormal, scale_tril_from_unconstrained
 from minivae.engine.tensor import Tensor, no_grad
@@ -45,6 +44,7 @@ from minivae.models import VAE
 from minivae.models.full_covariance import FullCovarianceVAE
 from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
 from minivae.optim import Adam
+from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.train import TEST_BINARIZATION_SEED
 
 Z_DIM = 2

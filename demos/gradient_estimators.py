@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from minivae import checks
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset
 from minivae.distributions import DiagonalNormal
 from minivae.engine.tensor import Tensor, no_grad
@@ -34,6 +33,7 @@ from minivae.io.plots import new_figure, output_folder, save_png
 from minivae.models import VAE
 from minivae.objectives.gradients import elbo_surrogate
 from minivae.optim import Adam
+from minivae.program import demo_parser, run_reporting_errors
 
 # name shown → (estimator, baseline)
 ESTIMATORS = {"score": ("score", None), "score + baseline": ("score", "mean"),

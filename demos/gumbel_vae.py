@@ -21,12 +21,12 @@ import numpy as np
 from scipy.special import logsumexp
 
 from minivae import checks
-from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid, save_reconstructions
 from minivae.models.categorical_vae import CategoricalVAE
 from minivae.optim import Adam
+from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import Independent, Normal
 from minivae.io.plots import new_figure, save_png
 from minivae.models import LinearGaussian
@@ -34,6 +33,7 @@ from minivae.objectives.likelihood import (
     importance_sampling_log_likelihood,
     prior_sampling_log_likelihood,
 )
+from minivae.program import demo_parser, run_reporting_errors
 
 X_DIM, Z_DIM, NOISE_SD = 12, 3, 0.5
 ATYPICAL_LATENT = np.array([2.5, -2.5, 2.0])  # about 4 prior standard deviations from 0

@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic
 from minivae.io.json_text import write_json
 from minivae.io.plots import new_figure, save_png
 from minivae.io.resume import load_model
 from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
+from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, train
 
 # Burda et al. (2016), Table 1, MNIST, one stochastic layer: test NLL (nats) by training k.

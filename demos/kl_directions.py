@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from minivae import checks
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import GaussianMixture
 from minivae.divergences.kl_directions import (
     fit_forward_kl,
@@ -33,6 +32,7 @@ from minivae.divergences.kl_directions import (
 )
 from minivae.divergences.quadrature import uniform_grid
 from minivae.io.plots import new_figure, output_folder, save_png
+from minivae.program import demo_parser, run_reporting_errors
 
 STARTS = (("started left", -1.0, 0.5, "tab:blue"), ("started right", 1.0, 0.5, "tab:red"),
           ("started wide", 2.0, 5.0, "tab:purple"))

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.io.plots import new_figure, output_folder, save_png
+from minivae.program import demo_parser, run_reporting_errors
 from minivae.topics.masks import causal_mask, receptive_field
 
 FIELD_COLOUR = "#4c8bd6"

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from minivae import checks
-from minivae.cli import demo_parser, run_reporting_errors
 from minivae.distributions import (
     Categorical,
     Exponential,
@@ -29,6 +28,7 @@ from minivae.distributions import (
     RelaxedOneHotCategorical,
 )
 from minivae.io.plots import new_figure, output_folder, save_png
+from minivae.program import demo_parser, run_reporting_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:

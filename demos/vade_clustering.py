@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from minivae import checks
-from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid
 from minivae.models.vade import VaDE
 from minivae.optim import Adam
+from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.topics.clustering import clustering_accuracy, match_clusters_to_labels
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`

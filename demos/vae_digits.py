@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from minivae.cli import demo_parser, run_reporting_errors
+from minivae.program import demo_parser, run_reporting_errors
 from minivae.train import TrainConfig, train
 
 

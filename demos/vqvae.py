@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from minivae import checks
-from minivae.cli import add_data_arguments, demo_parser, run_reporting_errors
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import (
@@ -43,6 +42,7 @@ from minivae.io.plots import (
 )
 from minivae.models.vqvae import VQVAE
 from minivae.optim import Adam
+from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
 VARIANTS = {"gradient": ("gradient codebook", False), "ema": ("EMA codebook", True)}

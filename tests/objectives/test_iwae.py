@@ -7,12 +7,12 @@ import pytest
 from scipy import special
 
 from minivae import Tensor, gradcheck
-from minivae.cli import run_reporting_errors
 from minivae.distributions import Independent, Normal
 from minivae.models import LinearGaussian
 from minivae.objectives.elbo import elbo
 from minivae.objectives.iwae import iwae_bound, log_importance_weights
 from minivae.optim import Adam
+from minivae.program import run_reporting_errors
 from tests.helpers import binary_data, demo, tiny_vae
 from tests.objectives.helpers import linear_gaussian
 
