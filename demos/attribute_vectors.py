@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from minivae import checks
+from minivae import checks, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.io.plots import output_folder, save_image_grid
 from minivae.models import VAE
@@ -72,7 +72,8 @@ def train_vae(args, x: np.ndarray) -> VAE:
     optimizer = Adam(vae.parameters(), lr=args.lr)
     for epoch in range(1, args.epochs + 1):
         total = 0.0
-        for batch in minibatches(binarize_dynamic(x, data_rng), args.batch_size, data_rng):
+        batches = minibatches(binarize_dynamic(x, data_rng), args.batch_size, data_rng)
+        for batch in threads.adaptive(batches):  # BLAS threads measured (minivae.threads)
             elbo = vae.elbo(batch, noise_rng)
             optimizer.zero_grad()
             (-elbo.mean()).backward()

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Ellipse
 
-from minivae import checks
+from minivae import checks, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.distributions import MultivariateNormal, scale_tril_from_unconstrained
 from minivae.engine.tensor import Tensor, no_grad
@@ -103,7 +103,8 @@ def train_model(model, pixels: np.ndarray, args) -> list[float]:
     history = []
     for _ in range(args.epochs):
         total = 0.0
-        for batch in minibatches(binarize_dynamic(pixels, rng), args.batch_size, rng):
+        batches = minibatches(binarize_dynamic(pixels, rng), args.batch_size, rng)
+        for batch in threads.adaptive(batches):  # BLAS threads measured (minivae.threads)
             model.zero_grad()
             elbo = model.elbo(batch, rng)
             (-elbo.mean()).backward()

@@ -20,7 +20,7 @@ import time
 import numpy as np
 from scipy.special import logsumexp
 
-from minivae import checks
+from minivae import checks, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid, save_reconstructions
@@ -79,7 +79,8 @@ def main(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         total, seen, temperature = 0.0, 0, model.temperature
-        for x in minibatches(binarize_dynamic(train_pixels, data_rng), args.batch_size, data_rng):
+        batches = minibatches(binarize_dynamic(train_pixels, data_rng), args.batch_size, data_rng)
+        for x in threads.adaptive(batches):  # BLAS threads measured (minivae.threads)
             objective = model.objective(x, noise_rng)
             optimizer.zero_grad()
             (-objective.mean()).backward()

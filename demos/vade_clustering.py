@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae import checks
+from minivae import checks, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid
@@ -71,7 +71,8 @@ def in_batches(function, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
 def train_epoch(model, optimizer, pixels, objective, args, data_rng) -> float:
     """One pass over freshly binarized pixels, maximizing objective(x); its mean per example."""
     total = 0.0
-    for x in minibatches(binarize_dynamic(pixels, data_rng), args.batch_size, data_rng):
+    batches = minibatches(binarize_dynamic(pixels, data_rng), args.batch_size, data_rng)
+    for x in threads.adaptive(batches):  # BLAS threads measured (minivae.threads)
         value = objective(x)
         optimizer.zero_grad()
         (-value.mean()).backward()

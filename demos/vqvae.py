@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minivae import checks
+from minivae import checks, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import (
@@ -91,7 +91,8 @@ def train_variant(args, ema: bool, train_pixels, test_x, seed_sequence, log) -> 
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         total, seen = 0.0, 0
-        for x in minibatches(binarize_dynamic(train_pixels, data_rng), args.batch_size, data_rng):
+        batches = minibatches(binarize_dynamic(train_pixels, data_rng), args.batch_size, data_rng)
+        for x in threads.adaptive(batches):  # BLAS threads measured (minivae.threads)
             objective = model.objective(x)
             optimizer.zero_grad()
             (-objective.mean()).backward()
