@@ -5,12 +5,13 @@ one over all cores; on a busy laptop the same threads wait for each other and a 
 many times longer than on one thread (see docs/PERFORMANCE.md, "Threads on a busy machine").
 Which is faster depends on the load *now*, so ``adaptive`` times the steps of the loop it
 wraps: a few steps with the current count (one thread at first), then a few with each other
-count, and keeps the fastest.  A count whose first step is more than twice as slow as the
-best so far is dropped at once, so a trial costs one step at a bad setting.  It measures again
-when the step time changes by more than a factor ``drift`` (the load changed: other programs
-started or ended), and on a schedule that starts at ``recheck_seconds`` and doubles, up to ten
-minutes, while the choice stays the same (a load that went away hardly changes a one-thread
-step's time).  On a machine whose load flickers, each trial that confirms the choice doubles
+count, and keeps the fastest, or the fewest threads within 10% of it.  A count whose first
+step is more than twice as slow as the best so far is dropped at once, so a trial costs one
+step at a bad setting.  It measures again when the step time changes by more than a factor
+``drift`` (the load changed: other programs started or ended), and on a schedule that starts
+at ``recheck_seconds`` and doubles, up to two minutes, while the choice stays the same (a load
+that went away hardly changes a one-thread step's time).  A trial is cheap (a bad count is
+dropped after one step), so it may run often.  On a machine whose load flickers, each trial that confirms the choice doubles
 the time before a change of step time may start the next one (from ``drift_gap`` seconds).
 
 Whoever states a count wins and nothing is measured: ``set_num_threads(n)``, the CLI's
@@ -79,10 +80,10 @@ class ThreadPolicy:
     tests can drive it with a simulated machine; ``label`` says the current choice for a
     progress bar: "2 (set)", "1 (measuring)" or "1 (auto)"."""
 
-    MAX_RECHECK_SECONDS = 600.0
+    MAX_RECHECK_SECONDS = 120.0
 
     def __init__(self, candidates: tuple[int, ...] | None = None, trial_steps: int = 4,
-                 recheck_seconds: float = 30.0, drift: float = 2.0, drift_gap: float = 1.0,
+                 recheck_seconds: float = 5.0, drift: float = 2.0, drift_gap: float = 1.0,
                  clock=time.perf_counter, apply=limit, explicit=explicit_threads):
         self.candidates = tuple(candidates or sorted({1, cores()}))
         self.trial_steps = checks.integer(trial_steps, "trial_steps", 1)
@@ -91,7 +92,7 @@ class ThreadPolicy:
         self.drift_gap = checks.real(drift_gap, "drift_gap", 0.0)
         self.clock, self.apply, self.explicit = clock, apply, explicit
         self.chosen: int | None = None
-        self.history: list[tuple[int, float]] = []  # (threads chosen, its median step seconds)
+        self.history: list[tuple[int, float]] = []  # (threads chosen, its mean step seconds)
         self._trials: dict[int, list[float]] = {}  # threads → step seconds, while measuring
         self._testing = self._settled_at = self._baseline = None
         self._interval, self._gap = self.recheck_seconds, self.drift_gap
@@ -145,10 +146,10 @@ class ThreadPolicy:
             return self._watch(seconds)
         times = self._trials[self._testing]
         times.append(seconds)  # times[0] is a warm-up: the first step after a switch pays
-        timed = times[1:]      # for waking or parking threads, so it is not in the median
-        medians = [statistics.median(t[1:]) for t in self._trials.values()
-                   if t is not times and len(t) > self.trial_steps]
-        hopeless = medians and min(times) > 2 * min(medians)
+        timed = times[1:]      # for waking or parking threads, so it is not in the mean
+        means = [statistics.fmean(t[1:]) for t in self._trials.values()
+                 if t is not times and len(t) > self.trial_steps]
+        hopeless = means and min(times) > 2 * min(means)
         if len(timed) >= self.trial_steps or hopeless:
             untested = [n for n, t in self._trials.items() if not t]
             self._switch(untested[0]) if untested else self._settle()
@@ -157,7 +158,7 @@ class ThreadPolicy:
         """Between trials: measure again if the step time drifted or the schedule says so."""
         window = 2 * self.trial_steps
         self._recent = (self._recent + [seconds])[-window:]
-        ratio = statistics.median(self._recent) / self._baseline
+        ratio = statistics.fmean(self._recent) / self._baseline
         since = self.clock() - self._settled_at
         if (len(self._recent) == window and not 1 / self.drift < ratio < self.drift
                 and since > self._gap):
@@ -167,15 +168,19 @@ class ThreadPolicy:
 
     def _settle(self) -> None:
         # a count dropped after its warm-up step is judged by that step
-        medians = {n: statistics.median(t[1:] or t) for n, t in self._trials.items() if t}
-        best = min(medians, key=medians.get)
+        # the mean, not the median: an epoch's time is the sum of its steps, and threads
+        # that wait for each other make a few steps very slow rather than all a bit slow
+        means = {n: statistics.fmean(t[1:] or t) for n, t in self._trials.items() if t}
+        # the fewest threads within 10% of the fastest: fewer threads suffer less when the
+        # load grows, and the trial's noise is about that large
+        best = min((n for n in means if means[n] <= 1.1 * min(means.values())))
         if best == self.chosen:  # confirmed: look again later than last time
             self._interval = min(2 * self._interval, self.MAX_RECHECK_SECONDS)
             self._gap = min(2 * self._gap, self._interval)
         else:
             self._interval, self._gap = self.recheck_seconds, self.drift_gap
-        self.chosen, self._baseline = best, medians[best]
-        self.history.append((best, medians[best]))
+        self.chosen, self._baseline = best, means[best]
+        self.history.append((best, means[best]))
         self._recent, self._trials, self._settled_at = [], {}, self.clock()
         self.apply(best)
 
