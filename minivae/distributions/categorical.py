@@ -60,6 +60,9 @@ def shifted_logits(probs, logits, validate_args: bool) -> Tensor:
     is 1e7 + 1 in float32).  The shift by a constant changes neither the normalized logits
     nor their gradient.
 
+    Verified by: tests/distributions/test_categorical.py::test_categorical_matches_direct_formulas,
+    tests/distributions/test_kl_float_range.py::test_named_examples
+
     probs : non-negative weights with a positive sum on each row; they are normalized, π =
         probs / Σ probs, and a weight 0 becomes the logit −∞.
     logits : any reals; −∞ (probability 0) is allowed, +∞ and NaN are not, and each row needs

@@ -483,6 +483,77 @@ def test_kl_matches_mpmath_over_the_float_range(pair, dtype, data):
     assert_matches(kl.item(), case.oracle, case.parameters, dtype)
 
 
+# -- the examples that were wrong, one by one ----------------------------------------------
+
+REGRESSIONS = {
+    # σ_p/σ_q = 1e310 overflowed and r² − 1 − log r² was ∞ − ∞: the exact KL is 5e619
+    "normal-scale-ratio-overflows": (
+        lambda: (Normal(0.0, 1e155), Normal(0.0, 1e-155)),
+        lambda: normal(0, mp.mpf(1e155), 0, mp.mpf(1e-155))),
+    "normal-float32": (
+        lambda: (Normal(np.float32(0), np.float32(1e20)), Normal(np.float32(0), np.float32(1e-20))),
+        lambda: normal(0, mpf(np.float32(1e20)), 0, mpf(np.float32(1e-20)))),
+    "independent-normal": (
+        lambda: (Independent(Normal(np.zeros(2), np.array([1e155, 1.0])), 1),
+                 Independent(Normal(np.zeros(2), np.array([1e-155, 1.0])), 1)),
+        lambda: normal(0, mp.mpf(1e155), 0, mp.mpf(1e-155))),
+    # λ_q/λ_p = 1e330 overflowed: t − log1p(t) with t = ∞
+    "exponential-rate-ratio-overflows": (
+        lambda: (Exponential(1e-300), Exponential(1e30)),
+        lambda: exponential(mp.mpf(1e-300), mp.mpf(1e30))),
+    "laplace-scale-ratio-overflows": (
+        lambda: (Laplace(0.0, 1e200), Laplace(0.0, 1e-200)),
+        lambda: laplace(0, mp.mpf(1e200), 0, mp.mpf(1e-200))),
+    # |μ_p − μ_q|/b_p = 1e310 overflows, the KL (≈ 1e10) does not
+    "laplace-distance-overflows": (
+        lambda: (Laplace(0.0, 1e-300), Laplace(1e10, 1.0)),
+        lambda: laplace(0, mp.mpf(1e-300), mp.mpf(1e10), 1)),
+    "gumbel-scale-ratio-overflows": (
+        lambda: (Gumbel(0.0, 1e200), Gumbel(0.0, 1e-200)),
+        lambda: gumbel(0, mp.mpf(1e200), 0, mp.mpf(1e-200))),
+    # b − a = 2e308 overflowed to ∞: the exact KL is 0.392
+    "uniform-normal-bounds-near-the-largest-float": (
+        lambda: (Uniform(-1e308, 1e308), Normal(0.0, 1e308)),
+        lambda: uniform_normal(mp.mpf(-1e308), mp.mpf(1e308), 0, mp.mpf(1e308))),
+    # log Γ(a + 1) − log Γ(a) formed from two values of size a log a
+    "beta-1e15": (lambda: (Beta(1e15, 1.0), Beta(1.0, 1.0)),
+                  lambda: dirichlet([mp.mpf(1e15), 1], [1, 1])),
+    "beta-1e17": (lambda: (Beta(1e17, 1.0), Beta(1.0, 1.0)),
+                  lambda: dirichlet([mp.mpf(1e17), 1], [1, 1])),
+    "dirichlet-1e300": (lambda: (Dirichlet(np.array([1e300, 1.0, 2.0])),
+                                 Dirichlet(np.array([1.0, 1.0, 1.0]))),
+                        lambda: dirichlet([mp.mpf(1e300), 1, 2], [1, 1, 1])),
+    "gamma-large-shape": (lambda: (Gamma(1e15, 1.0), Gamma(1e15 + 3, 1.0)),
+                          lambda: gamma(mp.mpf(1e15), 1, mp.mpf(1e15 + 3), 1)),
+    # t = (λ_q − λ_p)/λ_p = −1 + 1e-600 rounded to −1: log1p(−1) = −∞
+    "poisson-rate-ratio-underflows": (
+        lambda: (Poisson(1e300), Poisson(1e-300)),
+        lambda: (lambda p, q: p * mp.log(p / q) - p + q)(mp.mpf(1e300), mp.mpf(1e-300))),
+    # logsumexp([1e7, 1, 1e7]) = 1e7 + log 2 rounds to 1e7 + 1 in float32
+    "categorical-float32-logits-1e7": (
+        lambda: (Categorical(logits=np.array([1, 1, 1e7], dtype=np.float32)),
+                 Categorical(logits=np.array([1e7, 1, 1e7], dtype=np.float32))),
+        lambda: categorical([1, 1, mp.mpf(1e7)], [mp.mpf(1e7), 1, mp.mpf(1e7)])),
+    # μ_q − μ_p = 2e308 overflows, the Mahalanobis term (2e308/1e307)² does not
+    "mvn-means-near-the-largest-float": (
+        lambda: (MultivariateNormal(np.array([-1e308, 0.0]), 1e307 * np.eye(2)),
+                 MultivariateNormal(np.array([1e308, 0.0]), 1e307 * np.eye(2))),
+        lambda: mvn([mp.mpf(-1e308), 0], [mp.mpf(1e307), 0, mp.mpf(1e307)],
+                    [mp.mpf(1e308), 0], [mp.mpf(1e307), 0, mp.mpf(1e307)])),
+}
+
+
+@pytest.mark.parametrize("name", REGRESSIONS)
+def test_named_examples(name):
+    build, oracle = REGRESSIONS[name]
+    p, q = build()
+    with np.errstate(all="ignore"):
+        kl = kl_divergence(p, q)
+    with mp.workdps(700):
+        exact = oracle()
+    assert_matches(kl.item(), lambda: exact, [], kl.dtype.type)
+
+
 # -- gradients ---------------------------------------------------------------------------------
 
 GRADIENT_RTOL = 1e-6

@@ -163,7 +163,8 @@ def _times_slope(g: np.ndarray, x: np.ndarray, trigamma: bool) -> np.ndarray:
 def lgamma(x) -> Tensor:
     """log Γ(x) for x > 0;  d/dx log Γ(x) = ψ(x), so the VJP is g · ψ(x).
 
-    Verified by: tests/engine/ops/test_special.py::test_lgamma_and_digamma_gradients
+    Verified by: tests/engine/ops/test_special.py::test_lgamma_and_digamma_gradients,
+    ::test_gamma_pole_in_the_gradients
     """
     x = _positive_operand(x, "lgamma")
     return Tensor.from_op(log_gamma_array(x.data), (x,),
@@ -173,7 +174,8 @@ def lgamma(x) -> Tensor:
 def digamma(x) -> Tensor:
     """ψ(x) = d/dx log Γ(x) for x > 0;  d/dx ψ(x) = ψ′(x), so the VJP is g · ψ′(x).
 
-    Verified by: tests/engine/ops/test_special.py::test_lgamma_and_digamma_gradients
+    Verified by: tests/engine/ops/test_special.py::test_lgamma_and_digamma_gradients,
+    ::test_gamma_pole_in_the_gradients
     """
     x = _positive_operand(x, "digamma")
     return Tensor.from_op(digamma_array(x.data), (x,),
