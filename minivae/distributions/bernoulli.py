@@ -35,6 +35,8 @@ from minivae.distributions.base import (
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.engine import ops
 from minivae.engine.ops import fused
+from minivae.engine.ops.elementwise import stable_sigmoid
+from minivae.engine.ops.ratios import generalized_kl, log_ratio_array
 from minivae.engine.tensor import Tensor
 
 
@@ -216,23 +218,63 @@ def cross_entropy_bernoulli_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:
 @register_kl(Bernoulli, Bernoulli)
 def kl_bernoulli_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:
     """KL(p ‖ q) = p log(p/q) + (1 − p) log((1 − p)/(1 − q))
-                = σ(l_p)·[softplus(−l_q) − softplus(−l_p)]
-                  + σ(−l_p)·[softplus(l_q) − softplus(l_p)].
+                = Σ_x P(x) (e^(δ_x) − 1 − δ_x),   δ_x = log Q(x) − log P(x),  x ∈ {1, 0},
 
-    With softplus(−l) = softplus(l) − l this is the same as σ(l_p)(l_p − l_q) + softplus(l_q)
-    − softplus(l_p), but that form subtracts numbers of size |l| to get a result that may be
-    tiny, and forms ∞ − ∞ at p ∈ {0, 1}.  In the form used, each bracket is a log-ratio and
-    each weight is a probability, so for |l| up to 1e4 and beyond every term is finite and
-    small terms stay small.  Limits: KL = −log q(1) at p = 1, −log q(0) at p = 0, +∞ where
-    q(x) = 0 < p(x).  Where p ≈ q the two terms cancel to about p(1 − p)(l_p − l_q)²/2 and
-    rounding can leave −1e-17 or so; KL ≥ 0 exactly, so a negative result is set to 0.
+    the second form by adding Σ_x (Q(x) − P(x)) = 0 term by term: a sum of terms ≥ 0
+    (``generalized_kl`` of P(x) and Q(x), with log P(x) for a P(x) too small to be a float), so
+    KL ≥ 0 holds without clamping, and near p = q each term is of order P δ², where the first
+    form cancels terms of order P δ.  The log-weights are exact for every logit:
+    log σ(l) = −softplus(−l).  Limits: where P(x) = 0 the term is its limit Q(x) (0 · log 0 =
+    0 in the first form); KL = +∞ where Q(x) = 0 < P(x).
 
     Verified by: tests/distributions/test_bernoulli.py::test_bernoulli_kl_matches_direct_sum,
     ::test_bernoulli_kl_is_finite_for_extreme_logits,
     ::test_bernoulli_kl_and_cross_entropy_at_the_boundary,
-    ::test_bernoulli_kl_matches_monte_carlo, ::test_bernoulli_kl_is_cross_entropy_minus_entropy
+    ::test_bernoulli_kl_matches_monte_carlo, ::test_bernoulli_kl_is_cross_entropy_minus_entropy,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    return _expected_minus_log(p, q, p._logs).relu()
+    total = None
+    impossible = np.zeros(np.broadcast_shapes(p.batch_shape, q.batch_shape), dtype=bool)
+    for weight, q_weight, log_p, log_q, possible, q_possible, log_ratio in zip(
+            p._weights, q._weights, p._logs, q._logs, p._possible, q._possible,
+            _log_ratios(p, q)):
+        kept = possible & q_possible  # the others add Q(x) (where P(x) = 0) or +∞ (Q = 0 < P)
+        impossible = impossible | (possible & ~q_possible)
+        log_p, log_q = ops.where(kept, log_p, 0.0), ops.where(kept, log_q, 0.0)
+        term = ops.where(kept, generalized_kl(ops.where(kept, weight, 1.0), log_q,
+                                              np.where(kept, log_ratio, 0), log_p.data),
+                         ops.where(possible, 0.0, q_weight))
+        total = term if total is None else total + term
+    return ops.where(impossible, np.inf, total)
+
+
+def _log_ratios(p: Bernoulli, q: Bernoulli) -> tuple[np.ndarray, np.ndarray]:
+    """log(Q(x)/P(x)) for x = 1, 0, to relative accuracy where p ≈ q.
+
+    The difference of the rounded log-weights loses the digits of a small log-ratio (it is
+    formed from numbers of size log P).  From logits l_p, l_q within 1 of each other:
+        log σ(l_q) − log σ(l_p) = log1p(σ(−l_q) (e^(l_q − l_p) − 1)),
+        log σ(−l_q) − log σ(−l_p) = log1p(σ(l_q) (e^(l_p − l_q) − 1));
+    from probabilities: log(q/p) and log((1 − q)/(1 − p)) = log1p((p − q)/(1 − p)).
+    """
+    (log_p1, log_p0), (log_q1, log_q0) = p._logs, q._logs
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        ratios = [log_q1.data - log_p1.data, log_q0.data - log_p0.data]
+        if p._given_probs is None and q._given_probs is None:
+            step = q.logits.data - p.logits.data
+            close = np.abs(step) <= 1
+            step = np.where(close, step, 0)
+            ratios = [np.where(close, np.log1p(stable_sigmoid(-q.logits.data) * np.expm1(step)),
+                               ratios[0]),
+                      np.where(close, np.log1p(stable_sigmoid(q.logits.data) * np.expm1(-step)),
+                               ratios[1])]
+        elif p._given_probs is not None and q._given_probs is not None:
+            prob_p, prob_q = p._given_probs.data, q._given_probs.data
+            ratios = [np.where((prob_p > 0) & (prob_q > 0), log_ratio_array(prob_q, prob_p),
+                               ratios[0]),
+                      np.where((prob_p < 1) & (prob_q < 1), np.log1p((prob_p - prob_q) /
+                                                                     (1 - prob_p)), ratios[1])]
+    return ratios[0], ratios[1]
 
 
 class BernoulliLogits(Independent):

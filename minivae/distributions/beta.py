@@ -14,7 +14,7 @@ import numpy as np
 
 from minivae import checks
 from minivae.distributions.base import Distribution, as_parameters, require_log_gamma_finite
-from minivae.distributions.dirichlet import simplex_rsample
+from minivae.distributions.dirichlet import simplex_kl, simplex_rsample
 from minivae.distributions.gamma import log_power
 from minivae.distributions.kl import register_kl
 from minivae.engine.ops import stack, where
@@ -117,11 +117,15 @@ def kl_beta_beta(p: Beta, q: Beta) -> Tensor:
     """KL(Beta(a₁, a₀) ‖ Beta(b₁, b₀)) = log B(b₁, b₀) − log B(a₁, a₀) + (a₁ − b₁) ψ(a₁)
                                         + (a₀ − b₀) ψ(a₀) + (b₁ − a₁ + b₀ − a₀) ψ(a₁ + a₀),
 
-    from E[log x] = ψ(a₁) − ψ(a₁ + a₀) and E[log(1 − x)] = ψ(a₀) − ψ(a₁ + a₀).
+    from E[log x] = ψ(a₁) − ψ(a₁ + a₀) and E[log(1 − x)] = ψ(a₀) − ψ(a₁ + a₀): the Dirichlet
+    KL over the pairs (a₁, a₀) and (b₁, b₀), evaluated by ``simplex_kl`` without cancellation.
 
     Verified by: tests/distributions/test_beta.py::test_kl_matches_quadrature,
-    ::test_kl_matches_monte_carlo
+    ::test_kl_matches_monte_carlo,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    a1, a0, b1, b0 = p.concentration1, p.concentration0, q.concentration1, q.concentration0
-    return (log_beta(b1, b0) - log_beta(a1, a0) + (a1 - b1) * digamma(a1)
-            + (a0 - b0) * digamma(a0) + (b1 - a1 + b0 - a0) * digamma(a1 + a0))
+    def pairs(d: Beta) -> Tensor:
+        zeros = Tensor(np.zeros(d.batch_shape, dtype=d.dtype))  # broadcasts the two
+        return stack([d.concentration1 + zeros, d.concentration0 + zeros], axis=-1)
+
+    return simplex_kl(pairs(p), pairs(q))

@@ -27,6 +27,7 @@ from minivae.distributions.base import (
 from minivae.distributions.gumbel import standard_gumbel_from_uniform
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.engine import ops
+from minivae.engine.ops.ratios import generalized_kl
 from minivae.engine.tensor import Tensor
 
 
@@ -42,6 +43,25 @@ def standard_gumbel(rng: np.random.Generator, shape: tuple, dtype) -> np.ndarray
 
 def normalized_logits(probs, logits, validate_args: bool) -> Tensor:
     """log π = l − logsumexp(l) along the last axis, from exactly one of ``probs``, ``logits``.
+
+    Computed as (l − max l) − logsumexp(l − max l), the same number without the rounding of
+    logsumexp(l) itself (see ``shifted_logits``).
+    """
+    shifted = shifted_logits(probs, logits, validate_args)
+    return shifted - shifted.logsumexp(axis=-1, keepdims=True)
+
+
+def shifted_logits(probs, logits, validate_args: bool) -> Tensor:
+    """l − max l along the last axis, from exactly one of ``probs`` (l = log probs) and
+    ``logits``; checked as below.
+
+    The difference is exact for the entries near the maximum, which then keep the digits that
+    l − logsumexp(l) would lose to the rounding of logsumexp(l) at the size of l (1e7 + log 2
+    is 1e7 + 1 in float32).  The shift by a constant changes neither the normalized logits
+    nor their gradient.
+
+    Verified by: tests/distributions/test_categorical.py::test_categorical_matches_direct_formulas,
+    tests/distributions/test_kl_float_range.py::test_named_examples
 
     probs : non-negative weights with a positive sum on each row; they are normalized, π =
         probs / Σ probs, and a weight 0 becomes the logit −∞.
@@ -64,7 +84,8 @@ def normalized_logits(probs, logits, validate_args: bool) -> Tensor:
                        "rows with a finite entry", value.data.max(axis=-1))
     if name == "probs":
         value = log_of_weight(value)  # a weight 0 is the logit −∞, with no 0 · ∞ in the VJP
-    return value - value.logsumexp(axis=-1, keepdims=True)
+    top = value.data.max(axis=-1, keepdims=True)
+    return value - np.where(np.isfinite(top), top, 0).astype(value.dtype)
 
 
 def pick_class(table: Tensor, index: np.ndarray) -> Tensor:
@@ -104,7 +125,9 @@ class Categorical(Distribution):
     """
 
     def __init__(self, probs=None, logits=None, validate_args: bool = True):
-        self.logits = normalized_logits(probs, logits, validate_args)
+        shifted = shifted_logits(probs, logits, validate_args)
+        self._shifted_logits = shifted.data  # for log-ratios near p = q (see the KL)
+        self.logits = shifted - shifted.logsumexp(axis=-1, keepdims=True)
         self.num_classes = self.logits.shape[-1]
         super().__init__(self.logits.shape[:-1], (), self.logits.dtype)
 
@@ -190,6 +213,26 @@ def _check_classes(p: Categorical, q: Categorical) -> np.ndarray:
     return ((q.logits.data == -np.inf) & (p.logits.data > -np.inf)).any(axis=-1)
 
 
+def _log_ratios(p: Categorical, q: Categorical) -> np.ndarray:
+    """δ_k = log ρ_k − log π_k, to relative accuracy where p ≈ q.
+
+    The difference of the normalized logits carries their rounding, of the size of log π,
+    where δ itself may be far smaller.  Where every class has the same −∞ pattern and logits
+    l − max l within 1 of each other (steps s_k = s^q_k − s^p_k, exact there):
+        δ_k = s_k − (log Σ_j e^(s^q_j) − log Σ_j e^(s^p_j)) = s_k − log1p(Σ_j π_j (e^(s_j) − 1)).
+    """
+    shifted_p, shifted_q = (d._shifted_logits.astype(np.float64) for d in (p, q))
+    both = np.isfinite(shifted_p) & np.isfinite(shifted_q)
+    with np.errstate(invalid="ignore", over="ignore"):
+        steps = np.where(both, shifted_q - shifted_p, 0)
+        close = np.all((both & (np.abs(steps) <= 1)) | ((shifted_p == -np.inf)
+                                                         & (shifted_q == -np.inf)), axis=-1)
+        weights = np.exp(p.logits.data.astype(np.float64))
+        normalizer_step = np.log1p(np.sum(weights * np.expm1(steps), axis=-1, keepdims=True))
+        default = q.logits.data - p.logits.data
+    return np.where(close[..., None], steps - normalizer_step, default).astype(p.dtype)
+
+
 @register_cross_entropy(Categorical, Categorical)
 def cross_entropy_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
     """−E_p[log q(k)] = −Σ_k π_k log ρ_k  (π, ρ the class probabilities of p and q).
@@ -208,16 +251,26 @@ def cross_entropy_categorical_categorical(p: Categorical, q: Categorical) -> Ten
 def kl_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
     """KL(p ‖ q) = Σ_k π_k (log π_k − log ρ_k), with 0 · log(0/ρ) = 0 and +∞ where ρ_k = 0 < π_k.
 
-    The difference of log-probabilities is formed inside the sum (not as Σ π log π − Σ π log ρ)
-    so that a small KL is not the difference of two large sums.  Where p ≈ q the terms still
-    cancel, and rounding can leave −1e-17 or so; KL ≥ 0 exactly, so a negative result is set
-    to 0.
+    Since Σ_k ρ_k = Σ_k π_k = 1, adding Σ_k (ρ_k − π_k) = 0 term by term gives
+
+        KL = Σ_k π_k (e^(δ_k) − 1 − δ_k),    δ_k = log ρ_k − log π_k,
+
+    a sum of terms ≥ 0 (``generalized_kl`` of π_k and ρ_k, with log π_k for a π_k too small to
+    be a float; where π_k = 0 the term is its limit ρ_k), so KL ≥ 0 holds without any
+    clamping, and a KL near 0 keeps its relative accuracy: each term is of order π_k δ_k²,
+    where the textbook sum would cancel terms of order π_k δ_k to leave it (δ_k itself from
+    ``_log_ratios``).
     Verified by: tests/distributions/test_categorical.py::test_categorical_kl_matches_direct_sum,
     ::test_categorical_kl_with_zero_probabilities,
     ::test_categorical_kl_is_finite_for_extreme_logits,
-    ::test_categorical_kl_matches_monte_carlo, ::test_categorical_kl_is_cross_entropy_minus_entropy
+    ::test_categorical_kl_matches_monte_carlo, ::test_categorical_kl_is_cross_entropy_minus_entropy,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
     impossible = _check_classes(p, q)
-    log_p = _drop_minus_infinity(p.logits)
-    log_q = ops.where(p.logits.data == -np.inf, 0.0, _drop_minus_infinity(q.logits))
-    return ops.where(impossible, np.inf, (p.probs * (log_p - log_q)).sum(axis=-1).relu())
+    possible = p.logits.data > -np.inf
+    kept = possible & (q.logits.data > -np.inf)  # the others add ρ_k (where π_k = 0) or +∞
+    log_p, log_q = ops.where(kept, p.logits, 0.0), ops.where(kept, q.logits, 0.0)
+    log_ratios = np.where(kept, _log_ratios(p, q), 0)
+    terms = generalized_kl(log_p.exp(), log_q, log_ratios, log_p.data)
+    terms = ops.where(kept, terms, ops.where(possible, 0.0, q.probs))
+    return ops.where(impossible, np.inf, terms.sum(axis=-1))

@@ -17,6 +17,7 @@ from minivae import checks
 from minivae.distributions.base import Distribution, as_parameters
 from minivae.distributions.kl import register_kl
 from minivae.engine.ops import where
+from minivae.engine.ops.ratios import ratio_excess
 from minivae.engine.tensor import Tensor
 
 
@@ -100,16 +101,16 @@ class Exponential(Distribution):
 
 @register_kl(Exponential, Exponential)
 def kl_exponential_exponential(p: Exponential, q: Exponential) -> Tensor:
-    """KL(Exp(λ_p) ‖ Exp(λ_q)) = log(λ_p/λ_q) + λ_q/λ_p − 1 = t − log(1 + t),  t = λ_q/λ_p − 1.
+    """KL(Exp(λ_p) ‖ Exp(λ_q)) = log(λ_p/λ_q) + λ_q/λ_p − 1 = r − 1 − log r,  r = λ_q/λ_p.
 
     Derivation: E_p[log p − log q] = log λ_p − λ_p E_p[x] − log λ_q + λ_q E_p[x] with
-    E_p[x] = 1/λ_p.  Writing r = λ_q/λ_p gives r − 1 − log r, which is ≥ 0 (log r ≤ r − 1)
-    with equality only at r = 1.  Near r = 1 the terms cancel; computing t = (λ_q − λ_p)/λ_p
-    from the difference and log(1 + t) with log1p keeps the small result accurate.
+    E_p[x] = 1/λ_p.  r − 1 − log r ≥ 0 (log r ≤ r − 1) with equality only at r = 1.
+    ``ratio_excess`` takes λ_q and λ_p rather than r, which can overflow (then r − log r is
+    ∞ − ∞), and near r = 1 works from t = (λ_q − λ_p)/λ_p, so a small KL stays accurate.
 
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
-    ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients
+    ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    t = (q.rate - p.rate) / p.rate
-    return t - t.log1p()
+    return ratio_excess(q.rate, p.rate)

@@ -26,6 +26,7 @@ from minivae import checks
 from minivae.distributions.base import LocationScale, broadcast_to
 from minivae.distributions.kl import register_kl
 from minivae.engine.ops import exp_taylor_remainder, where
+from minivae.engine.ops.ratios import log_ratio, scaled_difference
 from minivae.engine.ops.special import lgamma
 from minivae.engine.tensor import Tensor
 
@@ -42,6 +43,14 @@ ZETA = {2: math.pi**2 / 6, 3: 1.2020569031595942, 4: math.pi**4 / 90,
 SERIES_BELOW = 0.05
 
 
+def _log_gamma_series(x: Tensor) -> Tensor:
+    """log Γ(1 + x) + γx = Σₖ₌₂¹⁰ (−1)ᵏ ζ(k) xᵏ/k, for |x| < 0.05 (see ``SERIES_BELOW``)."""
+    series = ZETA[10] / 10
+    for k in range(9, 1, -1):
+        series = (-1) ** k * ZETA[k] / k + x * series
+    return x * x * series
+
+
 def log_gamma_plus_euler_line(r: Tensor) -> Tensor:
     """log Γ(r) + γ(r − 1) = Σₖ₌₂ (−1)ᵏ ζ(k) (r − 1)ᵏ/k ≥ 0 for r > 0; it is 0 only at r = 1.
 
@@ -53,10 +62,10 @@ def log_gamma_plus_euler_line(r: Tensor) -> Tensor:
     Verified by: tests/engine/ops/test_elementwise.py::test_helpers_match_numpy
     """
     x = r - 1.0
-    series = ZETA[10] / 10
-    for k in range(9, 1, -1):
-        series = (-1) ** k * ZETA[k] / k + x * series
-    return where(np.abs(x.data) < SERIES_BELOW, x * x * series, lgamma(r) + EULER_GAMMA * x)
+    near = np.abs(x.data) < SERIES_BELOW
+    r_far = where(near, 2.0, r)
+    return where(near, _log_gamma_series(where(near, x, 0.0)),
+                 lgamma(r_far) + EULER_GAMMA * (r_far - 1.0))
 
 
 def standard_gumbel_from_uniform(u: np.ndarray) -> np.ndarray:
@@ -151,15 +160,28 @@ def kl_gumbel_gumbel(p: Gumbel, q: Gumbel) -> Tensor:
         KL = (e^c − 1 − c) + (log Γ(r) + γ(r − 1)).
 
     Both are computed without cancellation (``exp_taylor_remainder`` and
-    ``log_gamma_plus_euler_line``), and both are exactly 0 at p = q.  Γ enters through
-    log Γ only, so the gradient flows through ψ = (log Γ)′.
+    ``log_gamma_plus_euler_line``), and both are exactly 0 at p = q.  Below r = 0.05 the
+    second is the series of log Γ(1 + r) minus log r and γ (log Γ(r) = log Γ(1 + r) − log r,
+    with log r from the scales, so r may underflow); where it overflows (r ≳ 1e305, or r
+    itself beyond the float range) the KL is +∞, and c, whose log Γ(1 + r) would be +∞ too,
+    is not formed there.  Γ enters through log Γ only, so the gradient flows through ψ.
 
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
-    ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients
+    ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    r = p.scale / q.scale
-    tangent_gap = log_gamma_plus_euler_line(r)
-    log_gamma_r = tangent_gap - EULER_GAMMA * (r - 1.0)
-    c = (q.loc - p.loc) / q.scale + log_gamma_r + r.log()
-    return exp_taylor_remainder(c) + tangent_gap
+    with np.errstate(over="ignore", under="ignore"):
+        r = p.scale / q.scale
+    log_r = log_ratio(p.scale, q.scale)
+    small, within = r.data < SERIES_BELOW, np.isfinite(r.data)
+    r_small, r_big = where(small, r, 0.0), where(small | ~within, 1.0, r)
+    series = _log_gamma_series(r_small)  # log Γ(1 + r) + γr
+    tangent_gap = where(small, series - EULER_GAMMA - log_r, log_gamma_plus_euler_line(r_big))
+    finite = within & np.isfinite(tangent_gap.data)
+    gap, r_finite = where(finite, tangent_gap, 0.0), where(finite, r, 1.0)
+    # log Γ(1 + r) = log Γ(r) + log r, from the tangent gap so that it is exactly 0 at r = 1
+    log_gamma_one_plus_r = where(small, series - EULER_GAMMA * r_small,
+                                 gap - EULER_GAMMA * (r_finite - 1.0) + log_r)
+    c = scaled_difference(q.loc, p.loc, q.scale) + log_gamma_one_plus_r
+    return where(finite, exp_taylor_remainder(c) + gap, np.inf)

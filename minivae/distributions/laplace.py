@@ -17,7 +17,8 @@ import numpy as np
 from minivae import checks
 from minivae.distributions.base import LocationScale, broadcast_to
 from minivae.distributions.kl import register_kl
-from minivae.engine.ops import absolute, exp_taylor_remainder
+from minivae.engine.ops import absolute, exp_taylor_remainder, where
+from minivae.engine.ops.ratios import ratio_excess
 from minivae.engine.tensor import Tensor
 
 
@@ -100,15 +101,23 @@ def kl_laplace_laplace(p: Laplace, q: Laplace) -> Tensor:
 
     Computed as a sum of two terms that are each ≥ 0, with r = b_p/b_q and a = |d|/b_p:
 
-        KL = r (e^(−a) − 1 + a) + (r − 1 − log r),
+        KL = b_p (e^(−a) − 1 + a)/b_q + (r − 1 − log r),
 
-    the first by ``exp_taylor_remainder`` and the second as t − log(1 + t), t = r − 1, so
-    nothing cancels when p ≈ q and KL(p ‖ p) is exactly 0.
+    the second by ``ratio_excess`` (from b_p and b_q: r itself can overflow) and the first from
+    b_p (e^(−a) − 1 + a), which is at most |d|: by ``exp_taylor_remainder`` for a < 1, where
+    it cancels to b_p a²/2, and as |d| − b_p (1 − e^(−a)) from a = 1 on, which stays finite
+    when a overflows.  Halves of |d| and b_p keep |d| itself from overflowing.  Nothing
+    cancels when p ≈ q, and KL(p ‖ p) is exactly 0.
 
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
-    ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients
+    ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    t = (p.scale - q.scale) / q.scale
-    a = absolute(p.loc - q.loc) / p.scale
-    return (p.scale / q.scale) * exp_taylor_remainder(-a) + (t - t.log1p())
+    half_distance = absolute(0.5 * p.loc - 0.5 * q.loc)  # |d|/2, exact
+    a = 2.0 * (half_distance / p.scale)
+    close = a.data < 1.0
+    a_close, a_far = where(close, a, 0.0), where(close, 1.0, a)
+    half_gap = where(close, 0.5 * (p.scale * exp_taylor_remainder(-a_close)),
+                     half_distance - 0.5 * (p.scale * (1.0 - (-a_far).exp())))
+    return 2.0 * (half_gap / q.scale) + ratio_excess(p.scale, q.scale)

@@ -20,6 +20,7 @@ from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.distributions.normal import LOG_2PI, Normal
 from minivae.engine.ops import softplus, where
 from minivae.engine.ops.linalg import diagonal, solve_triangular
+from minivae.engine.ops.ratios import scaled_difference
 from minivae.engine.tensor import Tensor
 
 
@@ -182,9 +183,12 @@ def _trace_and_mahalanobis(loc_p, tril_p, loc_q, tril_q) -> tuple[Tensor, Tensor
     """tr(Σ_q⁻¹ Σ_p) = ‖L_q⁻¹ L_p‖_F²  and  (μ_q − μ_p)ᵀ Σ_q⁻¹ (μ_q − μ_p) = ‖L_q⁻¹(μ_q − μ_p)‖²,
 
     because tr(Σ_q⁻¹Σ_p) = tr(L_q⁻ᵀ L_q⁻¹ L_p L_pᵀ) = tr((L_q⁻¹L_p)ᵀ(L_q⁻¹L_p)); two solves.
+    The second solves for the half difference μ_q/2 − μ_p/2 (exact halves) and multiplies by
+    4: μ_q − μ_p itself overflows for means of opposite signs beyond half the largest float.
     """
+    half_difference = 0.5 * loc_q - 0.5 * loc_p
     return (squared_norm_of_solve(tril_q, tril_p, vector=False),
-            squared_norm_of_solve(tril_q, loc_q - loc_p, vector=True))
+            4.0 * squared_norm_of_solve(tril_q, half_difference, vector=True))
 
 
 def _kl_from_factors(loc_p, tril_p, loc_q, tril_q) -> Tensor:
@@ -256,7 +260,7 @@ def kl_mvn_diagonal(p: MultivariateNormal, q: Independent) -> Tensor:
     """
     loc, scale = _diagonal_parameters(q)
     ratio = p.scale_tril / scale.reshape(scale.shape + (1,))
-    shift = (loc - p.loc) / scale
+    shift = scaled_difference(loc, p.loc, scale)  # (μ_q − μ_p)/σ_q without overflow of μ_q − μ_p
     d = p.event_shape[0]
     trace, mahalanobis = (ratio * ratio).sum(axis=(-2, -1)), (shift * shift).sum(axis=-1)
     return (0.5 * (trace + mahalanobis - d) + scale.log().sum(axis=-1)

@@ -17,6 +17,7 @@ import numpy as np
 from minivae import checks
 from minivae.distributions.base import LocationScale, broadcast_to
 from minivae.distributions.kl import register_cross_entropy, register_kl
+from minivae.engine.ops.ratios import ratio_excess, scaled_difference
 from minivae.engine.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -122,12 +123,14 @@ def kl_normal_normal(p: Normal, q: Normal) -> Tensor:
     """KL(p ‖ q) = E_p[log p] − E_p[log q], both from the lemma in ``_expected_log_density``:
 
         KL = log(σ_q/σ_p) + (σ_p² + (μ_p − μ_q)²)/(2σ_q²) − ½
-           = ½ [r² − 1 − 2 log r] + ½ ((μ_p − μ_q)/σ_q)²,   r = σ_p/σ_q.
+           = ½ [r² − 1 − log r²] + ½ ((μ_p − μ_q)/σ_q)²,   r = σ_p/σ_q.
 
-    The bracket r² − 1 − 2 log r ≥ 0 with equality only at r = 1, so KL ≥ 0.
+    The bracket r² − 1 − log r² ≥ 0 with equality only at r = 1, so KL ≥ 0.  Each of the two
+    terms ≥ 0 is computed from the parameters, not from r or μ_p − μ_q, which can overflow
+    while the KL is finite (``ratio_excess``, ``scaled_difference``): the sum is never NaN.
     Verified by: tests/distributions/test_normal.py::test_kl_matches_quadrature,
-    ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal
+    ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    ratio = p.scale / q.scale
-    shift = (p.loc - q.loc) / q.scale
-    return 0.5 * (ratio * ratio - 1.0) - ratio.log() + 0.5 * shift * shift
+    shift = scaled_difference(p.loc, q.loc, q.scale)
+    return 0.5 * ratio_excess(p.scale, q.scale, power=2) + 0.5 * shift * shift

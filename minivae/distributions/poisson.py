@@ -15,6 +15,7 @@ from minivae import checks
 from minivae.distributions.base import Distribution, as_parameters
 from minivae.distributions.kl import register_kl
 from minivae.engine import ops
+from minivae.engine.ops.ratios import generalized_kl, log_ratio
 from minivae.engine.ops.special import log_gamma_array
 from minivae.engine.tensor import Tensor
 
@@ -147,13 +148,14 @@ class Poisson(Distribution):
 
 @register_kl(Poisson, Poisson)
 def kl_poisson_poisson(p: Poisson, q: Poisson) -> Tensor:
-    """KL(p ‖ q) = λ_p log(λ_p/λ_q) − λ_p + λ_q = λ_p (t − log(1 + t)),  t = (λ_q − λ_p)/λ_p.
+    """KL(p ‖ q) = λ_p log(λ_p/λ_q) − λ_p + λ_q = λ_p (r − 1 − log r),  r = λ_q/λ_p.
 
     Derivation: log p(k) − log q(k) = k log(λ_p/λ_q) − λ_p + λ_q (the k! cancel), and E_p[k] =
-    λ_p.  The second form evaluates t − log1p(t) ≈ t²/2 directly, so a KL near 0 keeps its
-    relative accuracy; t − log1p(t) ≥ 0 for t > −1 shows KL ≥ 0.
+    λ_p.  r − 1 − log r ≥ 0 shows KL ≥ 0.  ``generalized_kl`` evaluates it from λ_p and λ_q:
+    near r = 1 as λ_p (t − log1p(t)), t = (λ_q − λ_p)/λ_p, so a KL near 0 keeps its relative
+    accuracy, and elsewhere as λ_q − λ_p (1 + log(λ_q/λ_p)), finite where r overflows.
     Verified by: tests/distributions/test_poisson.py::test_poisson_kl_matches_truncated_sum,
-    ::test_poisson_kl_matches_monte_carlo
+    ::test_poisson_kl_matches_monte_carlo,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    t = (q.rate - p.rate) / p.rate
-    return p.rate * (t - t.log1p())
+    return generalized_kl(p.rate, q.rate.log(), log_ratio(q.rate, p.rate))

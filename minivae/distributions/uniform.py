@@ -23,9 +23,11 @@ from minivae.distributions.kl import infinite, register_kl
 from minivae.distributions.laplace import Laplace
 from minivae.distributions.normal import Normal
 from minivae.engine.ops import absolute, exp_taylor_remainder, where
+from minivae.engine.ops.ratios import log_product, log_ratio, scaled_difference
 from minivae.engine.tensor import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
+LOG_2 = math.log(2.0)
 
 
 class Uniform(Distribution):
@@ -55,6 +57,26 @@ class Uniform(Distribution):
         """b − a, the length of the support."""
         return self.high - self.low
 
+    @property
+    def half_width(self) -> Tensor:
+        """(b − a)/2 = b/2 − a/2: the halves are exact and their difference cannot overflow,
+        where b − a does for bounds of opposite signs beyond half the largest float.
+
+        Verified by: tests/distributions/test_kl_float_range.py::test_named_examples
+        """
+        return 0.5 * self.high - 0.5 * self.low
+
+    def offset_from(self, x) -> Tensor:
+        """m − x for the midpoint m = (a + b)/2, as (a/2 − x/2) + (b/2 − x/2): each difference
+        is exact where a, b and x are close, so this keeps the digits that rounding m itself
+        would lose (on a support one unit in the last place wide, m is not a float), and it
+        cannot overflow unless m − x does.
+
+        Verified by:
+        tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
+        """
+        return (0.5 * self.low - 0.5 * x) + (0.5 * self.high - 0.5 * x)
+
     def rsample(self, rng: np.random.Generator, shape=()) -> Tensor:
         """Reparameterized inverse-CDF draw:  z = F⁻¹(u; a, b) = a + (b − a) u,  u ~ U[0, 1).
 
@@ -82,19 +104,21 @@ class Uniform(Distribution):
         return where(inside, -self.width.log(), -np.inf)
 
     def entropy(self) -> Tensor:
-        """H = −∫ₐᵇ log(1/(b − a)) dx/(b − a) = log(b − a).
+        """H = −∫ₐᵇ log(1/(b − a)) dx/(b − a) = log(b − a) = log 2 + log((b − a)/2).
 
+        The second form is finite for every pair of finite bounds (b − a can overflow).
         Verified by: tests/distributions/test_inverse_cdf.py::test_entropy_matches_scipy
         """
-        return self.width.log()
+        return LOG_2 + self.half_width.log()
 
     @property
     def mean(self) -> Tensor:
         """E[x] = (a + b)/2.
 
+        Computed as a/2 + b/2, the same number, which cannot overflow.
         Verified by: tests/distributions/test_inverse_cdf.py::test_mean_and_variance_match_scipy
         """
-        return 0.5 * (self.low + self.high)
+        return 0.5 * self.low + 0.5 * self.high
 
     @property
     def variance(self) -> Tensor:
@@ -111,14 +135,23 @@ def kl_uniform_uniform(p: Uniform, q: Uniform) -> Tensor:
     else +∞ (entry by entry).
 
     Derivation: where p > 0, log p − log q = log(w_q/w_p) is constant, provided q > 0 there,
-    i.e. a_q ≤ a_p and b_p ≤ b_q.  The finite branch is computed for every entry, so the
-    gradient stays finite wherever the KL is.
+    i.e. a_q ≤ a_p and b_p ≤ b_q.  With w_q − w_p = (b_q − b_p) + (a_p − a_q), a sum of two
+    differences ≥ 0 that are exact where the bounds are close, KL = log1p((w_q − w_p)/w_p):
+    accurate when the supports nearly coincide, where log(w_q/w_p) of the rounded widths would
+    not be.  Where w_q > 2 w_p, ``log_ratio`` of the half-widths (w_q/w_p may overflow).  The
+    finite branch is computed for every entry, so the gradient stays finite wherever the KL is.
 
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
-    ::test_kl_support_mismatch_is_infinite
+    ::test_kl_support_mismatch_is_infinite,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
     nested = (q.low.data <= p.low.data) & (p.high.data <= q.high.data)
-    return where(nested, (q.width / p.width).log(), np.inf)
+    half_gap = (0.5 * q.high - 0.5 * p.high) + (0.5 * p.low - 0.5 * q.low)
+    relative_gap = half_gap / p.half_width
+    close = nested & (relative_gap.data <= 1.0)
+    finite = where(close, where(close, relative_gap, 0.0).log1p(),
+                   log_ratio(q.half_width, p.half_width))
+    return where(nested, finite, np.inf)
 
 
 @register_kl(Normal, Uniform)
@@ -141,13 +174,21 @@ def kl_uniform_normal(p: Uniform, q: Normal) -> Tensor:
     −E_U[log N] = ½ log 2πσ² + E_U[(x − μ)²]/(2σ²) with E_U[(x − μ)²] = Var + bias² =
     w²/12 + (m − μ)².
 
+    In the half-width h = w/2 (which cannot overflow) and t = h/σ:
+        KL = ½ log 2π − log 2 − log t + t²/6 + ½ ((m − μ)/σ)²,
+    with log t from ``log_ratio`` (t may over- or underflow) and m − μ from
+    ``Uniform.offset_from`` (m itself may round or overflow).  ½ log 2π − log 2 − log t + t²/6
+    ≥ 0.177 (its minimum, at t = √3), so the first terms never cancel by more than one digit.
+
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo,
-    ::test_kl_gradients
+    ::test_kl_gradients,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    shift = (p.mean - q.loc) / q.scale
-    spread = p.width / q.scale
-    return 0.5 * LOG_2PI - spread.log() + spread * spread / 24.0 + 0.5 * shift * shift
+    t = p.half_width / q.scale
+    shift = p.offset_from(q.loc) / q.scale
+    return (0.5 * LOG_2PI - LOG_2 - log_ratio(p.half_width, q.scale) + t * t / 6.0
+            + 0.5 * shift * shift)
 
 
 @register_kl(Uniform, Laplace)
@@ -159,16 +200,25 @@ def kl_uniform_laplace(p: Uniform, q: Laplace) -> Tensor:
     Derivation: for μ outside [a, b], |x − μ| is linear on the support and its mean is
     |m − μ|.  For μ inside, with d₁ = b − μ ≥ d₂ = μ − a (the other case is symmetric),
     E|x − μ| = (d₁² + d₂²)/(2w) = (d₁ − d₂)/2 + d₂²/w, and δ = d₂ is the distance to the
-    nearer end.  This form adds non-negative terms, so nothing cancels when μ is far away.
+    nearer end.
+
+    In units of s and of the half-width h = w/2, with t = h/s, o = |m − μ|/s and
+    o′ = |m − μ|/h (m − μ from ``Uniform.offset_from``, exact where μ is near the support):
+        KL = −log t + o + t (1 − o′)²/2   (the last term only where o′ < 1, μ inside),
+    a sum whose first two terms alone are ≥ 1 − log 2 > 0 (at o = 0 the third adds t/2).
 
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo,
-    ::test_kl_gradients
+    ::test_kl_gradients,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    offset = absolute(p.mean - q.loc)
-    inner = (0.5 * p.width - offset).relu()
-    mean_distance = offset + inner * inner / p.width
-    return (2.0 * q.scale / p.width).log() + mean_distance / q.scale
+    h = p.half_width
+    distance = absolute(p.offset_from(q.loc))
+    offset, offset_in_half_widths = distance / q.scale, distance / h
+    inside = offset_in_half_widths.data < 1.0
+    t_inside = where(inside, h / q.scale, 0.0)
+    depth = 1.0 - where(inside, offset_in_half_widths, 1.0)
+    return -log_ratio(h, q.scale) + offset + 0.5 * t_inside * depth * depth
 
 
 @register_kl(Uniform, Gumbel)
@@ -178,17 +228,34 @@ def kl_uniform_gumbel(p: Uniform, q: Gumbel) -> Tensor:
     with w = b − a, m = (a + b)/2, s = w/β.  Derivation: −log q(x) = log β + y + e^(−y),
     y = (x − μ)/β, E_U[y] = (m − μ)/β and
     E_U[e^(−y)] = (1/w) ∫ₐᵇ e^(−(x − μ)/β) dx = (β/w) (e^(−(a − μ)/β) − e^(−(b − μ)/β)).
-    (1 − e^(−s))/s = 1 − (e^(−s) − 1 + s)/s is computed from ``exp_taylor_remainder`` so it
-    stays accurate when s is small.
+
+    With y_a = (a − μ)/β, (m − μ)/β = y_a + s/2, and G = (1 − e^(−s))/s, write
+    e^(−y_a) G = e^c with c = log G − y_a; then, as for the Gumbel ‖ Gumbel KL,
+
+        KL = (e^c − 1 − c) + (1 + log G − log s + s/2),
+
+    the first ≥ 0, the second the minimum over μ (≥ 0.2, at s ≈ 4).  log G = log1p(−(e^(−s)
+    − 1 + s)/s) below s = 1 (``exp_taylor_remainder``: accurate for small s), and
+    log1p(−e^(−s)) − log s from 1 on; log s comes from the half-width and β
+    (``log_ratio``), y_a from ``scaled_difference``, so over- and underflow of s or y_a give
+    +∞ or the right finite number, never NaN.
 
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo,
-    ::test_kl_gradients
+    ::test_kl_gradients,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    s = p.width / q.scale
-    averaged_exp = 1.0 - exp_taylor_remainder(-s) / s
-    return (-s.log() + (p.mean - q.loc) / q.scale
-            + (-(p.low - q.loc) / q.scale).exp() * averaged_exp)
+    t = p.half_width / q.scale  # s/2
+    log_s = LOG_2 + log_ratio(p.half_width, q.scale)
+    s = 2.0 * t
+    small = s.data < 1.0
+    positive_small = small & (s.data > 0)  # s = 0 (underflow): G = 1, log G = 0
+    s_small, s_large = where(positive_small, s, 1.0), where(small, 1.0, s)
+    log_averaged_exp = where(
+        small, where(positive_small, (-exp_taylor_remainder(-s_small) / s_small).log1p(), 0.0),
+        (-(-s_large).exp()).log1p() - where(small, 0.0, log_s))
+    c = log_averaged_exp - scaled_difference(p.low, q.loc, q.scale)
+    return exp_taylor_remainder(c) + (1.0 + log_averaged_exp - log_s + t)
 
 
 @register_kl(Uniform, Exponential)
@@ -198,8 +265,13 @@ def kl_uniform_exponential(p: Uniform, q: Exponential) -> Tensor:
     with w = b − a, m = (a + b)/2: −E_U[log λ − λx] = −log λ + λ m minus H(U) = log w.
     For a < 0, U puts mass on x < 0, where the exponential density is 0.
 
+    With m = a + h, h = w/2: KL = λa + (λh − log(2λh)), both terms ≥ 0 (the second ≥
+    1 − log 2, at λh = 1); log(λh) comes from ``log_product`` (λh may over- or underflow).
+
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
-    ::test_kl_support_mismatch_is_infinite
+    ::test_kl_support_mismatch_is_infinite,
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
     """
-    finite = -(p.width * q.rate).log() + q.rate * p.mean
+    h = p.half_width
+    finite = q.rate * p.low + (q.rate * h - LOG_2 - log_product(q.rate, h))
     return where(p.low.data >= 0, finite, np.inf)

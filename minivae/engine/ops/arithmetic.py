@@ -54,10 +54,18 @@ def div(a, b) -> Tensor:
 
     def vjp(g):
         grad_a = unbroadcast(g / b.data, a.shape) if a.requires_grad else None
+        if not b.requires_grad:
+            return grad_a, None
         # −(Σ g·a)/b/b: sum over the broadcast axes first (b is constant along them), then
         # divide; term by term, g·a/b² overflows for tiny b even where the sum is exactly 0
-        grad_b = (unbroadcast(-g * a.data, b.shape) / b.data / b.data if b.requires_grad
-                  else None)
+        with np.errstate(over="ignore", invalid="ignore"):
+            grad_b = unbroadcast(-g * a.data, b.shape) / b.data / b.data
+        if not np.isfinite(grad_b).all():
+            # g·a itself can overflow where g·a/b² does not (b large): there the same number
+            # is (g/b)·(a/b), a product of two quotients
+            with np.errstate(over="ignore", invalid="ignore"):
+                quotients = unbroadcast(-(g / b.data) * out, b.shape)
+            grad_b = np.where(np.isfinite(grad_b), grad_b, quotients).astype(b.dtype, copy=False)
         return grad_a, grad_b
 
     return Tensor.from_op(out, (a, b), vjp, "div")
