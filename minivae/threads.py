@@ -11,8 +11,9 @@ step at a bad setting.  It measures again when the step time changes by more tha
 ``drift`` (the load changed: other programs started or ended), and on a schedule that starts
 at ``recheck_seconds`` and doubles, up to two minutes, while the choice stays the same (a load
 that went away hardly changes a one-thread step's time).  A trial is cheap (a bad count is
-dropped after one step), so it may run often.  On a machine whose load flickers, each trial that confirms the choice doubles
-the time before a change of step time may start the next one (from ``drift_gap`` seconds).
+dropped after one step), so it may run often.  On a machine whose load flickers, each trial
+that confirms the choice doubles the time before a change of step time may start the next
+one (from ``drift_gap`` seconds).
 
 Whoever states a count wins and nothing is measured: ``set_num_threads(n)``, the CLI's
 ``--threads N``, or one of the environment variables in ``ENVIRONMENT`` (set before Python

@@ -34,12 +34,8 @@ from minivae.engine.ops import where
 from minivae.engine.ops.elementwise import cast
 from minivae.engine.ops.operands import unbroadcast
 from minivae.engine.ops.ratios import generalized_kl, log_ratio, log_ratio_of_ratios
-from minivae.engine.ops.special import (
-    digamma,
-    lgamma,
-    stirling_gap_bregman,
-    stirling_gap_bregman_increment,
-)
+from minivae.engine.ops.special import digamma, lgamma
+from minivae.engine.ops.stirling import stirling_gap_bregman, stirling_gap_bregman_increment
 from minivae.engine.tensor import Tensor
 
 

@@ -23,7 +23,8 @@ from minivae.distributions.kl import register_kl
 from minivae.engine.ops import log, log1p, where
 from minivae.engine.ops.elementwise import cast
 from minivae.engine.ops.ratios import generalized_kl, log_ratio, log_ratio_of_ratios
-from minivae.engine.ops.special import digamma, lgamma, stirling_gap_bregman
+from minivae.engine.ops.special import digamma, lgamma
+from minivae.engine.ops.stirling import stirling_gap_bregman
 from minivae.engine.tensor import Tensor
 
 

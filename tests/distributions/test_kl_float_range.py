@@ -434,7 +434,9 @@ CASES: dict[tuple[type, type], Callable] = {
 
 
 def test_every_registered_pair_is_covered():
-    assert set(_KL) == set(CASES), set(_KL) ^ set(CASES)
+    # the library's pairs: other tests register pairs of their own throwaway classes
+    library = {pair for pair in _KL if all(t.__module__.startswith("minivae.") for t in pair)}
+    assert library == set(CASES), library ^ set(CASES)
 
 
 # -- the check ---------------------------------------------------------------------------------

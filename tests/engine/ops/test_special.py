@@ -26,13 +26,15 @@ from minivae.engine.ops.special import (
     digamma_array,
     lgamma,
     log_gamma_array,
+    trigamma_array,
+)
+from minivae.engine.ops.stirling import (
     stirling_gap,
     stirling_gap_bregman,
     stirling_gap_bregman_increment,
     stirling_gap_curvature,
     stirling_gap_increments,
     stirling_gap_slope,
-    trigamma_array,
 )
 
 RTOL = 1e-13
