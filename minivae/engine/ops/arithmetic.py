@@ -65,7 +65,11 @@ def div(a, b) -> Tensor:
             # is (g/b)·(a/b), a product of two quotients
             with np.errstate(over="ignore", invalid="ignore"):
                 quotients = unbroadcast(-(g / b.data) * out, b.shape)
-            grad_b = np.where(np.isfinite(grad_b), grad_b, quotients).astype(b.dtype, copy=False)
+            # ... taken where it is finite, or where the first form is NaN; where the
+            # quotients overflow both ways (∞ − ∞ in their sum) the first form's ±∞ stands
+            better = np.isfinite(quotients) | np.isnan(grad_b)
+            grad_b = np.where(np.isfinite(grad_b) | ~better, grad_b, quotients).astype(
+                b.dtype, copy=False)
         return grad_a, grad_b
 
     return Tensor.from_op(out, (a, b), vjp, "div")
