@@ -117,7 +117,7 @@ def test_rsample_gradient_is_unbiased(a, b):
         assert abs(per_draw.mean() - expected) <= 5 * per_draw.std() / np.sqrt(n)
 
 
-@settings(max_examples=20)
+@settings(max_examples=6)  # each example gradchecks the float-range KL graph (~3 s)
 @given(a=log_uniform((3,), 0.2, 20), b=log_uniform((3,), 0.2, 20),
        x=hnp.arrays(np.float64, (2, 3), elements=st.floats(0.05, 0.95)),
        other=log_uniform((2, 3), 0.2, 20))
