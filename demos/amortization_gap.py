@@ -35,7 +35,7 @@ from minivae.io.plots import new_figure, save_png
 from minivae.io.resume import load_model
 from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
 from minivae.objectives.svi import amortization_gap
-from minivae.program import demo_parser, run_reporting_errors
+from minivae.program import add_quiet_argument, demo_parser, run_reporting_errors
 from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, train
 
 SAMPLES_PER_CHUNK = 200
@@ -53,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=1000, help="importance samples for log p(x)")
     parser.add_argument("--max-train", type=int, default=None,
                         help="train on the first N digits only (quick runs)")
-    parser.add_argument("--quiet", action="store_true")
+    add_quiet_argument(parser)
     return parser.parse_args(argv)
 
 

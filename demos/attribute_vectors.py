@@ -29,7 +29,12 @@ from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.io.plots import output_folder, save_image_grid
 from minivae.models import VAE
 from minivae.optim import Adam
-from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
+from minivae.program import (
+    add_data_arguments,
+    add_quiet_argument,
+    demo_parser,
+    run_reporting_errors,
+)
 from minivae.topics.attributes import (
     apply_attribute,
     attribute_vector,
@@ -61,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         default=[-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0])
     parser.add_argument("--rows", type=int, default=8, help="test digits shown per picture")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
+    add_quiet_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -29,7 +29,7 @@ from minivae.divergences.discriminator import (
 from minivae.divergences.jensen_shannon import jensen_shannon_1d
 from minivae.divergences.quadrature import uniform_grid
 from minivae.io.plots import new_figure, output_folder, save_png
-from minivae.program import demo_parser, run_reporting_errors
+from minivae.program import add_quiet_argument, demo_parser, run_reporting_errors
 
 LOC1, SCALE1, LOC0, SCALE0 = 1.0, 0.8, 0.0, 1.3
 
@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=5000, help="draws from each distribution")
     parser.add_argument("--steps", type=int, default=500, help="Adam steps per discriminator")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_quiet_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -140,7 +140,7 @@ def main(args: argparse.Namespace) -> list[Path]:
     out = output_folder(args.out)
     rng = np.random.default_rng(args.seed)
     return [density_ratio_figure(out / "density_ratio.png", args.n, args.steps, rng,
-                                 not args.no_progress),
+                                 not args.quiet),
             jensen_shannon_figure(out / "jensen_shannon.png")]
 
 

@@ -25,7 +25,7 @@ from minivae.distributions import Normal
 from minivae.divergences.bounds import train_critic
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import new_figure, output_folder, save_png
-from minivae.program import demo_parser, run_reporting_errors
+from minivae.program import add_quiet_argument, demo_parser, run_reporting_errors
 
 # p and q of the 2-D case: independent coordinates, so KL is the sum of the 1-D KLs.
 LOC_P_2D, SCALE_P_2D = np.array([1.0, -0.5]), np.array([0.8, 1.2])
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(half of them held out)")
     parser.add_argument("--steps", type=int, default=1500, help="Adam steps per critic")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_quiet_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -55,7 +55,7 @@ def gaussian_kl(loc_p, scale_p, loc_q, scale_q) -> float:
 def train_pair(p, q, args, rng):
     """A critic trained on R1 and one trained on R2, on the same samples."""
     return {bound: train_critic(p, q, bound, steps=args.steps, eval_every=max(1, args.steps // 150),
-                                rng=rng, progress=not args.no_progress)
+                                rng=rng, progress=not args.quiet)
             for bound in ("r1", "r2")}
 
 

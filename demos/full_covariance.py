@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.patches import Ellipse
+from tqdm.auto import tqdm
 
 from minivae import checks, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
@@ -44,7 +45,12 @@ from minivae.models import VAE
 from minivae.models.full_covariance import FullCovarianceVAE
 from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
 from minivae.optim import Adam
-from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
+from minivae.program import (
+    add_data_arguments,
+    add_quiet_argument,
+    demo_parser,
+    run_reporting_errors,
+)
 from minivae.train import TEST_BINARIZATION_SEED
 
 Z_DIM = 2
@@ -74,6 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Adam steps for each shown digit's best Gaussian of each family")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/full_covariance")
+    add_quiet_argument(parser)
     args = parser.parse_args(argv)
     for name in ("epochs", "batch_size", "k_eval", "elbo_draws", "n_test", "fit_steps"):
         if getattr(args, name) < 1:
@@ -96,12 +103,13 @@ def build(run: str, args) -> VAE:
                        rng=np.random.default_rng(args.seed))
 
 
-def train_model(model, pixels: np.ndarray, args) -> list[float]:
+def train_model(model, pixels: np.ndarray, args, run: str) -> list[float]:
     """Adam on −ELBO with a fresh binarization each epoch; the mean training ELBO per epoch."""
     optimizer = Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed + 1)
     history = []
-    for _ in range(args.epochs):
+    for _ in tqdm(range(args.epochs), desc=f"{run}: training epochs", disable=args.quiet,
+                  leave=False):
         total = 0.0
         batches = minibatches(binarize_dynamic(pixels, rng), args.batch_size, rng)
         for batch in threads.adaptive(batches):  # BLAS threads measured (minivae.threads)
@@ -128,7 +136,8 @@ def score_test_set(model, x: np.ndarray, args) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(args.seed + 2)
     with no_grad():
         elbo = np.mean([model.elbo(x, rng).data for _ in range(args.elbo_draws)], axis=0)
-    log_px, _ = importance_sampling_log_likelihood(model, x, args.k_eval, rng, batch_size=100)
+    log_px, _ = importance_sampling_log_likelihood(model, x, args.k_eval, rng, batch_size=100,
+                                                   progress=not args.quiet)
     return {"elbo": elbo.astype(np.float64), "log_px": log_px,
             "gap": log_px - elbo.astype(np.float64)}
 
@@ -305,12 +314,13 @@ def main(args: argparse.Namespace) -> list[Path]:
     for run in RUNS:
         start = time.perf_counter()
         models[run] = build(run, args)
-        history[run] = train_model(models[run], train, args)
+        history[run] = train_model(models[run], train, args, run)
         scores[run] = score_test_set(models[run], test_x, args)
         moments[run] = means, covariances = posterior_moments(models[run], test_x)
         exact[run] = [exact_posterior(models[run], test_x[i], means[i], covariances[i])
                       for i in shown]
-        for grid, i in zip(exact[run], shown):
+        for grid, i in tqdm(list(zip(exact[run], shown)), desc=f"{run}: best Gaussians",
+                            disable=args.quiet, leave=False):
             q = [Tensor(means[i].astype(np.float64)),
                  Tensor(np.linalg.cholesky(covariances[i].astype(np.float64)))]
             grid["kl_encoder"] = float(kl_on_grid(*q, grid).data)

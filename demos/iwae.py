@@ -31,13 +31,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from minivae.data import binarize_dynamic
 from minivae.io.json_text import write_json
 from minivae.io.plots import new_figure, save_png
 from minivae.io.resume import load_model
 from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
-from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
+from minivae.program import (
+    add_data_arguments,
+    add_quiet_argument,
+    demo_parser,
+    run_reporting_errors,
+)
 from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, train
 
 # Burda et al. (2016), Table 1, MNIST, one stochastic layer: test NLL (nats) by training k.
@@ -68,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="train on the first N training images only (quick checks)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/iwae")
-    parser.add_argument("--quiet", action="store_true")
+    add_quiet_argument(parser)
     args = parser.parse_args(argv)
     if any(k < 1 for k in args.ks):
         parser.error(f"--ks must be positive integers, got {args.ks}")
@@ -96,10 +102,11 @@ def evaluate_log_likelihood(args, k: int) -> tuple[np.ndarray, float]:
                               np.random.default_rng(TEST_BINARIZATION_SEED))[:args.n_test or None]
     rng = np.random.default_rng(args.seed + 1)
     start = time.perf_counter()
+    starts = tqdm(range(0, len(test_x), EVAL_IMAGES_PER_CALL), disable=args.quiet, leave=False,
+                  desc=f"k = {k}: log p(x), {args.k_eval} importance samples per image")
     log_px = np.concatenate([
         importance_sampling_log_likelihood(model, test_x[i:i + EVAL_IMAGES_PER_CALL],
-                                           args.k_eval, rng)[0]
-        for i in range(0, len(test_x), EVAL_IMAGES_PER_CALL)])
+                                           args.k_eval, rng)[0] for i in starts])
     return log_px, time.perf_counter() - start
 
 

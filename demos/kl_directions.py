@@ -32,7 +32,7 @@ from minivae.divergences.kl_directions import (
 )
 from minivae.divergences.quadrature import uniform_grid
 from minivae.io.plots import new_figure, output_folder, save_png
-from minivae.program import demo_parser, run_reporting_errors
+from minivae.program import add_quiet_argument, demo_parser, run_reporting_errors
 
 STARTS = (("started left", -1.0, 0.5, "tab:blue"), ("started right", 1.0, 0.5, "tab:red"),
           ("started wide", 2.0, 5.0, "tab:purple"))
@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--draws", type=int, default=20_000, help="samples of p for forward KL")
     parser.add_argument("--resolution", type=int, default=121, help="landscape points per axis")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_quiet_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -125,7 +125,7 @@ def main(args: argparse.Namespace) -> list[Path]:
 
     fits = [fit_reverse_kl(target.log_prob, loc * m / 3, scale * s, steps=args.steps,
                            samples=args.samples, lr=args.lr, rng=rng,
-                           progress=not args.no_progress) for _, loc, scale, _ in STARTS]
+                           progress=not args.quiet) for _, loc, scale, _ in STARTS]
     forward = fit_forward_kl(target.sample(rng, (args.draws,)).data)
     moments = (0.0, float(np.sqrt(s**2 + m**2)))
 

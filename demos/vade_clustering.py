@@ -33,7 +33,12 @@ from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid
 from minivae.models.vade import VaDE
 from minivae.optim import Adam
-from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
+from minivae.program import (
+    add_data_arguments,
+    add_quiet_argument,
+    demo_parser,
+    run_reporting_errors,
+)
 from minivae.topics.clustering import clustering_accuracy, match_clusters_to_labels
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
@@ -57,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="EM runs from k-means++ seeds; the most likely fit is kept")
     parser.add_argument("--max-train", type=int, default=None, help="use N random training images")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
+    add_quiet_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from minivae.program import demo_parser, run_reporting_errors
+from minivae.program import add_quiet_argument, demo_parser, run_reporting_errors
 from minivae.train import TrainConfig, train
 
 
@@ -23,7 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--z-dim", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
+    add_quiet_argument(parser)
     return parser.parse_args(argv)
 
 

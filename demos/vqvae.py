@@ -42,7 +42,12 @@ from minivae.io.plots import (
 )
 from minivae.models.vqvae import VQVAE
 from minivae.optim import Adam
-from minivae.program import add_data_arguments, demo_parser, run_reporting_errors
+from minivae.program import (
+    add_data_arguments,
+    add_quiet_argument,
+    demo_parser,
+    run_reporting_errors,
+)
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
 VARIANTS = {"gradient": ("gradient codebook", False), "ema": ("EMA codebook", True)}
@@ -68,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--max-train", type=int, default=None, help="use N random training images")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
+    add_quiet_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "options it was started with; --epochs N trains it to N epochs, "
                             "--data-root reads the data from elsewhere, and any other option "
                             "given must equal the run's")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--threads", type=int,
                        help="BLAS threads for the matrix products (default: measured while "
                             "training, one or all cores, whichever is faster under the "
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "--data-root, else $MINIVAE_DATA, else ~/.cache/minivae/<dataset>)")
     evaluate.add_argument("--seed", type=int, default=0,
                           help="seed of the noise of the test ELBO and the importance samples")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.add_argument("--threads", type=int,
                           help="BLAS threads for the matrix products (default: all cores)")
     return parser

@@ -53,6 +53,11 @@ def demo_parser(description: str) -> argparse.ArgumentParser:
     return OneLineParser(description=description)
 
 
+def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``: the same switch in every demo and command for a run without progress bars."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 DATASET_HELP = ("mnist-5k: 4,500 + 500 real MNIST digits that ship with minivae[demo], no "
                 "download; mnist: the full 60,000 + 10,000, downloaded once (see --data-root)")
 DATA_ROOT_HELP = ("folder holding the dataset's four IDX .gz files, directly or in "

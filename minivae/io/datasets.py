@@ -46,6 +46,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from minivae.io.atomic import PathLike, atomic_write
 from minivae.io.idx import DatasetError, IdxFile, open_idx, read_uncompressed
@@ -266,13 +267,17 @@ def _save_verified(response, tmp_path: str, url: str, name: str, stem: str) -> N
     """Stream the download into ``tmp_path`` (at most ``MAX_DOWNLOAD_BYTES``), then check it;
     raising here aborts the rename."""
     received = 0
-    with open(tmp_path, "wb") as out:
+    size = response.headers.get("Content-Length", "")  # a bar without a total when absent
+    with (open(tmp_path, "wb") as out,
+          tqdm(total=int(size) if size.isdigit() else None, unit="B", unit_scale=True,
+               desc=f"{stem}.gz", leave=False) as bar):
         while chunk := response.read(CHUNK_BYTES):
             received += len(chunk)
             if received > MAX_DOWNLOAD_BYTES:
                 raise DatasetError(f"{url}: more than {MAX_DOWNLOAD_BYTES} bytes "
                                    f"(MAX_DOWNLOAD_BYTES), more than any official file")
             out.write(chunk)
+            bar.update(len(chunk))
     with open_idx(tmp_path, source=url) as idx:
         _check_official(idx, name, stem)
 

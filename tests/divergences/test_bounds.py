@@ -199,7 +199,7 @@ def test_demo_writes_a_picture(tmp_path, capsys):
 
     divergence_bounds = demo("divergence_bounds")
     paths = divergence_bounds.main(divergence_bounds.parse_args(
-        ["--out", str(tmp_path), "--n", "400", "--steps", "40", "--no-progress"]))
+        ["--out", str(tmp_path), "--n", "400", "--steps", "40", "--quiet"]))
     assert [p.name for p in paths] == ["bounds.png"]
     assert matplotlib.image.imread(paths[0]).std() > 0.05
     assert not list(tmp_path.glob("*.tmp*"))

@@ -216,7 +216,7 @@ def test_demo_writes_clear_pictures(tmp_path):
 
     density_ratio = demo("density_ratio")
     paths = density_ratio.main(density_ratio.parse_args(["--out", str(tmp_path), "--n", "1000",
-                                                         "--steps", "150", "--no-progress"]))
+                                                         "--steps", "150", "--quiet"]))
     assert {p.name for p in paths} == {"density_ratio.png", "jensen_shannon.png"}
     for path in paths:
         assert imread(path).std() > 0.05

@@ -303,7 +303,7 @@ def test_demo_writes_clear_pictures(tmp_path):
 
     args: argparse.Namespace = parse_args(["--out", str(tmp_path), "--steps", "60",
                                            "--samples", "32", "--draws", "500",
-                                           "--resolution", "15", "--no-progress"])
+                                           "--resolution", "15", "--quiet"])
     paths = main(args)
     assert [p.name for p in paths] == ["kl_fits.png", "kl_landscape.png"]
     for path in paths:
