@@ -8,7 +8,8 @@ wraps: a few steps with the current count (one thread at first), then a few with
 count, and keeps the fastest, or the fewest threads within 10% of it.  A count whose first
 step is more than twice as slow as the best so far is dropped at once, so a trial costs one
 step at a bad setting.  It measures again when the step time changes by more than a factor
-``drift`` (the load changed: other programs started or ended), and on a schedule that starts
+``drift`` (the load changed: other programs started or ended; the current count is then
+measured last, so that a passing spike does not move the choice), and on a schedule that starts
 at ``recheck_seconds`` and doubles, up to two minutes, while the choice stays the same (a load
 that went away hardly changes a one-thread step's time).  A trial is cheap (a bad count is
 dropped after one step), so it may run often.  On a machine whose load flickers, each trial
@@ -21,7 +22,8 @@ starts, as BLAS reads them).  minivae's own kernels run on one thread, so the BL
 the only one to choose.
 
 Verified by: tests/test_threads.py::test_adaptive_keeps_the_faster_count,
-::test_adaptive_rechecks_when_the_step_time_drifts, ::test_an_explicit_count_always_wins
+::test_adaptive_rechecks_when_the_step_time_drifts,
+::test_a_passing_spike_does_not_change_the_choice, ::test_an_explicit_count_always_wins
 """
 from __future__ import annotations
 
@@ -98,6 +100,7 @@ class ThreadPolicy:
         self._testing = self._settled_at = self._baseline = None
         self._interval, self._gap = self.recheck_seconds, self.drift_gap
         self._recent: list[float] = []
+        self._reference: list[float] = []  # after a drift: the drifted steps' mean
 
     @property
     def label(self) -> str:
@@ -127,16 +130,17 @@ class ThreadPolicy:
         # the last pass is not recorded: what follows the loop is not a training step
 
     # -- measuring -----------------------------------------------------------------------------
-    def _start_trials(self, current: list[float] | None = None) -> None:
-        """Measure every count, the current one first, unless its ``current`` step times
-        (after a drift) already say how it does now."""
-        first = self.chosen or self.candidates[0]
-        self._trials = {first: [] if current is None else [0.0, *current]}
-        self._trials |= {n: [] for n in self.candidates if n != first}
-        if current is None:
-            self._switch(first)
-        else:
-            self._switch(next(n for n, t in self._trials.items() if not t))
+    def _start_trials(self, drifted: list[float] | None = None) -> None:
+        """Measure every count afresh: the current one first, or last after a ``drifted``
+        window of its step times.  Last, because the drift may be a passing spike: the window
+        only sets the bar that the other counts' first steps must clear (twice its mean), and
+        the current count, measured again, is dropped after one step if it did get slow."""
+        current = self.chosen or self.candidates[0]
+        others = [n for n in self.candidates if n != current]
+        order = [*others, current] if drifted else [current, *others]
+        self._trials = {n: [] for n in order}
+        self._reference = [statistics.fmean(drifted)] if drifted else []
+        self._switch(order[0])
 
     def _switch(self, n: int) -> None:
         self._testing = n
@@ -149,7 +153,7 @@ class ThreadPolicy:
         times.append(seconds)  # times[0] is a warm-up: the first step after a switch pays
         timed = times[1:]      # for waking or parking threads, so it is not in the mean
         means = [statistics.fmean(t[1:]) for t in self._trials.values()
-                 if t is not times and len(t) > self.trial_steps]
+                 if t is not times and len(t) > self.trial_steps] + self._reference
         hopeless = means and min(times) > 2 * min(means)
         if len(timed) >= self.trial_steps or hopeless:
             untested = [n for n, t in self._trials.items() if not t]
@@ -163,7 +167,7 @@ class ThreadPolicy:
         since = self.clock() - self._settled_at
         if (len(self._recent) == window and not 1 / self.drift < ratio < self.drift
                 and since > self._gap):
-            self._start_trials(current=self._recent)
+            self._start_trials(drifted=self._recent)
         elif since > self._interval:
             self._start_trials()
 

@@ -66,12 +66,25 @@ def test_adaptive_rechecks_when_the_step_time_drifts():
     chosen = run(policy, machine, 50)
     assert policy.chosen == 1 and chosen[-10:] == [1] * 10
     # the first trial ran 5 steps on one thread (20 ms, not 10); the drift was seen in 8 steps
-    # at 100 ms, which also measured two threads: the trial ran one thread only, and every
-    # later step took 20 ms
-    assert machine.now <= 5 * 0.010 + 50 * 0.010 + 8 * 0.100 + 42 * 0.020 + 1e-9
+    # at 100 ms; the trial measured one thread, then two again for one step, and every later
+    # step took 20 ms
+    assert machine.now <= 5 * 0.010 + 50 * 0.010 + 9 * 0.100 + 41 * 0.020 + 1e-9
     machine.load = "idle"  # it ends, but one thread's steps take as long as before: no drift,
     run(policy, machine, 50)  # so only the schedule (next test) finds two threads faster again
     assert [n for n, _ in policy.history] == [2, 1]
+
+
+def test_a_passing_spike_does_not_change_the_choice():
+    # idle two threads take 10 ms; for 10 steps a slow core makes them take 30 ms.  The drift
+    # starts a trial, and two threads, measured again after one thread, are fast again.
+    machine = Machine({"idle": COST["idle"], "spike": {2: 0.030, 1: 0.020}})
+    policy = new_policy(machine, trial_steps=4, recheck_seconds=1e9)
+    chosen = []
+    for step in policy.steps(range(300)):
+        machine.load = "spike" if 100 <= step < 110 else "idle"
+        machine.step()
+        chosen.append(machine.threads)
+    assert [n for n, _ in policy.history] == [2, 2] and chosen[-150:] == [2] * 150
 
 
 def test_adaptive_rechecks_on_a_doubling_schedule_and_carries_the_choice_across_loops():
