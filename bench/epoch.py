@@ -18,7 +18,11 @@ columns locate the floor: the same step written by hand with no autodiff engine
 ``--busy N`` starts N competing CPU-bound processes for the whole run (a busy laptop), and
 ``--threads`` says which BLAS thread settings minivae runs under: "auto" (the measuring policy
 of minivae.threads, the default of ``train`` and the demos) and fixed counts, each its own
-column, so the policy is compared with the best fixed count in the same run.
+column, so the policy is compared with the best fixed count in the same run.  ``--via-train``
+times minivae's epoch as ``python -m minivae train`` runs it: ``minivae.train.train`` for one
+epoch on the first ``--n`` images of the MNIST found by its usual lookup (``--data-root``,
+$MINIVAE_DATA, ~/.cache), with its progress bar, reading the epoch's seconds from the run's
+metrics (test scoring, checkpoint and pictures are not timed).
 """
 from __future__ import annotations
 
@@ -28,15 +32,17 @@ import multiprocessing
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from minivae import checks, kernels, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.models import VAE
 from minivae.optim import Adam
-from minivae.train import TrainConfig
+from minivae.train import TrainConfig, train
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hand_fused import hand_fused_epoch  # noqa: E402
@@ -58,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="minivae kernel backend")
     parser.add_argument("--busy", type=int, default=0,
                         help="competing CPU-bound processes running during the benchmark")
+    parser.add_argument("--via-train", action="store_true",
+                        help="time minivae's epoch through minivae.train.train (needs MNIST)")
     parser.add_argument("--threads", nargs="+", default=["auto", "1", str(threads.cores())],
                         help="BLAS thread settings for minivae: auto and/or fixed counts")
     return parser.parse_args(argv)
@@ -116,6 +124,18 @@ def minivae_epoch(arch: dict, x: np.ndarray, seed: int) -> float:
         loss.backward()
         optimizer.step()
     return time.perf_counter() - start
+
+
+def train_epoch(arch: dict, args, seed: int) -> float:
+    """One epoch of ``minivae.train.train`` (what the ``train`` command runs), its seconds as
+    the run's metrics record them: the training loop only, progress bar included."""
+    config = TrainConfig(dataset="mnist", data_root=args.data_root, max_train=args.n, epochs=1,
+                         max_test=1000, hidden=arch["hidden"], z_dim=arch["z_dim"],
+                         activation=arch["activation"], leaky_slope=arch["leaky_slope"],
+                         batch_size=arch["batch_size"], seed=seed)
+    with tempfile.TemporaryDirectory() as folder:
+        config.out = folder
+        return train(config, progress=True)["seconds"][0]
 
 
 def gemm_only_epoch(arch: dict, n: int) -> float:
@@ -202,13 +222,15 @@ def main(args: argparse.Namespace) -> dict:
 
 def measure(arch: dict, name: str, x: np.ndarray, torch, args) -> dict:
     """Alternating repeats of every setting; medians and ratios printed as one line."""
+    trials_before = len(threads.POLICY.history)
     minivae_epoch(arch, x[:2000], 0)  # warm up (compiled kernels, BLAS threads)
     ours = {setting: [] for setting in args.threads}
     hand, theirs, gemm, torch_gemm = [], [], [], []
-    for repeat in range(args.repeats):
+    for repeat in tqdm(range(args.repeats), desc=f"{name}: repeats", leave=False):
         for setting in args.threads:
             with thread_setting(setting):
-                ours[setting].append(minivae_epoch(arch, x, repeat))
+                ours[setting].append(train_epoch(arch, args, repeat) if args.via_train
+                                     else minivae_epoch(arch, x, repeat))
         with thread_setting(args.threads[0]):
             hand.append(hand_fused_epoch(arch, x, repeat))
             gemm.append(gemm_only_epoch(arch, len(x)))
@@ -216,6 +238,7 @@ def measure(arch: dict, name: str, x: np.ndarray, torch, args) -> dict:
             theirs.append(torch_epoch(torch, arch, x, repeat))
             torch_gemm.append(torch_gemm_only_epoch(torch, arch, len(x)))
     first = args.threads[0]
+    choices = [n for n, _ in threads.POLICY.history[trials_before:]]  # auto's trials, in order
     row = {"minivae_s": statistics.median(ours[first]), "hand_fused_s": statistics.median(hand),
            "gemm_s": statistics.median(gemm),
            "threads": {setting: statistics.median(times) for setting, times in ours.items()}}
@@ -230,7 +253,10 @@ def measure(arch: dict, name: str, x: np.ndarray, torch, args) -> dict:
             f"minivae's epoch (threads {first})")
     if best_fixed is not None and "auto" in row["threads"]:
         row["auto_over_best_fixed"] = row["threads"]["auto"] / best_fixed
-        line += f"; auto over the best fixed count {row['auto_over_best_fixed']:.2f}"
+        line += (f"; auto over the best fixed count {row['auto_over_best_fixed']:.2f} "
+                 f"(the policy's {len(choices)} trials, warm-up included, chose " + ", ".join(
+                     f"{n} thread{'s' * (n > 1)} {choices.count(n)}×" for n in sorted(set(choices)))
+                 + ")")
     if theirs:
         row["torch_s"] = statistics.median(theirs)
         row["torch_gemm_s"] = statistics.median(torch_gemm)
