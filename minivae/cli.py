@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="seed of the noise of the test ELBO and the importance samples")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.add_argument("--threads", type=int,
-                          help="BLAS threads for the matrix products (default: all cores)")
+                          help="BLAS threads for the matrix products (default: measured while "
+                               "scoring log p(x), as train does)")
     return parser
 
 

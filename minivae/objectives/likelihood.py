@@ -37,7 +37,7 @@ from collections.abc import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from minivae import checks
+from minivae import checks, threads
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.objectives.iwae import log_importance_weights
 
@@ -146,8 +146,9 @@ def importance_sampling_log_likelihood(model, x, k: int, rng: np.random.Generato
     if not callable(getattr(model, "log_importance_weights", None)):
         checks.has_methods(model, ("encode", "log_joint"))
     estimates, errors = [], []
-    for start in tqdm(range(0, rows, batch_size) or [0], desc=f"log p(x), k={k}",
-                      disable=not progress, leave=False):
+    # equal batches: threads.adaptive times them to pick BLAS's thread count (minivae.threads)
+    for start in tqdm(threads.adaptive(range(0, rows, batch_size) or [0]), desc=f"log p(x), k={k}",
+                      total=-(-rows // batch_size) or 1, disable=not progress, leave=False):
         xb = x[start:start + batch_size]
         size = _batch_and_chunk(xb, chunk)[1]
         with no_grad():
