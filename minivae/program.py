@@ -17,11 +17,14 @@ and the way a program ends.  Whatever goes wrong, it ends with one line on stder
 """
 from __future__ import annotations
 
+import _thread
 import argparse
+import contextlib
 import errno
 import os
 import re
 import sys
+import threading
 
 USAGE_ERROR, RUN_FAILED, INTERRUPTED, OUTPUT_CLOSED = 2, 1, 130, 141
 
@@ -106,8 +109,9 @@ def run_reporting_errors(function, *args, flags: dict | None = None,
     from minivae.io.lock import FolderInUseError
 
     try:
-        function(*args)
-        sys.stdout.flush()  # a closed pipe shows up here, not while the interpreter exits
+        with interrupts_delivered():
+            function(*args)
+            sys.stdout.flush()  # a closed pipe shows up here, not while the interpreter exits
         return 0
     except BrokenPipeError:
         silence_stdout()
@@ -119,6 +123,37 @@ def run_reporting_errors(function, *args, flags: dict | None = None,
     except (*RUN_ERRORS, FolderInUseError) as error:
         code = USAGE_ERROR if getattr(error, "errno", None) in INPUT_ERRNOS else RUN_FAILED
         return report(describe(error), code)
+
+
+@contextlib.contextmanager
+def interrupts_delivered():
+    """Make every Ctrl-C reach the program.  Python raises KeyboardInterrupt wherever the main
+    thread is when the signal lands; inside a finalizer (the ``__del__`` of an object being
+    freed, such as a progress bar at the end of an epoch) it is printed as "Exception ignored"
+    and lost, and a long run goes on.  Here such a lost interrupt is raised again in the code
+    that runs next, with nothing printed.
+
+    Verified by:
+    tests/test_cli_contract.py::test_an_interrupt_in_a_finalizer_still_stops_the_program
+    """
+    before = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # from another thread, a moment later: raised now, it would land in this hook,
+            # still inside the finalizer, and be lost again (if it lands in the next
+            # finalizer, this hook runs again)
+            again = threading.Timer(0.01, _thread.interrupt_main)
+            again.daemon = True
+            again.start()
+        else:
+            before(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = before
 
 
 def describe(error: BaseException) -> str:
