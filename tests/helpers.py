@@ -159,6 +159,12 @@ def child_python(code: str, *args, **popen):
                 stream.close()
 
 
+def ctrl_c_as_at_a_terminal() -> None:
+    """``preexec_fn`` of a child that a test interrupts with SIGINT: Python ignores SIGINT
+    for good when it starts with SIGINT ignored, as under ``make test &`` or nohup."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sigkill(child) -> None:
     """Kill ``child`` with SIGKILL and check that it died of it."""
     child.send_signal(signal.SIGKILL)

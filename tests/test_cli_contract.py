@@ -32,7 +32,7 @@ from minivae.data import load_dataset
 from minivae.io.checkpoint import load_checkpoint, save_checkpoint
 from minivae.io.lock import LOCK_NAME, run_folder
 from minivae.io.resume import CHECKPOINT_NAME, RUN_FILES
-from tests.helpers import child_env, sigkill
+from tests.helpers import child_env, child_python, ctrl_c_as_at_a_terminal, sigkill
 
 TINY = ["--dataset", "mnist-5k", "--max-train", "64", "--max-test", "64", "--epochs", "1",
         "--hidden", "8", "--z-dim", "2", "--quiet"]
@@ -252,7 +252,8 @@ def start_long_run(out: Path, *flags: str) -> subprocess.Popen:
     """A training run in a process of its own, returned once it holds ``out``."""
     child = subprocess.Popen([sys.executable, "-m", "minivae", "train", *LONG, *flags,
                               "--out", str(out)], env=child_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True,
+                             preexec_fn=ctrl_c_as_at_a_terminal)
     deadline = time.monotonic() + 60
     # metrics.json is the last file of an epoch: once it is there the run holds out and has
     # written everything of its first epoch (waiting for the checkpoint alone, a Ctrl-C could
@@ -311,6 +312,36 @@ def test_interrupting_a_run_says_how_to_continue(tmp_path):
     assert_one_error_line(err, "interrupted", "--resume")
     assert not (out / LOCK_NAME).exists()
     assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_NAME, RUN_FILES["metrics"]]
+
+
+FINALIZING_LOOP = """
+import sys
+from minivae.program import run_reporting_errors
+
+class Slow:
+    def __del__(self):  # the signal most likely lands here, where Python would lose it
+        sum(range(20_000))
+
+def loop():
+    print("ready", flush=True)
+    while True:
+        Slow()
+
+sys.exit(run_reporting_errors(loop))
+"""
+
+
+def test_an_interrupt_in_a_finalizer_still_stops_the_program():
+    # Python reports a KeyboardInterrupt raised in __del__ as "Exception ignored" and goes on
+    # (a progress bar freed at the end of an epoch is such a finalizer); the program must stop
+    for _ in range(3):
+        with child_python(FINALIZING_LOOP, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          preexec_fn=ctrl_c_as_at_a_terminal) as child:
+            assert child.stdout.readline() == "ready\n"
+            time.sleep(0.05)
+            child.send_signal(signal.SIGINT)
+            _, err = child.communicate(timeout=30)
+            assert child.returncode == 130 and err == "error: interrupted\n", err
 
 
 # -- folders that cannot be written to --------------------------------------------------------
