@@ -4,8 +4,8 @@ minivae's training steps are small matrix products.  On an idle machine BLAS may
 one over all cores; on a busy laptop the same threads wait for each other and a step can take
 many times longer than on one thread (see docs/PERFORMANCE.md, "Threads on a busy machine").
 Which is faster depends on the load *now*, so ``adaptive`` times the steps of the loop it
-wraps: a few steps with the current count (one thread at first), then a few with each other
-count, and keeps the fastest, or the fewest threads within 10% of it.  A count whose first
+wraps: a few steps (at least ``trial_steps`` and ``trial_seconds``) with the current count
+(one thread at first), then as many with each other count, and keeps the fastest, or the fewest threads within 10% of it.  A count whose first
 step is more than twice as slow as the best so far is dropped at once, so a trial costs one
 step at a bad setting.  It measures again when the step time changes by more than a factor
 ``drift`` (the load changed: other programs started or ended; the current count is then
@@ -86,10 +86,11 @@ class ThreadPolicy:
     MAX_RECHECK_SECONDS = 120.0
 
     def __init__(self, candidates: tuple[int, ...] | None = None, trial_steps: int = 4,
-                 recheck_seconds: float = 5.0, drift: float = 2.0, drift_gap: float = 1.0,
+                 trial_seconds: float = 0.1, recheck_seconds: float = 5.0, drift: float = 2.0, drift_gap: float = 1.0,
                  clock=time.perf_counter, apply=limit, explicit=explicit_threads):
         self.candidates = tuple(candidates or sorted({1, cores()}))
         self.trial_steps = checks.integer(trial_steps, "trial_steps", 1)
+        self.trial_seconds = checks.real(trial_seconds, "trial_seconds", 0.0)
         self.recheck_seconds = checks.real(recheck_seconds, "recheck_seconds", 0.0)
         self.drift = checks.real(drift, "drift", 1.0, low_open=True)
         self.drift_gap = checks.real(drift_gap, "drift_gap", 0.0)
@@ -155,7 +156,10 @@ class ThreadPolicy:
         means = [statistics.fmean(t[1:]) for t in self._trials.values()
                  if t is not times and len(t) > self.trial_steps] + self._reference
         hopeless = means and min(times) > 2 * min(means)
-        if len(timed) >= self.trial_steps or hopeless:
+        # a few steps are not enough where steps take milliseconds: a machine's hiccup
+        # would decide, so a trial also lasts trial_seconds
+        enough = len(timed) >= self.trial_steps and sum(timed) >= self.trial_seconds
+        if enough or hopeless:
             untested = [n for n, t in self._trials.items() if not t]
             self._switch(untested[0]) if untested else self._settle()
 

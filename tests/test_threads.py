@@ -40,7 +40,8 @@ def run(policy, machine, n_steps):
 
 def new_policy(machine, **options):
     return ThreadPolicy(candidates=(2, 1), clock=machine.clock, apply=machine.apply,
-                        explicit=lambda: None, **{"drift_gap": 0.0, **options})
+                        explicit=lambda: None, **{"drift_gap": 0.0, "trial_seconds": 0.0,
+                                                  **options})
 
 
 @pytest.mark.parametrize("load, best", [("idle", 2), ("busy", 1)])
@@ -55,6 +56,21 @@ def test_adaptive_keeps_the_faster_count(load, best):
     slow = COST[load][3 - best]
     spent = machine.now - 200 * COST[load][best]
     assert spent <= 5 * (slow - COST[load][best]) + 1e-9
+
+
+def test_a_trial_lasts_long_enough_not_to_be_decided_by_one_hiccup():
+    # two threads take 10 ms, one 15 ms; the first timed step on two threads hits a 40 ms
+    # hiccup.  Four steps alone would average 20 ms and pick one thread; a trial of at least
+    # 0.2 s per count sees two threads at 12 ms.
+    def trial(trial_seconds):
+        machine = Machine({"idle": {2: 0.010, 1: 0.015}})
+        policy = new_policy(machine, trial_steps=4, trial_seconds=trial_seconds)
+        for step in policy.steps(range(100)):
+            machine.step()
+            machine.now += 0.040 * (step == 1)
+        return [n for n, _ in policy.history]
+
+    assert trial(0.0) == [1] and trial(0.2) == [2]
 
 
 def test_adaptive_rechecks_when_the_step_time_drifts():
@@ -143,7 +159,7 @@ def test_the_real_policy_measures_real_steps_and_sets_blas(monkeypatch):
     for name in threads.ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(threads, "_state", {"explicit": None, "controller": None})
-    policy = ThreadPolicy(candidates=(1, 2), trial_steps=2)
+    policy = ThreadPolicy(candidates=(1, 2), trial_steps=2, trial_seconds=0.0)
     a, b = np.ones((256, 256)), np.ones((256, 256))
     for _ in policy.steps(range(20)):
         a @ b
