@@ -64,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="minivae kernel backend")
     parser.add_argument("--busy", type=int, default=0,
                         help="competing CPU-bound processes running during the benchmark")
+    parser.add_argument("--without-torch", action="store_true",
+                        help="minivae's columns only (no PyTorch, even if installed)")
     parser.add_argument("--via-train", action="store_true",
                         help="time minivae's epoch through minivae.train.train (needs MNIST)")
     parser.add_argument("--threads", nargs="+", default=["auto", "1", str(threads.cores())],
@@ -200,10 +202,13 @@ def torch_epoch(torch, arch: dict, x: np.ndarray, seed: int) -> float:
 
 def main(args: argparse.Namespace) -> dict:
     try:
+        if args.without_torch:
+            raise ImportError
         import torch
     except ImportError:
         torch = None
-        print('PyTorch is not installed (pip install -e ".[bench]"): minivae times only.')
+        print("minivae times only" + ("" if args.without_torch else
+                                      ' (PyTorch is not installed: pip install -e ".[bench]")'))
     kernels.set_backend(args.backend)
     fused = [family for family in kernels.FAMILIES if kernels.enabled(family)]
     print(f"kernel backend {args.backend} ({kernels.active_backend()}); fused at the call "
@@ -227,7 +232,10 @@ def measure(arch: dict, name: str, x: np.ndarray, torch, args) -> dict:
     ours = {setting: [] for setting in args.threads}
     hand, theirs, gemm, torch_gemm = [], [], [], []
     for repeat in tqdm(range(args.repeats), desc=f"{name}: repeats", leave=False):
-        for setting in args.threads:
+        # each setting takes its turn right after PyTorch, whose OpenMP threads spin on for
+        # a moment after its last product (the first column would pay for it every time)
+        turn = repeat % len(args.threads)
+        for setting in args.threads[turn:] + args.threads[:turn]:
             with thread_setting(setting):
                 ours[setting].append(train_epoch(arch, args, repeat) if args.via_train
                                      else minivae_epoch(arch, x, repeat))
