@@ -525,6 +525,20 @@ REGRESSIONS = {
     "dirichlet-1e300": (lambda: (Dirichlet(np.array([1e300, 1.0, 2.0])),
                                  Dirichlet(np.array([1.0, 1.0, 1.0]))),
                         lambda: dirichlet([mp.mpf(1e300), 1, 2], [1, 1, 1])),
+    # B_g(1e19; 1e-290) ≈ 1e309 and B_g(b₀; a₀) ≈ 5e308 both overflow, ∞ − ∞ in either
+    # bracket form: the exact KL 5.0e308 is beyond the largest float
+    "beta-both-brackets-overflow": (
+        lambda: (Beta(1e-290, 1e-290), Beta(1e-290, 1e19)),
+        lambda: dirichlet([mp.mpf(1e-290), mp.mpf(1e-290)], [mp.mpf(1e-290), mp.mpf(1e19)])),
+    # the increment form's slope step divided c = 1e140 by x = 1e-169 (∞), and its Δg″
+    # formed 1/x² (∞): NaN where the exact KL is 9.90e306
+    "beta-increment-of-a-tiny-concentration": (
+        lambda: (Beta(1e-169, 1e-171), Beta(1e140, 1e-171)),
+        lambda: dirichlet([mp.mpf(1e-169), mp.mpf(1e-171)], [mp.mpf(1e140), mp.mpf(1e-171)])),
+    # Δg″ ≈ 1/a² overflowed at a = 1e-200 inside the quadrature: relative error 1.3e-6
+    "dirichlet-tiny-concentrations-near-p-equals-q": (
+        lambda: (Dirichlet(np.array([1e-200, 1e-210])), Dirichlet(np.array([1.001e-200, 1e-210]))),
+        lambda: dirichlet([mp.mpf(1e-200), mp.mpf(1e-210)], [mp.mpf(1.001e-200), mp.mpf(1e-210)])),
     "gamma-large-shape": (lambda: (Gamma(1e15, 1.0), Gamma(1e15 + 3, 1.0)),
                           lambda: gamma(mp.mpf(1e15), 1, mp.mpf(1e15 + 3), 1)),
     # t = (λ_q − λ_p)/λ_p = −1 + 1e-600 rounded to −1: log1p(−1) = −∞
