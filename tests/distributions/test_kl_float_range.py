@@ -550,6 +550,16 @@ REGRESSIONS = {
         lambda: (Categorical(logits=np.array([1, 1, 1e7], dtype=np.float32)),
                  Categorical(logits=np.array([1e7, 1, 1e7], dtype=np.float32))),
         lambda: categorical([1, 1, mp.mpf(1e7)], [mp.mpf(1e7), 1, mp.mpf(1e7)])),
+    # near p = q the KL is of order δ², and every input it is formed from must keep its
+    # relative accuracy: r − 1 from the rounded r = β_p/β_q was off by 3.2e-11
+    "gumbel-near-equal-scales": (
+        lambda: (Gumbel(1.0, 1.0), Gumbel(1.0, 1.000001)),
+        lambda: gumbel(1, 1, 1, mp.mpf(1.000001))),
+    # b_p (e^(−a) − 1 + a) = 1e-16 · 5e-299 is subnormal before the division by b_q: 1.3e-9
+    "laplace-subnormal-intermediate": (
+        lambda: (Laplace(1e-152, 1e-16), Laplace(1.0000000000001e-152, 1e-16)),
+        lambda: laplace(mp.mpf(1e-152), mp.mpf(1e-16), mp.mpf(1.0000000000001e-152),
+                        mp.mpf(1e-16))),
     # μ_q − μ_p = 2e308 overflows, the Mahalanobis term (2e308/1e307)² does not
     "mvn-means-near-the-largest-float": (
         lambda: (MultivariateNormal(np.array([-1e308, 0.0]), 1e307 * np.eye(2)),
