@@ -47,13 +47,12 @@ def normalized_logits(probs, logits, validate_args: bool) -> Tensor:
     Computed as (l − max l) − logsumexp(l − max l), the same number without the rounding of
     logsumexp(l) itself (see ``shifted_logits``).
     """
-    shifted = shifted_logits(probs, logits, validate_args)
+    shifted = shifted_logits(given_logits(probs, logits, validate_args))
     return shifted - shifted.logsumexp(axis=-1, keepdims=True)
 
 
-def shifted_logits(probs, logits, validate_args: bool) -> Tensor:
-    """l − max l along the last axis, from exactly one of ``probs`` (l = log probs) and
-    ``logits``; checked as below.
+def shifted_logits(value: Tensor) -> Tensor:
+    """l − max l along the last axis (l from ``given_logits``).
 
     The difference is exact for the entries near the maximum, which then keep the digits that
     l − logsumexp(l) would lose to the rounding of logsumexp(l) at the size of l (1e7 + log 2
@@ -62,6 +61,14 @@ def shifted_logits(probs, logits, validate_args: bool) -> Tensor:
 
     Verified by: tests/distributions/test_categorical.py::test_categorical_matches_direct_formulas,
     tests/distributions/test_kl_float_range.py::test_named_examples
+    """
+    top = value.data.max(axis=-1, keepdims=True)
+    return value - np.where(np.isfinite(top), top, 0).astype(value.dtype)
+
+
+def given_logits(probs, logits, validate_args: bool) -> Tensor:
+    """The logits l as given, or l = log probs, from exactly one of ``probs`` and ``logits``;
+    checked as below.
 
     probs : non-negative weights with a positive sum on each row; they are normalized, π =
         probs / Σ probs, and a weight 0 becomes the logit −∞.
@@ -84,8 +91,7 @@ def shifted_logits(probs, logits, validate_args: bool) -> Tensor:
                        "rows with a finite entry", value.data.max(axis=-1))
     if name == "probs":
         value = log_of_weight(value)  # a weight 0 is the logit −∞, with no 0 · ∞ in the VJP
-    top = value.data.max(axis=-1, keepdims=True)
-    return value - np.where(np.isfinite(top), top, 0).astype(value.dtype)
+    return value
 
 
 def pick_class(table: Tensor, index: np.ndarray) -> Tensor:
@@ -125,8 +131,9 @@ class Categorical(Distribution):
     """
 
     def __init__(self, probs=None, logits=None, validate_args: bool = True):
-        shifted = shifted_logits(probs, logits, validate_args)
-        self._shifted_logits = shifted.data  # for log-ratios near p = q (see the KL)
+        given = given_logits(probs, logits, validate_args)
+        self._given_logits = given.data  # for log-ratios near p = q (see the KL)
+        shifted = shifted_logits(given)
         self.logits = shifted - shifted.logsumexp(axis=-1, keepdims=True)
         self.num_classes = self.logits.shape[-1]
         super().__init__(self.logits.shape[:-1], (), self.logits.dtype)
@@ -217,20 +224,32 @@ def _log_ratios(p: Categorical, q: Categorical) -> np.ndarray:
     """δ_k = log ρ_k − log π_k, to relative accuracy where p ≈ q.
 
     The difference of the normalized logits carries their rounding, of the size of log π,
-    where δ itself may be far smaller.  Where every class has the same −∞ pattern and logits
-    l − max l within 1 of each other (steps s_k = s^q_k − s^p_k, exact there):
-        δ_k = s_k − (log Σ_j e^(s^q_j) − log Σ_j e^(s^p_j)) = s_k − log1p(Σ_j π_j (e^(s_j) − 1)).
+    where δ itself may be far smaller; so does l − max l, whose entries far from the maximum
+    round.  From the steps s_k = l^q_k − l^p_k between the logits as given (exact where they
+    are within a factor 2 of each other, correctly rounded elsewhere):
+
+        δ_k = s_k − log(Σ_j e^(l^q_j) / Σ_j e^(l^p_j)) = s_k − log1p(Σ_j π_j (e^(s_j) − 1)),
+
+    each π_j (e^(s_j) − 1) formed as π_j expm1(s_j) for |s_j| ≤ 1 and as e^(log π_j + s_j) − π_j
+    beyond (e^(s_j) alone may overflow where π_j e^(s_j) does not), with log π in float64.
+    Used where every class has the same −∞ pattern and |Σ| ≤ ½; elsewhere the difference of
+    the normalized logits.
     """
-    shifted_p, shifted_q = (d._shifted_logits.astype(np.float64) for d in (p, q))
-    both = np.isfinite(shifted_p) & np.isfinite(shifted_q)
+    given_p, given_q = (d._given_logits.astype(np.float64) for d in (p, q))
+    both = np.isfinite(given_p) & np.isfinite(given_q)
     with np.errstate(invalid="ignore", over="ignore"):
-        steps = np.where(both, shifted_q - shifted_p, 0)
-        close = np.all((both & (np.abs(steps) <= 1)) | ((shifted_p == -np.inf)
-                                                         & (shifted_q == -np.inf)), axis=-1)
-        weights = np.exp(p.logits.data.astype(np.float64))
-        normalizer_step = np.log1p(np.sum(weights * np.expm1(steps), axis=-1, keepdims=True))
+        shifted = given_p - np.max(given_p, axis=-1, keepdims=True)
+        log_p = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+        steps = np.where(both, given_q - given_p, 0)
+        weights, small = np.exp(log_p), np.abs(steps) <= 1
+        changes = np.where(small, weights * np.expm1(np.where(small, steps, 0)),
+                           np.exp(log_p + steps) - weights)
+        total = np.sum(np.where(both, changes, 0), axis=-1, keepdims=True)
+        same_pattern = np.all(both | ((given_p == -np.inf) & (given_q == -np.inf)), axis=-1,
+                              keepdims=True)
+        close = same_pattern & (np.abs(total) <= 0.5)
         default = q.logits.data - p.logits.data
-    return np.where(close[..., None], steps - normalizer_step, default).astype(p.dtype)
+    return np.where(close, steps - np.log1p(np.where(close, total, 0)), default).astype(p.dtype)
 
 
 @register_cross_entropy(Categorical, Categorical)
@@ -264,7 +283,8 @@ def kl_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
     ::test_categorical_kl_with_zero_probabilities,
     ::test_categorical_kl_is_finite_for_extreme_logits,
     ::test_categorical_kl_matches_monte_carlo, ::test_categorical_kl_is_cross_entropy_minus_entropy,
-    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range,
+    ::test_named_examples
     """
     impossible = _check_classes(p, q)
     possible = p.logits.data > -np.inf

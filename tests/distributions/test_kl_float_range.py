@@ -560,6 +560,15 @@ REGRESSIONS = {
         lambda: (Laplace(1e-152, 1e-16), Laplace(1.0000000000001e-152, 1e-16)),
         lambda: laplace(mp.mpf(1e-152), mp.mpf(1e-16), mp.mpf(1.0000000000001e-152),
                         mp.mpf(1e-16))),
+    # steps from l − max l: −1.000001 − 1 rounds, relative error 4.4e-10
+    "categorical-near-equal-logits": (
+        lambda: (Categorical(logits=np.array([1, 1, -1.0])),
+                 Categorical(logits=np.array([1, 1, -1.000001]))),
+        lambda: categorical([1, 1, -1], [1, 1, mp.mpf(-1.000001)])),
+    "categorical-float32-near-equal-logits": (
+        lambda: (Categorical(logits=np.array([1, 1, 0.1], dtype=np.float32)),
+                 Categorical(logits=np.array([1, 1, 0.1001], dtype=np.float32))),
+        lambda: categorical([1, 1, mpf(np.float32(0.1))], [1, 1, mpf(np.float32(0.1001))])),
     # μ_q − μ_p = 2e308 overflows, the Mahalanobis term (2e308/1e307)² does not
     "mvn-means-near-the-largest-float": (
         lambda: (MultivariateNormal(np.array([-1e308, 0.0]), 1e307 * np.eye(2)),
