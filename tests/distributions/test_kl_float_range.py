@@ -569,6 +569,15 @@ REGRESSIONS = {
         lambda: (Categorical(logits=np.array([1, 1, 0.1], dtype=np.float32)),
                  Categorical(logits=np.array([1, 1, 0.1001], dtype=np.float32))),
         lambda: categorical([1, 1, mpf(np.float32(0.1))], [1, 1, mpf(np.float32(0.1001))])),
+    # ½(tr + Mahalanobis − d) rounds 2 + 1e-6 in float32: 5e-7 came out 4.77e-7
+    "mvn-float32-near-equal-means": (
+        lambda: (MultivariateNormal(np.zeros(2, np.float32), np.eye(2, dtype=np.float32)),
+                 MultivariateNormal(np.array([1e-3, 0], np.float32), np.eye(2, dtype=np.float32))),
+        lambda: mvn([0, 0], [1, 0, 1], [mpf(np.float32(1e-3)), 0], [1, 0, 1])),
+    "mvn-diagonal-float32-near-equal-means": (
+        lambda: (MultivariateNormal(np.zeros(2, np.float32), np.eye(2, dtype=np.float32)),
+                 Independent(Normal(np.array([1e-3, 0], np.float32), np.ones(2, np.float32)), 1)),
+        lambda: mvn([0, 0], [1, 0, 1], [mpf(np.float32(1e-3)), 0], [1, 0, 1])),
     # μ_q − μ_p = 2e308 overflows, the Mahalanobis term (2e308/1e307)² does not
     "mvn-means-near-the-largest-float": (
         lambda: (MultivariateNormal(np.array([-1e308, 0.0]), 1e307 * np.eye(2)),
