@@ -230,20 +230,23 @@ def _log_ratios(p: Categorical, q: Categorical) -> np.ndarray:
 
         δ_k = s_k − log(Σ_j e^(l^q_j) / Σ_j e^(l^p_j)) = s_k − log1p(Σ_j π_j (e^(s_j) − 1)),
 
-    each π_j (e^(s_j) − 1) formed as π_j expm1(s_j) for |s_j| ≤ 1 and as e^(log π_j + s_j) − π_j
-    beyond (e^(s_j) alone may overflow where π_j e^(s_j) does not), with log π in float64.
-    Used where every class has the same −∞ pattern and |Σ| ≤ ½; elsewhere the difference of
-    the normalized logits.
+    each π_j (e^(s_j) − 1) formed as π_j expm1(s_j) for |s_j| ≤ 1 and as e^(l^q_j − L) − π_j
+    beyond (e^(s_j) alone may overflow where π_j e^(s_j) does not), in float64 with
+    L = logsumexp(l^p) = m + log Σ_j e^(l^p_j − m), m = max l^p, and l^q_j − L as
+    (l^q_j − m) − log Σ: exact where it matters (log π_j + s_j would carry the rounding of
+    log π_j = −1e14, a relative error of 1e-3 in float32 logits).  Used where every class has
+    the same −∞ pattern and |Σ| ≤ ½; elsewhere the difference of the normalized logits.
     """
     given_p, given_q = (d._given_logits.astype(np.float64) for d in (p, q))
     both = np.isfinite(given_p) & np.isfinite(given_q)
     with np.errstate(invalid="ignore", over="ignore"):
-        shifted = given_p - np.max(given_p, axis=-1, keepdims=True)
-        log_p = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+        top = np.max(given_p, axis=-1, keepdims=True)
+        log_total = np.log(np.sum(np.exp(given_p - top), axis=-1, keepdims=True))
+        weights = np.exp((given_p - top) - log_total)
         steps = np.where(both, given_q - given_p, 0)
-        weights, small = np.exp(log_p), np.abs(steps) <= 1
+        small = np.abs(steps) <= 1
         changes = np.where(small, weights * np.expm1(np.where(small, steps, 0)),
-                           np.exp(log_p + steps) - weights)
+                           np.exp((given_q - top) - log_total) - weights)
         total = np.sum(np.where(both, changes, 0), axis=-1, keepdims=True)
         same_pattern = np.all(both | ((given_p == -np.inf) & (given_q == -np.inf)), axis=-1,
                               keepdims=True)

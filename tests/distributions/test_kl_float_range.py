@@ -596,6 +596,12 @@ REGRESSIONS = {
         lambda: (Laplace(1e-152, 1e-16), Laplace(1.0000000000001e-152, 1e-16)),
         lambda: laplace(mp.mpf(1e-152), mp.mpf(1e-16), mp.mpf(1.0000000000001e-152),
                         mp.mpf(1e-16))),
+    # e^(log π + s) with log π = −1e14 − log 2 rounded at the size of 1e14: 1.4e-3 off
+    "categorical-float32-near-p-with-a-far-logit": (
+        lambda: (Categorical(logits=np.array([1, 1, -1.00000000376832e14], dtype=np.float32)),
+                 Categorical(logits=np.array([1.1, 0.1, 1], dtype=np.float32))),
+        lambda: categorical([1, 1, mp.mpf(-1.00000000376832e14)],
+                            [mpf(np.float32(1.1)), mpf(np.float32(0.1)), 1])),
     # ½(tr + Mahalanobis − d) rounds 2 + 1e-6 in float32: 5e-7 came out 4.77e-7
     "mvn-float32-near-equal-means": (
         lambda: (MultivariateNormal(np.zeros(2, np.float32), np.eye(2, dtype=np.float32)),
