@@ -34,13 +34,23 @@ def squared_norm_of_solve(L: Tensor, b: Tensor, vector: bool,
     """‖L⁻¹b‖² summed over each solution's axes (the last one, or two with ``vector=False``;
     with ``strictly_lower``, only the entries below the diagonal of the matrix L⁻¹b).
 
-    The forward substitution can overflow (b ≈ 1e38 in float32): an entry of y becomes ±∞
-    and a later step forms ∞ − ∞ or 0 · ∞ = NaN.  NaN appears only after such an overflow,
-    when ‖y‖² is far beyond the largest float, so those entries are +∞ (their gradient 0),
-    computed from a zero stand-in so that no NaN reaches the graph.
+    Each row i of L and b is first divided by the power of two nearest below Lᵢᵢ: the
+    solution is the same, bit for bit, but a product Lᵢⱼ yⱼ of the substitution overflows
+    only where (Lᵢⱼ/Lᵢᵢ) yⱼ does (for L = 1e155 [[1, 0], [2, 1]] and b = diag(1e308, 1),
+    2e155 · 1e153 overflowed where ‖y‖² = 5e306 does not).
+
+    The forward substitution can still overflow (b ≈ 1e38 in float32): an entry of y becomes
+    ±∞ and a later step forms ∞ − ∞ or 0 · ∞ = NaN.  NaN appears only after such an
+    overflow, when ‖y‖² is far beyond the largest float, so those entries are +∞ (their
+    gradient 0), computed from a zero stand-in so that no NaN reaches the graph.
     """
     axes = (-1,) if vector else (-2, -1)
     kept = np.tril(np.ones(b.shape[-2:], dtype=bool), -1) if strictly_lower else True
+    finfo = np.finfo(L.dtype)
+    _, exponent = np.frexp(np.diagonal(L.data, axis1=-2, axis2=-1))
+    exponent = np.clip(exponent - 1, 1 - finfo.maxexp, -finfo.minexp)  # 2^(−e) stays normal
+    row_scale = np.ldexp(np.ones((), dtype=L.dtype), -exponent)[..., None]
+    L, b = L * row_scale, b * (row_scale[..., 0] if vector else row_scale)
     solution = solve_triangular(L, b, vector=vector)
     overflow = np.isnan(solution.data).any(axis=axes)
     if overflow.any():

@@ -602,6 +602,12 @@ REGRESSIONS = {
                  Categorical(logits=np.array([1.1, 0.1, 1], dtype=np.float32))),
         lambda: categorical([1, 1, mp.mpf(-1.00000000376832e14)],
                             [mpf(np.float32(1.1)), mpf(np.float32(0.1)), 1])),
+    # the substitution formed L₁₀ y₀ = 2e155 · 1e153 (∞) where ‖L_q⁻¹L_p‖² = 5e306 is finite
+    "diagonal-mvn-substitution-product-overflows": (
+        lambda: (Independent(Normal(np.ones(2), np.array([1e308, 1.0])), 1),
+                 MultivariateNormal(np.ones(2), np.array([[1e155, 0.0], [2e155, 1e155]]))),
+        lambda: mvn([1, 1], [mp.mpf(1e308), 0, 1], [1, 1],
+                    [mp.mpf(1e155), mp.mpf(2e155), mp.mpf(1e155)])),
     # ½(tr + Mahalanobis − d) rounds 2 + 1e-6 in float32: 5e-7 came out 4.77e-7
     "mvn-float32-near-equal-means": (
         lambda: (MultivariateNormal(np.zeros(2, np.float32), np.eye(2, dtype=np.float32)),
