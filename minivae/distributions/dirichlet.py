@@ -215,10 +215,12 @@ def simplex_kl(a: Tensor, b: Tensor) -> Tensor:
         b_star, a_star, (b * rest).sum(axis=-1), (a * rest).sum(axis=-1),
         ((b - a) * rest).sum(axis=-1))
     with np.errstate(invalid="ignore", over="ignore"):
+        direct, stepped = gaps.sum(axis=-1) - whole, where(largest, 0.0, gaps).sum(axis=-1) - step
         direct_size = np.where(largest, gaps.data, 0).sum(axis=-1) + whole.data
-        by_step = step_size < direct_size
-        bracket = where(by_step, where(largest, 0.0, gaps).sum(axis=-1) - step,
-                        gaps.sum(axis=-1) - whole)
+        # where the direct form is ∞ − ∞ it says nothing (a = [1e-127, 1e-126, 1e-126], b₁ =
+        # 1e184: B_g(b₁; a₁) and B_g(b₀; a₀) overflow, the increment form is +∞ like the KL)
+        by_step = (step_size < direct_size) | np.isnan(direct.data)
+        bracket = where(by_step, stepped, direct)
     # both forms ∞ − ∞ where some B_g(bₖ; aₖ) overflows for a k other than the largest (a₀ ≥
     # 2aₖ): in 1,630 such cases checked in mpmath the KL was 1.5 times the largest float or more
     overflow = np.isnan(bracket.data) & np.any(~largest & (gaps.data == np.inf), axis=-1)

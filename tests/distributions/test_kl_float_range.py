@@ -562,6 +562,13 @@ REGRESSIONS = {
     "beta-increment-of-a-tiny-concentration": (
         lambda: (Beta(1e-169, 1e-171), Beta(1e140, 1e-171)),
         lambda: dirichlet([mp.mpf(1e-169), mp.mpf(1e-171)], [mp.mpf(1e140), mp.mpf(1e-171)])),
+    # B_g of the largest category and of the totals overflow (∞ − ∞), and the increment form,
+    # +∞ like the KL (5.2e309), was not chosen: NaN
+    "dirichlet-increment-form-overflows": (
+        lambda: (Dirichlet(np.array([1e-127, 1e-126, 1e-126])),
+                 Dirichlet(np.array([1e-127, 1e184, 1e-126]))),
+        lambda: dirichlet([mp.mpf(1e-127), mp.mpf(1e-126), mp.mpf(1e-126)],
+                          [mp.mpf(1e-127), mp.mpf(1e184), mp.mpf(1e-126)])),
     # Δg″ ≈ 1/a² overflowed at a = 1e-200 inside the quadrature: relative error 1.3e-6
     "dirichlet-tiny-concentrations-near-p-equals-q": (
         lambda: (Dirichlet(np.array([1e-200, 1e-210])), Dirichlet(np.array([1.001e-200, 1e-210]))),
