@@ -215,10 +215,19 @@ def _kl_from_factors(loc_p, tril_p, loc_q, tril_q) -> Tensor:
     with mᵢᵢ = (L_p)ᵢᵢ/(L_q)ᵢᵢ, so tr(Σ_q⁻¹Σ_p) = ‖M‖_F² and log|Σ_q| − log|Σ_p| = −Σᵢ log mᵢᵢ²:
     the second form is a sum of terms ≥ 0 (``ratio_excess`` of the diagonals), which keeps
     its relative accuracy near p = q where ½(tr + Mahalanobis − d) would round at the size
-    of d (float32 means 1e-3 apart were off by 5%).
+    of d (float32 means 1e-3 apart were off by 5%).  Below the diagonal M = I + L_q⁻¹(L_p −
+    L_q) has the entries of L_q⁻¹(L_p − L_q), whose substitution does not cancel near p = q
+    as that of L_q⁻¹L_p does (m₁₀ = (L_p₁₀ − L_q₁₀ m₀₀)/L_q₁₁ was off by 1e-10 relative for
+    L_q₀₀ = 1.000001 L_p₀₀): it is used where every mᵢᵢ is within ½ … 2 (then its terms are
+    at most 3 times those of the direct solve), with halves of L_p and L_q, whose difference
+    cannot overflow.
     """
     diagonal_excess = ratio_excess(diagonal(tril_p), diagonal(tril_q), 2).sum(axis=-1)
-    below = squared_norm_of_solve(tril_q, tril_p, vector=False, strictly_lower=True)
+    with np.errstate(over="ignore", under="ignore"):
+        ratios = diagonal(tril_p).data / diagonal(tril_q).data
+    near = np.all((ratios >= 0.5) & (ratios <= 2.0), axis=-1)[..., None, None]
+    half_step = where(near, 0.5 * tril_p - 0.5 * tril_q, 0.5 * tril_p)
+    below = 4.0 * squared_norm_of_solve(tril_q, half_step, vector=False, strictly_lower=True)
     mahalanobis = 4.0 * squared_norm_of_solve(tril_q, 0.5 * loc_q - 0.5 * loc_p, vector=True)
     return 0.5 * (diagonal_excess + below + mahalanobis)
 

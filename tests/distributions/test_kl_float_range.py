@@ -615,6 +615,11 @@ REGRESSIONS = {
                  MultivariateNormal(np.ones(2), np.array([[1e155, 0.0], [2e155, 1e155]]))),
         lambda: mvn([1, 1], [mp.mpf(1e308), 0, 1], [1, 1],
                     [mp.mpf(1e155), mp.mpf(2e155), mp.mpf(1e155)])),
+    # m₁₀ = (L_p₁₀ − L_q₁₀ m₀₀)/L_q₁₁ cancelled to 1e-6 from the rounded m₀₀: 1.4e-11 off
+    "mvn-near-equal-factors": (
+        lambda: (MultivariateNormal(np.ones(2), np.array([[1.0, 0.0], [1.0, 1.0]])),
+                 MultivariateNormal(np.ones(2), np.array([[1.000001, 0.0], [1.0, 1.0]]))),
+        lambda: mvn([1, 1], [1, 1, 1], [1, 1], [mp.mpf(1.000001), 1, 1])),
     # ½(tr + Mahalanobis − d) rounds 2 + 1e-6 in float32: 5e-7 came out 4.77e-7
     "mvn-float32-near-equal-means": (
         lambda: (MultivariateNormal(np.zeros(2, np.float32), np.eye(2, dtype=np.float32)),
