@@ -186,12 +186,15 @@ def simplex_kl(a: Tensor, b: Tensor) -> Tensor:
     the increment ``stirling_gap_bregman_increment`` by u = a₀ − a_j and v = b₀ − b_j, formed
     from differences of size u and v instead; entry by entry, whichever of the two bracket
     forms has the smaller terms (the smaller rounding error, inner terms of its differences
-    included) is used.  Where B_g(bₖ; aₖ) ≈ bₖ/aₖ overflows for a k other than j, both forms
-    are ∞ − ∞ and the KL is +∞: it is at least bₖ (1/aₖ − 1/a₀) ≥ bₖ/(2aₖ) there.  Like log Γ
-    and ψ, it is evaluated in float64 and rounded to the concentrations' dtype.
+    included) is used, and the increment form wherever the direct one is ∞ − ∞ (B_g of the
+    largest category and of the totals both overflowing).  Where B_g(bₖ; aₖ) ≈ bₖ/aₖ
+    overflows for a k other than j, both forms are ∞ − ∞ and the KL is +∞: it is at least
+    bₖ (1/aₖ − 1/a₀) ≥ bₖ/(2aₖ) there.  Like log Γ and ψ, it is evaluated in float64 and
+    rounded to the concentrations' dtype.
 
     Verified by: tests/distributions/test_dirichlet.py::test_kl_matches_independent_formula,
-    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range,
+    ::test_named_examples
     """
     dtype = a.dtype  # evaluated in float64, as log Γ and ψ are, then rounded to dtype
     shape = np.broadcast_shapes(a.shape, b.shape)
