@@ -603,6 +603,15 @@ REGRESSIONS = {
         lambda: (Laplace(1e-152, 1e-16), Laplace(1.0000000000001e-152, 1e-16)),
         lambda: laplace(mp.mpf(1e-152), mp.mpf(1e-16), mp.mpf(1.0000000000001e-152),
                         mp.mpf(1e-16))),
+    # log1p((p − q)/(1 − p)) with an argument near −1 kept its rounding: 4.6e-3 and 1.6e-4 off
+    "bernoulli-probability-near-one": (
+        lambda: (Bernoulli(probs=0.3), Bernoulli(probs=1 - 1e-15)),
+        lambda: bernoulli(*bernoulli_logs(False, mpf(0.3)),
+                          *bernoulli_logs(False, mpf(1 - 1e-15)))),
+    "bernoulli-float32-probability-near-one": (
+        lambda: (Bernoulli(probs=np.float32(0.1)), Bernoulli(probs=np.float32(0.99999))),
+        lambda: bernoulli(*bernoulli_logs(False, mpf(np.float32(0.1))),
+                          *bernoulli_logs(False, mpf(np.float32(0.99999))))),
     # e^(log π + s) with log π = −1e14 − log 2 rounded at the size of 1e14: 1.4e-3 off
     "categorical-float32-near-p-with-a-far-logit": (
         lambda: (Categorical(logits=np.array([1, 1, -1.00000000376832e14], dtype=np.float32)),
