@@ -27,6 +27,7 @@ from minivae.distributions.base import (
 from minivae.distributions.gumbel import standard_gumbel_from_uniform
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.engine import ops
+from minivae.engine.ops.elementwise import cast
 from minivae.engine.ops.ratios import generalized_kl
 from minivae.engine.tensor import Tensor
 
@@ -220,39 +221,58 @@ def _check_classes(p: Categorical, q: Categorical) -> np.ndarray:
     return ((q.logits.data == -np.inf) & (p.logits.data > -np.inf)).any(axis=-1)
 
 
+def _two_difference(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(s, e) with s = a − b rounded and s + e = a − b exactly (Knuth's two-sum)."""
+    s = a - b
+    v = s - a
+    return s, (a - (s - v)) - (b + v)
+
+
+def _log_sum_from_top(logits: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """log S, S = Σ_j e^(l_j − max l) ≥ 1, as log1p of the sum without one largest entry (the
+    rest may be far below the rounding of 1 + rest: S = 1 + 2e-43 for [100, 1, 1])."""
+    first = np.argmax(logits, axis=-1)[..., None] == np.arange(logits.shape[-1])
+    return np.log1p(np.sum(np.where(first, 0, np.exp(logits - top)), axis=-1, keepdims=True))
+
+
 def _log_ratios(p: Categorical, q: Categorical) -> np.ndarray:
-    """δ_k = log ρ_k − log π_k, to relative accuracy where p ≈ q.
+    """δ_k = log ρ_k − log π_k, to relative accuracy where p ≈ q, also up to a shift of all
+    logits.
 
     The difference of the normalized logits carries their rounding, of the size of log π,
-    where δ itself may be far smaller; so does l − max l, whose entries far from the maximum
-    round.  From the steps s_k = l^q_k − l^p_k between the logits as given (exact where they
-    are within a factor 2 of each other, correctly rounded elsewhere):
+    where δ itself may be far smaller, and l − max l rounds the entries far from the maximum.
+    From the logits as given, in float64, with m = max l^p, m_q = max l^q,
+    S = Σ_j e^(l^p_j − m) and S_q likewise:
 
-        δ_k = s_k − log(Σ_j e^(l^q_j) / Σ_j e^(l^p_j)) = s_k − log1p(Σ_j π_j (e^(s_j) − 1)),
+        δ_k = D_k − Λ,   D_k = (l^q_k − l^p_k) − (m_q − m),   Λ = log S_q − log S = log1p(Σ),
+        Σ = Σ_j π_j (e^(D_j) − 1),
 
-    each π_j (e^(s_j) − 1) formed as π_j expm1(s_j) for |s_j| ≤ 1 and as e^(l^q_j − L) − π_j
-    beyond (e^(s_j) alone may overflow where π_j e^(s_j) does not), in float64 with
-    L = logsumexp(l^p) = m + log Σ_j e^(l^p_j − m), m = max l^p, and l^q_j − L as
-    (l^q_j − m) − log Σ: exact where it matters (log π_j + s_j would carry the rounding of
-    log π_j = −1e14, a relative error of 1e-3 in float32 logits).  Used where every class has
-    the same −∞ pattern and |Σ| ≤ ½; elsewhere the difference of the normalized logits.
+    D_k to relative accuracy from the two differences and their rounding errors (two-sum: for
+    logits 1e5 and 1e5 + 1e-8, neither difference nor l − max l alone keeps 1e-8 exactly).
+    Σ from terms π_j expm1(D_j) for |D_j| ≤ 1 and e^(l^q_j − m_q)/S − π_j beyond (that is
+    π_j e^(D_j) − π_j, formed without e^(D_j), which may overflow where π_j is tiny; the same
+    form gives −π_j where ρ_j = 0 and ρ_j S_q/S where π_j = 0); Λ = log1p(Σ) where |Σ| ≤ ½,
+    log S_q − log S elsewhere (S_q/S ≥ 1/K there, and log1p would keep Σ's rounding near
+    Σ = −1).  Where a difference overflows, the difference of the normalized logits.
     """
     given_p, given_q = (d._given_logits.astype(np.float64) for d in (p, q))
     both = np.isfinite(given_p) & np.isfinite(given_q)
     with np.errstate(invalid="ignore", over="ignore"):
-        top = np.max(given_p, axis=-1, keepdims=True)
-        log_total = np.log(np.sum(np.exp(given_p - top), axis=-1, keepdims=True))
+        top, top_q = (np.max(v, axis=-1, keepdims=True) for v in (given_p, given_q))
+        log_total, log_total_q = _log_sum_from_top(given_p, top), _log_sum_from_top(given_q, top_q)
+        (step, step_error), (shift, shift_error) = (_two_difference(given_q, given_p),
+                                                    _two_difference(top_q, top))
+        steps = np.where(both, (step - shift) + (step_error - shift_error), 0)
         weights = np.exp((given_p - top) - log_total)
-        steps = np.where(both, given_q - given_p, 0)
-        small = np.abs(steps) <= 1
+        small = both & (np.abs(steps) <= 1)
         changes = np.where(small, weights * np.expm1(np.where(small, steps, 0)),
-                           np.exp((given_q - top) - log_total) - weights)
-        total = np.sum(np.where(both, changes, 0), axis=-1, keepdims=True)
-        same_pattern = np.all(both | ((given_p == -np.inf) & (given_q == -np.inf)), axis=-1,
-                              keepdims=True)
-        close = same_pattern & (np.abs(total) <= 0.5)
+                           np.exp((given_q - top_q) - log_total) - weights)
+        total = np.sum(changes, axis=-1, keepdims=True)
+        normalizer = np.where(np.abs(total) <= 0.5, np.log1p(np.where(total > -1, total, 0)),
+                              log_total_q - log_total)
+        ratios = steps - normalizer
         default = q.logits.data - p.logits.data
-    return np.where(close, steps - np.log1p(np.where(close, total, 0)), default).astype(p.dtype)
+    return np.where(both & np.isfinite(ratios), ratios, default)
 
 
 @register_cross_entropy(Categorical, Categorical)
@@ -281,7 +301,15 @@ def kl_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
     be a float; where π_k = 0 the term is its limit ρ_k), so KL ≥ 0 holds without any
     clamping, and a KL near 0 keeps its relative accuracy: each term is of order π_k δ_k²,
     where the textbook sum would cancel terms of order π_k δ_k to leave it (δ_k itself from
-    ``_log_ratios``).
+    ``_log_ratios``).  Evaluated in float64 and rounded to the dtype (a float32 π_k = e^(−99)
+    is subnormal, its term π_k (e^(δ_k) − 1 − δ_k) = 1e-35 is not).
+
+    A class whose normalized logit l^q_k − logsumexp(l^q) overflowed to −∞ (logits ±1e308) has
+    ρ_k = 0 in floats but not in fact: its term is π_k (−δ_k − 1) with −δ_k = log π_k +
+    (max l^q − l^q_k) + log S_q, formed from halves (0 where π_k = 0, +∞ only where it
+    overflows), and the KL is +∞ only where a logit of q as given is −∞.  Its gradient with
+    respect to that logit of q is left out (it is −π_k, and π_k < e^(−1e308)/… is 0 wherever
+    the term is finite and not 0).
     Verified by: tests/distributions/test_categorical.py::test_categorical_kl_matches_direct_sum,
     ::test_categorical_kl_with_zero_probabilities,
     ::test_categorical_kl_is_finite_for_extreme_logits,
@@ -289,11 +317,23 @@ def kl_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
     tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range,
     ::test_named_examples
     """
-    impossible = _check_classes(p, q)
+    _check_classes(p, q)
+    given_p, given_q = (d._given_logits.astype(np.float64) for d in (p, q))
+    impossible = ((given_q == -np.inf) & (given_p > -np.inf)).any(axis=-1)
     possible = p.logits.data > -np.inf
-    kept = possible & (q.logits.data > -np.inf)  # the others add ρ_k (where π_k = 0) or +∞
-    log_p, log_q = ops.where(kept, p.logits, 0.0), ops.where(kept, q.logits, 0.0)
+    kept = possible & (q.logits.data > -np.inf)
+    vanished = possible & (q.logits.data == -np.inf) & (given_q > -np.inf)
+    logits_p, logits_q = cast(p.logits, np.float64), cast(q.logits, np.float64)
+    log_p, log_q = ops.where(kept, logits_p, 0.0), ops.where(kept, logits_q, 0.0)
     log_ratios = np.where(kept, _log_ratios(p, q), 0)
     terms = generalized_kl(log_p.exp(), log_q, log_ratios, log_p.data)
-    terms = ops.where(kept, terms, ops.where(possible, 0.0, q.probs))
-    return ops.where(impossible, np.inf, terms.sum(axis=-1))
+    with np.errstate(invalid="ignore", over="ignore"):
+        top_q = np.max(given_q, axis=-1, keepdims=True)
+        half_gap = np.where(vanished, 0.5 * top_q - 0.5 * given_q, 0)  # (max l^q − l^q_k)/2
+        rest = _log_sum_from_top(given_q, top_q) - 1.0
+    log_p_vanished = ops.where(vanished, logits_p, 0.0)
+    vanished_terms = 2.0 * (log_p_vanished.exp() * (half_gap + 0.5 * (log_p_vanished + rest)))
+    terms = ops.where(kept, terms, ops.where(vanished, ops.where(
+        log_p_vanished.data > -np.inf, vanished_terms, 0.0), ops.where(possible, 0.0,
+                                                                       logits_q.exp())))
+    return cast(ops.where(impossible, np.inf, terms.sum(axis=-1)), p.dtype)

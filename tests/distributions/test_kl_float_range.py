@@ -623,6 +623,26 @@ REGRESSIONS = {
                  Categorical(logits=np.array([1.1, 0.1, 1], dtype=np.float32))),
         lambda: categorical([1, 1, mp.mpf(-1.00000000376832e14)],
                             [mpf(np.float32(1.1)), mpf(np.float32(0.1)), 1])),
+    # q ≈ p shifted by −1: log1p(Σ) with Σ ≈ −0.63 was left for the normalized logits, 8e-4 off
+    "categorical-float32-shifted-logits": (
+        lambda: (Categorical(logits=np.array([-10, 1, 1], dtype=np.float32)),
+                 Categorical(logits=np.array([-11, 0.001, 0.001], dtype=np.float32))),
+        lambda: categorical([-10, 1, 1], [-11, mpf(np.float32(0.001)), mpf(np.float32(0.001))])),
+    # 1e5 + 1e-8 − 1e5 rounds in float64 unless taken by two-sum: 1.5e-3 off
+    "categorical-float32-large-equal-logits": (
+        lambda: (Categorical(logits=np.full(3, 1e5, dtype=np.float32)),
+                 Categorical(logits=np.array([1e-8, 1e-8, 1e-9], dtype=np.float32))),
+        lambda: categorical([100000] * 3, [mpf(np.float32(v)) for v in (1e-8, 1e-8, 1e-9)])),
+    # π₀ = e^(−99) is subnormal in float32, its term 1e-35 is not: 2.3e-3 off
+    "categorical-float32-subnormal-probability": (
+        lambda: (Categorical(logits=np.array([1, 1, 100], dtype=np.float32)),
+                 Categorical(logits=np.array([-1e8, 1, 100], dtype=np.float32))),
+        lambda: categorical([1, 1, 100], [-100000000, 1, 100])),
+    # −1e308 − 1.1e308 overflowed to −∞ in q's normalized logits: +inf for a KL of e^(−1e308)
+    "categorical-normalized-logit-overflows": (
+        lambda: (Categorical(logits=np.array([1, 1e308, 1])),
+                 Categorical(logits=np.array([1, 1.1e308, -1e308]))),
+        lambda: categorical([1, mp.mpf(1e308), 1], [1, mp.mpf(1.1e308), mp.mpf(-1e308)])),
     # the substitution formed L₁₀ y₀ = 2e155 · 1e153 (∞) where ‖L_q⁻¹L_p‖² = 5e306 is finite
     "diagonal-mvn-substitution-product-overflows": (
         lambda: (Independent(Normal(np.ones(2), np.array([1e308, 1.0])), 1),
