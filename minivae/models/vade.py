@@ -193,8 +193,8 @@ class VaDE(VAE):
             return np.argmax(self.log_responsibilities(self.encode(x).loc).data, axis=-1)
 
     def sample(self, n: int, rng: np.random.Generator, cluster: int | None = None) -> np.ndarray:
-        """Pixel probabilities σ(decoder(z)), z ~ p(z) (or z ~ N(μ_c, σ_c²) for one cluster c);
-        shape (n, x_dim)."""
+        """``pictures(z)`` (pixel probabilities σ(decoder(z)) here) for n draws z ~ p(z), or
+        z ~ N(μ_c, σ_c²) for one cluster c; shape (n, x_dim)."""
         n, rng = checks.positive_int(n, "n"), checks.generator(rng)
         with no_grad():
             if cluster is None:
@@ -207,4 +207,8 @@ class VaDE(VAE):
                 noise = rng.standard_normal((int(n), self.z_dim)).astype(self.dtype)
                 z = self.prior_means.data[cluster] \
                     + np.exp(0.5 * self.prior_log_vars.data[cluster]) * noise
-            return ops.sigmoid(self.decoder(Tensor(z.astype(self.dtype)))).data
+            return self.pictures(Tensor(z.astype(self.dtype)))
+
+    def pictures(self, z: Tensor) -> np.ndarray:
+        """What ``sample`` shows for codes z (n, z_dim): the pixel probabilities σ(decoder(z))."""
+        return ops.sigmoid(self.decoder(z)).data
