@@ -18,6 +18,7 @@ MODELS = {
     "categorical": ("minivae.models.categorical_vae", "CategoricalVAE"),
     "vqvae": ("minivae.models.vqvae", "VQVAE"),
     "vade": ("minivae.models.vade", "VaDE"),
+    "gaussian_vade": ("minivae.models.gaussian_vade", "GaussianVaDE"),
 }
 
 
