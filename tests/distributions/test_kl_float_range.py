@@ -694,10 +694,13 @@ def exact_gradient(case: Case) -> tuple[list, mp.mpf]:
     steps h = 10^(−D/3) (D working digits), or None where a step leaves the domain (a bound of
     nested supports) or the case marks the parameter as one-sided (a probability 0 or 1); and
     a bound on the error of each x_i ∂KL/∂x_i: the largest change when the step shrinks to
-    h·1e-6 (which moves the truncation error, of order h², and the rounding error, of order
-    10^(−D)/h, apart).  Each step is a power of two, so that x_i ± step is exact: a rounded
-    x_i ± step moves the KL by its rounding times ∂²KL/∂x_i² whatever the step (1e-100 in
-    ∂KL/∂μ at Laplace(1, 1e-90) ‖ Laplace(1, 1e-90), where ∂KL/∂μ = 0)."""
+    h·1e-6 and the digits grow by 40 (which moves the truncation error, of order h², and the
+    rounding error, of order 10^(−D)/h, apart; the rounding is of the size of the terms the
+    KL is formed from, which need not scale with x_i: at Bernoulli(logits=1e-25) ‖
+    Bernoulli(logits=1e-25) the KL moves by h² ≈ 1e-150 at D = 150 digits, and the estimate
+    was −x³/48 at both steps).  Each step is a power of two, so that x_i ± step is exact: a
+    rounded x_i ± step moves the KL by its rounding times ∂²KL/∂x_i² whatever the step
+    (1e-100 in ∂KL/∂μ at Laplace(1, 1e-90) ‖ Laplace(1, 1e-90), where ∂KL/∂μ = 0)."""
     values = [mpf(v) for v in case.parameters]
     scale = max((abs(v) for v in values), default=mp.mpf(1))
     work = digits(*case.parameters) + 40
@@ -708,10 +711,12 @@ def exact_gradient(case: Case) -> tuple[list, mp.mpf]:
                 out.append(None)
                 continue
             estimates = []
-            for relative_step in (mp.mpf(10) ** (-work // 3), mp.mpf(10) ** (-work // 3 - 6)):
+            for shrink, extra in ((0, 0), (6, 40)):
+                relative_step = mp.mpf(10) ** (-work // 3 - shrink)
                 step = mp.mpf(2) ** mp.floor(mp.log(relative_step * (abs(x) if x else scale), 2))
                 moved = [values[:i] + [x + sign * step] + values[i + 1:] for sign in (1, -1)]
-                up, down = (case.oracle(*v) for v in moved)
+                with mp.workdps(work + extra):
+                    up, down = (case.oracle(*v) for v in moved)
                 if not all(isinstance(v, mp.mpf) and mp.isfinite(v) for v in (up, down)):
                     break
                 estimates.append((up - down) / (2 * step))
