@@ -26,18 +26,18 @@ def _expm1(x: Tensor) -> Tensor:
     return exp_taylor_remainder(x) + x
 
 
-def _series_value_and_slope(x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """Δg and Δg′ from x ≥ 10 to x + c by the series (see ``stirling_gap_increments``)."""
+def _series_value_and_slope(x: Tensor, c: Tensor, s=1.0) -> tuple[Tensor, Tensor]:
+    """Δg and s Δg′ from x ≥ 10 to x + c by the series (see ``stirling_gap_increments``), the
+    second as (s/x) times a bounded sum."""
     log_step = (c / x).log1p()
     inverse = 1.0 / x
-    value, slope = -0.5 * log_step, 0.5 * c / x / (x + c)
+    value, slope = -0.5 * log_step, 0.5 * (c / (x + c))
     power = inverse
     for k, (a, d) in enumerate(zip(LOG_GAMMA_COEFFS, DIGAMMA_COEFFS)):
         value = value + a * power * _expm1(-(2 * k + 1) * log_step)
-        power = power * inverse
         slope = slope - d * power * _expm1(-(2 * k + 2) * log_step)
-        power = power * inverse
-    return value, slope
+        power = power * inverse * inverse
+    return value, (s * inverse) * slope
 
 
 def _series_curvature(x: Tensor, c: Tensor, s: Tensor) -> Tensor:
@@ -76,15 +76,16 @@ def _curvature_step(x: Tensor, c: Tensor, s: Tensor) -> Tensor:
 
 def stirling_gap_increments(x, c, scale=None) -> tuple[Tensor, Tensor, Tensor]:
     """The increments of g, g′ and g″ (g the ``stirling_gap``) from x to x + c, for x > 0,
-    c ≥ 0: (g(x + c) − g(x), g′(x + c) − g′(x), s² (g″(x + c) − g″(x))), s = ``scale``
-    (default 1; of the size of x, it keeps the last finite where g″ ≈ 1/x² is not).
+    c ≥ 0: (g(x + c) − g(x), s (g′(x + c) − g′(x)), s² (g″(x + c) − g″(x))), s = ``scale``
+    (default 1; of the size of x, it keeps the last finite where g″ ≈ 1/x² is not, and the
+    second a normal float where Δg′ ≈ c/(2x²) is subnormal: c = 1e-210, x = 1e51).
 
     The differences are formed term by term, so that a small c gives a small, accurate
     increment (g is of size log x, its increment of size c/x), and none of g′, g″ at a tiny x
     (1/x, 1/x², which overflow below 1e-154) is formed by itself:
     * x ≥ 10, from the series, with l = log(1 + c/x) and e^(−m l) − 1 = (1 + c/x)^(−m) − 1:
           Δg = −l/2 + Σₖ cₖ x^(−mₖ) (e^(−mₖ l) − 1),
-          Δg′ = c/(2x (x + c)) − Σₖ dₖ x^(−2k) (e^(−2k l) − 1)      (dₖ = B₂ₖ/2k),
+          s Δg′ = (s/x) [c/(2(x + c)) − Σₖ dₖ x^(1−2k) (e^(−2k l) − 1)]      (dₖ = B₂ₖ/2k),
           s² Δg″ = (s/x)² [(e^(−2l) − 1)/2 + Σₖ 2k dₖ x^(1−2k) (e^(−(2k+1) l) − 1)];
     * x < 10, shifted to X = x + 10 (g(z) = g(z + 10) + (z + 10) log(z + 10) − z log z − 10
       − Σₖ log(z + k), and its derivatives):
@@ -110,7 +111,7 @@ def stirling_gap_increments(x, c, scale=None) -> tuple[Tensor, Tensor, Tensor]:
     near_series, near_shift = by_series & ~far, ~by_series & ~far
 
     x_s, c_s = where(near_series, x, float(SHIFT)), where(near_series, c, 0.0)
-    series_value, series_slope = _series_value_and_slope(x_s, c_s)
+    series_value, series_slope = _series_value_and_slope(x_s, c_s, where(near_series, s, 1.0))
 
     x_h, c_h = where(near_shift, x, 1.0), where(near_shift, c, 0.0)
     top = x_h + SHIFT
@@ -125,7 +126,7 @@ def stirling_gap_increments(x, c, scale=None) -> tuple[Tensor, Tensor, Tensor]:
     far_value = stirling_gap(x_f + c_f) - stirling_gap(x_f)
     far_slope = stirling_gap_slope(x_f + c_f) - stirling_gap_slope(x_f)
     value = where(far, far_value, where(by_series, series_value, shift_value))
-    slope = where(far, far_slope, where(by_series, series_slope, shift_slope))
+    slope = where(far, s * far_slope, where(by_series, series_slope, s * shift_slope))
     return value, slope, _curvature_step(x, c, s)
 
 
@@ -155,7 +156,9 @@ def _shifted_bregman(b: Tensor, a: Tensor, c: Tensor) -> tuple[Tensor, np.ndarra
     quadrature above, as ((b − a)/a)² times the integral of a² H″ (``stirling_gap_increments``
     with scale a), which stays finite where H″ ≈ 1/a² overflows; elsewhere the definition
     H(b) − H(a) − (b − a) H′(a) from the increments, which then cancels by at most 100 times
-    (its terms are the magnitude).
+    (its terms are the magnitude), (b − a) H′(a) as ((b − a)/s)(s H′(a)) with s = max(a, 1):
+    H′ ≈ u/(2a²) is subnormal for a = 1e51, u = 1e-210, and (b − a)/a overflows for a =
+    1e-169, b = 1e140.
     """
     h = b - a
     with np.errstate(over="ignore", under="ignore"):
@@ -167,8 +170,9 @@ def _shifted_bregman(b: Tensor, a: Tensor, c: Tensor) -> tuple[Tensor, np.ndarra
     rule = relative_step * relative_step * integral
     a_d, b_d, c_d = where(by_rule, 1.0, a), where(by_rule, 1.0, b), where(by_rule, 0.0, c)
     step_b = stirling_gap_increments(b_d, c_d)[0]
-    step_a, slope_step_a, _ = stirling_gap_increments(a_d, c_d)
-    tangent = (b_d - a_d) * slope_step_a
+    scale = where(a_d.data >= 1.0, a_d, 1.0)
+    step_a, slope_step_a, _ = stirling_gap_increments(a_d, c_d, scale)  # s H′(a)
+    tangent = ((b_d - a_d) / scale) * slope_step_a
     with np.errstate(invalid="ignore", over="ignore"):
         magnitude = np.where(by_rule, np.abs(rule.data), np.abs(step_b.data)
                              + np.abs(step_a.data) + np.abs(tangent.data))

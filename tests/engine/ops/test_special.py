@@ -17,7 +17,7 @@ import mpmath
 import numpy as np
 import pytest
 import scipy.special
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 import minivae as mv
 from minivae import Tensor, gradcheck
@@ -213,12 +213,14 @@ def _assert_close(ours, reference, rtol, atol=1e-300):
 
 @settings(max_examples=30)
 @given(pair=near_pairs(), step=st.floats(-300, 320))
+@example(pair=(1e51, 1e52), step=-261.0)  # (b − a) Δg′(a) with Δg′ = 5e-313 subnormal: 3.8e-12
 def test_stirling_gap_and_its_bregman_divergence(pair, step):
     """g, g′, g″ to 1e-14 relative (they are of the size of log z, 1/z, 1/z²); the Bregman
     divergence B(b; a) ≥ 0 to 1e-12 relative however close b is to a (the textbook difference
     of g values would lose everything there); the increments of g, g′, g″ by c = 10^step a (up
-    to 1e300, so c/a overflows too) to 1e-12 of their size, a² Δg″ finite where Δg″ ≈ 1/a² is
-    not, and the increment of B when both points move, to 1e-12 of the sum of its terms,
+    to 1e300, so c/a overflows too) to 1e-12 of their size, a Δg′ and a² Δg″ as well (finite
+    where Δg″ ≈ 1/a² is not, normal where Δg′ ≈ c/(2a²) is subnormal), and the increment of B
+    when both points move, to 1e-12 of the sum of its terms,
     which is what the Dirichlet KL uses it for (``simplex_kl``)."""
     a, b = pair
     for function, reference in ((stirling_gap, _g), (stirling_gap_slope, _g1),
@@ -236,9 +238,11 @@ def test_stirling_gap_and_its_bregman_divergence(pair, step):
     for ours, reference in zip(increments, (_g, _g1, _g2)):
         _assert_close(ours.item(), _mp(lambda a, c, f=reference: f(a + c) - f(a), a, c,
                                        at_least=digits), 1e-12)
-    scaled = stirling_gap_increments(Tensor(a), Tensor(c), scale=Tensor(a))[2]
-    _assert_close(scaled.item(), _mp(lambda a, c: a * a * (_g2(a + c) - _g2(a)), a, c,
-                                     at_least=digits), 1e-12)
+    _, slope, curvature = stirling_gap_increments(Tensor(a), Tensor(c), scale=Tensor(a))
+    _assert_close(slope.item(), _mp(lambda a, c: a * (_g1(a + c) - _g1(a)), a, c,
+                                    at_least=digits), 1e-12)
+    _assert_close(curvature.item(), _mp(lambda a, c: a * a * (_g2(a + c) - _g2(a)), a, c,
+                                        at_least=digits), 1e-12)
     u, v = c, float(c * (1 + 1e-3))
     with np.errstate(over="ignore"):
         moved, size = stirling_gap_bregman_increment(Tensor(b), Tensor(a), Tensor(v), Tensor(u))
