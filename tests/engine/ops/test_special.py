@@ -29,6 +29,7 @@ from minivae.engine.ops.special import (
     trigamma_array,
 )
 from minivae.engine.ops.stirling import (
+    SHIFT,
     stirling_gap,
     stirling_gap_bregman,
     stirling_gap_curvature,
@@ -214,8 +215,10 @@ def _assert_close(ours, reference, rtol, atol=1e-300):
 @settings(max_examples=30)
 @given(pair=near_pairs(), step=st.floats(-300, 320))
 @example(pair=(1e51, 1e52), step=-261.0)  # (b − a) Δg′(a) with Δg′ = 5e-313 subnormal: 3.8e-12
+@example(pair=(5.623413251903491, 1.0), step=0.0)  # g(5.62) = 0.07 from terms of size 9.7
 def test_stirling_gap_and_its_bregman_divergence(pair, step):
-    """g, g′, g″ to 1e-14 relative (they are of the size of log z, 1/z, 1/z²); the Bregman
+    """g, g′, g″ to 1e-14 relative (they are of the size of log z, 1/z, 1/z²), plus, below
+    SHIFT where each is the difference of its terms, the rounding of those terms; the Bregman
     divergence B(b; a) ≥ 0 to 1e-12 relative however close b is to a (the textbook difference
     of g values would lose everything there); the increments of g, g′, g″ by c = 10^step a (up
     to 1e300, so c/a overflows too) to 1e-12 of their size, a Δg′ and a² Δg″ as well (finite
@@ -223,9 +226,16 @@ def test_stirling_gap_and_its_bregman_divergence(pair, step):
     when both points move, to 1e-12 of the sum of its terms,
     which is what the Dirichlet KL uses it for (``simplex_kl``)."""
     a, b = pair
-    for function, reference in ((stirling_gap, _g), (stirling_gap_slope, _g1),
-                                (stirling_gap_curvature, _g2)):
-        _assert_close(function(Tensor(a)).item(), _mp(reference, a), 1e-14)
+    # below SHIFT each is the difference of its terms (log Γ(a) − a log a + a, ψ(a) − log a,
+    # ψ′(a) − 1/a), which rounds at 4ε of their size: up to 140 times |g| near a = 5.6
+    terms = ((lambda z: abs(mpmath.loggamma(z)) + abs(z * mpmath.log(z)) + z),
+             (lambda z: abs(mpmath.digamma(z)) + abs(mpmath.log(z))),
+             (lambda z: mpmath.psi(1, z) + 1 / z))
+    for function, reference, size in zip((stirling_gap, stirling_gap_slope,
+                                          stirling_gap_curvature), (_g, _g1, _g2), terms):
+        rounding = 4 * np.finfo(np.float64).eps * float(_mp(size, a)) if a < SHIFT else 0.0
+        _assert_close(function(Tensor(a)).item(), _mp(reference, a), 1e-14,
+                      atol=1e-300 + rounding)
     value = stirling_gap_bregman(Tensor(b), Tensor(a)).item()
     assert value >= 0
     with np.errstate(over="ignore"):
