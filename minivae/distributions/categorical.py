@@ -133,7 +133,7 @@ class Categorical(Distribution):
 
     def __init__(self, probs=None, logits=None, validate_args: bool = True):
         given = given_logits(probs, logits, validate_args)
-        self._given_logits = given.data  # for log-ratios near p = q (see the KL)
+        self._given_logits = given  # for log-ratios near p = q (see the KL)
         shifted = shifted_logits(given)
         self.logits = shifted - shifted.logsumexp(axis=-1, keepdims=True)
         self.num_classes = self.logits.shape[-1]
@@ -255,7 +255,7 @@ def _log_ratios(p: Categorical, q: Categorical) -> np.ndarray:
     log S_q − log S elsewhere (S_q/S ≥ 1/K there, and log1p would keep Σ's rounding near
     Σ = −1).  Where a difference overflows, the difference of the normalized logits.
     """
-    given_p, given_q = (d._given_logits.astype(np.float64) for d in (p, q))
+    given_p, given_q = (d._given_logits.data.astype(np.float64) for d in (p, q))
     both = np.isfinite(given_p) & np.isfinite(given_q)
     with np.errstate(invalid="ignore", over="ignore"):
         top, top_q = (np.max(v, axis=-1, keepdims=True) for v in (given_p, given_q))
@@ -305,35 +305,35 @@ def kl_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
     is subnormal, its term π_k (e^(δ_k) − 1 − δ_k) = 1e-35 is not).
 
     A class whose normalized logit l^q_k − logsumexp(l^q) overflowed to −∞ (logits ±1e308) has
-    ρ_k = 0 in floats but not in fact: its term is π_k (−δ_k − 1) with −δ_k = log π_k +
-    (max l^q − l^q_k) + log S_q, formed from halves (0 where π_k = 0, +∞ only where it
-    overflows), and the KL is +∞ only where a logit of q as given is −∞.  Its gradient with
-    respect to that logit of q is left out (it is −π_k, and π_k < e^(−1e308)/… is 0 wherever
-    the term is finite and not 0).
+    ρ_k = 0 in floats but not in fact: its term is π_k (−δ_k − 1) = π_k (logsumexp(l^q) − l^q_k
+    + log π_k − 1), formed from halves (0 where π_k = 0, +∞ only where it overflows), and the
+    KL is +∞ only where a logit of q as given is −∞.
     Verified by: tests/distributions/test_categorical.py::test_categorical_kl_matches_direct_sum,
     ::test_categorical_kl_with_zero_probabilities,
     ::test_categorical_kl_is_finite_for_extreme_logits,
+    ::test_categorical_kl_where_a_normalized_logit_overflows,
     ::test_categorical_kl_matches_monte_carlo, ::test_categorical_kl_is_cross_entropy_minus_entropy,
     tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range,
     ::test_named_examples
     """
     _check_classes(p, q)
-    given_p, given_q = (d._given_logits.astype(np.float64) for d in (p, q))
-    impossible = ((given_q == -np.inf) & (given_p > -np.inf)).any(axis=-1)
+    given_q = cast(q._given_logits, np.float64)
+    impossible = ((given_q.data == -np.inf) & (p._given_logits.data > -np.inf)).any(axis=-1)
     possible = p.logits.data > -np.inf
     kept = possible & (q.logits.data > -np.inf)
-    vanished = possible & (q.logits.data == -np.inf) & (given_q > -np.inf)
+    vanished = possible & (q.logits.data == -np.inf) & (given_q.data > -np.inf)
     logits_p, logits_q = cast(p.logits, np.float64), cast(q.logits, np.float64)
     log_p, log_q = ops.where(kept, logits_p, 0.0), ops.where(kept, logits_q, 0.0)
     log_ratios = np.where(kept, _log_ratios(p, q), 0)
     terms = generalized_kl(log_p.exp(), log_q, log_ratios, log_p.data)
-    with np.errstate(invalid="ignore", over="ignore"):
-        top_q = np.max(given_q, axis=-1, keepdims=True)
-        half_gap = np.where(vanished, 0.5 * top_q - 0.5 * given_q, 0)  # (max l^q − l^q_k)/2
-        rest = _log_sum_from_top(given_q, top_q) - 1.0
-    log_p_vanished = ops.where(vanished, logits_p, 0.0)
-    vanished_terms = 2.0 * (log_p_vanished.exp() * (half_gap + 0.5 * (log_p_vanished + rest)))
-    terms = ops.where(kept, terms, ops.where(vanished, ops.where(
-        log_p_vanished.data > -np.inf, vanished_terms, 0.0), ops.where(possible, 0.0,
-                                                                       logits_q.exp())))
+    if vanished.any():
+        # (−δ_k − 1)/2 from halves, and the term as e^(log π_k + log(…)): π_k times the bracket
+        # is finite where the bracket alone (1e308) and its derivative 2e308 are not
+        alive = vanished & (logits_p.data >= np.log(np.finfo(np.float64).tiny))
+        log_p, given_q_k = ops.where(alive, logits_p, 0.0), ops.where(alive, given_q, 0.0)
+        half = (0.5 * given_q.logsumexp(axis=-1, keepdims=True) - 0.5 * given_q_k
+                + 0.5 * (log_p - 1.0))
+        vanished_terms = 2.0 * (log_p + ops.where(alive, half, 1.0).log()).exp()
+        terms = ops.where(vanished, ops.where(alive, vanished_terms, 0.0), terms)
+    terms = ops.where(kept | vanished, terms, ops.where(possible, 0.0, logits_q.exp()))
     return cast(ops.where(impossible, np.inf, terms.sum(axis=-1)), p.dtype)

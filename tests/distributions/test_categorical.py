@@ -9,7 +9,7 @@ import scipy.special as sp
 import scipy.stats as stats
 from hypothesis import given, settings
 
-from minivae import gradcheck
+from minivae import Tensor, gradcheck
 from minivae.distributions import Categorical, cross_entropy, kl_divergence
 from tests.distributions.helpers import (
     DTYPES,
@@ -138,6 +138,33 @@ def test_categorical_kl_is_finite_for_extreme_logits():
     # p ≈ δ₀ (rounded, π₀ = 1): KL = −log ρ₀ = 2e4; p uniform: KL = −log 3 − mean log ρ
     np.testing.assert_allclose(kl, [2 * big, -np.log(3) + (2 * big + big) / 3], rtol=1e-12)
     np.testing.assert_allclose(log_prob, [-2 * big, -big], rtol=1e-12)
+
+
+def test_categorical_kl_where_a_normalized_logit_overflows():
+    """q = logits [1.1e308, −1e308]: l − max l = −2.1e308 overflows to −∞, so ρ₁ is 0 in floats,
+    while the KL from p = [0, −23] is π₁ (log π₁ − log ρ₁) + … = 2.15e298, and its gradient
+    ∂KL/∂l^p_j = π_j (log(π_j/ρ_j) − KL), ∂KL/∂l^q_j = ρ_j − π_j, is finite.  Was +inf (the class
+    counted as impossible)."""
+    import mpmath as mp
+
+    lp, lq = Tensor(np.array([0.0, -23.0]), requires_grad=True), \
+        Tensor(np.array([1.1e308, -1e308]), requires_grad=True)
+    with np.errstate(over="ignore"):
+        kl = kl_divergence(Categorical(logits=lp), Categorical(logits=lq))
+        kl.backward()
+    with mp.workdps(60):
+        def log_softmax(values):
+            values = [mp.mpf(float(v)) for v in values]
+            top = max(values)
+            total = top + mp.log(mp.fsum(mp.exp(v - top) for v in values))
+            return [v - total for v in values]
+        log_p, log_q = log_softmax(lp.data), log_softmax(lq.data)
+        exact = mp.fsum(mp.exp(a) * (a - b) for a, b in zip(log_p, log_q))
+        grad_p = [mp.exp(a) * (a - b - exact) for a, b in zip(log_p, log_q)]
+        grad_q = [mp.exp(b) - mp.exp(a) for a, b in zip(log_p, log_q)]
+    np.testing.assert_allclose(kl.item(), float(exact), rtol=1e-12)
+    np.testing.assert_allclose(lp.grad, [float(v) for v in grad_p], rtol=1e-12)
+    np.testing.assert_allclose(lq.grad, [float(v) for v in grad_q], rtol=1e-12)
 
 
 def test_categorical_kl_matches_monte_carlo():
