@@ -6,6 +6,8 @@
   estimator for each direction that access permits;
 * ``bounds`` — lower bounds on KL(p‖q) through a critic T: R1 (convex conjugate) and R2
   (Donsker–Varadhan), with R1 ≤ R2 ≤ KL;
+* ``conjugates`` — convex conjugates f*(t) = sup_u (tu − f(u)) of six f-divergence generators
+  (R1 is the case f(u) = u log u);
 * ``jensen_shannon`` — JSD for discrete and 1-D continuous distributions, 0 ≤ JSD ≤ log 2;
 * ``discriminator`` — the optimal classifier between two samples and the density ratio it gives,
   f₁(x) = f₀(x) D*(x) / (1 − D*(x));
