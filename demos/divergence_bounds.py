@@ -10,6 +10,10 @@ held-out samples.  Writes bounds.png:
   and T − log E_q[e^T] = log(p/q) for R2 (which fixes T only up to a constant);
 * bottom right: the held-out bounds of the 1-D critics during training.
 
+Also writes conjugates.png: for each f-divergence generator f (top) its tangent line of slope
+t₀ = f′(u₀), t₀ u − f*(t₀), which touches f at u₀ (Fenchel–Young with equality) and stays
+below it elsewhere; below, the conjugate f*(t) in closed form with the point (t₀, f*(t₀)).
+
     python demos/divergence_bounds.py --out runs/divergence_bounds
 """
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from minivae import Tensor, checks, kl_divergence, logsumexp
 from minivae.distributions import Normal
 from minivae.divergences.bounds import train_critic
+from minivae.divergences.conjugates import GENERATORS, conjugate, generator_slope, generator_value
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import new_figure, output_folder, save_png
 from minivae.program import add_quiet_argument, demo_parser, run_reporting_errors
@@ -75,6 +80,37 @@ def plot_history(axes, history, kl: float, title: str) -> None:
 def critic_on(critic, x: np.ndarray) -> np.ndarray:
     with no_grad():
         return critic(Tensor(x.reshape(-1, 1))).data.ravel()
+
+
+def conjugates_figure(path, touching: float = 2.5) -> Path:
+    figure = new_figure(1800, 640)
+    u = np.linspace(0.0, 6.0, 400)
+    for column, name in enumerate(GENERATORS):
+        slope = float(generator_slope(name, touching))
+        intercept = -float(conjugate(name, slope))
+        axes = figure.add_subplot(2, len(GENERATORS), column + 1)
+        axes.plot(u, generator_value(name, u), color="tab:blue", label="f(u)")
+        axes.plot(u, slope * u + intercept, "--", color="tab:red",
+                  label=f"t₀u − f*(t₀), t₀ = f′({touching:g})")
+        axes.plot(touching, generator_value(name, touching), "ko", markersize=4)
+        axes.set_ylim(-1.5, 4.0)
+        axes.set_title(name, fontsize=10)
+        axes.set_xlabel("u")
+        if column == 0:
+            axes.legend(loc="upper left", fontsize=7)
+        low, high, _ = GENERATORS[name].conjugate_domain
+        t = np.linspace(-4.0, min(high, 4.0), 400)
+        axes = figure.add_subplot(2, len(GENERATORS), len(GENERATORS) + column + 1)
+        axes.plot(t, conjugate(name, t), color="tab:green", label="f*(t)")
+        axes.plot(slope, -intercept, "ko", markersize=4, label=f"(t₀, f*(t₀)) = "
+                  f"({slope:.2f}, {-intercept:.2f})")
+        if high < np.inf:
+            axes.axvline(high, color="0.6", linestyle=":", label=f"f* = +∞ beyond {high:.3g}")
+        axes.set_ylim(-2.0, 6.0)
+        axes.set_xlabel("t")
+        axes.legend(loc="upper left", fontsize=7)
+    figure.subplots_adjust(left=0.03, right=0.99, wspace=0.3, hspace=0.35, top=0.93)
+    return save_png(figure, path)
 
 
 def main(args: argparse.Namespace) -> list[Path]:
@@ -145,8 +181,10 @@ def main(args: argparse.Namespace) -> list[Path]:
             history = fits[bound][1]
             print(f"{name} critic trained on {bound.upper()}: held-out R1 = {history.r1[-1]:.4f}, "
                   f"R2 = {history.r2[-1]:.4f}; KL = {kl:.4f}")
-    print(path.resolve())
-    return [path]
+    paths = [path, conjugates_figure(out / "conjugates.png")]
+    for path in paths:
+        print(path.resolve())
+    return paths
 
 
 if __name__ == "__main__":

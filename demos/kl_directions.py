@@ -6,9 +6,12 @@ The target is p = ½ N(−m, s²) + ½ N(m, s²); q = N(μ, σ²).  Writes two p
   the two modes; one started wide: stuck in the centred local minimum) and the forward-KL fit
   (moment matching, spread over both modes);
 * kl_landscape.png — the exact KL(q‖p) over (μ, log σ) by quadrature, its local minima and the
-  fitting paths; beside it KL(p‖q), with its single minimum at the moments of p.
+  fitting paths; beside it KL(p‖q), with its single minimum at the moments of p;
+* kl_access.png — the table of which KL direction each kind of access to p and q allows (✓/✗),
+  with each ✓ estimated from that access alone (``--draws`` draws) on p = N(0.4, 0.9²),
+  q = N(0, 1), p̃ = e^3.7 p, next to the closed form.
 
-Prints the table of which KL direction each kind of access to p allows, and the fitted numbers.
+Prints the same table, the estimates, and the fitted numbers.
 
     python demos/kl_directions.py --out runs/kl_directions
 """
@@ -22,10 +25,10 @@ import numpy as np
 
 from minivae import checks
 from minivae.distributions import GaussianMixture
+from minivae.divergences.kl_access import KL_ACCESS_TABLE, estimate_kl, format_kl_access_table
 from minivae.divergences.kl_directions import (
     fit_forward_kl,
     fit_reverse_kl,
-    format_kl_access_table,
     forward_kl_1d,
     local_minima,
     reverse_kl_1d,
@@ -34,6 +37,9 @@ from minivae.divergences.quadrature import uniform_grid
 from minivae.io.plots import new_figure, output_folder, save_png
 from minivae.program import add_quiet_argument, demo_parser, run_reporting_errors
 
+PAIR = dict(p_loc=0.4, p_scale=0.9, q_loc=0.0, q_scale=1.0, log_z=3.7)  # the access table's pair
+VERDICT_COLOURS = {"unbiased": "#c7e9c0", "consistent": "#fdf0b2", "up to −H(p)": "#fdf0b2",
+                   "no": "#f6c6c6"}
 STARTS = (("started left", -1.0, 0.5, "tab:blue"), ("started right", 1.0, 0.5, "tab:red"),
           ("started wide", 2.0, 5.0, "tab:purple"))
 
@@ -114,14 +120,88 @@ def landscape_figure(path, mus, log_sigmas, reverse, forward, fits, moments) -> 
     return save_png(figure, path)
 
 
+def gaussian_kl(mu1, s1, mu2, s2) -> float:
+    """KL(N(μ₁, s₁²) ‖ N(μ₂, s₂²)) = log(s₂/s₁) + (s₁² + (μ₁ − μ₂)²)/(2s₂²) − ½."""
+    return float(np.log(s2 / s1) + (s1**2 + (mu1 - mu2) ** 2) / (2 * s2**2) - 0.5)
+
+
+def access_estimates(rng, n) -> list[dict]:
+    """Per row of the access table and direction: the estimate from that row's access alone and
+    the exact value it estimates (KL, or KL + H(p) for the cross-entropy); None where ✗."""
+    p_loc, p_scale, q_loc, q_scale, log_z = PAIR.values()
+    def log_normal(x, loc, scale):
+        return -0.5 * np.log(2 * np.pi) - np.log(scale) - 0.5 * ((x - loc) / scale) ** 2
+    everything = {"samples of p": ("p_samples", rng.normal(p_loc, p_scale, n)),
+                  "log p": ("log_p", lambda x: log_normal(x, p_loc, p_scale)),
+                  "log p̃": ("log_p_tilde", lambda x: log_normal(x, p_loc, p_scale) + log_z),
+                  "samples of q": ("q_samples", rng.normal(q_loc, q_scale, n)),
+                  "log q": ("log_q", lambda x: log_normal(x, q_loc, q_scale))}
+    exact = {"forward": gaussian_kl(p_loc, p_scale, q_loc, q_scale),
+             "reverse": gaussian_kl(q_loc, q_scale, p_loc, p_scale)}
+    entropy = 0.5 * np.log(2 * np.pi * np.e * p_scale**2)
+    table = []
+    for row in KL_ACCESS_TABLE:
+        access = dict(everything[name] for name in row.access)
+        cells = {}
+        for direction in ("forward", "reverse"):
+            if getattr(row, direction) == "no":
+                cells[direction] = None
+                continue
+            estimate = estimate_kl(direction, **access)
+            shift = entropy if estimate.kind == "up to −H(p)" else 0.0
+            cells[direction] = (estimate, exact[direction] + shift)
+        table.append(cells)
+    return table
+
+
+def access_figure(path, estimates) -> Path:
+    figure = new_figure(1400, 120 + 70 * len(KL_ACCESS_TABLE))
+    axes = figure.add_subplot(1, 1, 1)
+    axes.set_axis_off()
+    text, colours = [], []
+    for row, cells in zip(KL_ACCESS_TABLE, estimates):
+        line, line_colours = [row.scenario, row.label], ["white", "white"]
+        for direction in ("forward", "reverse"):
+            verdict, cell = getattr(row, direction), cells[direction]
+            if cell is None:
+                line.append("✗  not computable")
+            else:
+                estimate, exact = cell
+                extra = " + H(p)" if verdict == "up to −H(p)" else ""
+                line.append(f"✓ {verdict}: {estimate.value:.4f} ± {estimate.standard_error:.4f}"
+                            f"\n(exact KL{extra} = {exact:.4f})")
+            line_colours.append(VERDICT_COLOURS[verdict])
+        text.append(line)
+        colours.append(line_colours)
+    table = axes.table(cellText=text, cellColours=colours, loc="center", cellLoc="center",
+                       colLabels=["scenario", "access", "forward KL(p‖q)", "reverse KL(q‖p)"],
+                       colWidths=[0.16, 0.3, 0.27, 0.27])
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    table.scale(1, 3.2)
+    p_loc, p_scale, q_loc, q_scale, log_z = PAIR.values()
+    axes.set_title(f"What each kind of access allows, estimated from that access alone: "
+                   f"p = N({p_loc}, {p_scale}²), q = N({q_loc}, {q_scale}²), p̃ = e^{log_z} p "
+                   "(estimate ± SE)", fontsize=10)
+    return save_png(figure, path)
+
+
 def main(args: argparse.Namespace) -> list[Path]:
     m, s = args.separation, args.width
     checks.positive(m, "--separation"), checks.positive(s, "--width")
     checks.int_at_least(args.resolution, "--resolution", 5)
+    checks.int_at_least(args.draws, "--draws", 2)
     out = output_folder(args.out)
     rng = np.random.default_rng(args.seed)
     target = GaussianMixture(np.zeros(2), np.array([[-m], [m]]), np.array([[s], [s]]))
     print(format_kl_access_table(), end="\n\n")
+    estimates = access_estimates(rng, args.draws)
+    for row, cells in zip(KL_ACCESS_TABLE, estimates):
+        for direction, cell in cells.items():
+            if cell is not None:
+                print(f"{row.scenario:<26} {direction:<7} {cell[0].kind:<12} "
+                      f"{cell[0].value:.4f} ± {cell[0].standard_error:.4f}, exact {cell[1]:.4f}")
+    print()
 
     fits = [fit_reverse_kl(target.log_prob, loc * m / 3, scale * s, steps=args.steps,
                            samples=args.samples, lr=args.lr, rng=rng,
@@ -152,7 +232,8 @@ def main(args: argparse.Namespace) -> list[Path]:
     density = np.exp(log_p)
     paths = [fits_figure(out / "kl_fits.png", grid, density, fits, forward, m, s),
              landscape_figure(out / "kl_landscape.png", mus, log_sigmas, reverse,
-                              forward_landscape, fits, moments)]
+                              forward_landscape, fits, moments),
+             access_figure(out / "kl_access.png", estimates)]
     for path in paths:
         print(path.resolve())
     return paths

@@ -7,6 +7,7 @@ import runpy
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from matplotlib.image import imread
 
@@ -47,6 +48,28 @@ def test_overlapping_latents_demo_runs_with_tiny_settings(tmp_path):
     for name in ("VAE", "VaDE"):
         assert 0 <= result[name]["knn_accuracy"] <= 1 and 0 < result[name]["class_overlap"] <= 1
     assert_pictures(tmp_path, "latent_spaces.png")
+
+
+def test_vae_digits_demo_prints_the_elbos_it_recorded(tmp_path, capsys):
+    """Two epochs on mnist-5k: the three pictures and metrics.json are written, and the printed
+    table holds the recorded ELBOs: finite, ≤ 0 (log p(x|z) ≤ 0 for binary pixels and KL ≥ 0,
+    so every single-draw ELBO is ≤ 0), and above −784 log 2, the ELBO of a decoder that says
+    ½ for every pixel (the training learned something)."""
+    import json
+    import re
+
+    mnist_5k()
+    metrics = run_demo("vae_digits", tmp_path, "--epochs", "2", "--quiet")
+    out = capsys.readouterr().out
+    assert_pictures(tmp_path, "recon.png", "samples.png", "curve.png")
+    recorded = json.loads((tmp_path / "metrics.json").read_text())
+    rows = re.findall(r"^\s*(\d+)\s+(-?\d+\.\d\d)\s+(-?\d+\.\d\d)$", out, re.MULTILINE)
+    assert [int(epoch) for epoch, *_ in rows] == recorded["epoch"] == metrics["epoch"] == [1, 2]
+    for i, (_, train_elbo, test_elbo) in enumerate(rows):
+        for printed, key in ((train_elbo, "train_elbo"), (test_elbo, "test_elbo")):
+            assert float(printed) == pytest.approx(recorded[key][i], abs=0.005)
+            assert -784 * np.log(2) < recorded[key][i] <= 0
+    assert str(tmp_path / "recon.png") in out
 
 
 @pytest.mark.parametrize("name, max_train", [

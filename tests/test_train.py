@@ -63,6 +63,30 @@ def test_another_seed_gives_another_run(tmp_path):
                               other_arrays["decoder.layers.0.weight"])
 
 
+@pytest.mark.usefixtures("no_pictures")
+def test_train_elbo_is_the_mean_over_every_example_seen(tmp_path, monkeypatch):
+    """An epoch's train ELBO is the sum of the per-example bounds over the number of examples
+    seen, the last partial batch included (120 = 50 + 50 + 20).  Dividing by (last batch
+    index) × (batch size), as the notes' training loop does (599 · 100 for 600 batches of
+    100), would give sum/100 here, 20% off."""
+    import minivae.train as training
+
+    bounds = []
+
+    def recording(model, x, config, rng):
+        bound = training_bound(model, x, config, rng)
+        bounds.append(bound.data.astype(np.float64))
+        return bound
+
+    monkeypatch.setattr(training, "training_bound", recording)
+    metrics = train(tiny_config(tmp_path / "run", 1, batch_size=50), progress=False)
+    assert [len(b) for b in bounds] == [50, 50, 20]
+    values = np.concatenate(bounds)
+    assert metrics["train_elbo"] == [pytest.approx(values.mean(), rel=1e-12)]
+    notes_form = values.sum() / ((len(bounds) - 1) * 50)
+    assert abs(metrics["train_elbo"][0] - notes_form) > 0.1 * abs(values.mean())
+
+
 # -- training on the IWAE bound ----------------------------------------------------------------
 
 

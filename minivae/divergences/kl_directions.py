@@ -32,52 +32,6 @@ LOG_2PI = math.log(2.0 * math.pi)
 MASS_TOLERANCE = 1e-6  # how far from 1 a density may integrate on the grid before we refuse it
 
 
-@dataclass(frozen=True)
-class KLAccess:
-    """Whether forward KL(p‖q) and reverse KL(q‖p) can be minimized over q from one kind of
-    access to p (q is always ours: we can sample it reparameterized and evaluate log q)."""
-    access: str
-    forward: str
-    forward_why: str
-    reverse: str
-    reverse_why: str
-
-
-KL_ACCESS_TABLE = (
-    KLAccess(
-        "samples from p",
-        "yes", "KL(p‖q) = −H(p) − E_p[log q]; H(p) does not depend on q and −(1/n) Σ log q(xᵢ), "
-               "xᵢ ~ p, estimates the rest without bias: maximum likelihood",
-        "no", "E_q[log p(z)] needs log p at q's samples z; samples of p do not give it"),
-    KLAccess(
-        "normalized density p(x)",
-        "via importance weights", "E_p[−log q] = E_q[(p(z)/q(z)) (−log q(z))], z ~ q: unbiased, "
-                                  "but the weights' variance explodes where q misses p's mass",
-        "yes", "E_q[log q(z) − log p(z)] with z = μ + σε: Monte Carlo and reparameterized "
-               "gradients"),
-    KLAccess(
-        "unnormalized density p̃(x) = Z p(x)",
-        "biased only", "self-normalized weights wᵢ ∝ p̃(zᵢ)/q(zᵢ) estimate E_p[−log q] "
-                       "consistently, with an O(1/n) bias; Z itself is unknown",
-        "yes", "E_q[log q − log p̃] = KL(q‖p) − log Z: a q-independent shift, so the argmin "
-               "does not depend on Z"),
-)
-
-
-def format_kl_access_table(rows=KL_ACCESS_TABLE) -> str:
-    """The access table as aligned text, one line per kind of access, reasons underneath."""
-    if not all(isinstance(row, KLAccess) for row in rows):
-        raise TypeError("rows must be KLAccess entries")
-    width = max(len(row.access) for row in rows)
-    lines = [f"{'access to p':<{width}}  minimize KL(p‖q)?       minimize KL(q‖p)?",
-             "-" * (width + 48)]
-    for row in rows:
-        lines.append(f"{row.access:<{width}}  {row.forward:<23}  {row.reverse}")
-        lines.append(f"{'':<{width}}    forward: {row.forward_why}")
-        lines.append(f"{'':<{width}}    reverse: {row.reverse_why}")
-    return "\n".join(lines)
-
-
 @dataclass
 class GaussianFit:
     """q = N(loc, diag scale²), with what the fit recorded along the way (empty if nothing).

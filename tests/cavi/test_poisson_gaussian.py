@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.image import imread
-from scipy import stats
+from scipy import special, stats
 from scipy.special import logsumexp
 
 from minivae.cavi.poisson_gaussian import PoissonGaussianMixture, log_evidence_exact
@@ -107,6 +107,21 @@ def test_elbo_never_decreases_at_any_update(problem, from_random_state):
     assert len(history) == 3 * fit.n_iter and np.all(np.isfinite(history))
     assert np.all(np.diff(history) >= -1e-9 * (1.0 + np.abs(history[1:])))
     np.testing.assert_allclose(fit.elbo, model.elbo(X, S, fit.r, fit.m, fit.s, fit.a, fit.b))
+
+
+@settings(max_examples=20)
+@given(problems(max_events=10))
+def test_responsibilities_are_the_normalized_weights(problem):
+    """The notes' π*_nk = log π_k − (τ/2) E‖X_n − μ_k‖² + S_n E log λ_k − E λ_k are log-weights,
+    not probabilities: r_n = softmax(ℓ_n), with ℓ written again from SciPy's digamma."""
+    model, X, S, rng = problem
+    _, m, s, a, b = random_state(model, len(X), rng)
+    squared = ((X[:, None, :] - m[None]) ** 2).sum(-1) + 2 / s
+    ell = (np.log(model.pi) - model.tau / 2 * squared
+           + S[:, None] * (special.digamma(a) - np.log(b)) - a / b)
+    r = model.update_responsibilities(X, S, m, s, a, b)
+    np.testing.assert_allclose(r, special.softmax(ell, axis=1), rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(r.sum(axis=1), 1.0, rtol=1e-12)
 
 
 @settings(max_examples=30)

@@ -118,6 +118,63 @@ def test_sample_and_reconstruct_are_probabilities_of_the_right_shape():
     assert np.all((samples > 0) & (samples < 1)) and np.all((recon > 0) & (recon < 1))
 
 
+def test_sample_pixel_means_are_the_decoder_averaged_over_the_prior():
+    """sample(n) returns σ(g(z)), z ~ N(0, 1) (z_dim = 1, tanh decoder g): each pixel's mean and
+    variance over 20,000 draws match ∫ σ(g(z))ᵏ φ(z) dz by quadrature, with g written again in
+    NumPy, within 5 SE; a pixel wired as the negation of another is exactly 1 minus it (one
+    shared z per draw)."""
+    from scipy import integrate
+
+    vae = tiny_vae()
+    _, _, _, _, w2, b2, w3, b3 = vae.parameters()
+    w2.data *= 3.0  # make the decoder bend, so the mean differs from σ(g(0))
+    w3.data[:, 5], b3.data[5] = -w3.data[:, 0], -b3.data[0]
+    n = 20_000
+    samples = vae.sample(n, np.random.default_rng(3))
+
+    def pixel(z, j, power):
+        logits = np.tanh(z * w2.data[0] + b2.data) @ w3.data + b3.data
+        return special.expit(logits[j]) ** power * stats.norm.pdf(z)
+
+    for j in range(5):
+        mean = integrate.quad(pixel, -12, 12, args=(j, 1), epsabs=1e-12)[0]
+        second = integrate.quad(pixel, -12, 12, args=(j, 2), epsabs=1e-12)[0]
+        standard_error = samples[:, j].std() / np.sqrt(n)
+        assert abs(samples[:, j].mean() - mean) <= 5 * standard_error
+        fourth = np.mean((samples[:, j] - mean) ** 4)
+        variance = second - mean**2
+        assert abs(samples[:, j].var() - variance) <= 5 * np.sqrt((fourth - variance**2) / n)
+        decoded_at_zero = pixel(0.0, j, 1) / stats.norm.pdf(0.0)
+        assert abs(mean - decoded_at_zero) > 10 * standard_error  # tells E σ(g(z)) from σ(g(0))
+    np.testing.assert_allclose(samples[:, 5], 1 - samples[:, 0], atol=1e-15)
+
+
+def test_sample_latents_are_standard_normal():
+    """With a linear decoder (hidden = ()), logit(sample) = z W + b, so least squares recovers
+    each draw's z exactly: its coordinates pass a KS test against N(0, 1) and are uncorrelated
+    (within 5 SE)."""
+    vae = VAE(6, hidden=(), z_dim=2, rng=np.random.default_rng(0), dtype=np.float64)
+    weight, bias = (p.data for p in vae.parameters()[2:])
+    samples = vae.sample(4000, np.random.default_rng(1))
+    z = np.linalg.lstsq(weight.T, (special.logit(samples) - bias).T, rcond=None)[0].T
+    np.testing.assert_allclose(z @ weight + bias, special.logit(samples), atol=1e-9)
+    for coordinate in z.T:
+        assert stats.kstest(coordinate, "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(z.T)[0, 1]) <= 5 / np.sqrt(4000)
+
+
+def test_reconstruct_decodes_the_posterior_mean():
+    """reconstruct(x) = σ(g(μ(x))), μ the encoder's mean, with both networks written again in
+    NumPy: the mean is decoded, not a draw (two calls agree, and no rng is taken)."""
+    vae = tiny_vae(z_dim=2)
+    x = binary_data(5, 6)
+    w0, b0, w1, b1, w2, b2, w3, b3 = (p.data for p in vae.parameters())
+    loc = (np.tanh(x @ w0 + b0) @ w1 + b1)[:, :2]
+    expected = special.expit(np.tanh(loc @ w2 + b2) @ w3 + b3)
+    np.testing.assert_allclose(vae.reconstruct(x), expected, rtol=1e-12)
+    np.testing.assert_array_equal(vae.reconstruct(x), vae.reconstruct(x))
+
+
 def test_vae_rejects_bad_input():
     vae = tiny_vae(dtype=np.float32)
     with pytest.raises(ValueError, match="shape"):
