@@ -79,6 +79,7 @@ BAD_VALUES = {
     "gradient_estimators": (["--replicas", "1"], "--replicas (a variance needs two)"),
     "gumbel_vae": (["--max-train", "-10"], "--max-train must be a positive integer"),
     "importance_sampling": (["--max-samples", "1"], "--max-samples must be at least 2"),
+    "iris_mixture": (["--K", "0"], "--K must be at least 1"),
     "iwae": (["--ks", "0"], "--ks must be positive integers"),
     "kl_directions": (["--width", "0"], "--width must be"),
     "masked_receptive_fields": (["--out", "{file}"], "it is a file"),
