@@ -122,6 +122,24 @@ def clustering_accuracy(labels, clusters) -> float:
     return float(hits.mean())
 
 
+def confusion_matrix(labels, clusters) -> tuple[np.ndarray, np.ndarray]:
+    """(C, label_ids): C[i, j] = #points of label i whose cluster is matched to label j
+    (the matching of ``match_clusters_to_labels``; a column past the labels counts the
+    clusters left unmatched).  trace(C)/N is ``clustering_accuracy``.
+
+    Verified by:
+    tests/topics/test_gaussian_fits.py::test_accuracy_and_confusion_of_a_known_permutation
+    """
+    labels, clusters = _check_label_arrays(labels, clusters)
+    label_ids, row = np.unique(labels, return_inverse=True)
+    mapping = match_clusters_to_labels(labels, clusters)
+    column = np.array([np.searchsorted(label_ids, mapping[c]) if c in mapping else len(label_ids)
+                       for c in clusters.tolist()])
+    counts = np.zeros((len(label_ids), len(label_ids) + 1), dtype=np.int64)
+    np.add.at(counts, (row, column), 1)
+    return (counts if counts[:, -1].any() else counts[:, :-1]), label_ids
+
+
 def _check_label_arrays(labels, clusters) -> tuple[np.ndarray, np.ndarray]:
     labels, clusters = np.asarray(labels), np.asarray(clusters)
     for name, value in (("labels", labels), ("clusters", clusters)):
