@@ -74,6 +74,7 @@ BAD_VALUES = {
     "cavi_gmm": (["--K", "0"], "--K must be"),
     "density_ratio": (["--n", "5"], "--n must be at least 100"),
     "divergence_bounds": (["--steps", "0"], "--steps must be"),
+    "fixed_q_bias": (["--n", "1"], "--n must be at least 2"),
     "full_covariance": (["--epochs", "0"], "--epochs must be at least 1"),
     "gradient_estimators": (["--replicas", "1"], "--replicas (a variance needs two)"),
     "gumbel_vae": (["--max-train", "-10"], "--max-train must be a positive integer"),
