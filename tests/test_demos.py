@@ -84,6 +84,7 @@ BAD_VALUES = {
     "masked_receptive_fields": (["--out", "{file}"], "it is a file"),
     "overlapping_latents": (["--epochs", "0"], "--epochs must be a positive integer"),
     "samplers": (["--n", "5"], "--n must be at least 100"),
+    "svi_vs_amortized": (["--inner-steps", "0"], "--inner-steps must be a positive integer"),
     "vade_clustering": (["--max-train", "0"], "--max-train must be a positive integer"),
     "vae_digits": (["--epochs", "0"], "epochs must be a positive integer"),
     "vqvae": (["--max-train", "0"], "--max-train must be a positive integer"),
