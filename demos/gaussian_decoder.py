@@ -22,7 +22,8 @@ probability, so it depends on the unit of x and can be positive.  With dequantiz
 ELBO − D log 256 is a lower bound on log P(the 8-bit image) (P = ∫ over the image's bin of p,
 and Jensen), which can be compared with discrete models: bits per pixel = −that / (D log 2).
 
-Writes gaussian_decoder.png and prints a table.  See docs/derivations.md, "Gaussian decoders".
+Writes gaussian_decoder.png and prints a table.  See docs/derivations.md, "The lecture's general
+model (learnable prior, σ(z) decoder) and Gaussian decoders in pictures".
 
     python demos/gaussian_decoder.py                  # about a minute on 4,500 digits
     python demos/gaussian_decoder.py --prior learnable --fixed-sigma 0.1
