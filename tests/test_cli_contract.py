@@ -161,6 +161,11 @@ TRAIN_CASES = [
     (["--model", "categorical", "--option", "n_classes=\"ten\""], 2,
      ["--option n_classes must be"]),
     (["--model", "vqvae", "--option", "beta=[1]"], 2, ["beta"]),
+    (["--option", "prior=gaussian"], 2, ["--option prior must be one of", "learnable"]),
+    (["--model", "gaussian_decoder", "--option", "sigma=z-dependent"], 2,
+     ["--option sigma must be one of", "z_dependent"]),
+    (["--model", "gaussian_decoder", "--option", "sigma=z_dependent", "--option",
+      "min_sigma=0"], 2, ["--option min_sigma must be"]),
     # sizes that cannot fit: refused before anything is allocated, naming the flag
     (["--hidden", "1000000000"], 2, ["--hidden [1000000000] is too large", "of memory"]),
     (["--z-dim", "1000000000"], 2, ["--z-dim 1000000000 is too large"]),

@@ -3,6 +3,7 @@ training subset; every demo, run as a script, ends a mistake (a bad value, an un
 missing data) in one ``error:`` line with no traceback, and shows its defaults in --help."""
 from __future__ import annotations
 
+import math
 import runpy
 import subprocess
 import sys
@@ -72,9 +73,35 @@ def test_vae_digits_demo_prints_the_elbos_it_recorded(tmp_path, capsys):
     assert str(tmp_path / "recon.png") in out
 
 
+def test_gaussian_decoder_demo_runs_with_tiny_settings(tmp_path):
+    mnist_5k()
+    result = run_demo("gaussian_decoder", tmp_path, "--epochs", "1", "--max-train", "200",
+                      "--hidden", "16", "--z-dim", "2", "--prior", "learnable", "--quiet")
+    assert len(result) == 3
+    for scores in result.values():
+        # bits per pixel of the 8-bit images = −(ELBO − D log 256) / (D log 2), D = 784
+        bits = -(scores["test_elbo"] - 784 * math.log(256)) / (784 * math.log(2))
+        assert math.isclose(scores["bits_per_pixel"], bits, rel_tol=1e-12)
+        assert bits > 0 and scores["standard_error"] > 0 and scores["median_sigma"] >= 1e-3
+    assert_pictures(tmp_path, "gaussian_decoder.png")
+
+
+def test_dequantized_pixels_fill_their_bins():
+    """x = (k + u)/256 lies in [k/256, (k+1)/256) and is uniform there: its offset within the
+    bin has mean ½ and variance 1/12 (each within 5 standard errors)."""
+    dequantize = demo("gaussian_decoder").dequantize
+    images = np.random.default_rng(0).integers(0, 256, (400, 5, 5), dtype=np.uint8)
+    x = dequantize(images, np.random.default_rng(1))
+    offset = x * 256 - images.reshape(400, 25)
+    assert x.shape == (400, 25) and np.all((offset >= 0) & (offset < 1))
+    n = offset.size
+    assert abs(offset.mean() - 0.5) < 5 * math.sqrt(1 / 12 / n)
+    assert abs(offset.var() - 1 / 12) < 5 * math.sqrt(1 / 180 / n)  # Var of (u − ½)² is 1/180
+
+
 @pytest.mark.parametrize("name, max_train", [
     ("gumbel_vae", "0"), ("vqvae", "-10"), ("attribute_vectors", "0"), ("vade_clustering", "-10"),
-    ("full_covariance", "0"), ("overlapping_latents", "-10"),
+    ("full_covariance", "0"), ("overlapping_latents", "-10"), ("gaussian_decoder", "0"),
 ])
 def test_demos_refuse_a_training_subset_that_is_not_a_count(tmp_path, name, max_train):
     """x[:0] is every image and x[:-10] all but ten: neither is what --max-train asks for."""
@@ -86,8 +113,8 @@ def test_demos_refuse_a_training_subset_that_is_not_a_count(tmp_path, name, max_
 
 ALL_DEMOS = sorted(path.stem for path in DEMOS.glob("*.py"))
 # demos that read MNIST and take --dataset mnist-5k (the default) or mnist
-DATA_DEMOS = ["attribute_vectors", "full_covariance", "gumbel_vae", "iwae", "overlapping_latents",
-              "vade_clustering", "vqvae"]
+DATA_DEMOS = ["attribute_vectors", "full_covariance", "gaussian_decoder", "gumbel_vae", "iwae",
+              "overlapping_latents", "vade_clustering", "vqvae"]
 # for each demo, a value of the right type that it refuses before any work: (arguments,
 # what the one line must say); "{file}" is a file where a folder is expected
 BAD_VALUES = {
@@ -100,6 +127,7 @@ BAD_VALUES = {
     "elbo_tightening": (["--resolution", "2"], "--resolution must be at least 3"),
     "fixed_q_bias": (["--n", "1"], "--n must be at least 2"),
     "full_covariance": (["--epochs", "0"], "--epochs must be at least 1"),
+    "gaussian_decoder": (["--min-sigma", "0"], "--min-sigma must be"),
     "gradient_estimators": (["--replicas", "1"], "--replicas (a variance needs two)"),
     "gumbel_vae": (["--max-train", "-10"], "--max-train must be a positive integer"),
     "importance_sampling": (["--max-samples", "1"], "--max-samples must be at least 2"),

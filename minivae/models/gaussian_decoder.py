@@ -13,6 +13,11 @@ A learned σ is stored through an unconstrained parameter ρ, σ = min_sigma + e
 min_sigma = 0, ρ is log σ itself), so σ stays positive whatever step the optimizer takes;
 maximizing over a shared σ sets σ² to the mean squared reconstruction error.
 
+The lecture's general model, Σ_θ(z) = diag σ²(NN(z)), is ``sigma="z_dependent"``: the decoder
+emits [μ; h] per pixel, and σᵢ²(z) = min_sigma² + e^{hᵢ} (``floored_log_scale``).  With a
+variance per pixel and per z the floor is what keeps the likelihood finite: on a pixel the
+decoder predicts exactly, σᵢ → 0 would send log p(x|z) to +∞.
+
 The decoder mean μ_θ(z) goes through a sigmoid by default, so it lies in (0, 1) like the
 pixels; ``mean_activation="identity"`` leaves it unbounded (pictures are then clipped to
 [0, 1]).
@@ -38,9 +43,10 @@ from minivae.distributions.normal import Normal
 from minivae.engine import ops
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.models.vae import VAE
+from minivae.nn import MLP
 
 LOG_2PI = math.log(2.0 * math.pi)
-SIGMA_OPTIONS = ("learned_per_pixel", "learned_shared")
+SIGMA_OPTIONS = ("learned_per_pixel", "learned_shared", "z_dependent")
 MEAN_ACTIVATIONS = ("sigmoid", "identity")
 
 
@@ -74,21 +80,33 @@ class GaussianPixels(Independent):
                 - 0.5 * pixels * LOG_2PI)
 
 
+def floored_log_scale(raw, min_sigma: float) -> Tensor:
+    """log σ for σ² = min_sigma² + e^h, h a network's raw output: ½ (m + softplus(h − m)) with
+    m = log min_sigma² (= ½ log(min_sigma² + e^h), stable for any h), so σ ≥ min_sigma > 0.
+
+    Verified by: tests/models/test_gaussian_decoder.py::test_z_dependent_sigma_has_its_floor
+    """
+    log_floor = 2.0 * math.log(min_sigma)
+    return 0.5 * (log_floor + ops.softplus(raw - log_floor))
+
+
 class GaussianDecoderVAE(VAE):
     """A VAE with Gaussian pixels p(x|z) = N(μ_θ(z), σ²I), for grey levels in [0, 1].
 
     Parameters
     ----------
     x_dim, hidden, z_dim, activation, rng, dtype, leaky_slope : as for ``VAE``.
-    sigma : "learned_per_pixel" (one σᵢ per pixel), "learned_shared" (one σ, the default) or
-        a positive number (σ fixed, not trained).
+    sigma : "learned_per_pixel" (one σᵢ per pixel), "learned_shared" (one σ, the default),
+        "z_dependent" (σᵢ(z) per pixel from the decoder, which emits [μ; log σ²]) or a positive
+        number (σ fixed, not trained).
     mean_activation : "sigmoid" (μ in (0, 1), the default) or "identity" (μ unbounded).
     init_sigma : the starting value of a learned σ.  0.1 is near where it ends up on digits
         (√ of the mean squared error); from σ = 1 it would take many epochs to get there, since
         Adam moves log σ by about lr per step.
     min_sigma : a floor under a learned σ = min_sigma + exp(ρ); 0 gives σ = exp(ρ).  The
         default 10⁻³ is about the standard deviation of 8-bit quantization, 1/(255 √12): finer
-        than that, a grey level is not known anyway.
+        than that, a grey level is not known anyway.  A z-dependent σ needs a floor > 0.
+    prior : "standard" (N(0, I)) or "learnable" (N(μ_z, σ_z² I)), as for ``VAE``.
     """
 
     binary_data = False  # trained on the grey levels themselves, not on binarized pixels
@@ -98,21 +116,23 @@ class GaussianDecoderVAE(VAE):
                  rng: np.random.Generator | None = None, dtype=np.float32,
                  leaky_slope: float = 0.01, sigma="learned_shared",
                  mean_activation: str = "sigmoid", init_sigma: float = 0.1,
-                 min_sigma: float = 1e-3):
+                 min_sigma: float = 1e-3, prior: str = "standard"):
         learned = isinstance(sigma, str)
         if learned:
             checks.one_of(sigma, SIGMA_OPTIONS, "sigma")
         else:
             checks.real(sigma, "sigma", 0, low_open=True)  # a fixed σ (True is not one)
         checks.one_of(mean_activation, MEAN_ACTIVATIONS, "mean_activation")
-        checks.real(min_sigma, "min_sigma", 0)
+        checks.real(min_sigma, "min_sigma", 0, low_open=sigma == "z_dependent")
         checks.real(init_sigma, f"init_sigma (above min_sigma = {min_sigma})", min_sigma,
                     low_open=True)
         super().__init__(x_dim, hidden, z_dim, activation, rng=rng, dtype=dtype,
-                         leaky_slope=leaky_slope)
+                         leaky_slope=leaky_slope, prior=prior)
         self.sigma, self.mean_activation = sigma, mean_activation
         self.min_sigma = float(min_sigma)
-        if learned:
+        if sigma == "z_dependent":
+            self.build_variance_decoder(activation, rng, leaky_slope, init_sigma)
+        elif learned:
             shape = (self.x_dim,) if sigma == "learned_per_pixel" else ()
             rho = np.full(shape, np.log(init_sigma - min_sigma), dtype=self.dtype)
             self.sigma_parameter = Tensor(rho, requires_grad=True)  # ρ, with σ = floor + e^ρ
@@ -120,12 +140,25 @@ class GaussianDecoderVAE(VAE):
         else:
             self._fixed_log_sigma = Tensor(np.array(np.log(sigma), dtype=self.dtype))
 
+    def build_variance_decoder(self, activation: str, rng, leaky_slope: float,
+                               init_sigma: float) -> None:
+        """A decoder z → [μ; h] of 2 · x_dim outputs in place of the VAE's (same place in the
+        parameter order), whose h-biases start where σᵢ(z) ≈ init_sigma."""
+        self.decoder = MLP([self.z_dim, *reversed(self.hidden), 2 * self.x_dim], activation, rng,
+                           self.dtype, leaky_slope)
+        # min_sigma² + e^h = init_sigma² at h = log(init_sigma² − min_sigma²)
+        self.decoder.layers[-1].bias.data[self.x_dim:] += math.log(init_sigma**2
+                                                                   - self.min_sigma**2)
+        self.flatten_parameters()
+
     def log_sigma(self) -> Tensor:
         """log σ: ρ itself when min_sigma = 0, else log(min_sigma + e^ρ) = m + softplus(ρ − m)
         with m = log min_sigma (a log-sum-exp of two terms, stable for any ρ).
 
         Verified by: tests/models/test_gaussian_decoder.py::test_sigma_stays_positive
         """
+        if self.sigma == "z_dependent":
+            raise ValueError("log_sigma: σ depends on z here; decode(z).log_scale holds it")
         if not isinstance(self.sigma, str):
             return self._fixed_log_sigma
         if self.min_sigma == 0.0:
@@ -135,22 +168,29 @@ class GaussianDecoderVAE(VAE):
 
     def decode(self, z) -> GaussianPixels:
         """p(x | z) = N(μ_θ(z), diag σ²) for z of shape (B, z_dim), μ_θ = sigmoid or identity of
-        the decoder's output.
+        the decoder's output; with a z-dependent σ the decoder emits [μ; h] and
+        log σ(z) = ½ log(min_sigma² + e^h).
 
-        Verified by: tests/models/test_gaussian_decoder.py::test_objective_matches_numpy
+        Verified by: tests/models/test_gaussian_decoder.py::test_objective_matches_numpy,
+        ::test_z_dependent_likelihood_matches_scipy
         """
-        mean = self.decoder(z)
+        output = self.decoder(z)
+        if self.sigma == "z_dependent":
+            mean = output[..., :self.x_dim]
+            log_scale = floored_log_scale(output[..., self.x_dim:], self.min_sigma)
+        else:
+            mean, log_scale = output, self.log_sigma()
         return GaussianPixels(ops.sigmoid(mean) if self.mean_activation == "sigmoid" else mean,
-                              self.log_sigma())
+                              log_scale)
 
     def elbo(self, x, rng: np.random.Generator) -> Tensor:
         """Per-example ELBO of shape (B,) with one reparameterized sample and the analytic KL.
 
-        Math: log N(x; μ_θ(z), σ²I) − KL(q(z|x) ‖ N(0, I)),  z = μ + σ_q ⊙ ε.
+        Math: log N(x; μ_θ(z), diag σ²) − KL(q(z|x) ‖ p(z)),  z = μ + σ_q ⊙ ε.
         Verified by: tests/models/test_gaussian_decoder.py::test_objective_matches_numpy
         """
         q_z_given_x = self.encode(x)
-        z, kl_q_prior = q_z_given_x.rsample_and_kl(rng)
+        z, kl_q_prior = self.rsample_and_kl(q_z_given_x, rng)
         return self.decode(z).log_prob(x) - kl_q_prior
 
     def objective(self, x, rng: np.random.Generator) -> Tensor:
@@ -160,16 +200,21 @@ class GaussianDecoderVAE(VAE):
         """
         return self.elbo(x, rng)
 
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Decoder means μ_θ(z) for n draws z ~ N(0, I), clipped to [0, 1]; shape (n, x_dim).
+    def sample(self, n: int, rng: np.random.Generator, noise: bool = False) -> np.ndarray:
+        """Decoder means μ_θ(z) for n draws z ~ p(z), clipped to [0, 1]; shape (n, x_dim).
 
-        The mean image, without the pixel noise σε, which would only add grain.
-        Verified by: tests/models/test_gaussian_decoder.py::test_pictures_lie_in_the_unit_interval
+        The mean image, without the pixel noise σε, which would only add grain; with ``noise``
+        a draw of x itself, x = μ_θ(z) + σ ⊙ ε (clipped likewise), what the model generates.
+        Verified by: tests/models/test_gaussian_decoder.py::test_pictures_lie_in_the_unit_interval,
+        ::test_noisy_samples_spread_by_sigma
         """
-        n, rng = checks.positive_int(n, "n"), checks.generator(rng)
         with no_grad():
-            z = rng.standard_normal((n, self.z_dim)).astype(self.dtype)
-            return np.clip(self.decode(Tensor(z)).loc.data, 0.0, 1.0)
+            p_x_given_z = self.decode(self.prior_draws(n, rng))
+            images = p_x_given_z.loc.data
+            if checks.flag(noise, "noise"):
+                scale = np.exp(p_x_given_z.log_scale.data)
+                images = images + scale * rng.standard_normal(images.shape).astype(self.dtype)
+            return np.clip(images, 0.0, 1.0)
 
     def reconstruct(self, x) -> np.ndarray:
         """Decoder means μ_θ(μ(x)) at the posterior mean, clipped to [0, 1]; shape (B, x_dim).

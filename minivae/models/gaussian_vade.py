@@ -19,14 +19,12 @@ Verified by: tests/models/test_gaussian_vade.py
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from minivae import checks
 from minivae.engine import ops
 from minivae.engine.tensor import Tensor, no_grad
-from minivae.models.gaussian_decoder import GaussianPixels
+from minivae.models.gaussian_decoder import GaussianPixels, floored_log_scale
 from minivae.models.vade import VaDE
 from minivae.nn import MLP
 
@@ -75,10 +73,8 @@ class GaussianVaDE(VaDE):
         """
         output = self.decoder(z)
         mean, raw = output[..., :self.x_dim], output[..., self.x_dim:]
-        log_floor = 2.0 * math.log(self.min_sigma)
-        log_var = log_floor + ops.softplus(raw - log_floor)
         return GaussianPixels(ops.sigmoid(mean) if self.mean_activation == "sigmoid" else mean,
-                              0.5 * log_var)
+                              floored_log_scale(raw, self.min_sigma))
 
     def pictures(self, z: Tensor) -> np.ndarray:
         """The decoder means μ_x(z), clipped to [0, 1] to be shown as images (without the

@@ -8,8 +8,11 @@ Objective, per example (the ELBO, a lower bound on log p(x)):
             ≈ log p(x | z),  z = μ + σ ⊙ ε,  ε ~ N(0, I)   (one reparameterized sample)
               − ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²)         (the KL in closed form)
 
+With ``prior="learnable"`` the prior is the lecture's N(μ_z, σ_z² I), μ_z and σ_z² trained with
+the networks, and the KL term is the closed form against it (``minivae.models.learnable_prior``).
+
 Verified by: tests/models/test_vae.py (KL against Monte Carlo, ELBO ≤ log p(x) estimate, training
-lowers −ELBO on real digits)
+lowers −ELBO on real digits), tests/models/test_learnable_prior.py
 """
 from __future__ import annotations
 
@@ -26,7 +29,10 @@ from minivae.distributions import (
 from minivae.engine import ops
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.models.base import ImageModel
+from minivae.models.learnable_prior import LearnablePrior
 from minivae.objectives import iwae
+
+PRIORS = ("standard", "learnable")
 
 
 class VAE(ImageModel):
@@ -45,16 +51,24 @@ class VAE(ImageModel):
     soft_targets : accept grey levels x ∈ [0, 1] as targets of the Bernoulli decoder (its
         log p(x|z) is then minus the binary cross-entropy, not a log-probability), and train on
         grey levels from the command line; by default x must be binary, 0 or 1.
+    prior : "standard" (p(z) = N(0, I), the default) or "learnable" (N(μ_z, σ_z² I) with μ_z
+        and log σ_z² trained with the networks, starting at N(0, I)).
     """
+
+    latent_prior = None  # N(0, I), without parameters, unless the prior is learnable
 
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "tanh",
                  likelihood: str = "bernoulli", rng: np.random.Generator | None = None,
-                 dtype=np.float32, leaky_slope: float = 0.01, soft_targets: bool = False):
+                 dtype=np.float32, leaky_slope: float = 0.01, soft_targets: bool = False,
+                 prior: str = "standard"):
         checks.one_of(likelihood, ("bernoulli",), "likelihood")
+        self.prior_kind = checks.one_of(prior, PRIORS, "prior")
         self.z_dim = checks.positive_int(z_dim, "z_dim")
         # The encoder's last layer emits [μ, log σ²] side by side: 2 · z_dim numbers.
         self.build_networks(x_dim, hidden, 2 * self.z_dim, self.z_dim, activation, rng, dtype,
                             leaky_slope, soft_targets)
+        if prior == "learnable":  # assigned after the networks: checkpoints list it last
+            self.latent_prior = LearnablePrior(self.z_dim, self.dtype)
         self.flatten_parameters()
 
     def encode(self, x) -> DiagonalNormal:
@@ -69,15 +83,28 @@ class VAE(ImageModel):
     def elbo(self, x, rng: np.random.Generator) -> Tensor:
         """Per-example ELBO of shape (B,) with one reparameterized sample and the analytic KL.
 
-        Math: log p(x | z) − KL(q(z|x) ‖ N(0, I)),  z = μ + σ ⊙ ε,  ε = rng.standard_normal.
-        Verified by: tests/models/test_vae.py::test_elbo_is_reconstruction_minus_kl
+        Math: log p(x | z) − KL(q(z|x) ‖ p(z)),  z = μ + σ ⊙ ε,  ε = rng.standard_normal.
+        Verified by: tests/models/test_vae.py::test_elbo_is_reconstruction_minus_kl,
+        tests/models/test_learnable_prior.py::test_elbo_with_a_learnable_prior_matches_numpy
         """
         q_z_given_x = self.encode(x)
-        # z = μ + σ ⊙ ε (B, z_dim) and KL(q ‖ N(0, I)) = ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²) (B,)
-        z, kl_q_prior = q_z_given_x.rsample_and_kl(rng)
+        z, kl_q_prior = self.rsample_and_kl(q_z_given_x, rng)  # (B, z_dim), (B,)
         # log p(x | z) = Σ_i x_i l_i − softplus(l_i) with logits l = decoder(z) (B,)
         log_p_x_given_z = self.decode(z).log_prob(x)
         return log_p_x_given_z - kl_q_prior
+
+    def rsample_and_kl(self, q_z_given_x: DiagonalNormal, rng: np.random.Generator):
+        """(z, KL(q ‖ p(z))): z = μ + σ ⊙ ε, ε = rng.standard_normal, and the KL in closed form;
+        against N(0, I) it is ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²) (one fused pass).
+
+        Verified by:
+        tests/models/test_learnable_prior.py::test_elbo_with_a_learnable_prior_matches_numpy
+        """
+        if self.latent_prior is None:
+            return q_z_given_x.rsample_and_kl(rng)
+        eps = checks.generator(rng).standard_normal(q_z_given_x.loc.shape)
+        z = q_z_given_x.loc + q_z_given_x.scale * eps.astype(self.dtype, copy=False)
+        return z, self.latent_prior.kl(q_z_given_x)
 
     def forward(self, x, rng: np.random.Generator) -> Tensor:
         return self.elbo(x, rng)
@@ -87,7 +114,9 @@ class VAE(ImageModel):
         return self.elbo(x, rng)
 
     def prior(self) -> Independent:
-        """p(z) = N(0, I) over z_dim-vectors."""
+        """p(z) = N(0, I) over z_dim-vectors, or the learnable N(μ_z, σ_z² I)."""
+        if self.latent_prior is not None:
+            return self.latent_prior.distribution()
         zeros = np.zeros(self.z_dim, dtype=self.dtype)
         return Independent(Normal(zeros, np.ones_like(zeros)), 1)
 
@@ -111,11 +140,22 @@ class VAE(ImageModel):
         return z
 
     def log_joint(self, x, z) -> Tensor:
-        """log p(x, z) = log p(x | z) + log N(z; 0, I), with z as in ``log_likelihood``.
+        """log p(x, z) = log p(x | z) + log p(z), with z as in ``log_likelihood`` and p(z) =
+        N(0, I) or the learnable N(μ_z, σ_z² I).
 
-        Verified by: tests/models/test_vae.py::test_log_joint_is_likelihood_plus_prior
+        Verified by: tests/models/test_vae.py::test_log_joint_is_likelihood_plus_prior,
+        tests/models/test_learnable_prior.py::test_log_prob_matches_scipy
         """
+        if self.latent_prior is not None:
+            return self.log_likelihood(x, z) + self.latent_prior.log_prob(z)
         return self.log_likelihood(x, z) + standard_normal_log_prob(z)
+
+    def prior_draws(self, n: int, rng: np.random.Generator) -> Tensor:
+        """n codes z ~ p(z) (N(0, I) or the learnable prior), shape (n, z_dim), no graph."""
+        n, rng = checks.positive_int(n, "n"), checks.generator(rng)
+        if self.latent_prior is not None:
+            return Tensor(self.latent_prior.draw(n, rng))
+        return Tensor(rng.standard_normal((n, self.z_dim)).astype(self.dtype))
 
     def log_importance_weights(self, x, k: int, rng: np.random.Generator) -> np.ndarray:
         """log w_i = log p(x, z_i) − log q(z_i | x) for z_1..z_k ~ q(z|x); shape (k, B), with
@@ -129,11 +169,9 @@ class VAE(ImageModel):
             return iwae.log_importance_weights(self, x, k, rng).data
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Pixel probabilities σ(decoder(z)) for n draws z ~ N(0, I); shape (n, x_dim)."""
-        n, rng = checks.positive_int(n, "n"), checks.generator(rng)
+        """Pixel probabilities σ(decoder(z)) for n draws z ~ p(z); shape (n, x_dim)."""
         with no_grad():
-            z = rng.standard_normal((n, self.z_dim)).astype(self.dtype)
-            return self.decode(Tensor(z)).probs.data
+            return self.decode(self.prior_draws(n, rng)).probs.data
 
     def reconstruct(self, x) -> np.ndarray:
         """Pixel probabilities decoded from the posterior mean μ(x); shape (B, x_dim)."""
