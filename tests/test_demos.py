@@ -22,11 +22,11 @@ from tests.helpers import (
 )
 
 
-def test_samplers_demo_writes_three_pictures(tmp_path):
+def test_samplers_demo_writes_four_pictures(tmp_path):
     samplers = demo("samplers")
     paths = samplers.main(samplers.parse_args(["--out", str(tmp_path), "--n", "500"]))
     assert sorted(p.name for p in paths) == ["exponential.png", "gaussian.png",
-                                             "gumbel_softmax.png"]
+                                             "gumbel_argmax.png", "gumbel_softmax.png"]
     for path in paths:
         image = imread(path)
         assert image.ndim == 3 and min(image.shape[:2]) >= 400
