@@ -49,6 +49,24 @@ def test_overlapping_latents_demo_runs_with_tiny_settings(tmp_path):
     assert_pictures(tmp_path, "latent_spaces.png")
 
 
+def test_seed004_vae_demo_trains_and_reads_a_run(tmp_path):
+    """The notes' network trained briefly, then its run read back: the same curve, in the
+    notes' normalization (N / ((⌈N/B⌉ − 1) B) = 200/100 for 200 images in batches of 100)."""
+    mnist_5k()
+    seed004 = demo("seed004_vae")
+    assert seed004.notes_normalization(60_000, 100) == 60_000 / 59_900
+    trained = run_demo("seed004_vae", tmp_path / "a", "--epochs", "1", "--max-train", "200",
+                       "--quiet")
+    assert trained["config"]["binarize"] == "round" and list(trained["config"]["hidden"]) == [400, 400]
+    read = run_demo("seed004_vae", tmp_path / "b", "--run", str(tmp_path / "a" / "run"))
+    assert read["train_elbo"] == trained["train_elbo"]
+    assert seed004.notes_normalization(seed004.training_images(read), 100) == 2.0
+    assert_pictures(tmp_path / "a", "loss_curve.png")
+    assert_pictures(tmp_path / "b", "loss_curve.png")
+    with pytest.raises(FileNotFoundError, match="no metrics.json"):
+        run_demo("seed004_vae", tmp_path / "c", "--run", str(tmp_path))
+
+
 @pytest.mark.parametrize("name, max_train", [
     ("gumbel_vae", "0"), ("vqvae", "-10"), ("attribute_vectors", "0"), ("vade_clustering", "-10"),
     ("full_covariance", "0"), ("overlapping_latents", "-10"),
@@ -64,7 +82,7 @@ def test_demos_refuse_a_training_subset_that_is_not_a_count(tmp_path, name, max_
 ALL_DEMOS = sorted(path.stem for path in DEMOS.glob("*.py"))
 # demos that read MNIST and take --dataset mnist-5k (the default) or mnist
 DATA_DEMOS = ["attribute_vectors", "full_covariance", "gumbel_vae", "iwae", "overlapping_latents",
-              "vade_clustering", "vqvae"]
+              "seed004_vae", "vade_clustering", "vqvae"]
 # for each demo, a value of the right type that it refuses before any work: (arguments,
 # what the one line must say); "{file}" is a file where a folder is expected
 BAD_VALUES = {
@@ -83,6 +101,7 @@ BAD_VALUES = {
     "masked_receptive_fields": (["--out", "{file}"], "it is a file"),
     "overlapping_latents": (["--epochs", "0"], "--epochs must be a positive integer"),
     "samplers": (["--n", "5"], "--n must be at least 100"),
+    "seed004_vae": (["--epochs", "0"], "--epochs must be a positive integer"),
     "vade_clustering": (["--max-train", "0"], "--max-train must be a positive integer"),
     "vae_digits": (["--epochs", "0"], "epochs must be a positive integer"),
     "vqvae": (["--max-train", "0"], "--max-train must be a positive integer"),
