@@ -119,3 +119,23 @@ def test_seed004_network_passes_gradcheck(objective_gradcheck):
                 dtype=np.float64)
     x = (rng.random((5, 12)) < 0.5).astype(np.float64)
     objective_gradcheck(model, x, seed=3)
+
+
+def test_a_checkpoint_older_than_the_option_resumes_as_dynamic(monkeypatch, tmp_path):
+    """A run saved before ``binarize`` existed has no such field: it was dynamic, and resuming
+    it is not a change of config (while asking for another binarization is)."""
+    from minivae.io.checkpoint import load_checkpoint, save_checkpoint
+    from minivae.io.resume import CHECKPOINT_NAME, resume_config
+
+    config = tiny_config(tmp_path, epochs=1)
+    epochs_images(monkeypatch, config)
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    arrays, meta = load_checkpoint(path)
+    del meta["config"]["binarize"]
+    save_checkpoint(path, arrays, meta)
+    resumed = resume_config(config.out, epochs=2)
+    assert resumed.binarize == "dynamic"
+    assert len(epochs_images(monkeypatch, resumed, resume=True)) == 1
+    with pytest.raises(ValueError, match="binarize 'dynamic' → 'round'"):
+        training.train(dataclasses.replace(resumed, epochs=3, binarize="round"), progress=False,
+                       resume=True)

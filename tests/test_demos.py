@@ -57,7 +57,8 @@ def test_seed004_vae_demo_trains_and_reads_a_run(tmp_path):
     assert seed004.notes_normalization(60_000, 100) == 60_000 / 59_900
     trained = run_demo("seed004_vae", tmp_path / "a", "--epochs", "1", "--max-train", "200",
                        "--quiet")
-    assert trained["config"]["binarize"] == "round" and list(trained["config"]["hidden"]) == [400, 400]
+    assert trained["config"]["binarize"] == "round"
+    assert list(trained["config"]["hidden"]) == [400, 400]
     read = run_demo("seed004_vae", tmp_path / "b", "--run", str(tmp_path / "a" / "run"))
     assert read["train_elbo"] == trained["train_elbo"]
     assert seed004.notes_normalization(seed004.training_images(read), 100) == 2.0

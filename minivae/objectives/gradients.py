@@ -208,16 +208,24 @@ def optimal_score_weight(path, score) -> float:
           order 1/R): fit it on other draws.
     Verified by: tests/objectives/test_score_control_variate.py::test_fitted_weight_matches_theory
     """
-    path, score = (np.asarray(a, dtype=np.float64) for a in (path, score))
+    path, score = (_real_array(a, name) for a, name in ((path, "path"), (score, "score")))
     if path.ndim != 2 or path.shape != score.shape or len(path) < 2:
         raise ValueError(f"path and score must be (draws, coordinates) arrays of one shape with "
                          f"at least 2 draws, got shapes {path.shape} and {score.shape}")
+    checks.finite(path, "path"), checks.finite(score, "score")
     centred = score - score.mean(axis=0)
     variance = float((centred ** 2).sum())
     if not variance > 0:
         raise ValueError("score must vary between draws: its variance is 0, so no weight "
                          "changes the estimator")
     return float(((path - path.mean(axis=0)) * centred).sum() / variance)
+
+
+def _real_array(value, name: str) -> np.ndarray:
+    data = checks.values(value)
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers, got {checks.describe(value)}")
+    return data.astype(np.float64)
 
 
 def _check_elbo_terms(per_sample: Tensor, shape: tuple) -> Tensor:
