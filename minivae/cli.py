@@ -26,6 +26,7 @@ from minivae.program import (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from minivae.config import BINARIZATIONS
     from minivae.config import TrainConfig as defaults  # its class attributes: the defaults
 
     parser = OneLineParser(prog="python -m minivae",
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hidden activation (default: the model's own, tanh for the VAE)")
     train.add_argument("--leaky-slope", type=float,
                        help=f"negative slope of leaky_relu (default: {defaults.leaky_slope})")
+    train.add_argument("--binarize", choices=BINARIZATIONS,
+                       help="how the training images become binary: a fresh Bernoulli draw of "
+                            "every pixel each epoch (dynamic), one draw kept for the whole run "
+                            "(static), or x > 1/2 (round, as torch.round does); the test images "
+                            "are thresholded too with round, else drawn once with a fixed seed "
+                            f"(default: {defaults.binarize})")
     train.add_argument("--dtype", choices=["float32", "float64"],
                        help=f"(default: {defaults.dtype})")
     train.add_argument("--objective", choices=["elbo", "iwae"],
@@ -170,7 +177,8 @@ def given_train_fields(args) -> dict:
     fields = dict(
         dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         z_dim=args.z_dim, hidden=args.hidden, activation=args.activation,
-        leaky_slope=args.leaky_slope, seed=args.seed, dtype=args.dtype, data_root=args.data_root,
+        leaky_slope=args.leaky_slope, binarize=args.binarize, seed=args.seed, dtype=args.dtype,
+        data_root=args.data_root,
         max_train=args.max_train, max_test=args.max_test, objective=args.objective,
         k=args.k_train, model=args.model,
         model_options=None if args.option is None else parse_options(args.option))
@@ -228,7 +236,7 @@ def run_evaluate(args) -> None:
     config = dataclasses.replace(
         config, max_test=config.max_test if args.n is None else args.n,
         data_root=config.data_root if args.data_root is None else args.data_root)
-    test_x = scored_test_images(model, load_binary_split(config, "test"))
+    test_x = scored_test_images(model, load_binary_split(config, "test"), config.binarize)
     rng = np.random.default_rng(args.seed)
     metric = test_metric_name(model)
     score = model.elbo if metric == "ELBO" else model.objective

@@ -22,6 +22,9 @@ from minivae.models.registry import model_class
 from minivae.nn import HIDDEN_ACTIVATIONS
 
 OBJECTIVES = ("elbo", "iwae")
+# How grey levels become the binary pixels of the Bernoulli models (minivae/data.py's docstring):
+# a fresh Bernoulli draw every epoch, one draw kept for the whole run, or x > 1/2.
+BINARIZATIONS = ("dynamic", "static", "round")
 # What build_model passes to every model class; the rest of a class's arguments are its options.
 SHARED_MODEL_ARGUMENTS = ("x_dim", "hidden", "z_dim", "activation", "rng", "dtype",
                           "leaky_slope")
@@ -49,6 +52,7 @@ class TrainConfig:
     k: int = 1  # samples per example of L_k; only "iwae" uses more than one
     model: str = "vae"  # a name in minivae.models.registry.MODELS
     model_options: dict = dataclasses.field(default_factory=dict)  # passed to the model class
+    binarize: str = "dynamic"  # one of BINARIZATIONS; ignored by models of grey levels
 
     def __post_init__(self):
         self.hidden = checks.widths(self.hidden)
@@ -77,6 +81,7 @@ def check_fields(config: TrainConfig) -> None:
     checks.one_of(config.dataset, DATASET_NAMES, "dataset")
     checks.one_of(config.dtype, ("float32", "float64"), "dtype")
     checks.one_of(config.objective, OBJECTIVES, "objective")
+    checks.one_of(config.binarize, BINARIZATIONS, "binarize")
     checks.one_of(config.activation, HIDDEN_ACTIVATIONS, "activation")
     config.out = path_text(config.out, "out")
     config.data_root = None if config.data_root is None else path_text(config.data_root,

@@ -8,12 +8,16 @@ where they are looked for and how they are fetched, ``io/idx.py`` what the IDX f
 
 Binarization
 ------------
-The VAE models of binary pixels need x ∈ {0, 1}.  Two protocols are common:
+The VAE models of binary pixels need x ∈ {0, 1}.  Three protocols are common (``python -m
+minivae train --binarize dynamic|static|round``):
 
 * dynamic (Burda, Grosse and Salakhutdinov, "Importance Weighted Autoencoders", 2016):
   every pixel is a fresh Bernoulli draw with success probability equal to its intensity,
   re-drawn every epoch (:func:`binarize_dynamic`); this acts as a data augmentation.
-* static: a fixed threshold, ``x = [intensity > 0.5]`` (:func:`binarize_static`).
+* static (the binarized MNIST of Larochelle and Murray, 2011): one such Bernoulli draw, kept
+  for the whole run (:func:`binarize_dynamic` called once).
+* round: a fixed threshold, ``x = [intensity > 0.5]`` (:func:`binarize_static`), what
+  ``torch.round`` does to images in [0, 1] (8-bit intensities are never exactly 0.5).
 
 Reported log-likelihoods are only comparable between models evaluated under the same protocol.
 """

@@ -7,9 +7,11 @@ The bound maximized is chosen by ``TrainConfig.objective``:
   L_k = E[log (1/k) Σ_i p(x, z_i) / q(z_i | x)], z_i ~ q(z | x) (``iwae_bound``).
   L_1 is the ELBO in its Monte Carlo form, and L_1 ≤ L_k ≤ L_{k+1} ≤ log p(x).
 
-The loop follows the protocol of Burda et al. (2016): the training images are binarized afresh
-every epoch (dynamic binarization); the test images are binarized once with a fixed seed, so
-test ELBOs are comparable across epochs, runs and objectives.
+By default the loop follows the protocol of Burda et al. (2016): the training images are
+binarized afresh every epoch (dynamic binarization); the test images are binarized once with a
+fixed seed, so test ELBOs are comparable across epochs, runs and objectives.
+``TrainConfig.binarize`` = "static" keeps one draw of the training images for the whole run,
+and "round" thresholds both splits at 1/2 (``fixed_training_images``, ``scored_test_images``).
 
 Runs are reproducible and resumable.  Every random draw comes from three generators spawned
 from ``config.seed`` (weights, data order and binarization, model noise), so one seed gives
@@ -35,7 +37,7 @@ from tqdm.auto import tqdm
 
 from minivae import checks, threads
 from minivae.config import TrainConfig, build_model, check_memory
-from minivae.data import binarize_dynamic, load_dataset, minibatches
+from minivae.data import binarize_dynamic, binarize_static, load_dataset, minibatches
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.io.json_text import write_json
 from minivae.io.lock import run_folder
@@ -76,13 +78,35 @@ def load_binary_split(config: TrainConfig, split: str) -> np.ndarray:
     return pixels[:limit]
 
 
-def scored_test_images(model, pixels: np.ndarray) -> np.ndarray:
-    """The test images a run is scored on, given the test split's pixels: binarized once with
-    ``TEST_BINARIZATION_SEED`` (the same images every epoch, run and ``evaluate``), or the
-    grey levels themselves for a model trained on them (``binary_data = False``)."""
+def scored_test_images(model, pixels: np.ndarray, binarize: str = "dynamic") -> np.ndarray:
+    """The test images a run is scored on, given the test split's pixels: thresholded at 1/2
+    when the run's ``binarize`` is "round", else binarized once with ``TEST_BINARIZATION_SEED``
+    (either way the same images every epoch, run and ``evaluate``), or the grey levels
+    themselves for a model trained on them (``binary_data = False``).
+
+    Verified by: tests/test_binarize.py::test_round_thresholds_both_splits_at_one_half
+    """
     if not getattr(model, "binary_data", True):
         return pixels
+    if binarize == "round":
+        return binarize_static(pixels, 0.5)
     return binarize_dynamic(pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
+
+
+def fixed_training_images(pixels: np.ndarray, binarize: str,
+                          rng: np.random.Generator) -> np.ndarray | None:
+    """The binary training images of a run that keeps them for all its epochs, or None for
+    "dynamic" (a fresh draw every epoch, by the training loop).
+
+    Math: "round": b = [x > 1/2], which on 8-bit images (x = k/255, never 1/2) is also
+          [x ≥ 1/2] and torch.round(x); "static": b = [u < x], u ~ U[0, 1) drawn once from
+          ``rng``, which is made anew from the run's seed, so a resumed run draws the same b.
+    Verified by: tests/test_binarize.py::test_static_is_one_bernoulli_draw_for_all_epochs,
+    tests/test_binarize.py::test_round_thresholds_both_splits_at_one_half
+    """
+    if binarize == "round":
+        return binarize_static(pixels, 0.5)
+    return binarize_dynamic(pixels, rng) if binarize == "static" else None
 
 
 def test_metric_name(model) -> str:
@@ -144,14 +168,20 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
     checkpoint = out / RUN_FILES["checkpoint"]
     saved = read_resume_checkpoint(checkpoint, config) if resume else None
     remove_stale_temporary_files(out)
-    model_rng, data_rng, noise_rng = np.random.default_rng(config.seed).spawn(3)
+    # spawn(4)'s first three streams are spawn(3)'s: the fourth left runs as they were
+    model_rng, data_rng, noise_rng, static_rng = np.random.default_rng(config.seed).spawn(4)
 
     train_pixels = load_binary_split(config, "train")
     test_pixels = load_binary_split(config, "test")
     check_memory(config, train_pixels.shape[1], len(train_pixels))  # before the model exists
     model = build_model(config, train_pixels.shape[1], model_rng)
     binary = getattr(model, "binary_data", True)  # False: trained on the grey levels
-    test_x = scored_test_images(model, test_pixels)
+    if not binary and config.binarize != "dynamic":
+        raise ValueError(f"binarize {config.binarize!r} applies to models of binary pixels; "
+                         f"model {config.model!r} is trained on the grey levels")
+    test_x = scored_test_images(model, test_pixels, config.binarize)
+    fixed_x = (fixed_training_images(train_pixels, config.binarize, static_rng) if binary
+               else train_pixels)
     optimizer = Adam(model.parameters(), lr=config.lr)
     train_key = train_metric(config.objective)
     name = bound_name(config.objective, config.k, config.model)
@@ -165,8 +195,8 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
 
     for epoch in range(first_epoch, config.epochs + 1):
         start, bound_sum, seen = time.perf_counter(), 0.0, 0
-        # a fresh binarization every epoch
-        train_x = binarize_dynamic(train_pixels, data_rng) if binary else train_pixels
+        # dynamic binarization: a fresh draw every epoch
+        train_x = binarize_dynamic(train_pixels, data_rng) if fixed_x is None else fixed_x
         n_batches = -(-len(train_x) // config.batch_size)
         # threads.adaptive times the steps to pick BLAS's thread count (minivae.threads)
         bar = tqdm(threads.adaptive(minibatches(train_x, config.batch_size, data_rng)),

@@ -102,6 +102,7 @@ def test_help_shows_every_default():
                         ("--dtype", defaults.dtype), ("--objective", defaults.objective),
                         ("--model", defaults.model), ("--out", defaults.out),
                         ("--leaky-slope", defaults.leaky_slope), ("--k-train", 5),
+                        ("--binarize", defaults.binarize),
                         ("--activation", "the model's own, tanh for the VAE"),
                         ("--max-train", "all"), ("--max-test", "all")):
         assert f"(default: {value}" in helps["train"][flag], flag

@@ -123,6 +123,7 @@ TRAIN_CASES = [
     (["--model", "nope"], 2, ["--model", "invalid choice"]),
     (["--dtype", "float16"], 2, ["--dtype"]),
     (["--activation", "swish"], 2, ["--activation", "invalid choice"]),
+    (["--binarize", "threshold"], 2, ["--binarize", "invalid choice"]),
     (["--objective", "vimco"], 2, ["--objective"]),
     (["--option", "no-equals-sign"], 2, ["--option", "KEY=VALUE"]),
     (["--option", "=3"], 2, ["KEY=VALUE"]),
@@ -146,6 +147,10 @@ TRAIN_CASES = [
     (["--objective", "iwae", "--k-train", "0"], 2, ["--k-train must be a positive integer"]),
     (["--k-train", "3"], 2, ["--k-train must be 1 with objective 'elbo'"]),
     (["--objective", "iwae", "--model", "categorical"], 2, ["--objective 'iwae'"]),
+    (["--model", "gaussian_decoder", "--binarize", "round"], 2,
+     ["--binarize 'round' applies to models of binary pixels"]),
+    (["--resume", "--out", "{run}", "--epochs", "2", "--binarize", "round"], 2,
+     ["differs from the run's in binarize 'dynamic' → 'round'"]),
     # slices by a user's number: 0 or a negative N would silently take all, or all but |N|
     (["--max-train", "0"], 2, ["--max-train must be a positive integer"]),
     (["--max-train", "-10"], 2, ["--max-train must be a positive integer"]),

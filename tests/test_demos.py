@@ -24,11 +24,11 @@ from tests.helpers import (
 )
 
 
-def test_samplers_demo_writes_three_pictures(tmp_path):
+def test_samplers_demo_writes_four_pictures(tmp_path):
     samplers = demo("samplers")
     paths = samplers.main(samplers.parse_args(["--out", str(tmp_path), "--n", "500"]))
     assert sorted(p.name for p in paths) == ["exponential.png", "gaussian.png",
-                                             "gumbel_softmax.png"]
+                                             "gumbel_argmax.png", "gumbel_softmax.png"]
     for path in paths:
         image = imread(path)
         assert image.ndim == 3 and min(image.shape[:2]) >= 400
@@ -99,6 +99,25 @@ def test_dequantized_pixels_fill_their_bins():
     assert abs(offset.var() - 1 / 12) < 5 * math.sqrt(1 / 180 / n)  # Var of (u − ½)² is 1/180
 
 
+def test_seed004_vae_demo_trains_and_reads_a_run(tmp_path):
+    """The notes' network trained briefly, then its run read back: the same curve, in the
+    notes' normalization (N / ((⌈N/B⌉ − 1) B) = 200/100 for 200 images in batches of 100)."""
+    mnist_5k()
+    seed004 = demo("seed004_vae")
+    assert seed004.notes_normalization(60_000, 100) == 60_000 / 59_900
+    trained = run_demo("seed004_vae", tmp_path / "a", "--epochs", "1", "--max-train", "200",
+                       "--quiet")
+    assert trained["config"]["binarize"] == "round"
+    assert list(trained["config"]["hidden"]) == [400, 400]
+    read = run_demo("seed004_vae", tmp_path / "b", "--run", str(tmp_path / "a" / "run"))
+    assert read["train_elbo"] == trained["train_elbo"]
+    assert seed004.notes_normalization(seed004.training_images(read), 100) == 2.0
+    assert_pictures(tmp_path / "a", "loss_curve.png")
+    assert_pictures(tmp_path / "b", "loss_curve.png")
+    with pytest.raises(FileNotFoundError, match="no metrics.json"):
+        run_demo("seed004_vae", tmp_path / "c", "--run", str(tmp_path))
+
+
 @pytest.mark.parametrize("name, max_train", [
     ("gumbel_vae", "0"), ("vqvae", "-10"), ("attribute_vectors", "0"), ("vade_clustering", "-10"),
     ("full_covariance", "0"), ("overlapping_latents", "-10"), ("gaussian_decoder", "0"),
@@ -114,7 +133,7 @@ def test_demos_refuse_a_training_subset_that_is_not_a_count(tmp_path, name, max_
 ALL_DEMOS = sorted(path.stem for path in DEMOS.glob("*.py"))
 # demos that read MNIST and take --dataset mnist-5k (the default) or mnist
 DATA_DEMOS = ["attribute_vectors", "full_covariance", "gaussian_decoder", "gumbel_vae", "iwae",
-              "overlapping_latents", "vade_clustering", "vqvae"]
+              "overlapping_latents", "seed004_vae", "vade_clustering", "vqvae"]
 # for each demo, a value of the right type that it refuses before any work: (arguments,
 # what the one line must say); "{file}" is a file where a folder is expected
 BAD_VALUES = {
@@ -138,6 +157,7 @@ BAD_VALUES = {
     "monte_carlo_toys": (["--replicates", "2"], "--replicates must be at least 10"),
     "overlapping_latents": (["--epochs", "0"], "--epochs must be a positive integer"),
     "samplers": (["--n", "5"], "--n must be at least 100"),
+    "seed004_vae": (["--epochs", "0"], "--epochs must be a positive integer"),
     "svi_vs_amortized": (["--inner-steps", "0"], "--inner-steps must be a positive integer"),
     "vade_clustering": (["--max-train", "0"], "--max-train must be a positive integer"),
     "vae_digits": (["--epochs", "0"], "epochs must be a positive integer"),

@@ -130,10 +130,13 @@ def check_same_run(path: Path, stored: dict, config) -> None:
     """ValueError listing every field, old → new, in which ``config`` (a config, or a dict of
     some of its fields) differs from the stored config other than ``RESUMABLE_CHANGES``."""
     current = _plain(config if isinstance(config, dict) else dataclasses.asdict(config))
-    changed = [f"{field} {stored.get(field, '(missing)')!r} → {current[field]!r}"
+    # a field newer than the checkpoint has the value that reproduces what the run did: its
+    # default (as ``stored_config`` reads it back)
+    stored = {**_plain(dataclasses.asdict(TrainConfig())), **stored}
+    changed = [f"{field} {stored[field]!r} → {current[field]!r}"
                for field in (f.name for f in dataclasses.fields(TrainConfig))
                if field in current and field not in RESUMABLE_CHANGES
-               and stored.get(field) != current[field]]
+               and stored[field] != current[field]]
     if changed:
         raise ValueError(f"cannot resume {path}: the config differs from the run's in "
                          f"{'; '.join(changed)} (only {', '.join(RESUMABLE_CHANGES)} may "

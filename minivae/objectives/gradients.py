@@ -7,7 +7,9 @@ it depends on how the sample z depends on φ.  Three unbiased answers for contin
 * pathwise (reparameterization): z = g(φ, ε), ε ~ p(ε);  ∇L = E_ε[∇_φ f_φ(g(φ, ε))];
 * score function (REINFORCE): ∇L = E_q[(f(z) − b) ∇_φ log q_φ(z)], any b independent of z;
 * sticking the landing: the pathwise gradient minus the score term ∇_φ log q_φ(z)|_{z fixed},
-  whose expectation is E_q[∇_φ log q_φ] = ∫ ∇_φ q_φ = ∇_φ 1 = 0.
+  whose expectation is E_q[∇_φ log q_φ] = ∫ ∇_φ q_φ = ∇_φ 1 = 0;
+* the score term as a control variate: path − c · score for a weight c chosen to lower the
+  variance (c = 1 is pathwise, c = 0 is STL; ``optimal_score_weight`` fits c).
 
 An autodiff engine differentiates functions, not expectations, so each estimator is written as
 a *surrogate*: a Tensor s whose value is the ELBO estimate f and whose gradient s.backward()
@@ -40,7 +42,7 @@ from minivae.engine.ops import where
 from minivae.engine.ops.operands import as_tensor
 from minivae.engine.tensor import Tensor
 
-CONTINUOUS_ESTIMATORS = ("pathwise", "score", "stl")
+CONTINUOUS_ESTIMATORS = ("pathwise", "score", "stl", "control_variate")
 DISCRETE_ESTIMATORS = ("score", "gumbel_softmax", "straight_through")
 
 
@@ -77,7 +79,7 @@ def _score_term(weight: np.ndarray, log_q: Tensor) -> Tensor:
     return weight * (log_q - log_q.detach())
 
 
-def _baseline_values(baseline, f: np.ndarray) -> np.ndarray:
+def _baseline_values(baseline, f: np.ndarray, name: str = "baseline") -> np.ndarray:
     """b as an array broadcasting against f of shape (S, B), in f's dtype."""
     if isinstance(baseline, str):
         if baseline != "mean":
@@ -93,11 +95,11 @@ def _baseline_values(baseline, f: np.ndarray) -> np.ndarray:
     value = as_tensor(baseline.detach() if isinstance(baseline, Tensor) else baseline,
                       like=Tensor(f)).data
     if value.dtype != f.dtype:
-        raise TypeError(f"baseline must have dtype {f.dtype}, got {value.dtype}")
+        raise TypeError(f"{name} must have dtype {f.dtype}, got {value.dtype}")
     try:
         np.broadcast_shapes(value.shape, f.shape)
     except ValueError:
-        raise ValueError(f"baseline must broadcast against (n_samples, batch) = {f.shape}, "
+        raise ValueError(f"{name} must broadcast against (n_samples, batch) = {f.shape}, "
                          f"got shape {value.shape}") from None
     return value
 
@@ -109,12 +111,17 @@ def _score_surrogate(log_p: Tensor, log_q: Tensor, baseline) -> Tensor:
     return f + _score_term(weight, log_q)
 
 
-def _check_options(estimator, allowed, n_samples, baseline, rng) -> np.random.Generator:
+def _check_options(estimator, allowed, n_samples, baseline, rng,
+                   score_weight=None) -> np.random.Generator:
     """The estimator's options checked together; returns ``rng``."""
     checks.one_of(estimator, allowed, "estimator"), checks.positive_int(n_samples, "n_samples")
     if baseline is not None and estimator != "score":
         raise ValueError(f"baseline applies to estimator='score' only, got estimator="
                          f"{estimator!r} with baseline={baseline!r}")
+    if (score_weight is None) == (estimator == "control_variate"):
+        raise ValueError(f"score_weight is needed by, and applies to, estimator="
+                         f"'control_variate' only, got estimator={estimator!r} with "
+                         f"score_weight={score_weight!r}")
     return checks.generator(rng)
 
 
@@ -137,7 +144,7 @@ def _check_per_sample(value: Tensor, shape: tuple, name: str) -> Tensor:
 
 
 def elbo_surrogate(model, x, rng: np.random.Generator, estimator: str = "pathwise",
-                   n_samples: int = 1, baseline=None) -> Tensor:
+                   n_samples: int = 1, baseline=None, score_weight=None) -> Tensor:
     """Per-example surrogate of shape (B,): value = the S-sample ELBO estimate
     (1/S) Σ_s [log p(x, z_s) − log q(z_s)], gradient = the chosen estimator of ∇ELBO.
 
@@ -153,26 +160,72 @@ def elbo_surrogate(model, x, rng: np.random.Generator, estimator: str = "pathwis
       stop_gradient(q): the pathwise gradient without the mean-zero score term ∇_φ log q(z)|_z.
       Its φ-gradient is (∇_z log p(x, z) − ∇_z log q(z)) ∂z/∂φ, which is 0 for every ε when
       q = p(z|x) (then log p(x, z) − log q(z) = log p(x) for all z): zero variance there.
+    * "control_variate": z_s = q.rsample; ∇_φ = (1/S) Σ_s [path_s − c · score_s] with
+      path_s = (∇_z log p(x, z_s) − ∇_z log q(z_s)) ∂z_s/∂φ (STL's gradient) and
+      score_s = ∇_φ log q(z)|_{z = z_s}; c = ``score_weight``, a number or an array
+      broadcasting against (S, B), held constant.  Unbiased for every c (E[score] = 0);
+      c = 1 is "pathwise", c = 0 is "stl", and ``optimal_score_weight`` gives the c of least
+      variance, which beats both when it is far from 0 and 1.
 
     Verified by: tests/objectives/test_gradients.py::test_continuous_estimators_are_unbiased,
     ::test_surrogate_value_is_the_elbo_estimate, ::test_score_variance_and_baselines,
-    ::test_stl_has_zero_variance_at_the_exact_posterior
+    ::test_stl_has_zero_variance_at_the_exact_posterior,
+    tests/objectives/test_score_control_variate.py::test_control_variate_is_unbiased
     """
-    rng = _check_options(estimator, CONTINUOUS_ESTIMATORS, n_samples, baseline, rng)
+    rng = _check_options(estimator, CONTINUOUS_ESTIMATORS, n_samples, baseline, rng,
+                         score_weight)
     checks.has_methods(model, ("encode", "log_joint"))
     q = _check_posterior(model.encode(x), estimator)
     shape = (int(n_samples),) + q.batch_shape
     if estimator == "pathwise":
         z = q.rsample(rng, (n_samples,))
         per_sample = model.log_joint(x, z) - q.log_prob(z)
-    elif estimator == "stl":
+    elif estimator in ("stl", "control_variate"):
         z = q.rsample(rng, (n_samples,))
         per_sample = model.log_joint(x, z) - stop_gradient(q).log_prob(z)
+        if estimator == "control_variate":  # value 0, gradient −c ∇_φ log q(z)|_z
+            c = _baseline_values(score_weight, per_sample.data, "score_weight")
+            per_sample = per_sample - _score_term(c, q.log_prob(z.detach()))
     else:
         z = q.sample(rng, (n_samples,))
         log_p = _check_per_sample(model.log_joint(x, z), shape, "model.log_joint")
         per_sample = _score_surrogate(log_p, q.log_prob(z), baseline)
     return _check_elbo_terms(per_sample, shape).mean(axis=0)
+
+
+def optimal_score_weight(path, score) -> float:
+    """The weight c that minimizes the total variance of path − c · score, from R paired
+    draws (rows) of the path term and the score term of P gradient coordinates (columns).
+
+    Math: Σ_j Var(path_j − c score_j) = Σ_j Var(path_j) − 2c Σ_j Cov(path_j, score_j)
+          + c² Σ_j Var(score_j), a parabola in c with its minimum at
+          c* = Σ_j Cov(path_j, score_j) / Σ_j Var(score_j),
+          where the total variance is Σ_j Var(path_j) − (Σ_j Cov_j)² / Σ_j Var_j ≤ both the
+          pathwise one (c = 1) and STL's (c = 0).  One c for all coordinates, because a
+          surrogate carries one weight per draw; a weight c_j = Cov_j / Var_j per coordinate
+          would do at least as well on each, but needs the two terms' gradients apart.
+          c* fitted on the draws it is then used with is correlated with them (a bias of
+          order 1/R): fit it on other draws.
+    Verified by: tests/objectives/test_score_control_variate.py::test_fitted_weight_matches_theory
+    """
+    path, score = (_real_array(a, name) for a, name in ((path, "path"), (score, "score")))
+    if path.ndim != 2 or path.shape != score.shape or len(path) < 2:
+        raise ValueError(f"path and score must be (draws, coordinates) arrays of one shape with "
+                         f"at least 2 draws, got shapes {path.shape} and {score.shape}")
+    checks.finite(path, "path"), checks.finite(score, "score")
+    centred = score - score.mean(axis=0)
+    variance = float((centred ** 2).sum())
+    if not variance > 0:
+        raise ValueError("score must vary between draws: its variance is 0, so no weight "
+                         "changes the estimator")
+    return float(((path - path.mean(axis=0)) * centred).sum() / variance)
+
+
+def _real_array(value, name: str) -> np.ndarray:
+    data = checks.values(value)
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers, got {checks.describe(value)}")
+    return data.astype(np.float64)
 
 
 def _check_elbo_terms(per_sample: Tensor, shape: tuple) -> Tensor:

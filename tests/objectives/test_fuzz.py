@@ -69,6 +69,20 @@ def test_elbo_surrogate(model, x, n_samples, estimator, baseline):
                    np.random.default_rng(0), estimator, n_samples, baseline)
 
 
+@settings(max_examples=40, deadline=None)
+@given(model=st.sampled_from(sorted(MODELS)), x=batches(), n_samples=COUNTS,
+       score_weight=st.one_of(st.none(), floats(), arrays(), anything()))
+def test_control_variate_surrogate(model, x, n_samples, score_weight):
+    check_contract("elbo_surrogate", objectives.elbo_surrogate, MODELS[model], x,
+                   np.random.default_rng(0), "control_variate", n_samples, None, score_weight)
+
+
+@settings(max_examples=40, deadline=None)
+@given(path=st.one_of(arrays(), anything()), score=st.one_of(arrays(), anything()))
+def test_optimal_score_weight(path, score):
+    check_contract("optimal_score_weight", objectives.optimal_score_weight, path, score)
+
+
 def log_joint_of_codes(codes):
     target = np.arange(3.0)
     return -((codes - target) ** 2).sum(axis=-1)
