@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--option", action="append", metavar="KEY=VALUE", type=option_pair,
                        help="a model option, e.g. --option n_classes=10 (repeatable; VALUE is "
                             "read as JSON when it parses, else as a string)")
+    train.add_argument("--labels", type=int,
+                       help="how many training images keep their labels, as many of each "
+                            "class, chosen by --seed (semi-supervised --model m2 only; the "
+                            "paper's MNIST setting is 100)")
     train.add_argument("--seed", type=int, help=f"(default: {defaults.seed})")
     train.add_argument("--max-train", type=int,
                        help="use only the first N training images (default: all)")
@@ -172,7 +176,7 @@ def given_train_fields(args) -> dict:
         z_dim=args.z_dim, hidden=args.hidden, activation=args.activation,
         leaky_slope=args.leaky_slope, seed=args.seed, dtype=args.dtype, data_root=args.data_root,
         max_train=args.max_train, max_test=args.max_test, objective=args.objective,
-        k=args.k_train, model=args.model,
+        k=args.k_train, model=args.model, labels=args.labels,
         model_options=None if args.option is None else parse_options(args.option))
     return {name: value for name, value in fields.items() if value is not None}
 

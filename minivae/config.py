@@ -49,6 +49,9 @@ class TrainConfig:
     k: int = 1  # samples per example of L_k; only "iwae" uses more than one
     model: str = "vae"  # a name in minivae.models.registry.MODELS
     model_options: dict = dataclasses.field(default_factory=dict)  # passed to the model class
+    # labelled training images of a semi-supervised model (m2), as many of each class, chosen
+    # by the seed; the other models read no labels
+    labels: int | None = None
 
     def __post_init__(self):
         self.hidden = checks.widths(self.hidden)
@@ -57,6 +60,13 @@ class TrainConfig:
             # silently ignoring k would let a run claim a bound it never optimized
             raise ValueError(f"k must be 1 with objective 'elbo' (k samples are used only by "
                              f"objective 'iwae'), got {self.k!r}")
+        semi_supervised = getattr(model_class(self.model), "semi_supervised", False)
+        if semi_supervised and self.labels is None:
+            raise ValueError(f"model {self.model!r} learns from labelled images: labels must "
+                             f"say how many (e.g. 100), got None")
+        if self.labels is not None and not semi_supervised:
+            raise ValueError(f"labels is read only by the semi-supervised model 'm2', got "
+                             f"labels {self.labels} with model {self.model!r}")
         if self.objective == "iwae" and self.model != "vae":
             raise ValueError(f"objective 'iwae' is implemented for model 'vae', got model "
                              f"{self.model!r}")
@@ -69,7 +79,7 @@ def check_fields(config: TrainConfig) -> None:
     negative n would silently mean all, or all but the last |n|, images."""
     for name in ("epochs", "batch_size", "z_dim", "k"):
         setattr(config, name, checks.positive_int(getattr(config, name), name))
-    for name in ("max_train", "max_test"):
+    for name in ("max_train", "max_test", "labels"):
         setattr(config, name, checks.positive_int(getattr(config, name), name, optional=True))
     config.seed = checks.integer(config.seed, "seed", 0)  # what np.random.default_rng accepts
     checks.positive(config.lr, "lr", number=True)

@@ -85,6 +85,35 @@ def scored_test_images(model, pixels: np.ndarray) -> np.ndarray:
     return binarize_dynamic(pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
 
 
+def load_labels(config: TrainConfig, split: str) -> np.ndarray:
+    """The class labels of the images ``load_binary_split`` returns, (N,) int64."""
+    limit = config.max_train if split == "train" else config.max_test
+    return load_dataset(config.dataset, split, root=config.data_root).labels[:limit]
+
+
+def choose_labelled(labels: np.ndarray, n: int, n_classes: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Indices of the n training images that keep their labels: n / K of each of the K
+    classes, drawn without replacement by ``rng``; sorted.  ValueError naming ``labels`` when
+    n is not a multiple of K or a class has fewer than n / K images."""
+    checks.require(n % n_classes == 0, "labels", f"a multiple of the {n_classes} classes, so "
+                   f"that each class has as many labelled images", n)
+    per_class = n // n_classes
+    counts = np.bincount(labels, minlength=n_classes)
+    checks.require(counts >= per_class, "labels", f"at most {n_classes} × the images of the "
+                   f"rarest class ({counts.min()} among the {len(labels)} training images)", n)
+    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+              for c in range(n_classes)]
+    return np.sort(np.concatenate(chosen))
+
+
+def test_error(model, x: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> float:
+    """The fraction of the rows of x whose predicted class is not their label."""
+    wrong = sum(int((model.predict(x[i:i + batch_size]) != labels[i:i + batch_size]).sum())
+                for i in range(0, len(x), batch_size))
+    return wrong / len(x)
+
+
 def test_metric_name(model) -> str:
     """"ELBO" for models with an ``elbo`` method, else "objective"."""
     return "ELBO" if hasattr(model, "elbo") else "objective"
@@ -101,14 +130,19 @@ def mean_elbo(model, x: np.ndarray, rng: np.random.Generator, batch_size: int = 
     return total / len(x)
 
 
-def training_bound(model, x: np.ndarray, config: TrainConfig,
-                   rng: np.random.Generator) -> Tensor:
+def training_bound(model, x: np.ndarray, config: TrainConfig, rng: np.random.Generator,
+                   labelled: tuple | None = None) -> Tensor:
     """The per-example bound that training maximizes, shape (B,), with its graph.
 
     Math: "elbo": log p(x | z) − KL(q(z|x) ‖ p(z)), z = μ + σ ⊙ ε (one sample, KL exact);
-          "iwae": L̂_k = logsumexp_i(log p(x, z_i) − log q(z_i | x)) − log k, z_i ~ q(z | x).
-    Verified by: tests/test_train.py::test_k1_iwae_step_is_the_monte_carlo_elbo_step
+          "iwae": L̂_k = logsumexp_i(log p(x, z_i) − log q(z_i | x)) − log k, z_i ~ q(z | x);
+          with ``labelled`` = (x_l, y_l, α'), B labelled pairs and their weight, the
+          semi-supervised U(x) + L(x_l, y_l) + α' log q(y_l | x_l) row by row.
+    Verified by: tests/test_train.py::test_k1_iwae_step_is_the_monte_carlo_elbo_step,
+    tests/models/test_semi_supervised.py::test_training_from_100_labels_beats_chance
     """
+    if labelled is not None:
+        return model.semi_supervised_objective(x, *labelled[:2], rng, labelled[2])
     if config.objective == "iwae":
         return iwae_bound(model, x, config.k, rng)
     return model.objective(x, rng)
@@ -144,7 +178,8 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
     checkpoint = out / RUN_FILES["checkpoint"]
     saved = read_resume_checkpoint(checkpoint, config) if resume else None
     remove_stale_temporary_files(out)
-    model_rng, data_rng, noise_rng = np.random.default_rng(config.seed).spawn(3)
+    # a fourth stream, for the labelled images, leaves the first three as they were
+    model_rng, data_rng, noise_rng, label_rng = np.random.default_rng(config.seed).spawn(4)
 
     train_pixels = load_binary_split(config, "train")
     test_pixels = load_binary_split(config, "test")
@@ -159,6 +194,11 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
                "k": config.k, "test_metric": test_metric_name(model), "epoch": [],
                train_key: [], "test_elbo": [], "seconds": []}
     generators = {"data": data_rng, "noise": noise_rng}  # the run state besides the model's
+    if config.labels is not None:  # semi-supervised: which images keep their labels, and α'
+        train_labels, test_labels = load_labels(config, "train"), load_labels(config, "test")
+        labelled = choose_labelled(train_labels, config.labels, model.n_classes, label_rng)
+        weight = model.classification_weight(len(train_pixels), len(labelled))
+        metrics["test_error"], generators["labels"] = [], label_rng
     first_epoch = 1
     if saved is not None:
         first_epoch = 1 + restore_run(saved, checkpoint, model, optimizer, generators, metrics)
@@ -173,8 +213,12 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
                    total=n_batches, desc=f"epoch {epoch}/{config.epochs}",
                    disable=not progress, leave=False)
         for x in bar:
+            pairs = None
+            if config.labels is not None:  # each unlabelled batch meets as many labelled pairs
+                rows = labelled[label_rng.integers(0, len(labelled), len(x))]
+                pairs = (train_x[rows], train_labels[rows], weight)
             try:
-                bound = training_bound(model, x, config, noise_rng)  # (B,)
+                bound = training_bound(model, x, config, noise_rng, pairs)  # (B,)
             except ValueError as error:  # bad weights show up as an input check failing
                 stop_if_diverged(model, f"training {name}", epoch, error, optimizer.t > 0)
                 raise
@@ -202,9 +246,14 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
         for key, value in (("epoch", epoch), (train_key, bound_sum / seen),
                            ("test_elbo", test_elbo), ("seconds", seconds)):
             metrics[key].append(value)
+        if config.labels is not None:
+            metrics["test_error"].append(test_error(model, test_x, test_labels))
         if progress:
+            error = f"  test error {metrics['test_error'][-1]:.2%}" if "test_error" in metrics \
+                else ""
             tqdm.write(f"epoch {epoch:3d}  train {name:>5} {bound_sum / seen:9.3f}  "
-                       f"test {test_metric_name(model)} {test_elbo:9.3f}  ({seconds:.1f} s)")
+                       f"test {test_metric_name(model)} {test_elbo:9.3f}{error}  "
+                       f"({seconds:.1f} s)")
         # the checkpoint first: it is what a resumed run reads, metrics.json only a copy
         save_run(checkpoint, config, epoch, int(train_pixels.shape[1]), model, optimizer,
                  generators, metrics)
