@@ -45,8 +45,8 @@ def test_demos_refuse_a_training_subset_that_is_not_a_count(tmp_path, name, max_
 
 ALL_DEMOS = sorted(path.stem for path in DEMOS.glob("*.py"))
 # demos that read MNIST and take --dataset mnist-5k (the default) or mnist
-DATA_DEMOS = ["attribute_vectors", "full_covariance", "gumbel_vae", "iwae", "vade_clustering",
-              "vqvae"]
+DATA_DEMOS = ["attribute_vectors", "full_covariance", "gumbel_vae", "iwae", "semi_supervised",
+              "vade_clustering", "vqvae"]
 # for each demo, a value of the right type that it refuses before any work: (arguments,
 # what the one line must say); "{file}" is a file where a folder is expected
 BAD_VALUES = {
@@ -64,6 +64,7 @@ BAD_VALUES = {
     "kl_directions": (["--width", "0"], "--width must be"),
     "masked_receptive_fields": (["--out", "{file}"], "it is a file"),
     "samplers": (["--n", "5"], "--n must be at least 100"),
+    "semi_supervised": (["--labels", "105"], "--labels must be a multiple of the 10 classes"),
     "vade_clustering": (["--max-train", "0"], "--max-train must be a positive integer"),
     "vae_digits": (["--epochs", "0"], "epochs must be a positive integer"),
     "vqvae": (["--max-train", "0"], "--max-train must be a positive integer"),

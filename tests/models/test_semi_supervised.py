@@ -11,7 +11,7 @@ from scipy import special, stats
 from minivae.cli import main
 from minivae.models import SemiSupervisedVAE
 from minivae.train import TrainConfig, choose_labelled, train
-from tests.helpers import binary_data
+from tests.helpers import assert_pictures, binary_data, run_demo
 
 K = 3
 
@@ -175,3 +175,10 @@ def test_training_from_100_labels_beats_chance(tmp_path, no_pictures):
     metrics = train(config, progress=False)
     assert metrics["test_error"][-1] < 0.5
     assert metrics["test_elbo"][-1] > metrics["test_elbo"][0]
+
+
+def test_demo_compares_m2_with_kmeans_and_draws_its_pictures(tmp_path):
+    result = run_demo("semi_supervised", tmp_path, "--epochs", "1", "--vae-epochs", "1",
+                      "--hidden", "32", "--z-dim", "4", "--quiet")
+    assert result["m2_test_error"] < 0.9 and result["kmeans_test_error"] < 0.9  # chance: 0.9
+    assert_pictures(tmp_path, "test_error.png", "analogies.png")
