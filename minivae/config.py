@@ -62,8 +62,8 @@ class TrainConfig:
                              f"objective 'iwae'), got {self.k!r}")
         semi_supervised = getattr(model_class(self.model), "semi_supervised", False)
         if semi_supervised and self.labels is None:
-            raise ValueError(f"model {self.model!r} learns from labelled images: labels must "
-                             f"say how many (e.g. 100), got None")
+            raise ValueError(f"labels must say how many training images keep their labels "
+                             f"(e.g. 100): model {self.model!r} learns from them, got None")
         if self.labels is not None and not semi_supervised:
             raise ValueError(f"labels is read only by the semi-supervised model 'm2', got "
                              f"labels {self.labels} with model {self.model!r}")

@@ -147,6 +147,10 @@ TRAIN_CASES = [
     (["--k-train", "3"], 2, ["--k-train must be 1 with objective 'elbo'"]),
     (["--objective", "iwae", "--model", "categorical"], 2, ["--objective 'iwae'"]),
     # slices by a user's number: 0 or a negative N would silently take all, or all but |N|
+    (["--labels", "0"], 2, ["--labels must be a positive integer"]),
+    (["--labels", "100"], 2, ["--labels is read only by the semi-supervised model 'm2'"]),
+    (["--model", "m2"], 2, ["--labels must say how many"]),
+    (["--model", "m2", "--labels", "15"], 2, ["--labels must be a multiple of the 10 classes"]),
     (["--max-train", "0"], 2, ["--max-train must be a positive integer"]),
     (["--max-train", "-10"], 2, ["--max-train must be a positive integer"]),
     (["--max-test", "0"], 2, ["--max-test must be a positive integer"]),
