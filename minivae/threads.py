@@ -4,17 +4,17 @@ minivae's training steps are small matrix products.  On an idle machine BLAS may
 one over all cores; on a busy laptop the same threads wait for each other and a step can take
 many times longer than on one thread (see docs/PERFORMANCE.md, "Threads on a busy machine").
 Which is faster depends on the load *now*, so ``adaptive`` times the steps of the loop it
-wraps: a few steps (at least ``trial_steps`` and ``trial_seconds``) with the current count
-(one thread at first), then as many with each other count, and keeps the fastest, or the fewest threads within 10% of it.  A count whose first
-step is more than twice as slow as the best so far is dropped at once, so a trial costs one
-step at a bad setting.  It measures again when the step time changes by more than a factor
-``drift`` (the load changed: other programs started or ended; the current count is then
-measured last, so that a passing spike does not move the choice), and on a schedule that starts
-at ``recheck_seconds`` and doubles, up to two minutes, while the choice stays the same (a load
-that went away hardly changes a one-thread step's time).  A trial is cheap (a bad count is
-dropped after one step), so it may run often.  On a machine whose load flickers, each trial
-that confirms the choice doubles the time before a change of step time may start the next
-one (from ``drift_gap`` seconds).
+wraps: a few steps (at least ``trial_steps`` and ``trial_seconds``) with the current count (one
+thread at first), then as many with each other count, and keeps the fastest, or the fewest
+threads within 10% of it.  A count whose first step is more than twice as slow as the best so
+far is dropped at once, so a trial costs one step at a bad setting.  It measures again when the
+step time changes by more than a factor ``drift`` (the load changed: other programs started or
+ended; the current count is then measured last, so that a passing spike does not move the
+choice), and on a schedule that starts at ``recheck_seconds`` and doubles, up to two minutes,
+while the choice stays the same (a load that went away hardly changes a one-thread step's
+time).  A trial is cheap (a bad count is dropped after one step), so it may run often.  On a
+machine whose load flickers, each trial that confirms the choice doubles the time before a
+change of step time may start the next one (from ``drift_gap`` seconds).
 
 Whoever states a count wins and nothing is measured: ``set_num_threads(n)``, the CLI's
 ``--threads N``, or one of the environment variables in ``ENVIRONMENT`` (set before Python
@@ -86,7 +86,8 @@ class ThreadPolicy:
     MAX_RECHECK_SECONDS = 120.0
 
     def __init__(self, candidates: tuple[int, ...] | None = None, trial_steps: int = 4,
-                 trial_seconds: float = 0.1, recheck_seconds: float = 5.0, drift: float = 2.0, drift_gap: float = 1.0,
+                 trial_seconds: float = 0.1, recheck_seconds: float = 5.0, drift: float = 2.0,
+                 drift_gap: float = 1.0,
                  clock=time.perf_counter, apply=limit, explicit=explicit_threads):
         self.candidates = tuple(candidates or sorted({1, cores()}))
         self.trial_steps = checks.integer(trial_steps, "trial_steps", 1)

@@ -156,6 +156,7 @@ def test_evaluate_rejects_a_foreign_file(tmp_path, capsys):
     ("gaussian_decoder", ["sigma=\"learned_per_pixel\""]),
     ("vqvae", ["codebook_size=8", "ema=true"]),
     ("vade", ["n_clusters=3"]),
+    ("gaussian_vade", ["n_clusters=3", "mean_activation=\"sigmoid\""]),
 ])
 def test_other_models_train_and_evaluate_from_the_command_line(tmp_path, tiny_mnist, capsys,
                                                                model, options):

@@ -10,7 +10,16 @@ import sys
 import pytest
 from matplotlib.image import imread
 
-from tests.helpers import DEMOS, ROOT, child_env, demo, demos_on_path, run_demo
+from tests.helpers import (
+    DEMOS,
+    ROOT,
+    assert_pictures,
+    child_env,
+    demo,
+    demos_on_path,
+    mnist_5k,
+    run_demo,
+)
 
 
 def test_samplers_demo_writes_three_pictures(tmp_path):
@@ -31,9 +40,18 @@ def test_samplers_demo_rejects_too_few_draws(tmp_path):
         samplers.main(samplers.parse_args(["--out", str(tmp_path), "--n", "5"]))
 
 
+def test_overlapping_latents_demo_runs_with_tiny_settings(tmp_path):
+    mnist_5k()
+    result = run_demo("overlapping_latents", tmp_path, "--epochs", "1", "--pretrain-epochs", "1",
+                      "--max-train", "400", "--hidden", "16", "--n-clusters", "3", "--quiet")
+    for name in ("VAE", "VaDE"):
+        assert 0 <= result[name]["knn_accuracy"] <= 1 and 0 < result[name]["class_overlap"] <= 1
+    assert_pictures(tmp_path, "latent_spaces.png")
+
+
 @pytest.mark.parametrize("name, max_train", [
     ("gumbel_vae", "0"), ("vqvae", "-10"), ("attribute_vectors", "0"), ("vade_clustering", "-10"),
-    ("full_covariance", "0"),
+    ("full_covariance", "0"), ("overlapping_latents", "-10"),
 ])
 def test_demos_refuse_a_training_subset_that_is_not_a_count(tmp_path, name, max_train):
     """x[:0] is every image and x[:-10] all but ten: neither is what --max-train asks for."""
@@ -45,8 +63,8 @@ def test_demos_refuse_a_training_subset_that_is_not_a_count(tmp_path, name, max_
 
 ALL_DEMOS = sorted(path.stem for path in DEMOS.glob("*.py"))
 # demos that read MNIST and take --dataset mnist-5k (the default) or mnist
-DATA_DEMOS = ["attribute_vectors", "full_covariance", "gumbel_vae", "iwae", "semi_supervised",
-              "vade_clustering", "vqvae"]
+DATA_DEMOS = ["attribute_vectors", "full_covariance", "gumbel_vae", "iwae", "overlapping_latents",
+              "semi_supervised", "vade_clustering", "vqvae"]
 # for each demo, a value of the right type that it refuses before any work: (arguments,
 # what the one line must say); "{file}" is a file where a folder is expected
 BAD_VALUES = {
@@ -63,6 +81,7 @@ BAD_VALUES = {
     "iwae": (["--ks", "0"], "--ks must be positive integers"),
     "kl_directions": (["--width", "0"], "--width must be"),
     "masked_receptive_fields": (["--out", "{file}"], "it is a file"),
+    "overlapping_latents": (["--epochs", "0"], "--epochs must be a positive integer"),
     "samplers": (["--n", "5"], "--n must be at least 100"),
     "semi_supervised": (["--labels", "105"], "--labels must be a multiple of the 10 classes"),
     "vade_clustering": (["--max-train", "0"], "--max-train must be a positive integer"),

@@ -27,6 +27,7 @@ from minivae.distributions.base import (
 from minivae.distributions.gumbel import standard_gumbel_from_uniform
 from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.engine import ops
+from minivae.engine.ops.elementwise import cast
 from minivae.engine.ops.ratios import generalized_kl
 from minivae.engine.tensor import Tensor
 
@@ -47,13 +48,12 @@ def normalized_logits(probs, logits, validate_args: bool) -> Tensor:
     Computed as (l − max l) − logsumexp(l − max l), the same number without the rounding of
     logsumexp(l) itself (see ``shifted_logits``).
     """
-    shifted = shifted_logits(probs, logits, validate_args)
+    shifted = shifted_logits(given_logits(probs, logits, validate_args))
     return shifted - shifted.logsumexp(axis=-1, keepdims=True)
 
 
-def shifted_logits(probs, logits, validate_args: bool) -> Tensor:
-    """l − max l along the last axis, from exactly one of ``probs`` (l = log probs) and
-    ``logits``; checked as below.
+def shifted_logits(value: Tensor) -> Tensor:
+    """l − max l along the last axis (l from ``given_logits``).
 
     The difference is exact for the entries near the maximum, which then keep the digits that
     l − logsumexp(l) would lose to the rounding of logsumexp(l) at the size of l (1e7 + log 2
@@ -62,6 +62,14 @@ def shifted_logits(probs, logits, validate_args: bool) -> Tensor:
 
     Verified by: tests/distributions/test_categorical.py::test_categorical_matches_direct_formulas,
     tests/distributions/test_kl_float_range.py::test_named_examples
+    """
+    top = value.data.max(axis=-1, keepdims=True)
+    return value - np.where(np.isfinite(top), top, 0).astype(value.dtype)
+
+
+def given_logits(probs, logits, validate_args: bool) -> Tensor:
+    """The logits l as given, or l = log probs, from exactly one of ``probs`` and ``logits``;
+    checked as below.
 
     probs : non-negative weights with a positive sum on each row; they are normalized, π =
         probs / Σ probs, and a weight 0 becomes the logit −∞.
@@ -84,8 +92,7 @@ def shifted_logits(probs, logits, validate_args: bool) -> Tensor:
                        "rows with a finite entry", value.data.max(axis=-1))
     if name == "probs":
         value = log_of_weight(value)  # a weight 0 is the logit −∞, with no 0 · ∞ in the VJP
-    top = value.data.max(axis=-1, keepdims=True)
-    return value - np.where(np.isfinite(top), top, 0).astype(value.dtype)
+    return value
 
 
 def pick_class(table: Tensor, index: np.ndarray) -> Tensor:
@@ -125,8 +132,9 @@ class Categorical(Distribution):
     """
 
     def __init__(self, probs=None, logits=None, validate_args: bool = True):
-        shifted = shifted_logits(probs, logits, validate_args)
-        self._shifted_logits = shifted.data  # for log-ratios near p = q (see the KL)
+        given = given_logits(probs, logits, validate_args)
+        self._given_logits = given.data  # for log-ratios near p = q (see the KL)
+        shifted = shifted_logits(given)
         self.logits = shifted - shifted.logsumexp(axis=-1, keepdims=True)
         self.num_classes = self.logits.shape[-1]
         super().__init__(self.logits.shape[:-1], (), self.logits.dtype)
@@ -213,24 +221,58 @@ def _check_classes(p: Categorical, q: Categorical) -> np.ndarray:
     return ((q.logits.data == -np.inf) & (p.logits.data > -np.inf)).any(axis=-1)
 
 
+def _two_difference(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(s, e) with s = a − b rounded and s + e = a − b exactly (Knuth's two-sum)."""
+    s = a - b
+    v = s - a
+    return s, (a - (s - v)) - (b + v)
+
+
+def _log_sum_from_top(logits: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """log S, S = Σ_j e^(l_j − max l) ≥ 1, as log1p of the sum without one largest entry (the
+    rest may be far below the rounding of 1 + rest: S = 1 + 2e-43 for [100, 1, 1])."""
+    first = np.argmax(logits, axis=-1)[..., None] == np.arange(logits.shape[-1])
+    return np.log1p(np.sum(np.where(first, 0, np.exp(logits - top)), axis=-1, keepdims=True))
+
+
 def _log_ratios(p: Categorical, q: Categorical) -> np.ndarray:
-    """δ_k = log ρ_k − log π_k, to relative accuracy where p ≈ q.
+    """δ_k = log ρ_k − log π_k, to relative accuracy where p ≈ q, also up to a shift of all
+    logits.
 
     The difference of the normalized logits carries their rounding, of the size of log π,
-    where δ itself may be far smaller.  Where every class has the same −∞ pattern and logits
-    l − max l within 1 of each other (steps s_k = s^q_k − s^p_k, exact there):
-        δ_k = s_k − (log Σ_j e^(s^q_j) − log Σ_j e^(s^p_j)) = s_k − log1p(Σ_j π_j (e^(s_j) − 1)).
+    where δ itself may be far smaller, and l − max l rounds the entries far from the maximum.
+    From the logits as given, in float64, with m = max l^p, m_q = max l^q,
+    S = Σ_j e^(l^p_j − m) and S_q likewise:
+
+        δ_k = D_k − Λ,   D_k = (l^q_k − l^p_k) − (m_q − m),   Λ = log S_q − log S = log1p(Σ),
+        Σ = Σ_j π_j (e^(D_j) − 1),
+
+    D_k to relative accuracy from the two differences and their rounding errors (two-sum: for
+    logits 1e5 and 1e5 + 1e-8, neither difference nor l − max l alone keeps 1e-8 exactly).
+    Σ from terms π_j expm1(D_j) for |D_j| ≤ 1 and e^(l^q_j − m_q)/S − π_j beyond (that is
+    π_j e^(D_j) − π_j, formed without e^(D_j), which may overflow where π_j is tiny; the same
+    form gives −π_j where ρ_j = 0 and ρ_j S_q/S where π_j = 0); Λ = log1p(Σ) where |Σ| ≤ ½,
+    log S_q − log S elsewhere (S_q/S ≥ 1/K there, and log1p would keep Σ's rounding near
+    Σ = −1).  Where a difference overflows, the difference of the normalized logits.
     """
-    shifted_p, shifted_q = (d._shifted_logits.astype(np.float64) for d in (p, q))
-    both = np.isfinite(shifted_p) & np.isfinite(shifted_q)
+    given_p, given_q = (d._given_logits.astype(np.float64) for d in (p, q))
+    both = np.isfinite(given_p) & np.isfinite(given_q)
     with np.errstate(invalid="ignore", over="ignore"):
-        steps = np.where(both, shifted_q - shifted_p, 0)
-        close = np.all((both & (np.abs(steps) <= 1)) | ((shifted_p == -np.inf)
-                                                         & (shifted_q == -np.inf)), axis=-1)
-        weights = np.exp(p.logits.data.astype(np.float64))
-        normalizer_step = np.log1p(np.sum(weights * np.expm1(steps), axis=-1, keepdims=True))
+        top, top_q = (np.max(v, axis=-1, keepdims=True) for v in (given_p, given_q))
+        log_total, log_total_q = _log_sum_from_top(given_p, top), _log_sum_from_top(given_q, top_q)
+        (step, step_error), (shift, shift_error) = (_two_difference(given_q, given_p),
+                                                    _two_difference(top_q, top))
+        steps = np.where(both, (step - shift) + (step_error - shift_error), 0)
+        weights = np.exp((given_p - top) - log_total)
+        small = both & (np.abs(steps) <= 1)
+        changes = np.where(small, weights * np.expm1(np.where(small, steps, 0)),
+                           np.exp((given_q - top_q) - log_total) - weights)
+        total = np.sum(changes, axis=-1, keepdims=True)
+        normalizer = np.where(np.abs(total) <= 0.5, np.log1p(np.where(total > -1, total, 0)),
+                              log_total_q - log_total)
+        ratios = steps - normalizer
         default = q.logits.data - p.logits.data
-    return np.where(close[..., None], steps - normalizer_step, default).astype(p.dtype)
+    return np.where(both & np.isfinite(ratios), ratios, default)
 
 
 @register_cross_entropy(Categorical, Categorical)
@@ -259,18 +301,39 @@ def kl_categorical_categorical(p: Categorical, q: Categorical) -> Tensor:
     be a float; where π_k = 0 the term is its limit ρ_k), so KL ≥ 0 holds without any
     clamping, and a KL near 0 keeps its relative accuracy: each term is of order π_k δ_k²,
     where the textbook sum would cancel terms of order π_k δ_k to leave it (δ_k itself from
-    ``_log_ratios``).
+    ``_log_ratios``).  Evaluated in float64 and rounded to the dtype (a float32 π_k = e^(−99)
+    is subnormal, its term π_k (e^(δ_k) − 1 − δ_k) = 1e-35 is not).
+
+    A class whose normalized logit l^q_k − logsumexp(l^q) overflowed to −∞ (logits ±1e308) has
+    ρ_k = 0 in floats but not in fact: its term is π_k (−δ_k − 1) with −δ_k = log π_k +
+    (max l^q − l^q_k) + log S_q, formed from halves (0 where π_k = 0, +∞ only where it
+    overflows), and the KL is +∞ only where a logit of q as given is −∞.  Its gradient with
+    respect to that logit of q is left out (it is −π_k, and π_k < e^(−1e308)/… is 0 wherever
+    the term is finite and not 0).
     Verified by: tests/distributions/test_categorical.py::test_categorical_kl_matches_direct_sum,
     ::test_categorical_kl_with_zero_probabilities,
     ::test_categorical_kl_is_finite_for_extreme_logits,
     ::test_categorical_kl_matches_monte_carlo, ::test_categorical_kl_is_cross_entropy_minus_entropy,
-    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range,
+    ::test_named_examples
     """
-    impossible = _check_classes(p, q)
+    _check_classes(p, q)
+    given_p, given_q = (d._given_logits.astype(np.float64) for d in (p, q))
+    impossible = ((given_q == -np.inf) & (given_p > -np.inf)).any(axis=-1)
     possible = p.logits.data > -np.inf
-    kept = possible & (q.logits.data > -np.inf)  # the others add ρ_k (where π_k = 0) or +∞
-    log_p, log_q = ops.where(kept, p.logits, 0.0), ops.where(kept, q.logits, 0.0)
+    kept = possible & (q.logits.data > -np.inf)
+    vanished = possible & (q.logits.data == -np.inf) & (given_q > -np.inf)
+    logits_p, logits_q = cast(p.logits, np.float64), cast(q.logits, np.float64)
+    log_p, log_q = ops.where(kept, logits_p, 0.0), ops.where(kept, logits_q, 0.0)
     log_ratios = np.where(kept, _log_ratios(p, q), 0)
     terms = generalized_kl(log_p.exp(), log_q, log_ratios, log_p.data)
-    terms = ops.where(kept, terms, ops.where(possible, 0.0, q.probs))
-    return ops.where(impossible, np.inf, terms.sum(axis=-1))
+    with np.errstate(invalid="ignore", over="ignore"):
+        top_q = np.max(given_q, axis=-1, keepdims=True)
+        half_gap = np.where(vanished, 0.5 * top_q - 0.5 * given_q, 0)  # (max l^q − l^q_k)/2
+        rest = _log_sum_from_top(given_q, top_q) - 1.0
+    log_p_vanished = ops.where(vanished, logits_p, 0.0)
+    vanished_terms = 2.0 * (log_p_vanished.exp() * (half_gap + 0.5 * (log_p_vanished + rest)))
+    terms = ops.where(kept, terms, ops.where(vanished, ops.where(
+        log_p_vanished.data > -np.inf, vanished_terms, 0.0), ops.where(possible, 0.0,
+                                                                       logits_q.exp())))
+    return cast(ops.where(impossible, np.inf, terms.sum(axis=-1)), p.dtype)

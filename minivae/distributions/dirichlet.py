@@ -35,7 +35,8 @@ from minivae.engine.ops.elementwise import cast
 from minivae.engine.ops.operands import unbroadcast
 from minivae.engine.ops.ratios import generalized_kl, log_ratio, log_ratio_of_ratios
 from minivae.engine.ops.special import digamma, lgamma
-from minivae.engine.ops.stirling import stirling_gap_bregman, stirling_gap_bregman_increment
+from minivae.engine.ops.stirling import stirling_gap_bregman
+from minivae.engine.ops.stirling_increments import stirling_gap_bregman_increment
 from minivae.engine.tensor import Tensor
 
 
@@ -184,11 +185,16 @@ def simplex_kl(a: Tensor, b: Tensor) -> Tensor:
     and b₀, B_g(b₀; a₀) and B_g(b_j; a_j) nearly coincide, and their difference is taken as
     the increment ``stirling_gap_bregman_increment`` by u = a₀ − a_j and v = b₀ − b_j, formed
     from differences of size u and v instead; entry by entry, whichever of the two bracket
-    forms has the smaller terms (the smaller rounding error) is used.  Like log Γ and ψ, it is
-    evaluated in float64 and rounded to the concentrations' dtype.
+    forms has the smaller terms (the smaller rounding error, inner terms of its differences
+    included) is used, and the increment form wherever the direct one is ∞ − ∞ (B_g of the
+    largest category and of the totals both overflowing).  Where B_g(bₖ; aₖ) ≈ bₖ/aₖ
+    overflows for a k other than j, both forms are ∞ − ∞ and the KL is +∞: it is at least
+    bₖ (1/aₖ − 1/a₀) ≥ bₖ/(2aₖ) there.  Like log Γ and ψ, it is evaluated in float64 and
+    rounded to the concentrations' dtype.
 
     Verified by: tests/distributions/test_dirichlet.py::test_kl_matches_independent_formula,
-    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range,
+    ::test_named_examples
     """
     dtype = a.dtype  # evaluated in float64, as log Γ and ψ are, then rounded to dtype
     shape = np.broadcast_shapes(a.shape, b.shape)
@@ -212,9 +218,16 @@ def simplex_kl(a: Tensor, b: Tensor) -> Tensor:
         b_star, a_star, (b * rest).sum(axis=-1), (a * rest).sum(axis=-1),
         ((b - a) * rest).sum(axis=-1))
     with np.errstate(invalid="ignore", over="ignore"):
-        by_step = step_size < (gaps * largest).sum(axis=-1).data + whole.data
-    return cast(proportions + where(by_step, (gaps * rest).sum(axis=-1) - step,
-                                    gaps.sum(axis=-1) - whole), dtype)
+        direct, stepped = gaps.sum(axis=-1) - whole, where(largest, 0.0, gaps).sum(axis=-1) - step
+        direct_size = np.where(largest, gaps.data, 0).sum(axis=-1) + whole.data
+        # where the direct form is ∞ − ∞ it says nothing (a = [1e-127, 1e-126, 1e-126], b₁ =
+        # 1e184: B_g(b₁; a₁) and B_g(b₀; a₀) overflow, the increment form is +∞ like the KL)
+        by_step = (step_size < direct_size) | np.isnan(direct.data)
+        bracket = where(by_step, stepped, direct)
+    # both forms ∞ − ∞ where some B_g(bₖ; aₖ) overflows for a k other than the largest (a₀ ≥
+    # 2aₖ): in 1,630 such cases checked in mpmath the KL was 1.5 times the largest float or more
+    overflow = np.isnan(bracket.data) & np.any(~largest & (gaps.data == np.inf), axis=-1)
+    return cast(proportions + where(overflow, np.inf, bracket), dtype)
 
 
 @register_kl(Dirichlet, Dirichlet)

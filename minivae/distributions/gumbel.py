@@ -51,17 +51,20 @@ def _log_gamma_series(x: Tensor) -> Tensor:
     return x * x * series
 
 
-def log_gamma_plus_euler_line(r: Tensor) -> Tensor:
+def log_gamma_plus_euler_line(r: Tensor, r_minus_one=None) -> Tensor:
     """log Γ(r) + γ(r − 1) = Σₖ₌₂ (−1)ᵏ ζ(k) (r − 1)ᵏ/k ≥ 0 for r > 0; it is 0 only at r = 1.
 
     This is log Γ minus its tangent line at r = 1: log Γ is convex on r > 0, and its value
     and slope there are 0 and ψ(1) = −γ.  ``lgamma`` gets log Γ near 1 as a difference of
     numbers near 15, so its absolute error there is a few 1e-15, too much for a result of
-    order (r − 1)²; for |r − 1| < 0.05 the series is used instead.
+    order (r − 1)²; for |r − 1| < 0.05 the series is used instead, in ``r_minus_one`` where
+    r − 1 is known more exactly than from the rounded r (a ratio r = a/b, whose rounding
+    is ε where r − 1 = (a − b)/b may be far smaller).
 
-    Verified by: tests/engine/ops/test_elementwise.py::test_helpers_match_numpy
+    Verified by: tests/engine/ops/test_elementwise.py::test_helpers_match_numpy,
+    tests/distributions/test_kl_float_range.py::test_named_examples
     """
-    x = r - 1.0
+    x = r - 1.0 if r_minus_one is None else r_minus_one
     near = np.abs(x.data) < SERIES_BELOW
     r_far = where(near, 2.0, r)
     return where(near, _log_gamma_series(where(near, x, 0.0)),
@@ -164,24 +167,32 @@ def kl_gumbel_gumbel(p: Gumbel, q: Gumbel) -> Tensor:
     second is the series of log Γ(1 + r) minus log r and γ (log Γ(r) = log Γ(1 + r) − log r,
     with log r from the scales, so r may underflow); where it overflows (r ≳ 1e305, or r
     itself beyond the float range) the KL is +∞, and c, whose log Γ(1 + r) would be +∞ too,
-    is not formed there.  Γ enters through log Γ only, so the gradient flows through ψ.
+    is not formed there.  Near r = 1, r − 1 enters both terms as (β_p − β_q)/β_q (β_p − β_q is
+    exact there), not from the rounded r, whose rounding would be as large as a KL of order
+    (r − 1)² allows (Gumbel(1, 1) ‖ Gumbel(1, 1.000001) was off by 3e-11).  Γ enters through
+    log Γ only, so the gradient flows through ψ.
 
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
     ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients,
-    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range,
+    ::test_named_examples
     """
     with np.errstate(over="ignore", under="ignore"):
         r = p.scale / q.scale
     log_r = log_ratio(p.scale, q.scale)
     small, within = r.data < SERIES_BELOW, np.isfinite(r.data)
+    near = (r.data >= 0.5) & (r.data <= 2.0)  # there β_p − β_q is exact (Sterbenz)
+    r_minus_one = where(near, where(near, p.scale - q.scale, 0.0) / q.scale, r - 1.0)
     r_small, r_big = where(small, r, 0.0), where(small | ~within, 1.0, r)
+    step_big = where(small | ~within, 0.0, r_minus_one)
     series = _log_gamma_series(r_small)  # log Γ(1 + r) + γr
-    tangent_gap = where(small, series - EULER_GAMMA - log_r, log_gamma_plus_euler_line(r_big))
+    tangent_gap = where(small, series - EULER_GAMMA - log_r,
+                        log_gamma_plus_euler_line(r_big, step_big))
     finite = within & np.isfinite(tangent_gap.data)
-    gap, r_finite = where(finite, tangent_gap, 0.0), where(finite, r, 1.0)
+    gap, step = where(finite, tangent_gap, 0.0), where(finite, r_minus_one, 0.0)
     # log Γ(1 + r) = log Γ(r) + log r, from the tangent gap so that it is exactly 0 at r = 1
     log_gamma_one_plus_r = where(small, series - EULER_GAMMA * r_small,
-                                 gap - EULER_GAMMA * (r_finite - 1.0) + log_r)
+                                 gap - EULER_GAMMA * step + log_r)
     c = scaled_difference(q.loc, p.loc, q.scale) + log_gamma_one_plus_r
     return where(finite, exp_taylor_remainder(c) + gap, np.inf)

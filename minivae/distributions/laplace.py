@@ -101,23 +101,28 @@ def kl_laplace_laplace(p: Laplace, q: Laplace) -> Tensor:
 
     Computed as a sum of two terms that are each ≥ 0, with r = b_p/b_q and a = |d|/b_p:
 
-        KL = b_p (e^(−a) − 1 + a)/b_q + (r − 1 − log r),
+        KL = r (e^(−a) − 1 + a) + (r − 1 − log r),
 
-    the second by ``ratio_excess`` (from b_p and b_q: r itself can overflow) and the first from
-    b_p (e^(−a) − 1 + a), which is at most |d|: by ``exp_taylor_remainder`` for a < 1, where
-    it cancels to b_p a²/2, and as |d| − b_p (1 − e^(−a)) from a = 1 on, which stays finite
-    when a overflows.  Halves of |d| and b_p keep |d| itself from overflowing.  Nothing
-    cancels when p ≈ q, and KL(p ‖ p) is exactly 0.
+    the second by ``ratio_excess`` (from b_p and b_q: r itself can overflow).  The first, for
+    a < 1, is r times ``exp_taylor_remainder`` (where e^(−a) − 1 + a cancels to a²/2), and 0
+    where r overflows (the second is +∞ there): the product b_p (e^(−a) − 1 + a) divided by
+    b_q afterwards would be subnormal for b_p = 1e-16, a = 1e-149, and lose its digits.  From
+    a = 1 on it is (|d| − b_p (1 − e^(−a)))/b_q, at most |d|/b_q, which stays finite when a
+    overflows.  Halves of |d| and b_p keep |d| itself from overflowing.  Nothing cancels when
+    p ≈ q, and KL(p ‖ p) is exactly 0.
 
     Verified by: tests/distributions/test_inverse_cdf_kl.py::test_kl_matches_quadrature,
     ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
     ::test_kl_is_accurate_near_the_diagonal, ::test_kl_gradients,
-    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range
+    tests/distributions/test_kl_float_range.py::test_kl_matches_mpmath_over_the_float_range,
+    ::test_named_examples
     """
     half_distance = absolute(0.5 * p.loc - 0.5 * q.loc)  # |d|/2, exact
     a = 2.0 * (half_distance / p.scale)
-    close = a.data < 1.0
+    with np.errstate(over="ignore", under="ignore"):
+        r = p.scale / q.scale
+    close, finite = a.data < 1.0, np.isfinite(r.data)
     a_close, a_far = where(close, a, 0.0), where(close, 1.0, a)
-    half_gap = where(close, 0.5 * (p.scale * exp_taylor_remainder(-a_close)),
-                     half_distance - 0.5 * (p.scale * (1.0 - (-a_far).exp())))
-    return 2.0 * (half_gap / q.scale) + ratio_excess(p.scale, q.scale)
+    near_term = where(finite, where(finite, r, 0.0) * exp_taylor_remainder(-a_close), 0.0)
+    far_term = 2.0 * ((half_distance - 0.5 * (p.scale * (1.0 - (-a_far).exp()))) / q.scale)
+    return where(close, near_term, far_term) + ratio_excess(p.scale, q.scale)

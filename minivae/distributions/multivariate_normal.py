@@ -20,7 +20,7 @@ from minivae.distributions.kl import register_cross_entropy, register_kl
 from minivae.distributions.normal import LOG_2PI, Normal
 from minivae.engine.ops import softplus, where
 from minivae.engine.ops.linalg import diagonal, solve_triangular
-from minivae.engine.ops.ratios import scaled_difference
+from minivae.engine.ops.ratios import ratio_excess, scaled_difference
 from minivae.engine.tensor import Tensor
 
 
@@ -29,21 +29,35 @@ def _swap_last_axes(a: Tensor) -> Tensor:
     return a.transpose(axes)
 
 
-def squared_norm_of_solve(L: Tensor, b: Tensor, vector: bool) -> Tensor:
-    """‖L⁻¹b‖² summed over each solution's axes (the last one, or two with ``vector=False``).
+def squared_norm_of_solve(L: Tensor, b: Tensor, vector: bool,
+                          strictly_lower: bool = False) -> Tensor:
+    """‖L⁻¹b‖² summed over each solution's axes (the last one, or two with ``vector=False``;
+    with ``strictly_lower``, only the entries below the diagonal of the matrix L⁻¹b).
 
-    The forward substitution can overflow (b ≈ 1e38 in float32): an entry of y becomes ±∞
-    and a later step forms ∞ − ∞ or 0 · ∞ = NaN.  NaN appears only after such an overflow,
-    when ‖y‖² is far beyond the largest float, so those entries are +∞ (their gradient 0),
-    computed from a zero stand-in so that no NaN reaches the graph.
+    Each row i of L and b is first divided by the power of two nearest below Lᵢᵢ: the
+    solution is the same, bit for bit, but a product Lᵢⱼ yⱼ of the substitution overflows
+    only where (Lᵢⱼ/Lᵢᵢ) yⱼ does (for L = 1e155 [[1, 0], [2, 1]] and b = diag(1e308, 1),
+    2e155 · 1e153 overflowed where ‖y‖² = 5e306 does not).
+
+    The forward substitution can still overflow (b ≈ 1e38 in float32): an entry of y becomes
+    ±∞ and a later step forms ∞ − ∞ or 0 · ∞ = NaN.  NaN appears only after such an
+    overflow, when ‖y‖² is far beyond the largest float, so those entries are +∞ (their
+    gradient 0), computed from a zero stand-in so that no NaN reaches the graph.
     """
     axes = (-1,) if vector else (-2, -1)
+    kept = np.tril(np.ones(b.shape[-2:], dtype=bool), -1) if strictly_lower else True
+    finfo = np.finfo(L.dtype)
+    _, exponent = np.frexp(np.diagonal(L.data, axis1=-2, axis2=-1))
+    exponent = np.clip(exponent - 1, 1 - finfo.maxexp, -finfo.minexp)  # 2^(−e) stays normal
+    row_scale = np.ldexp(np.ones((), dtype=L.dtype), -exponent)[..., None]
+    L, b = L * row_scale, b * (row_scale[..., 0] if vector else row_scale)
     solution = solve_triangular(L, b, vector=vector)
     overflow = np.isnan(solution.data).any(axis=axes)
     if overflow.any():
         mask = overflow.reshape(overflow.shape + (1,) * len(axes))
-        solution = solve_triangular(L, where(mask, 0.0, b), vector=vector)
+        solution = where(kept, solve_triangular(L, where(mask, 0.0, b), vector=vector), 0.0)
         return where(overflow, np.inf, (solution * solution).sum(axis=axes))
+    solution = where(kept, solution, 0.0)  # not a product: an overflowed diagonal times 0
     return (solution * solution).sum(axis=axes)
 
 
@@ -193,14 +207,29 @@ def _trace_and_mahalanobis(loc_p, tril_p, loc_q, tril_q) -> tuple[Tensor, Tensor
 
 def _kl_from_factors(loc_p, tril_p, loc_q, tril_q) -> Tensor:
     """KL(N(μ_p, Σ_p) ‖ N(μ_q, Σ_q))
-         = ½ [tr(Σ_q⁻¹Σ_p) + (μ_q − μ_p)ᵀΣ_q⁻¹(μ_q − μ_p) − d + log|Σ_q| − log|Σ_p|].
+         = ½ [tr(Σ_q⁻¹Σ_p) + (μ_q − μ_p)ᵀΣ_q⁻¹(μ_q − μ_p) − d + log|Σ_q| − log|Σ_p|]
+         = ½ [Σᵢ (mᵢᵢ² − 1 − log mᵢᵢ²) + Σᵢ>ⱼ mᵢⱼ² + ‖L_q⁻¹(μ_q − μ_p)‖²],   M = L_q⁻¹L_p.
 
     From the Gaussian expectation E_p[(x − μ)ᵀA(x − μ)] = tr(A Σ_p) + (μ_p − μ)ᵀA(μ_p − μ),
-    applied to log p (A = Σ_p⁻¹, giving d) and to log q (A = Σ_q⁻¹).
+    applied to log p (A = Σ_p⁻¹, giving d) and to log q (A = Σ_q⁻¹).  M is lower triangular
+    with mᵢᵢ = (L_p)ᵢᵢ/(L_q)ᵢᵢ, so tr(Σ_q⁻¹Σ_p) = ‖M‖_F² and log|Σ_q| − log|Σ_p| = −Σᵢ log mᵢᵢ²:
+    the second form is a sum of terms ≥ 0 (``ratio_excess`` of the diagonals), which keeps
+    its relative accuracy near p = q where ½(tr + Mahalanobis − d) would round at the size
+    of d (float32 means 1e-3 apart were off by 5%).  Below the diagonal M = I + L_q⁻¹(L_p −
+    L_q) has the entries of L_q⁻¹(L_p − L_q), whose substitution does not cancel near p = q
+    as that of L_q⁻¹L_p does (m₁₀ = (L_p₁₀ − L_q₁₀ m₀₀)/L_q₁₁ was off by 1e-10 relative for
+    L_q₀₀ = 1.000001 L_p₀₀): it is used where every mᵢᵢ is within ½ … 2 (then its terms are
+    at most 3 times those of the direct solve), with halves of L_p and L_q, whose difference
+    cannot overflow.
     """
-    trace, mahalanobis = _trace_and_mahalanobis(loc_p, tril_p, loc_q, tril_q)
-    d = loc_p.shape[-1]
-    return 0.5 * (trace + mahalanobis - d) + half_log_det(tril_q) - half_log_det(tril_p)
+    diagonal_excess = ratio_excess(diagonal(tril_p), diagonal(tril_q), 2).sum(axis=-1)
+    with np.errstate(over="ignore", under="ignore"):
+        ratios = diagonal(tril_p).data / diagonal(tril_q).data
+    near = np.all((ratios >= 0.5) & (ratios <= 2.0), axis=-1)[..., None, None]
+    half_step = where(near, 0.5 * tril_p - 0.5 * tril_q, 0.5 * tril_p)
+    below = 4.0 * squared_norm_of_solve(tril_q, half_step, vector=False, strictly_lower=True)
+    mahalanobis = 4.0 * squared_norm_of_solve(tril_q, 0.5 * loc_q - 0.5 * loc_p, vector=True)
+    return 0.5 * (diagonal_excess + below + mahalanobis)
 
 
 def _diagonal_parameters(dist: Independent) -> tuple[Tensor, Tensor]:
@@ -215,11 +244,14 @@ def _diagonal_parameters(dist: Independent) -> tuple[Tensor, Tensor]:
 
 @register_kl(MultivariateNormal, MultivariateNormal)
 def kl_mvn_mvn(p: MultivariateNormal, q: MultivariateNormal) -> Tensor:
-    """KL(p ‖ q) = ½ [‖L_q⁻¹L_p‖_F² + ‖L_q⁻¹(μ_q − μ_p)‖² − d] + Σᵢ log (L_q)ᵢᵢ − Σᵢ log (L_p)ᵢᵢ.
+    """KL(p ‖ q) = ½ [‖L_q⁻¹L_p‖_F² + ‖L_q⁻¹(μ_q − μ_p)‖² − d] + Σᵢ log (L_q)ᵢᵢ − Σᵢ log (L_p)ᵢᵢ,
+
+    as the sum of terms ≥ 0 of ``_kl_from_factors``.
 
     Verified by:
     tests/distributions/test_multivariate_normal.py::test_kl_matches_an_independent_formula,
-    ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal
+    ::test_kl_matches_monte_carlo, ::test_kl_is_nonnegative_and_zero_on_the_diagonal,
+    tests/distributions/test_kl_float_range.py::test_named_examples
     """
     return _kl_from_factors(p.loc, p.scale_tril, q.loc, q.scale_tril)
 
@@ -253,15 +285,20 @@ def kl_diagonal_mvn(p: Independent, q: MultivariateNormal) -> Tensor:
 def kl_mvn_diagonal(p: MultivariateNormal, q: Independent) -> Tensor:
     """KL(N(μ_p, L_p L_pᵀ) ‖ N(μ_q, diag σ_q²)): Σ_q⁻¹ is diagonal, so the solves are divisions:
 
-        ½ [Σᵢⱼ ((L_p)ᵢⱼ / σ_qᵢ)² + Σᵢ ((μ_qᵢ − μ_pᵢ)/σ_qᵢ)² − d] + Σᵢ log σ_qᵢ − Σᵢ log (L_p)ᵢᵢ.
+        ½ [Σᵢⱼ ((L_p)ᵢⱼ / σ_qᵢ)² + Σᵢ ((μ_qᵢ − μ_pᵢ)/σ_qᵢ)² − d] + Σᵢ log σ_qᵢ − Σᵢ log (L_p)ᵢᵢ
+      = ½ [Σᵢ (rᵢ² − 1 − log rᵢ²) + Σᵢ>ⱼ ((L_p)ᵢⱼ / σ_qᵢ)² + Σᵢ ((μ_qᵢ − μ_pᵢ)/σ_qᵢ)²],
+
+    rᵢ = (L_p)ᵢᵢ/σ_qᵢ: terms ≥ 0, as in ``_kl_from_factors``.
 
     Verified by:
-    tests/distributions/test_multivariate_normal.py::test_kl_matches_an_independent_formula
+    tests/distributions/test_multivariate_normal.py::test_kl_matches_an_independent_formula,
+    tests/distributions/test_kl_float_range.py::test_named_examples
     """
     loc, scale = _diagonal_parameters(q)
-    ratio = p.scale_tril / scale.reshape(scale.shape + (1,))
-    shift = scaled_difference(loc, p.loc, scale)  # (μ_q − μ_p)/σ_q without overflow of μ_q − μ_p
     d = p.event_shape[0]
-    trace, mahalanobis = (ratio * ratio).sum(axis=(-2, -1)), (shift * shift).sum(axis=-1)
-    return (0.5 * (trace + mahalanobis - d) + scale.log().sum(axis=-1)
-            - half_log_det(p.scale_tril))
+    below = p.scale_tril * np.tril(np.ones((d, d), dtype=p.dtype), -1)
+    ratio = below / scale.reshape(scale.shape + (1,))
+    shift = scaled_difference(loc, p.loc, scale)  # (μ_q − μ_p)/σ_q without overflow of μ_q − μ_p
+    diagonal_excess = ratio_excess(diagonal(p.scale_tril), scale, 2).sum(axis=-1)
+    return 0.5 * (diagonal_excess + (ratio * ratio).sum(axis=(-2, -1))
+                  + (shift * shift).sum(axis=-1))

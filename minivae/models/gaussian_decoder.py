@@ -47,8 +47,8 @@ MEAN_ACTIVATIONS = ("sigmoid", "identity")
 class GaussianPixels(Independent):
     """Independent N(meanᵢ, σᵢ²) over the last axis (the pixels), given log σ.
 
-    mean : (..., D) Tensor.  log_scale : log σ, a Tensor of shape (D,) (one per pixel) or ()
-    (shared), broadcast against the mean.
+    mean : (..., D) Tensor.  log_scale : log σ, a Tensor of shape (D,) (one per pixel), ()
+    (shared) or the mean's own shape (one per pixel and example), broadcast against the mean.
     """
 
     def __init__(self, mean: Tensor, log_scale: Tensor):
@@ -67,8 +67,8 @@ class GaussianPixels(Independent):
         x = self._value(x)
         pixels = self.event_shape[0]
         standardized = (x - self.loc) * ops.exp(-self.log_scale)
-        # Σᵢ log σᵢ: D · log σ for a shared σ, the sum of the D values otherwise
-        log_scale_sum = (self.log_scale.sum() if self.log_scale.ndim else
+        # Σᵢ log σᵢ: D · log σ for a shared σ, the sum over the last axis otherwise
+        log_scale_sum = (self.log_scale.sum(axis=-1) if self.log_scale.ndim else
                          self.log_scale * pixels)
         return (-0.5 * (standardized * standardized).sum(axis=-1) - log_scale_sum
                 - 0.5 * pixels * LOG_2PI)

@@ -18,6 +18,7 @@ MODELS = {
     "categorical": ("minivae.models.categorical_vae", "CategoricalVAE"),
     "vqvae": ("minivae.models.vqvae", "VQVAE"),
     "vade": ("minivae.models.vade", "VaDE"),
+    "gaussian_vade": ("minivae.models.gaussian_vade", "GaussianVaDE"),
     "m2": ("minivae.models.semi_supervised", "SemiSupervisedVAE"),
 }
 

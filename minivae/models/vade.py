@@ -26,6 +26,7 @@ Verified by: tests/models/test_vade.py
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,6 +39,14 @@ from minivae.models.vae import VAE
 from minivae.topics.clustering import DiagonalGMM, fit_diagonal_gmm
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+
+class ElboTerms(NamedTuple):
+    """Per-draw integrands of ELBO = E[reconstruction] − E[latent_kl] − E[cluster_kl]."""
+
+    reconstruction: Tensor  # log p(x | z)
+    latent_kl: Tensor  # log q(z|x) − log p(z), mean KL(q(z|x) ‖ p(z))
+    cluster_kl: Tensor  # KL(q(c|x) ‖ p(c|z))
 
 
 class VaDE(VAE):
@@ -137,6 +146,33 @@ class VaDE(VAE):
     def forward(self, x, rng: np.random.Generator) -> Tensor:
         return self.objective(x, rng)
 
+    def elbo_terms(self, x, log_q_c, z) -> ElboTerms:
+        """The three integrands of the ELBO of q(z, c | x) = q(z|x) q(c|x), at draws z ~ q(z|x):
+
+            ELBO = E_q(z|x)[log p(x|z)] − KL(q(z|x) ‖ p(z)) − E_q(z|x)[KL(q(c|x) ‖ p(c|z))].
+
+        From p(z, c) = p(z) p(c|z): log p(x, z, c) − log q(z, c|x) = log p(x|z)
+        − [log q(z|x) − log p(z)] − [log q(c|x) − log p(c|z)], whose mean over c ~ q(c|x) gives
+        the three terms for each z exactly.  p(z) = Σ_c π_c N(z; μ_c, σ_c²) is a mixture, so the
+        middle KL has no closed form; the last term vanishes only where q(c|x) = p(c|z) for
+        almost every z.  Over q(c|x) it is smallest at q(c|x) ∝ exp(E_q(z|x) log p(c|z))
+        ∝ π_c exp(−KL(q(z|x) ‖ N(μ_c, σ_c²))), the γ* of ``kl_to_prior`` (the geometric, not
+        the arithmetic, mean of p(c|z) over q(z|x)).
+
+        x (B, x_dim); log_q_c (B, K), log q(c|x), normalized; z (..., B, z_dim).  Returns
+        ``ElboTerms(reconstruction, latent_kl, cluster_kl)``, each (..., B): log p(x|z),
+        log q(z|x) − log p(z) and KL(q(c|x) ‖ p(c|z)); their means over z estimate the terms.
+        Verified by: tests/models/test_vade.py::test_elbo_terms_add_up_to_the_elbo_at_every_draw,
+        ::test_elbo_terms_average_to_the_closed_form,
+        ::test_cluster_kl_is_smallest_at_the_geometric_mean_of_p_c_given_z
+        """
+        log_q_c = log_q_c if isinstance(log_q_c, Tensor) else Tensor(np.asarray(log_q_c))
+        z = z if isinstance(z, Tensor) else Tensor(np.asarray(z))
+        q = self.encode(x)
+        log_prior = self.cluster_log_joint(z).logsumexp(axis=-1)  # log p(z), (..., B)
+        cluster_kl = (log_q_c.exp() * (log_q_c - self.log_responsibilities(z))).sum(axis=-1)
+        return ElboTerms(self.log_likelihood(x, z), q.log_prob(z) - log_prior, cluster_kl)
+
     def elbo(self, x, rng: np.random.Generator) -> Tensor:
         """Same as ``objective``: a one-draw estimate of a lower bound on log p(x).
 
@@ -193,8 +229,8 @@ class VaDE(VAE):
             return np.argmax(self.log_responsibilities(self.encode(x).loc).data, axis=-1)
 
     def sample(self, n: int, rng: np.random.Generator, cluster: int | None = None) -> np.ndarray:
-        """Pixel probabilities σ(decoder(z)), z ~ p(z) (or z ~ N(μ_c, σ_c²) for one cluster c);
-        shape (n, x_dim)."""
+        """``pictures(z)`` (pixel probabilities σ(decoder(z)) here) for n draws z ~ p(z), or
+        z ~ N(μ_c, σ_c²) for one cluster c; shape (n, x_dim)."""
         n, rng = checks.positive_int(n, "n"), checks.generator(rng)
         with no_grad():
             if cluster is None:
@@ -207,4 +243,8 @@ class VaDE(VAE):
                 noise = rng.standard_normal((int(n), self.z_dim)).astype(self.dtype)
                 z = self.prior_means.data[cluster] \
                     + np.exp(0.5 * self.prior_log_vars.data[cluster]) * noise
-            return ops.sigmoid(self.decoder(Tensor(z.astype(self.dtype)))).data
+            return self.pictures(Tensor(z.astype(self.dtype)))
+
+    def pictures(self, z: Tensor) -> np.ndarray:
+        """What ``sample`` shows for codes z (n, z_dim): the pixel probabilities σ(decoder(z))."""
+        return ops.sigmoid(self.decoder(z)).data

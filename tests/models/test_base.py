@@ -8,9 +8,9 @@ from minivae.cli import parse_options
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.models.registry import MODELS
 from tests.helpers import binary_data, grey_data
-from tests.models.helpers import build
+from tests.models.helpers import REAL_VALUED, build
 
-BERNOULLI = sorted(name for name in MODELS if name != "gaussian_decoder")
+BERNOULLI = sorted(name for name in MODELS if name not in REAL_VALUED)
 
 
 @pytest.mark.parametrize("name", BERNOULLI)
@@ -68,7 +68,7 @@ def test_soft_targets_still_reject_values_outside_the_unit_interval(name):
 # a Gaussian decoder takes grey levels without the option, so it has no soft_targets variant
 @pytest.mark.parametrize("name, soft", [(name, soft) for name in sorted(MODELS)
                                         for soft in (False, True)
-                                        if not (name == "gaussian_decoder" and soft)])
+                                        if not (name in REAL_VALUED and soft)])
 def test_nan_or_infinite_pixels_are_named_with_their_index(name, soft):
     model = build(name, **({"soft_targets": True} if soft else {}))
     for bad in (np.nan, np.inf, -np.inf):
@@ -78,8 +78,9 @@ def test_nan_or_infinite_pixels_are_named_with_their_index(name, soft):
             model.objective(x, np.random.default_rng(0))
 
 
-def test_gaussian_decoder_takes_grey_levels_and_any_finite_value():
-    model = build("gaussian_decoder")
+@pytest.mark.parametrize("name", REAL_VALUED)
+def test_gaussian_decoders_take_grey_levels_and_any_finite_value(name):
+    model = build(name)
     assert not model.binary_data and model.x_support == "real"
     for x in (grey_data(4), 3.0 * grey_data(4) - 1.0):
         assert np.all(np.isfinite(model.objective(x, np.random.default_rng(0)).data))

@@ -151,6 +151,76 @@ def test_kl_is_smallest_at_the_optimal_gamma(seed):
         assert np.all(model.kl_to_prior(q, other).data >= best - 1e-12)
 
 
+def cluster_posteriors(model, x, rng, n=4000):
+    """Two choices of q(c|x), (B, K) logs: p(c|z) averaged over z ~ q(z|x) (arithmetic mean),
+    and an arbitrary one."""
+    z = model.encode(x).rsample(rng, (n,)).data
+    averaged = np.log(np.exp(model.log_responsibilities(z).data).mean(0))
+    return averaged, special.log_softmax(rng.normal(0, 2, averaged.shape), axis=-1)
+
+
+def test_elbo_terms_add_up_to_the_elbo_at_every_draw():
+    """log p(x|z) − [log q(z|x) − log p(z)] − KL(q(c|x) ‖ p(c|z)) = Σ_c q(c|x)
+    [log p(x, z, c) − log q(z|x) − log q(c|x)] draw by draw, every density from SciPy."""
+    model = tiny_model(z_dim=2, n_clusters=3)
+    x, rng = binary_data(4), np.random.default_rng(0)
+    ref = numpy_model(model)
+    loc, scale = ref.encode(x)
+    z = loc + scale * rng.standard_normal((7, 4, 2))
+    log_p_z_c = ref.log_pi + np.stack([stats.norm.logpdf(z, ref.means[c], ref.stds[c]).sum(-1)
+                                       for c in range(3)], -1)  # (7, B, K)
+    log_q_z = stats.norm.logpdf(z, loc, scale).sum(-1)
+    for log_q_c in cluster_posteriors(model, x, rng):
+        terms = model.elbo_terms(x, log_q_c, z)
+        integrand = (np.exp(log_q_c) * (ref.log_likelihood(x, z)[..., None] + log_p_z_c
+                                        - log_q_z[..., None] - log_q_c)).sum(-1)
+        total = terms.reconstruction - terms.latent_kl - terms.cluster_kl
+        np.testing.assert_allclose(total.data, integrand, rtol=1e-10)
+        assert np.all(terms.cluster_kl.data >= 0)
+
+
+def test_elbo_terms_average_to_the_closed_form():
+    """E[log p(x|z)] − KL(q(z|x) ‖ p(z)) − E KL(q(c|x) ‖ p(c|z)), each a mean over the same
+    draws, agrees with the closed form E[log p(x|z)] − KL(q(z|x) q(c|x) ‖ p(z, c)) within 5
+    standard errors; and KL(q(z|x) ‖ p(z)) alone is not that KL (the cluster term is > 0)."""
+    model = tiny_model(z_dim=2, n_clusters=3)
+    x, rng, n = binary_data(3), np.random.default_rng(1), 20_000
+    q = model.encode(x)
+    z = q.rsample(rng, (n,))
+    for log_q_c in cluster_posteriors(model, x, rng):
+        terms = model.elbo_terms(x, log_q_c, z)
+        prior_part = (terms.latent_kl + terms.cluster_kl).data  # (n, B), mean → the KL
+        closed = model.kl_to_prior(q, log_q_c).data
+        standard_error = prior_part.std(0, ddof=1) / math.sqrt(n)
+        assert np.all(np.abs(prior_part.mean(0) - closed) <= 5 * standard_error)
+        assert np.all(standard_error < 0.05)  # the check has teeth
+        cluster_kl = terms.cluster_kl.data.mean(0)
+        assert np.all(cluster_kl > 10 * terms.cluster_kl.data.std(0) / math.sqrt(n))
+
+
+def test_cluster_kl_is_smallest_at_the_geometric_mean_of_p_c_given_z():
+    """argmin over q(c|x) of E_z KL(q(c|x) ‖ p(c|z)) is ∝ exp(E_z log p(c|z)) = γ*, with
+    γ*_c ∝ π_c exp(−KL(q(z|x) ‖ N(μ_c, σ_c²))); the arithmetic mean of p(c|z) does worse."""
+    model = tiny_model(z_dim=2, n_clusters=3)
+    x, rng, n = binary_data(3), np.random.default_rng(2), 20_000
+    q = model.encode(x)
+    z = q.rsample(rng, (n,))
+    log_p_c_given_z = model.log_responsibilities(z).data  # (n, B, K)
+    geometric = special.log_softmax(log_p_c_given_z.mean(0), axis=-1)
+    var, prior_var = np.exp(q.log_var.data), np.exp(model.prior_log_vars.data)
+    kl_c = 0.5 * (np.log(prior_var) - q.log_var.data[:, None] - 1 + var[:, None] / prior_var
+                  + (q.loc.data[:, None] - model.prior_means.data) ** 2 / prior_var).sum(-1)
+    optimal = special.log_softmax(special.log_softmax(model.prior_logits.data) - kl_c, axis=-1)
+    se = log_p_c_given_z.std(0).max() / math.sqrt(n)
+    np.testing.assert_allclose(geometric, optimal, atol=10 * se)
+
+    def cluster_kl(log_q_c):
+        return model.elbo_terms(x, log_q_c, z).cluster_kl.data.mean(0)
+    best = cluster_kl(optimal)
+    for other in cluster_posteriors(model, x, rng):
+        assert np.all(cluster_kl(other) > best)
+
+
 def test_objective_gradient_matches_central_differences(flat_gradient_check):
     model = tiny_model(n_samples=2)
     x = binary_data(5)

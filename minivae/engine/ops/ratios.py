@@ -170,7 +170,14 @@ def log_ratio_of_ratios(a, b, c, d, difference_cd=None) -> Tensor:
     to rounding relative to its own small size, so that near a/b = c/d = 1 the result keeps
     its relative accuracy; where both are other normal floats, ``log_ratio`` of the two
     quotients, whose rounding (two units in the last place) is then the smaller error when
-    the logarithms cancel; where one over- or underflows, the difference of the ``log_ratio``s.
+    the logarithms cancel; where one over- or underflows, the difference of the
+    ``log_ratio``s if the other lies in [½, 2], and else, with x = mₓ 2^(eₓ) (mₓ in [½, 1)),
+
+        log((m_a/m_b)/(m_c/m_d)) + (e_a − e_b − e_c + e_d) log 2,
+
+    whose terms are of the size of the result: the two ``log_ratio``s, each beyond 708 in
+    size, would leave their rounding (1e-13) in a result such as log((1/1e299)/(1e-8/1e300))
+    = 20.7.
 
     Verified by: tests/engine/ops/test_ratios.py::test_values_match_mpmath,
     ::test_gradients_match_mpmath
@@ -181,8 +188,14 @@ def log_ratio_of_ratios(a, b, c, d, difference_cd=None) -> Tensor:
     with _quiet():
         first, second = a.data / b.data, c.data / d.data
         quotients = _normal(first) & _normal(second) & ~(_near(first) & _near(second))
+        one_near = _near(first) | _near(second)
+        (m_a, e_a), (m_b, e_b), (m_c, e_c), (m_d, e_d) = (np.frexp(x) for x in (a.data, b.data,
+                                                                               c.data, d.data))
+        by_exponents = (log_ratio_array(m_a, m_b) - log_ratio_array(m_c, m_d)
+                        + ((e_a - e_b) - (e_c - e_d)) * np.log(2.0))
         value = np.where(quotients, log_ratio_array(first, second),
-                         log_ratio_array(a.data, b.data) - log_ratio_array(c.data, d.data, gap))
+                         np.where(one_near, log_ratio_array(a.data, b.data)
+                                  - log_ratio_array(c.data, d.data, gap), by_exponents))
     parents = (a, b, c, d)
     return Tensor.from_op(value.astype(a.dtype, copy=False), parents,
                           lambda g: _gradients(g, parents, (1 / a.data, -1 / b.data,

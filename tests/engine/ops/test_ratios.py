@@ -109,6 +109,10 @@ def test_named_cases():
         assert ratio_excess(1e30, 1e-300).item() == np.inf
     # and one whose ratio underflows: r − 1 − log r with r = 1e-330
     assert abs(ratio_excess(1e-300, 1e30).item() - (330 * np.log(10) - 1)) < 1e-12
+    # 1e-8/1e300 is subnormal: the difference of two log-ratios near −700 was 1.4e-15 off
+    assert_close(log_ratio_of_ratios(1.0, 1e299, 1e-8, 1e300).item(),
+                 exact(lambda a, b, c, d: mp.log(a / b / (c / d)), 1.0, 1e299, 1e-8, 1e300),
+                 1e-15)
 
 
 @given(first=pairs(), second=pairs())

@@ -17,7 +17,7 @@ import mpmath
 import numpy as np
 import pytest
 import scipy.special
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 import minivae as mv
 from minivae import Tensor, gradcheck
@@ -29,12 +29,15 @@ from minivae.engine.ops.special import (
     trigamma_array,
 )
 from minivae.engine.ops.stirling import (
+    SHIFT,
     stirling_gap,
     stirling_gap_bregman,
-    stirling_gap_bregman_increment,
     stirling_gap_curvature,
-    stirling_gap_increments,
     stirling_gap_slope,
+)
+from minivae.engine.ops.stirling_increments import (
+    stirling_gap_bregman_increment,
+    stirling_gap_increments,
 )
 
 RTOL = 1e-13
@@ -193,9 +196,9 @@ def near_pairs(draw):
     return a, 10.0 ** draw(st.floats(-200, 200))
 
 
-def _mp(function, *values, digits=None):
+def _mp(function, *values, at_least=0):
     exponents = [abs(np.log10(v)) for v in values if v]
-    with mpmath.workdps(digits or 60 + 2 * int(max(exponents, default=0))):
+    with mpmath.workdps(max(60 + 2 * int(max(exponents, default=0)), at_least)):
         return function(*[mpmath.mpf(float(v)) for v in values])
 
 
@@ -210,31 +213,55 @@ def _assert_close(ours, reference, rtol, atol=1e-300):
 
 
 @settings(max_examples=30)
-@given(pair=near_pairs(), step=st.floats(-300, 2).map(lambda e: 10.0**e))
+@given(pair=near_pairs(), step=st.floats(-300, 320))
+@example(pair=(1e51, 1e52), step=-261.0)  # (b − a) Δg′(a) with Δg′ = 5e-313 subnormal: 3.8e-12
+@example(pair=(5.623413251903491, 1.0), step=0.0)  # g(5.62) = 0.07 from terms of size 9.7
 def test_stirling_gap_and_its_bregman_divergence(pair, step):
-    """g, g′, g″ to 1e-14 relative (they are of the size of log z, 1/z, 1/z²); the Bregman
+    """g, g′, g″ to 1e-14 relative (they are of the size of log z, 1/z, 1/z²), plus, below
+    SHIFT where each is the difference of its terms, the rounding of those terms; the Bregman
     divergence B(b; a) ≥ 0 to 1e-12 relative however close b is to a (the textbook difference
-    of g values would lose everything there); the increments of g, g′, g″ by c to 1e-12 of
-    their size, and the increment of B when both points move, to 1e-12 of the sum of its
-    terms, which is what the Dirichlet KL uses it for (``simplex_kl``)."""
+    of g values would lose everything there); the increments of g, g′, g″ by c = 10^step a (up
+    to 1e300, so c/a overflows too) to 1e-12 of their size, a Δg′ and a² Δg″ as well (finite
+    where Δg″ ≈ 1/a² is not, normal where Δg′ ≈ c/(2a²) is subnormal), and the increment of B
+    when both points move, to 1e-12 of the sum of its terms,
+    which is what the Dirichlet KL uses it for (``simplex_kl``)."""
     a, b = pair
-    for function, reference in ((stirling_gap, _g), (stirling_gap_slope, _g1),
-                                (stirling_gap_curvature, _g2)):
-        _assert_close(function(Tensor(a)).item(), _mp(reference, a), 1e-14)
+    # below SHIFT each is the difference of its terms (log Γ(a) − a log a + a, ψ(a) − log a,
+    # ψ′(a) − 1/a), which rounds at 4ε of their size: up to 140 times |g| near a = 5.6
+    terms = ((lambda z: abs(mpmath.loggamma(z)) + abs(z * mpmath.log(z)) + z),
+             (lambda z: abs(mpmath.digamma(z)) + abs(mpmath.log(z))),
+             (lambda z: mpmath.psi(1, z) + 1 / z))
+    for function, reference, size in zip((stirling_gap, stirling_gap_slope,
+                                          stirling_gap_curvature), (_g, _g1, _g2), terms):
+        rounding = 4 * np.finfo(np.float64).eps * float(_mp(size, a)) if a < SHIFT else 0.0
+        _assert_close(function(Tensor(a)).item(), _mp(reference, a), 1e-14,
+                      atol=1e-300 + rounding)
     value = stirling_gap_bregman(Tensor(b), Tensor(a)).item()
     assert value >= 0
     with np.errstate(over="ignore"):
         _assert_close(value, _mp(_bregman, b, a), 1e-12)
-    c = min(step * a, 1e300)
+    c = 10.0 ** min(np.log10(a) + step, 300.0)
+    # the oracles cancel log Γ, ψ, ψ′ of a large a down to g, g′, g″ (a digit per decade of
+    # a, two for ψ), and g(a + c) − g(a) down to c/a
+    digits = 30 + 2 * max(0, int(np.log10(a))) + max(0, int(np.log10(a / c))) if c else 0
     increments = stirling_gap_increments(Tensor(a), Tensor(c))
     for ours, reference in zip(increments, (_g, _g1, _g2)):
-        _assert_close(ours.item(), _mp(lambda a, c, f=reference: f(a + c) - f(a), a, c),
-                      1e-12)
+        _assert_close(ours.item(), _mp(lambda a, c, f=reference: f(a + c) - f(a), a, c,
+                                       at_least=digits), 1e-12)
+    _, slope, curvature = stirling_gap_increments(Tensor(a), Tensor(c), scale=Tensor(a))
+    _assert_close(slope.item(), _mp(lambda a, c: a * (_g1(a + c) - _g1(a)), a, c,
+                                    at_least=digits), 1e-12)
+    _assert_close(curvature.item(), _mp(lambda a, c: a * a * (_g2(a + c) - _g2(a)), a, c,
+                                        at_least=digits), 1e-12)
     u, v = c, float(c * (1 + 1e-3))
     with np.errstate(over="ignore"):
         moved, size = stirling_gap_bregman_increment(Tensor(b), Tensor(a), Tensor(v), Tensor(u))
-    exact = _mp(lambda b, a, v, u: _bregman(b + v, a + u) - _bregman(b, a), b, a, v, u)
     if np.isfinite(size):
+        # the textbook form cancels log Γ values of size a log a down to the result: digits
+        # enough for 1e-14 of the tolerance's scale
+        needed = 14 + np.log10(max(a, b, 1.0) * 1e3) - np.log10(max(float(size), 1e-300))
+        exact = _mp(lambda b, a, v, u: _bregman(b + v, a + u) - _bregman(b, a), b, a, v, u,
+                    at_least=int(needed))
         _assert_close(moved.item(), exact, 1e-12, 1e-12 * float(size) + 1e-300)
 
 
