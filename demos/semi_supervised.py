@@ -39,7 +39,8 @@ from minivae.program import (
     run_reporting_errors,
 )
 from minivae.topics.clustering import kmeans_plus_plus
-from minivae.train import TEST_BINARIZATION_SEED, choose_labelled, train
+from minivae.train import TEST_BINARIZATION_SEED, train
+from minivae.training_data import choose_labelled
 
 PAPER_ERRORS = {"M2": (11.97, 1.71), "M1+M2": (3.33, 0.14)}  # Kingma et al. 2014, Table 1
 

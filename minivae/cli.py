@@ -215,9 +215,9 @@ def run_evaluate(args) -> None:
     from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
     from minivae.train import (
         bound_name,
-        load_binary_split,
         scored_test_images,
         test_metric_name,
+        training_data,
     )
 
     checks.positive_int(args.k, "--k"), checks.integer(args.seed, "--seed", 0)
@@ -232,7 +232,7 @@ def run_evaluate(args) -> None:
     config = dataclasses.replace(
         config, max_test=config.max_test if args.n is None else args.n,
         data_root=config.data_root if args.data_root is None else args.data_root)
-    test_x = scored_test_images(model, load_binary_split(config, "test"))
+    test_x = scored_test_images(model, training_data(config).test_pixels)  # the run's images
     rng = np.random.default_rng(args.seed)
     metric = test_metric_name(model)
     score = model.elbo if metric == "ELBO" else model.objective

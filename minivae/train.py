@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from minivae import checks, threads
+from minivae import threads
 from minivae.config import TrainConfig, build_model, check_memory
-from minivae.data import binarize_dynamic, load_dataset, minibatches
+from minivae.data import binarize_dynamic
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.io.json_text import write_json
 from minivae.io.lock import run_folder
@@ -46,8 +46,10 @@ from minivae.io.resume import (
     restore_run,
     save_run,
 )
+from minivae.models.registry import model_class
 from minivae.objectives.iwae import iwae_bound
 from minivae.optim import Adam
+from minivae.training_data import load_binary_split  # noqa: F401  (public here, as before)
 
 TEST_BINARIZATION_SEED = 12345  # fixed, so every run scores the same binary test set
 
@@ -65,17 +67,6 @@ def train_metric(objective: str) -> str:
     return "train_elbo" if objective == "elbo" else "train_iwae"
 
 
-def load_binary_split(config: TrainConfig, split: str) -> np.ndarray:
-    """Pixel intensities in [0, 1] of one split, (N, D) in the configured dtype."""
-    field = "max_train" if split == "train" else "max_test"
-    limit = checks.positive_int(getattr(config, field), field, optional=True)  # x[:0] is all
-    pixels = load_dataset(config.dataset, split, root=config.data_root).pixels(config.dtype)
-    if limit is not None and limit > len(pixels):
-        raise ValueError(f"{field} must be at most the {len(pixels)} images of the {split} "
-                         f"split of {config.dataset}, got {limit}")
-    return pixels[:limit]
-
-
 def scored_test_images(model, pixels: np.ndarray) -> np.ndarray:
     """The test images a run is scored on, given the test split's pixels: binarized once with
     ``TEST_BINARIZATION_SEED`` (the same images every epoch, run and ``evaluate``), or the
@@ -83,35 +74,6 @@ def scored_test_images(model, pixels: np.ndarray) -> np.ndarray:
     if not getattr(model, "binary_data", True):
         return pixels
     return binarize_dynamic(pixels, np.random.default_rng(TEST_BINARIZATION_SEED))
-
-
-def load_labels(config: TrainConfig, split: str) -> np.ndarray:
-    """The class labels of the images ``load_binary_split`` returns, (N,) int64."""
-    limit = config.max_train if split == "train" else config.max_test
-    return load_dataset(config.dataset, split, root=config.data_root).labels[:limit]
-
-
-def choose_labelled(labels: np.ndarray, n: int, n_classes: int,
-                    rng: np.random.Generator) -> np.ndarray:
-    """Indices of the n training images that keep their labels: n / K of each of the K
-    classes, drawn without replacement by ``rng``; sorted.  ValueError naming ``labels`` when
-    n is not a multiple of K or a class has fewer than n / K images."""
-    checks.require(n % n_classes == 0, "labels", f"a multiple of the {n_classes} classes, so "
-                   f"that each class has as many labelled images", n)
-    per_class = n // n_classes
-    counts = np.bincount(labels, minlength=n_classes)
-    checks.require(counts >= per_class, "labels", f"at most {n_classes} × the images of the "
-                   f"rarest class ({counts.min()} among the {len(labels)} training images)", n)
-    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
-              for c in range(n_classes)]
-    return np.sort(np.concatenate(chosen))
-
-
-def test_error(model, x: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> float:
-    """The fraction of the rows of x whose predicted class is not their label."""
-    wrong = sum(int((model.predict(x[i:i + batch_size]) != labels[i:i + batch_size]).sum())
-                for i in range(0, len(x), batch_size))
-    return wrong / len(x)
 
 
 def test_metric_name(model) -> str:
@@ -131,21 +93,32 @@ def mean_elbo(model, x: np.ndarray, rng: np.random.Generator, batch_size: int = 
 
 
 def training_bound(model, x: np.ndarray, config: TrainConfig, rng: np.random.Generator,
-                   labelled: tuple | None = None) -> Tensor:
+                   extra: dict | None = None) -> Tensor:
     """The per-example bound that training maximizes, shape (B,), with its graph.
 
     Math: "elbo": log p(x | z) − KL(q(z|x) ‖ p(z)), z = μ + σ ⊙ ε (one sample, KL exact);
-          "iwae": L̂_k = logsumexp_i(log p(x, z_i) − log q(z_i | x)) − log k, z_i ~ q(z | x);
-          with ``labelled`` = (x_l, y_l, α'), B labelled pairs and their weight, the
-          semi-supervised U(x) + L(x_l, y_l) + α' log q(y_l | x_l) row by row.
-    Verified by: tests/test_train.py::test_k1_iwae_step_is_the_monte_carlo_elbo_step,
-    tests/models/test_semi_supervised.py::test_training_from_100_labels_beats_chance
+          "iwae": L̂_k = logsumexp_i(log p(x, z_i) − log q(z_i | x)) − log k, z_i ~ q(z | x).
+    Other models maximize their own ``objective(x, rng, **extra)``, ``extra`` what the run's
+    training data hands each step besides x (minivae/training_data.py).
+    Verified by: tests/test_train.py::test_k1_iwae_step_is_the_monte_carlo_elbo_step
     """
-    if labelled is not None:
-        return model.semi_supervised_objective(x, *labelled[:2], rng, labelled[2])
     if config.objective == "iwae":
         return iwae_bound(model, x, config.k, rng)
-    return model.objective(x, rng)
+    return model.objective(x, rng, **(extra or {}))
+
+
+def run_generators(seed: int) -> list[np.random.Generator]:
+    """The run's four independent streams, spawned from ``seed``: the weights, the data order
+    and binarization, the model's noise, and the training data's own (e.g. which images keep
+    their labels; spawned last, so that the first three are those of three streams)."""
+    return np.random.default_rng(seed).spawn(4)
+
+
+def training_data(config: TrainConfig, rng: np.random.Generator | None = None):
+    """The images of the run ``config`` and what its steps read besides them
+    (minivae/training_data.py), drawn from ``rng``, by default the run's own fourth stream."""
+    rng = run_generators(config.seed)[3] if rng is None else rng
+    return model_class(config.model).training_data(config, rng)
 
 
 def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
@@ -178,11 +151,9 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
     checkpoint = out / RUN_FILES["checkpoint"]
     saved = read_resume_checkpoint(checkpoint, config) if resume else None
     remove_stale_temporary_files(out)
-    # a fourth stream, for the labelled images, leaves the first three as they were
-    model_rng, data_rng, noise_rng, label_rng = np.random.default_rng(config.seed).spawn(4)
-
-    train_pixels = load_binary_split(config, "train")
-    test_pixels = load_binary_split(config, "test")
+    model_rng, data_rng, noise_rng, extra_rng = run_generators(config.seed)
+    data = training_data(config, extra_rng)
+    train_pixels, test_pixels = data.train_pixels, data.test_pixels
     check_memory(config, train_pixels.shape[1], len(train_pixels))  # before the model exists
     model = build_model(config, train_pixels.shape[1], model_rng)
     binary = getattr(model, "binary_data", True)  # False: trained on the grey levels
@@ -192,13 +163,10 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
     name = bound_name(config.objective, config.k, config.model)
     metrics = {"config": dataclasses.asdict(config), "objective": config.objective,
                "k": config.k, "test_metric": test_metric_name(model), "epoch": [],
-               train_key: [], "test_elbo": [], "seconds": []}
-    generators = {"data": data_rng, "noise": noise_rng}  # the run state besides the model's
-    if config.labels is not None:  # semi-supervised: which images keep their labels, and α'
-        train_labels, test_labels = load_labels(config, "train"), load_labels(config, "test")
-        labelled = choose_labelled(train_labels, config.labels, model.n_classes, label_rng)
-        weight = model.classification_weight(len(train_pixels), len(labelled))
-        metrics["test_error"], generators["labels"] = [], label_rng
+               train_key: [], "test_elbo": [], "seconds": [],
+               **{score: [] for score in data.score_names}}
+    # the run state besides the model's
+    generators = {"data": data_rng, "noise": noise_rng, **data.generators}
     first_epoch = 1
     if saved is not None:
         first_epoch = 1 + restore_run(saved, checkpoint, model, optimizer, generators, metrics)
@@ -209,16 +177,12 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
         train_x = binarize_dynamic(train_pixels, data_rng) if binary else train_pixels
         n_batches = -(-len(train_x) // config.batch_size)
         # threads.adaptive times the steps to pick BLAS's thread count (minivae.threads)
-        bar = tqdm(threads.adaptive(minibatches(train_x, config.batch_size, data_rng)),
+        bar = tqdm(threads.adaptive(data.batches(train_x, config.batch_size, data_rng)),
                    total=n_batches, desc=f"epoch {epoch}/{config.epochs}",
                    disable=not progress, leave=False)
-        for x in bar:
-            pairs = None
-            if config.labels is not None:  # each unlabelled batch meets as many labelled pairs
-                rows = labelled[label_rng.integers(0, len(labelled), len(x))]
-                pairs = (train_x[rows], train_labels[rows], weight)
+        for x, extra in bar:  # extra: what the objective takes besides x (most models: none)
             try:
-                bound = training_bound(model, x, config, noise_rng, pairs)  # (B,)
+                bound = training_bound(model, x, config, noise_rng, extra)  # (B,)
             except ValueError as error:  # bad weights show up as an input check failing
                 stop_if_diverged(model, f"training {name}", epoch, error, optimizer.t > 0)
                 raise
@@ -243,16 +207,15 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
             raise
         if not np.isfinite(test_elbo):
             stop_if_diverged(model, test_name, epoch, test_elbo)
+        scores = data.scores(model, test_x)  # e.g. a test classification error
         for key, value in (("epoch", epoch), (train_key, bound_sum / seen),
-                           ("test_elbo", test_elbo), ("seconds", seconds)):
+                           ("test_elbo", test_elbo), ("seconds", seconds), *scores.items()):
             metrics[key].append(value)
-        if config.labels is not None:
-            metrics["test_error"].append(test_error(model, test_x, test_labels))
         if progress:
-            error = f"  test error {metrics['test_error'][-1]:.2%}" if "test_error" in metrics \
-                else ""
+            shown = "".join(f"  {key.replace('_', ' ')} {value:.2%}" for key, value in
+                            scores.items())
             tqdm.write(f"epoch {epoch:3d}  train {name:>5} {bound_sum / seen:9.3f}  "
-                       f"test {test_metric_name(model)} {test_elbo:9.3f}{error}  "
+                       f"test {test_metric_name(model)} {test_elbo:9.3f}{shown}  "
                        f"({seconds:.1f} s)")
         # the checkpoint first: it is what a resumed run reads, metrics.json only a copy
         save_run(checkpoint, config, epoch, int(train_pixels.shape[1]), model, optimizer,

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import minivae.io.lock as lock
-import minivae.train as training
+import minivae.training_data as training_data
 from minivae.cli import main
 from minivae.data import load_dataset
 from minivae.io.checkpoint import load_checkpoint, save_checkpoint
@@ -47,7 +47,7 @@ DIGITS = functools.lru_cache(load_dataset)
 @pytest.fixture(autouse=True)
 def read_the_digits_once(monkeypatch):
     """Most cases fail after the data are read: read them once (they are not what is tested)."""
-    monkeypatch.setattr(training, "load_dataset", DIGITS)
+    monkeypatch.setattr(training_data, "load_dataset", DIGITS)
 
 
 def run_cli(argv):
@@ -366,7 +366,7 @@ def test_a_folder_that_cannot_be_written_to_fails_before_training(trained_run, t
         raise AssertionError("the data were read")
 
     monkeypatch.setattr(lock.tempfile, "TemporaryFile", read_only)
-    monkeypatch.setattr("minivae.train.load_dataset", never)
+    monkeypatch.setattr("minivae.training_data.load_dataset", never)
     code, _, err = run_cli(["train", "--resume", "--epochs", "5", "--quiet", "--out", run])
     assert code == 2
     assert_one_error_line(err, "Permission denied", str(run))

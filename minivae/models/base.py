@@ -13,6 +13,7 @@ from minivae import checks
 from minivae.distributions import BernoulliLogits
 from minivae.engine.tensor import Tensor
 from minivae.nn import MLP, Module
+from minivae.training_data import TrainingData
 
 
 class ImageModel(Module):
@@ -24,6 +25,12 @@ class ImageModel(Module):
     """
 
     soft_targets = False
+
+    @classmethod
+    def training_data(cls, config, rng: np.random.Generator) -> TrainingData:
+        """What ``train`` feeds a model of this class (minivae/training_data.py): for most,
+        the images alone; ``rng`` is the stream of the run kept for the training data."""
+        return TrainingData(config, rng)
 
     def build_networks(self, x_dim: int, hidden, encoder_outputs: int, decoder_inputs: int,
                        activation: str, rng: np.random.Generator, dtype, leaky_slope: float,

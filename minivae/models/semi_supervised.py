@@ -26,6 +26,10 @@ through U).  Kingma et al. write the classification term as α E_p̃l[log q(y | 
 the labelled set) with α = 0.1 · N, N the training images; per labelled example this is the
 weight α' = 0.1 · N / N_l, which ``classification_weight`` returns (``alpha_scale`` = 0.1).
 
+``train`` feeds the model through ``LabelledTrainingData`` (minivae/training_data.py): each
+minibatch of unlabelled images comes with as many labelled pairs, and ``objective`` turns them
+into one row of J^α each.
+
 Verified by: tests/models/test_semi_supervised.py
 """
 from __future__ import annotations
@@ -40,6 +44,7 @@ from minivae.engine import ops
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.models.base import ImageModel
 from minivae.nn import MLP
+from minivae.training_data import LabelledTrainingData
 
 
 class SemiSupervisedVAE(ImageModel):
@@ -55,10 +60,17 @@ class SemiSupervisedVAE(ImageModel):
     """
 
     semi_supervised = True  # trained from labelled and unlabelled images (``train --labels``)
+    N_CLASSES = 10  # the digits
+
+    @classmethod
+    def training_data(cls, config, rng: np.random.Generator) -> LabelledTrainingData:
+        """``config.labels`` labelled images among the unlabelled ones, chosen by ``rng``."""
+        n_classes = config.model_options.get("n_classes", cls.N_CLASSES)
+        return LabelledTrainingData(config, rng, n_classes)
 
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "softplus",
                  rng: np.random.Generator | None = None, dtype=np.float32,
-                 leaky_slope: float = 0.01, n_classes: int = 10, alpha_scale: float = 0.1,
+                 leaky_slope: float = 0.01, n_classes: int = N_CLASSES, alpha_scale: float = 0.1,
                  soft_targets: bool = False):
         self.n_classes = checks.int_at_least(n_classes, "n_classes", 2)
         self.alpha_scale = checks.positive(alpha_scale, "alpha_scale", number=True)
@@ -139,9 +151,15 @@ class SemiSupervisedVAE(ImageModel):
         bounds = bounds.reshape(k, rows).transpose(1, 0)  # (B, K)
         return (log_q_y.exp() * (bounds - log_q_y)).sum(axis=-1)
 
-    def objective(self, x, rng: np.random.Generator) -> Tensor:
-        """U(x), the bound of an unlabelled image (``unlabelled_bound``)."""
-        return self.unlabelled_bound(x, rng)
+    def objective(self, x, rng: np.random.Generator, x_labelled=None, y_labelled=None,
+                  labelled_fraction: float | None = None) -> Tensor:
+        """U(x), the bound of an unlabelled image (``unlabelled_bound``); given B labelled
+        pairs and the share N_l / N of labelled training images, the rows of J^α
+        (``semi_supervised_objective`` with the weight ``classification_weight``)."""
+        if x_labelled is None:
+            return self.unlabelled_bound(x, rng)
+        weight = self.classification_weight(labelled_fraction)
+        return self.semi_supervised_objective(x, x_labelled, y_labelled, rng, weight)
 
     def forward(self, x, rng: np.random.Generator) -> Tensor:
         return self.unlabelled_bound(x, rng)
@@ -154,15 +172,16 @@ class SemiSupervisedVAE(ImageModel):
         """
         return self.unlabelled_bound(x, rng)
 
-    def classification_weight(self, n_images: int, n_labelled: int) -> float:
-        """α' = alpha_scale · N / N_l: the weight of log q(y | x) per labelled example, for
-        α = alpha_scale · N in front of the mean over the N_l labelled examples.
+    def classification_weight(self, labelled_fraction: float) -> float:
+        """α' = alpha_scale · N / N_l = alpha_scale / labelled_fraction: the weight of
+        log q(y | x) per labelled example, for α = alpha_scale · N in front of the mean over
+        the N_l labelled examples of the N training images.
 
         Verified by:
         tests/models/test_semi_supervised.py::test_paired_objective_adds_the_three_terms
         """
-        n_images = checks.positive_int(n_images, "n_images")
-        return self.alpha_scale * n_images / checks.positive_int(n_labelled, "n_labelled")
+        fraction = checks.real(labelled_fraction, "labelled_fraction", 0.0, 1.0, low_open=True)
+        return self.alpha_scale / fraction
 
     def semi_supervised_objective(self, x, x_labelled, y_labelled, rng: np.random.Generator,
                                   weight: float) -> Tensor:

@@ -10,7 +10,8 @@ from scipy import special, stats
 
 from minivae.cli import main
 from minivae.models import SemiSupervisedVAE
-from minivae.train import TrainConfig, choose_labelled, train
+from minivae.train import TrainConfig, train
+from minivae.training_data import choose_labelled
 from tests.helpers import assert_pictures, binary_data, run_demo
 
 K = 3
@@ -102,7 +103,11 @@ def test_paired_objective_adds_the_three_terms(flat_gradient_check):
     expected = (model.unlabelled_bound(x, rng).data + model.labelled_bound(x_l, y_l, rng).data
                 + 7.0 * log_q)
     np.testing.assert_allclose(value, expected, rtol=1e-12)
-    assert model.classification_weight(5000, 100) == pytest.approx(5.0)  # 0.1 · N / N_l
+    assert model.classification_weight(100 / 5000) == pytest.approx(5.0)  # 0.1 · N / N_l
+    # objective(x, rng, **pairs), as train calls it, is the same row with that weight
+    paired = model.objective(x, np.random.default_rng(6), x_labelled=x_l, y_labelled=y_l,
+                             labelled_fraction=0.1 / 7.0).data
+    np.testing.assert_allclose(paired, expected, rtol=1e-12)
 
     def objective():
         return float(model.semi_supervised_objective(x, x_l, y_l, np.random.default_rng(6),
