@@ -68,6 +68,15 @@ class SemiSupervisedVAE(ImageModel):
         n_classes = config.model_options.get("n_classes", cls.N_CLASSES)
         return LabelledTrainingData(config, rng, n_classes)
 
+    @classmethod
+    def step_networks(cls, config, x_dim: int) -> list[tuple[list[int], int]]:
+        """The classifier runs on the unlabelled and the labelled images (2 rows per image);
+        the encoder and the decoder on the K classes of each unlabelled image and on the
+        labelled one (K + 1 rows)."""
+        k, hidden = config.model_options.get("n_classes", cls.N_CLASSES), list(config.hidden)
+        return [([x_dim, *hidden, k], 2), ([x_dim + k, *hidden, 2 * config.z_dim], k + 1),
+                ([k + config.z_dim, *hidden[::-1], x_dim], k + 1)]
+
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "softplus",
                  rng: np.random.Generator | None = None, dtype=np.float32,
                  leaky_slope: float = 0.01, n_classes: int = N_CLASSES, alpha_scale: float = 0.1,

@@ -9,9 +9,10 @@ import pytest
 from scipy import special, stats
 
 from minivae.cli import main
+from minivae.data import load_dataset
 from minivae.models import GaussianSemiSupervisedVAE, SemiSupervisedVAE
 from minivae.optim import Adam
-from minivae.train import TrainConfig, train
+from minivae.train import TrainConfig, train, training_data
 from minivae.training_data import choose_labelled
 from tests.helpers import assert_pictures, binary_data, run_demo
 
@@ -208,6 +209,22 @@ def test_labels_are_balanced_and_checked():
         choose_labelled(labels, 10, 4, np.random.default_rng(0))
     with pytest.raises(ValueError, match="labels must be at most 4 × the images of the rarest"):
         choose_labelled(labels, 16, 4, np.random.default_rng(0))
+
+
+def test_a_subset_of_the_class_sorted_digits_is_drawn_at_random_for_m2(tmp_path):
+    """The embedded splits are sorted by class: their first 2000 training images hold digits
+    0-4 only.  m2 draws its --max-train / --max-test images at random (the same ones for one
+    seed), so 100 labels are 10 of each digit; other models keep the first images."""
+    digits = load_dataset("mnist-5k", "train")
+    config = TrainConfig(model="m2", labels=100, max_train=2000, max_test=200,
+                         out=str(tmp_path))
+    data, again = training_data(config), training_data(config)
+    assert np.array_equal(data.train_pixels, again.train_pixels)
+    assert np.array_equal(np.bincount(data.train_labels[data.labelled]), [10] * 10)
+    assert len(data.train_pixels) == 2000 and np.all(np.bincount(data.train_labels) > 150)
+    assert np.all(np.bincount(data.test_labels, minlength=10) > 5)
+    vae = training_data(TrainConfig(max_train=2000, out=str(tmp_path)))
+    assert np.array_equal(vae.train_pixels, digits.pixels(np.float32)[:2000])
 
 
 def test_the_config_asks_for_labels_with_m2_only(tmp_path):
