@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--option", action="append", metavar="KEY=VALUE", type=option_pair,
                        help="a model option, e.g. --option n_classes=10 (repeatable; VALUE is "
                             "read as JSON when it parses, else as a string)")
+    train.add_argument("--labels", type=int,
+                       help="how many training images keep their labels, as many of each "
+                            "class, chosen by --seed (semi-supervised --model m2 only; the "
+                            "paper's MNIST setting is 100)")
     train.add_argument("--seed", type=int, help=f"(default: {defaults.seed})")
     train.add_argument("--max-train", type=int,
                        help="use only the first N training images (default: all)")
@@ -180,7 +184,7 @@ def given_train_fields(args) -> dict:
         leaky_slope=args.leaky_slope, binarize=args.binarize, seed=args.seed, dtype=args.dtype,
         data_root=args.data_root,
         max_train=args.max_train, max_test=args.max_test, objective=args.objective,
-        k=args.k_train, model=args.model,
+        k=args.k_train, model=args.model, labels=args.labels,
         model_options=None if args.option is None else parse_options(args.option))
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -219,9 +223,9 @@ def run_evaluate(args) -> None:
     from minivae.objectives.likelihood import importance_sampling_log_likelihood, standard_error
     from minivae.train import (
         bound_name,
-        load_binary_split,
         scored_test_images,
         test_metric_name,
+        training_data,
     )
 
     checks.positive_int(args.k, "--k"), checks.integer(args.seed, "--seed", 0)
@@ -236,7 +240,8 @@ def run_evaluate(args) -> None:
     config = dataclasses.replace(
         config, max_test=config.max_test if args.n is None else args.n,
         data_root=config.data_root if args.data_root is None else args.data_root)
-    test_x = scored_test_images(model, load_binary_split(config, "test"), config.binarize)
+    test_x = scored_test_images(model, training_data(config).test_pixels,  # the run's images
+                                config.binarize)
     rng = np.random.default_rng(args.seed)
     metric = test_metric_name(model)
     score = model.elbo if metric == "ELBO" else model.objective

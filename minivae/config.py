@@ -53,6 +53,9 @@ class TrainConfig:
     model: str = "vae"  # a name in minivae.models.registry.MODELS
     model_options: dict = dataclasses.field(default_factory=dict)  # passed to the model class
     binarize: str = "dynamic"  # one of BINARIZATIONS; ignored by models of grey levels
+    # labelled training images of a semi-supervised model (m2), as many of each class, chosen
+    # by the seed; the other models read no labels
+    labels: int | None = None
 
     def __post_init__(self):
         self.hidden = checks.widths(self.hidden)
@@ -61,6 +64,13 @@ class TrainConfig:
             # silently ignoring k would let a run claim a bound it never optimized
             raise ValueError(f"k must be 1 with objective 'elbo' (k samples are used only by "
                              f"objective 'iwae'), got {self.k!r}")
+        semi_supervised = getattr(model_class(self.model), "semi_supervised", False)
+        if semi_supervised and self.labels is None:
+            raise ValueError(f"labels must say how many training images keep their labels "
+                             f"(e.g. 100): model {self.model!r} learns from them, got None")
+        if self.labels is not None and not semi_supervised:
+            raise ValueError(f"labels is read only by the semi-supervised model 'm2', got "
+                             f"labels {self.labels} with model {self.model!r}")
         if self.objective == "iwae" and self.model != "vae":
             raise ValueError(f"objective 'iwae' is implemented for model 'vae', got model "
                              f"{self.model!r}")
@@ -73,7 +83,7 @@ def check_fields(config: TrainConfig) -> None:
     negative n would silently mean all, or all but the last |n|, images."""
     for name in ("epochs", "batch_size", "z_dim", "k"):
         setattr(config, name, checks.positive_int(getattr(config, name), name))
-    for name in ("max_train", "max_test"):
+    for name in ("max_train", "max_test", "labels"):
         setattr(config, name, checks.positive_int(getattr(config, name), name, optional=True))
     config.seed = checks.integer(config.seed, "seed", 0)  # what np.random.default_rng accepts
     checks.positive(config.lr, "lr", number=True)
@@ -139,31 +149,38 @@ COPIES_PER_ACTIVATION = 4
 EVALUATION_ROWS = 1000  # the test bound is computed 1000 images at a time
 
 
+def memory_needs(config: TrainConfig, x_dim: int, n_train: int) -> dict[str, int]:
+    """Bytes a run needs, estimated before anything is allocated: {"weights": …, "batch": …}.
+    The model's class names the MLPs a step runs and how many rows each runs per image
+    (``ImageModel.step_networks``: the VAE's encoder and decoder once, M2's encoder and
+    decoder K + 1 times, since the K classes of every unlabelled image are enumerated).
+
+    Math: weights W = Σ over the MLPs' layers (inputs + 1)·outputs, stored 4 times (values,
+          gradients, Adam's m and v); a step holds rows · Σ_MLPs (rows per image · Σ widths)
+          · 4 floats, with rows = max(min(batch_size, n_train) · k, 1000).
+    Verified by: tests/test_train.py::test_sizes_that_cannot_fit_are_refused_up_front,
+    tests/test_train.py::test_the_memory_estimate_counts_m2_s_enumerated_classes
+    """
+    itemsize = np.dtype(config.dtype).itemsize
+    networks = model_class(config.model).step_networks(config, x_dim)
+    weights = sum((a + 1) * b for widths, _ in networks for a, b in zip(widths, widths[1:]))
+    rows = max(min(config.batch_size, n_train) * config.k, EVALUATION_ROWS)
+    activations = sum(per_image * sum(widths) for widths, per_image in networks)
+    return {"weights": 4 * weights * itemsize,
+            "batch": rows * activations * COPIES_PER_ACTIVATION * itemsize}
+
+
 def check_memory(config: TrainConfig, x_dim: int, n_train: int, available=None) -> None:
     """A MemoryError naming the field to lower when the run's model or its training batch
     cannot fit in the memory ``available`` (bytes; default: what this machine has free),
-    before anything is allocated.  Estimated for the VAE's encoder x_dim → hidden → 2·z_dim
-    and decoder z_dim → hidden → x_dim; other models differ by their latent layer only.
-
-    Math: weights W = Σ over both MLPs' layers (inputs + 1)·outputs, stored 4 times (values,
-          gradients, Adam's m and v); a step holds rows · Σ widths · 4 floats, with rows =
-          max(min(batch_size, n_train) · k, 1000).
-    Verified by: tests/test_train.py::test_sizes_that_cannot_fit_are_refused_up_front
-    """
+    before anything is allocated (the estimate: ``memory_needs``)."""
     available = free_memory() if available is None else available
-    itemsize = np.dtype(config.dtype).itemsize
-    encoder, decoder = [x_dim, *config.hidden, 2 * config.z_dim], [config.z_dim,
-                                                                 *config.hidden[::-1], x_dim]
-    weights = sum((a + 1) * b for widths in (encoder, decoder)
-                  for a, b in zip(widths, widths[1:]))
-    batch = min(config.batch_size, n_train) * config.k
-    rows = max(batch, EVALUATION_ROWS)
-    needs = {"weights": 4 * weights * itemsize,
-             "batch": rows * (sum(encoder) + sum(decoder)) * COPIES_PER_ACTIVATION * itemsize}
+    needs = memory_needs(config, x_dim, n_train)
     if available is None or sum(needs.values()) <= available:
         return
     have = f"about {byte_size(sum(needs.values()))} of memory, and {byte_size(available)} " \
            f"are free"
+    batch = min(config.batch_size, n_train) * config.k
     if batch > EVALUATION_ROWS and needs["weights"] <= available:  # the rows are too many
         field = "k" if config.k > 1 else "batch_size"
         raise MemoryError(f"{field} {getattr(config, field)} is too large: a training batch of "
@@ -171,6 +188,8 @@ def check_memory(config: TrainConfig, x_dim: int, n_train: int, available=None) 
                           f"needs {have}")
     field = "z_dim" if config.z_dim > max(config.hidden, default=0) else "hidden"
     value = config.z_dim if field == "z_dim" else list(config.hidden)
+    weights = needs["weights"] // (4 * np.dtype(config.dtype).itemsize)
+    rows = max(batch, EVALUATION_ROWS)
     raise MemoryError(f"{field} {value} is too large: a model with hidden layers "
                       f"{list(config.hidden)} and z_dim {config.z_dim} on {x_dim} inputs has "
                       f"{weights:.3g} weights; with their gradients, Adam's moments and the "

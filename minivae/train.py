@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from minivae import checks, threads
+from minivae import threads
 from minivae.config import TrainConfig, build_model, check_memory
-from minivae.data import binarize_dynamic, binarize_static, load_dataset, minibatches
+from minivae.data import binarize_dynamic, binarize_static
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.io.json_text import write_json
 from minivae.io.lock import run_folder
@@ -48,8 +48,10 @@ from minivae.io.resume import (
     restore_run,
     save_run,
 )
+from minivae.models.registry import model_class
 from minivae.objectives.iwae import iwae_bound
 from minivae.optim import Adam
+from minivae.training_data import load_binary_split  # noqa: F401  (public here, as before)
 
 TEST_BINARIZATION_SEED = 12345  # fixed, so every run scores the same binary test set
 
@@ -65,17 +67,6 @@ def bound_name(objective: str, k: int, model: str = "vae") -> str:
 def train_metric(objective: str) -> str:
     """The key of metrics.json holding the mean training bound of each epoch."""
     return "train_elbo" if objective == "elbo" else "train_iwae"
-
-
-def load_binary_split(config: TrainConfig, split: str) -> np.ndarray:
-    """Pixel intensities in [0, 1] of one split, (N, D) in the configured dtype."""
-    field = "max_train" if split == "train" else "max_test"
-    limit = checks.positive_int(getattr(config, field), field, optional=True)  # x[:0] is all
-    pixels = load_dataset(config.dataset, split, root=config.data_root).pixels(config.dtype)
-    if limit is not None and limit > len(pixels):
-        raise ValueError(f"{field} must be at most the {len(pixels)} images of the {split} "
-                         f"split of {config.dataset}, got {limit}")
-    return pixels[:limit]
 
 
 def scored_test_images(model, pixels: np.ndarray, binarize: str = "dynamic") -> np.ndarray:
@@ -125,17 +116,34 @@ def mean_elbo(model, x: np.ndarray, rng: np.random.Generator, batch_size: int = 
     return total / len(x)
 
 
-def training_bound(model, x: np.ndarray, config: TrainConfig,
-                   rng: np.random.Generator) -> Tensor:
+def training_bound(model, x: np.ndarray, config: TrainConfig, rng: np.random.Generator,
+                   extra: dict | None = None) -> Tensor:
     """The per-example bound that training maximizes, shape (B,), with its graph.
 
     Math: "elbo": log p(x | z) − KL(q(z|x) ‖ p(z)), z = μ + σ ⊙ ε (one sample, KL exact);
           "iwae": L̂_k = logsumexp_i(log p(x, z_i) − log q(z_i | x)) − log k, z_i ~ q(z | x).
+    Other models maximize their own ``objective(x, rng, **extra)``, ``extra`` what the run's
+    training data hands each step besides x (minivae/training_data.py).
     Verified by: tests/test_train.py::test_k1_iwae_step_is_the_monte_carlo_elbo_step
     """
     if config.objective == "iwae":
         return iwae_bound(model, x, config.k, rng)
-    return model.objective(x, rng)
+    return model.objective(x, rng, **(extra or {}))
+
+
+def run_generators(seed: int) -> list[np.random.Generator]:
+    """The run's five independent streams, spawned from ``seed``: the weights, the data order
+    and dynamic binarization, the model's noise, the one static binarization, and the training
+    data's own (e.g. which images keep their labels).  spawn(n)'s first streams are those of
+    spawn(n − 1), so each stream added last left earlier runs as they were."""
+    return np.random.default_rng(seed).spawn(5)
+
+
+def training_data(config: TrainConfig, rng: np.random.Generator | None = None):
+    """The images of the run ``config`` and what its steps read besides them
+    (minivae/training_data.py), drawn from ``rng``, by default the run's own fifth stream."""
+    rng = run_generators(config.seed)[4] if rng is None else rng
+    return model_class(config.model).training_data(config, rng)
 
 
 def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
@@ -168,11 +176,9 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
     checkpoint = out / RUN_FILES["checkpoint"]
     saved = read_resume_checkpoint(checkpoint, config) if resume else None
     remove_stale_temporary_files(out)
-    # spawn(4)'s first three streams are spawn(3)'s: the fourth left runs as they were
-    model_rng, data_rng, noise_rng, static_rng = np.random.default_rng(config.seed).spawn(4)
-
-    train_pixels = load_binary_split(config, "train")
-    test_pixels = load_binary_split(config, "test")
+    model_rng, data_rng, noise_rng, static_rng, extra_rng = run_generators(config.seed)
+    data = training_data(config, extra_rng)
+    train_pixels, test_pixels = data.train_pixels, data.test_pixels
     check_memory(config, train_pixels.shape[1], len(train_pixels))  # before the model exists
     model = build_model(config, train_pixels.shape[1], model_rng)
     binary = getattr(model, "binary_data", True)  # False: trained on the grey levels
@@ -187,8 +193,10 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
     name = bound_name(config.objective, config.k, config.model)
     metrics = {"config": dataclasses.asdict(config), "objective": config.objective,
                "k": config.k, "test_metric": test_metric_name(model), "epoch": [],
-               train_key: [], "test_elbo": [], "seconds": []}
-    generators = {"data": data_rng, "noise": noise_rng}  # the run state besides the model's
+               train_key: [], "test_elbo": [], "seconds": [],
+               **{score: [] for score in data.score_names}}
+    # the run state besides the model's
+    generators = {"data": data_rng, "noise": noise_rng, **data.generators}
     first_epoch = 1
     if saved is not None:
         first_epoch = 1 + restore_run(saved, checkpoint, model, optimizer, generators, metrics)
@@ -199,12 +207,12 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
         train_x = binarize_dynamic(train_pixels, data_rng) if fixed_x is None else fixed_x
         n_batches = -(-len(train_x) // config.batch_size)
         # threads.adaptive times the steps to pick BLAS's thread count (minivae.threads)
-        bar = tqdm(threads.adaptive(minibatches(train_x, config.batch_size, data_rng)),
+        bar = tqdm(threads.adaptive(data.batches(train_x, config.batch_size, data_rng)),
                    total=n_batches, desc=f"epoch {epoch}/{config.epochs}",
                    disable=not progress, leave=False)
-        for x in bar:
+        for x, extra in bar:  # extra: what the objective takes besides x (most models: none)
             try:
-                bound = training_bound(model, x, config, noise_rng)  # (B,)
+                bound = training_bound(model, x, config, noise_rng, extra)  # (B,)
             except ValueError as error:  # bad weights show up as an input check failing
                 stop_if_diverged(model, f"training {name}", epoch, error, optimizer.t > 0)
                 raise
@@ -229,12 +237,16 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
             raise
         if not np.isfinite(test_elbo):
             stop_if_diverged(model, test_name, epoch, test_elbo)
+        scores = data.scores(model, test_x)  # e.g. a test classification error
         for key, value in (("epoch", epoch), (train_key, bound_sum / seen),
-                           ("test_elbo", test_elbo), ("seconds", seconds)):
+                           ("test_elbo", test_elbo), ("seconds", seconds), *scores.items()):
             metrics[key].append(value)
         if progress:
+            shown = "".join(f"  {key.replace('_', ' ')} {value:.2%}" for key, value in
+                            scores.items())
             tqdm.write(f"epoch {epoch:3d}  train {name:>5} {bound_sum / seen:9.3f}  "
-                       f"test {test_metric_name(model)} {test_elbo:9.3f}  ({seconds:.1f} s)")
+                       f"test {test_metric_name(model)} {test_elbo:9.3f}{shown}  "
+                       f"({seconds:.1f} s)")
         # the checkpoint first: it is what a resumed run reads, metrics.json only a copy
         save_run(checkpoint, config, epoch, int(train_pixels.shape[1]), model, optimizer,
                  generators, metrics)

@@ -220,8 +220,8 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(
     if failure == "bound":
         real_bound = train_module.training_bound
 
-        def nan_bound(model, x, config, rng):
-            bound = real_bound(model, x, config, rng)
+        def nan_bound(model, x, config, rng, extra=None):
+            bound = real_bound(model, x, config, rng, extra)
             bound.data[0] = np.nan
             return bound
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import minivae.io.lock as lock
-import minivae.train as training
+import minivae.training_data as training_data
 from minivae.cli import main
 from minivae.data import load_dataset
 from minivae.io.checkpoint import load_checkpoint, save_checkpoint
@@ -47,7 +47,7 @@ DIGITS = functools.lru_cache(load_dataset)
 @pytest.fixture(autouse=True)
 def read_the_digits_once(monkeypatch):
     """Most cases fail after the data are read: read them once (they are not what is tested)."""
-    monkeypatch.setattr(training, "load_dataset", DIGITS)
+    monkeypatch.setattr(training_data, "load_dataset", DIGITS)
 
 
 def run_cli(argv):
@@ -152,6 +152,10 @@ TRAIN_CASES = [
     (["--resume", "--out", "{run}", "--epochs", "2", "--binarize", "round"], 2,
      ["differs from the run's in binarize 'dynamic' → 'round'"]),
     # slices by a user's number: 0 or a negative N would silently take all, or all but |N|
+    (["--labels", "0"], 2, ["--labels must be a positive integer"]),
+    (["--labels", "100"], 2, ["--labels is read only by the semi-supervised model 'm2'"]),
+    (["--model", "m2"], 2, ["--labels must say how many"]),
+    (["--model", "m2", "--labels", "15"], 2, ["--labels must be a multiple of the 10 classes"]),
     (["--max-train", "0"], 2, ["--max-train must be a positive integer"]),
     (["--max-train", "-10"], 2, ["--max-train must be a positive integer"]),
     (["--max-test", "0"], 2, ["--max-test must be a positive integer"]),
@@ -372,7 +376,7 @@ def test_a_folder_that_cannot_be_written_to_fails_before_training(trained_run, t
         raise AssertionError("the data were read")
 
     monkeypatch.setattr(lock.tempfile, "TemporaryFile", read_only)
-    monkeypatch.setattr("minivae.train.load_dataset", never)
+    monkeypatch.setattr("minivae.training_data.load_dataset", never)
     code, _, err = run_cli(["train", "--resume", "--epochs", "5", "--quiet", "--out", run])
     assert code == 2
     assert_one_error_line(err, "Permission denied", str(run))

@@ -133,7 +133,8 @@ def test_demos_refuse_a_training_subset_that_is_not_a_count(tmp_path, name, max_
 ALL_DEMOS = sorted(path.stem for path in DEMOS.glob("*.py"))
 # demos that read MNIST and take --dataset mnist-5k (the default) or mnist
 DATA_DEMOS = ["attribute_vectors", "full_covariance", "gaussian_decoder", "gumbel_vae", "iwae",
-              "overlapping_latents", "seed004_vae", "vade_clustering", "vqvae"]
+              "overlapping_latents", "seed004_vae", "semi_supervised", "vade_clustering",
+              "vqvae"]
 # for each demo, a value of the right type that it refuses before any work: (arguments,
 # what the one line must say); "{file}" is a file where a folder is expected
 BAD_VALUES = {
@@ -158,6 +159,7 @@ BAD_VALUES = {
     "overlapping_latents": (["--epochs", "0"], "--epochs must be a positive integer"),
     "samplers": (["--n", "5"], "--n must be at least 100"),
     "seed004_vae": (["--epochs", "0"], "--epochs must be a positive integer"),
+    "semi_supervised": (["--labels", "105"], "--labels must be a multiple of the 10 classes"),
     "svi_vs_amortized": (["--inner-steps", "0"], "--inner-steps must be a positive integer"),
     "vade_clustering": (["--max-train", "0"], "--max-train must be a positive integer"),
     "vae_digits": (["--epochs", "0"], "epochs must be a positive integer"),

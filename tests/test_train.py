@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from minivae.config import check_memory
+from minivae.config import check_memory, memory_needs
 from minivae.data import binarize_dynamic, load_dataset
 from minivae.engine.tensor import no_grad
 from minivae.io.checkpoint import load_checkpoint
@@ -73,8 +73,8 @@ def test_train_elbo_is_the_mean_over_every_example_seen(tmp_path, monkeypatch):
 
     bounds = []
 
-    def recording(model, x, config, rng):
-        bound = training_bound(model, x, config, rng)
+    def recording(model, x, config, rng, extra=None):
+        bound = training_bound(model, x, config, rng, extra)
         bounds.append(bound.data.astype(np.float64))
         return bound
 
@@ -253,3 +253,21 @@ def test_sizes_that_cannot_fit_are_refused_up_front():
     # the batch never holds more images than the data
     check_memory(TrainConfig(hidden=(40, 30), z_dim=5, batch_size=10**9), 784, 1000,
                  available=floats * 4)
+
+
+def test_the_memory_estimate_counts_m2_s_enumerated_classes():
+    """M2 runs its encoder and decoder on the K classes of every unlabelled image and on the
+    labelled one: its batch estimate grows with K, past K + 1 = 11 times the VAE's for the
+    digits; its weights are counted exactly (the model's own parameters, three MLPs)."""
+    vae = memory_needs(TrainConfig(hidden=(40,), z_dim=5), 784, 60_000)
+    batches = []
+    for k in (2, 10, 20):
+        config = TrainConfig(model="m2", labels=100, hidden=(40,), z_dim=5,
+                             model_options={"n_classes": k})
+        needs = memory_needs(config, 784, 60_000)
+        model = build_model(config, 784, np.random.default_rng(0))
+        assert needs["weights"] == 4 * 4 * sum(p.data.size for p in model.parameters())
+        batches.append(needs["batch"])
+    assert batches[0] < batches[1] < batches[2] and batches[1] > 11 * vae["batch"]
+    with pytest.raises(MemoryError, match=r"^hidden \[40\] is too large"):
+        check_memory(config, 784, 60_000, available=sum(vae.values()) * 11)

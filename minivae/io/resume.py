@@ -202,9 +202,10 @@ def restore_run(saved: tuple[dict, dict], path: Path, model, optimizer: Adam,
                               f"{sorted(extra['scalars'])} and generators "
                               f"{sorted(extra['generators'])}")
     epoch = meta["epoch"]
-    train_key = next(k for k in ("train_elbo", "train_iwae") if k in metrics)
     saved_metrics = meta["metrics"]
-    keys = ("epoch", train_key, "test_elbo", "seconds")
+    # the per-epoch lists of a fresh run: the bounds and seconds, and the training data's
+    # scores (a test error); each holds one number per finished epoch
+    keys = tuple(key for key, value in metrics.items() if isinstance(value, list))
     if not (isinstance(saved_metrics, dict)
             and all(isinstance(saved_metrics.get(k), list) and len(saved_metrics[k]) == epoch
                     and all(_is_number(value) for value in saved_metrics[k]) for k in keys)

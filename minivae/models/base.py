@@ -13,6 +13,7 @@ from minivae import checks
 from minivae.distributions import BernoulliLogits
 from minivae.engine.tensor import Tensor
 from minivae.nn import MLP, Module
+from minivae.training_data import TrainingData
 
 
 class ImageModel(Module):
@@ -24,6 +25,22 @@ class ImageModel(Module):
     """
 
     soft_targets = False
+
+    @classmethod
+    def training_data(cls, config, rng: np.random.Generator) -> TrainingData:
+        """What ``train`` feeds a model of this class (minivae/training_data.py): for most,
+        the images alone; ``rng`` is the stream of the run kept for the training data."""
+        return TrainingData(config, rng)
+
+    @classmethod
+    def step_networks(cls, config, x_dim: int) -> list[tuple[list[int], int]]:
+        """The layer widths of each MLP a training step of ``config`` runs, with how many rows
+        it runs per image (``minivae.config.memory_needs``): the encoder x_dim → hidden →
+        2·z_dim and the decoder z_dim → hidden → x_dim, once each (the other models differ
+        from these in their latent layer only)."""
+        hidden = list(config.hidden)
+        return [([x_dim, *hidden, 2 * config.z_dim], 1),
+                ([config.z_dim, *hidden[::-1], x_dim], 1)]
 
     def build_networks(self, x_dim: int, hidden, encoder_outputs: int, decoder_inputs: int,
                        activation: str, rng: np.random.Generator, dtype, leaky_slope: float,

@@ -19,6 +19,7 @@ MODELS = {
     "vqvae": ("minivae.models.vqvae", "VQVAE"),
     "vade": ("minivae.models.vade", "VaDE"),
     "gaussian_vade": ("minivae.models.gaussian_vade", "GaussianVaDE"),
+    "m2": ("minivae.models.semi_supervised", "SemiSupervisedVAE"),
 }
 
 

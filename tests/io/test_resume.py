@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import minivae.train as training
+import minivae.training_data as training_data
 from minivae.cli import main
 from minivae.data import load_dataset
 from minivae.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -23,7 +24,7 @@ DIGITS = functools.lru_cache(load_dataset)  # shared by the tests of this file
 @pytest.fixture(autouse=True)
 def fast_runs(monkeypatch):
     """Read the embedded digits once and skip the pictures: neither is part of the run state."""
-    monkeypatch.setattr(training, "load_dataset", DIGITS)
+    monkeypatch.setattr(training_data, "load_dataset", DIGITS)
     monkeypatch.setattr(training, "write_pictures", lambda *args, **kwargs: None)
 
 
@@ -51,6 +52,8 @@ MODELS = {
     # the EMA codebook is a buffer; restarting dead codewords draws from the model's own rng
     "vqvae_ema": dict(model="vqvae", activation="relu",
                       model_options={"codebook_size": 8, "ema": True, "restart_dead": True}),
+    # which labelled pairs meet each batch comes from the training data's own generator
+    "m2": dict(model="m2", labels=20),
 }
 
 
@@ -72,6 +75,17 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, name):
     last, _ = load_checkpoint(tmp_path / "whole" / "checkpoint.npz")
     assert int(last["_adam.t"]) == 3 * int(first_epoch["_adam.t"]) > 0
     assert not np.array_equal(last["_adam.m.0"], first_epoch["_adam.m.0"])
+
+
+def test_only_a_semi_supervised_run_saves_a_labels_generator(tmp_path):
+    """m2 draws its labelled pairs from a stream of its own, saved with the others (the
+    resume above is identical only because it is); the other models' checkpoints are as
+    before."""
+    for name in ("m2", "vae"):
+        train(tiny_config(tmp_path / name, 1, **MODELS[name]), progress=False)
+        _, meta = load_checkpoint(tmp_path / name / "checkpoint.npz")
+        assert sorted(meta["rng"]) == (["data", "labels", "noise"] if name == "m2"
+                                       else ["data", "noise"])
 
 
 def test_categorical_temperature_is_restored(tmp_path):

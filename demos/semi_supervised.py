@@ -1,0 +1,200 @@
+"""Demo: classifying digits from 100 labels — M2 and M1+M2 against k-means in a VAE's latent space.
+
+Three ways to use the many unlabelled images (Kingma, Rezende, Mohamed & Welling 2014):
+
+* k-means baseline: train a VAE (M1) on every image without labels, run k-means on the latent
+  means μ(x) of the training images, and label each cluster by the majority of the labelled
+  images that fall in it (a cluster holding none takes the most common label);
+* M2: a VAE whose latent variables are a class y and a style z, trained on the bound L(x, y) of
+  the labelled images, the bound U(x) of all the images (the class summed out exactly), and
+  α' log q(y | x) on the labelled ones (``minivae.models.SemiSupervisedVAE``, through
+  ``python -m minivae train --model m2 --labels N``); it classifies by argmax_y q(y | x);
+* M1+M2: the same M2, with a Gaussian decoder p(z₁ | y, z₂), trained on M1's latent means
+  z₁ = μ(x) instead of the pixels (``minivae.models.GaussianSemiSupervisedVAE``).
+
+All three see the same labelled images (N / 10 of each class, chosen by --seed as the M2 run
+chooses them).  Writes test_error.png (test error per epoch of M2 and M1+M2, with the
+baseline) and analogies.png (row i: a test digit, then M2's decoder at its style z = μ(x, ŷ)
+with each class y in turn), and prints a table.
+
+    python demos/semi_supervised.py --labels 100                   # minutes, on 4,500 digits
+    python demos/semi_supervised.py --dataset mnist --epochs 50    # full MNIST, as in the paper
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from minivae import checks
+from minivae.config import TrainConfig
+from minivae.data import binarize_dynamic
+from minivae.engine.tensor import no_grad
+from minivae.io.plots import output_folder, save_curve, save_image_grid
+from minivae.io.resume import load_model
+from minivae.models import GaussianSemiSupervisedVAE
+from minivae.optim import Adam
+from minivae.program import (
+    add_data_arguments,
+    add_quiet_argument,
+    demo_parser,
+    run_reporting_errors,
+)
+from minivae.topics.clustering import kmeans_plus_plus
+from minivae.train import TEST_BINARIZATION_SEED, run_generators, train, training_data
+from minivae.training_data import LabelledTrainingData, classification_error
+
+PAPER_ERRORS = {"M2": (11.97, 1.71), "M1+M2": (3.33, 0.14)}  # Kingma et al. 2014, Table 1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = demo_parser(__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/semi_supervised", help="folder for the runs "
+                                                                      "and pictures")
+    add_data_arguments(parser)
+    parser.add_argument("--labels", type=int, default=100,
+                        help="training images that keep their labels (a multiple of 10)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of M2 and of M1+M2's M2")
+    parser.add_argument("--vae-epochs", type=int, default=10,
+                        help="epochs of the VAE (M1) under k-means and M1+M2")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[500])
+    parser.add_argument("--z-dim", type=int, default=50)
+    parser.add_argument("--clusters", type=int, default=10, help="k of the k-means baseline")
+    parser.add_argument("--seed", type=int, default=0)
+    add_quiet_argument(parser)
+    return parser.parse_args(argv)
+
+
+def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, steps: int = 50) -> np.ndarray:
+    """Cluster centres (k, d) after Lloyd's iterations from k-means++ seeds."""
+    centres = points[kmeans_plus_plus(points, k, rng)].copy()
+    for _ in range(steps):
+        nearest = nearest_centre(points, centres)
+        for c in range(k):
+            if np.any(nearest == c):  # an empty cluster keeps its centre
+                centres[c] = points[nearest == c].mean(axis=0)
+    return centres
+
+
+def nearest_centre(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return ((points[:, None, :] - centres) ** 2).sum(-1).argmin(axis=1)
+
+
+def latent_means(args, out: Path, train_pixels: np.ndarray,
+                 test_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """M1: a VAE trained on every training image without labels; the latent means μ(x) of the
+    training images (one binarization) and of the binarized test images, float32."""
+    config = TrainConfig(dataset=args.dataset, data_root=args.data_root, epochs=args.vae_epochs,
+                         hidden=tuple(args.hidden), z_dim=args.z_dim, seed=args.seed,
+                         out=str(out / "vae"))
+    train(config, progress=not args.quiet)
+    vae, _ = load_model(out / "vae" / "checkpoint.npz")
+    rng = np.random.default_rng(args.seed)
+    with no_grad():
+        return (vae.encode(binarize_dynamic(train_pixels, rng)).loc.data,
+                vae.encode(test_pixels).loc.data)
+
+
+def kmeans_baseline(args, data: LabelledTrainingData, codes: np.ndarray,
+                    test_codes: np.ndarray) -> float:
+    """Test error of k-means on M1's latent means, clusters labelled by majority vote."""
+    codes, test_codes = codes.astype(np.float64), test_codes.astype(np.float64)
+    labelled, train_labels = data.labelled, data.train_labels
+    centres = kmeans(codes, args.clusters, np.random.default_rng(args.seed))
+    votes = np.zeros((args.clusters, 10), np.int64)
+    np.add.at(votes, (nearest_centre(codes[labelled], centres), train_labels[labelled]), 1)
+    fallback = np.bincount(train_labels[labelled], minlength=10).argmax()
+    cluster_label = np.where(votes.sum(1) > 0, votes.argmax(1), fallback)
+    return float(np.mean(cluster_label[nearest_centre(test_codes, centres)] != data.test_labels))
+
+
+def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray,
+               test_codes: np.ndarray) -> list[float]:
+    """Test error per epoch of M2 with a Gaussian decoder on M1's latent means: each step the
+    objective of a minibatch of codes and as many labelled codes, as ``train`` steps M2."""
+    model_rng, data_rng, noise_rng, _, _ = run_generators(args.seed)
+    model = GaussianSemiSupervisedVAE(codes.shape[1], hidden=tuple(args.hidden),
+                                      z_dim=args.z_dim, rng=model_rng)
+    optimizer = Adam(model.parameters(), lr=1e-3)
+    errors = []
+    for _ in tqdm(range(args.epochs), desc="M1+M2 epochs", disable=args.quiet):
+        for x, extra in data.batches(codes, 128, data_rng):  # extra: the labelled codes
+            loss = -model.objective(x, noise_rng, **extra).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        errors.append(classification_error(model, test_codes, data.test_labels))
+    return errors
+
+
+def main(args: argparse.Namespace) -> dict:
+    checks.positive_int(args.labels, "--labels"), checks.positive_int(args.clusters, "--clusters")
+    checks.positive_int(args.epochs, "--epochs")
+    config = TrainConfig(model="m2", labels=args.labels, dataset=args.dataset,
+                         data_root=args.data_root, epochs=args.epochs, hidden=tuple(args.hidden),
+                         z_dim=args.z_dim, activation="softplus", seed=args.seed)
+    try:  # the images and labels of M2's run, the same labelled ones
+        data = training_data(config)
+    except ValueError as error:
+        raise ValueError(f"--{error}") from None  # the message starts with "labels must be"
+    out = output_folder(args.out)  # after data and checks: a failed start leaves no folder
+    test_pixels = binarize_dynamic(data.test_pixels,
+                                   np.random.default_rng(TEST_BINARIZATION_SEED))
+    start = time.perf_counter()
+    m2 = train(dataclasses.replace(config, out=str(out / "m2")), progress=not args.quiet)
+    m2_seconds = time.perf_counter() - start
+    codes, test_codes = latent_means(args, out, data.train_pixels, test_pixels)
+    baseline = kmeans_baseline(args, data, codes, test_codes)
+    m1m2 = m1_plus_m2(args, data, codes, test_codes)
+    results = {"m2_test_error": m2["test_error"][-1], "m2_curve": m2["test_error"],
+               "m1m2_test_error": m1m2[-1], "m1m2_curve": m1m2,
+               "kmeans_test_error": baseline, "m2_seconds": m2_seconds,
+               "seconds": time.perf_counter() - start}
+    write_pictures(out, m2, m1m2, baseline, test_pixels, args)
+    print_table(results, args, out)
+    return results
+
+
+def write_pictures(out: Path, m2: dict, m1m2: list, baseline: float, test_pixels: np.ndarray,
+                   args) -> None:
+    save_curve(out / "test_error.png", m2["epoch"],
+               {"M2": 100 * np.array(m2["test_error"]), "M1+M2": 100 * np.array(m1m2),
+                f"k-means ({args.clusters}) on VAE means, after training":
+                    np.full(len(m2["epoch"]), 100 * baseline)},
+               ylabel="test error (%)",
+               title=f"{args.labels} labels on {args.dataset}")
+    model, _ = load_model(out / "m2" / "checkpoint.npz")
+    shown = test_pixels[np.linspace(0, len(test_pixels) - 1, 10).astype(int)]
+    predicted = model.predict(shown)
+    with no_grad():
+        style = model.encode(shown, predicted).loc.data  # z = μ(x, ŷ)
+    rows = [np.concatenate([x[None], model.generate(np.arange(10), np.repeat(z[None], 10, 0))])
+            for x, z in zip(shown, style)]
+    save_image_grid(out / "analogies.png", np.concatenate(rows), ncols=11,
+                    title="a test digit, then its style z = μ(x, ŷ) decoded with y = 0 … 9")
+
+
+def print_table(results: dict, args, out: Path) -> None:
+    print(f"\nTest error with {args.labels} labels on {args.dataset}")
+    print("| method                                      | test error |")
+    print("|---------------------------------------------|------------|")
+    for name, (error, spread) in PAPER_ERRORS.items():
+        print(f"| {name + ', Kingma et al. (2014), MNIST':43s} | {error:5.2f} ± {spread:.2f}% |")
+    print(f"| {'minivae: k-means (' + str(args.clusters) + ') on VAE latent means':43s} | "
+          f"{100 * results['kmeans_test_error']:9.2f}% |")
+    print(f"| {'minivae: M2, ' + str(args.epochs) + ' epochs':43s} | "
+          f"{100 * results['m2_test_error']:9.2f}% |")
+    print(f"| {'minivae: M1+M2, ' + str(args.epochs) + ' epochs':43s} | "
+          f"{100 * results['m1m2_test_error']:9.2f}% |")
+    print(f"{results['seconds']:.0f} s in all (M2 {results['m2_seconds']:.0f} s)")
+    for name in ("test_error.png", "analogies.png"):
+        print(f"  {(out / name).resolve()}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_reporting_errors(lambda: main(parse_args())))

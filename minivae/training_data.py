@@ -1,0 +1,127 @@
+"""What a training run reads: its images, and what each step hands the objective besides them.
+
+``train`` (minivae/train.py) asks the model's class for its training data
+(``ImageModel.training_data``) and walks it the same way for every model:
+
+* ``train_pixels`` and ``test_pixels``: the images of the run;
+* ``batches(train_x, batch_size, rng)``: each minibatch x of an epoch with the keyword
+  arguments the model's ``objective(x, rng, **extra)`` takes besides it: none for a model that
+  learns from the images alone, labelled pairs for the semi-supervised M2;
+* ``scores(model, test_x)``: fractions recorded per epoch besides the test bound, by name
+  (``score_names``), printed as percentages;
+* ``generators``: the random streams it draws from, run state saved in every checkpoint.
+
+``TrainingData`` is the images alone; ``LabelledTrainingData`` keeps ``config.labels`` labels.
+
+Verified by: tests/io/test_resume.py::test_interrupted_and_resumed_run_equals_uninterrupted,
+tests/models/test_semi_supervised.py::test_labels_are_balanced_and_checked
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from minivae import checks
+from minivae.data import load_dataset, minibatches
+
+
+def load_binary_split(config, split: str) -> np.ndarray:
+    """Pixel intensities in [0, 1] of the first ``max_train`` (or ``max_test``) images of one
+    split, (N, D) in the configured dtype."""
+    return load_split(config, split)[0]
+
+
+def load_split(config, split: str, rng: np.random.Generator | None = None):
+    """(pixels (N, D) in the configured dtype, labels (N,) int64) of one split: its first
+    ``max_train`` (or ``max_test``) images, or that many drawn at random by ``rng`` (in the
+    order of the split) when it is given, since a split may be sorted by class."""
+    field = "max_train" if split == "train" else "max_test"
+    limit = checks.positive_int(getattr(config, field), field, optional=True)  # x[:0] is all
+    data = load_dataset(config.dataset, split, root=config.data_root)
+    pixels = data.pixels(config.dtype)
+    if limit is not None and limit > len(pixels):
+        raise ValueError(f"{field} must be at most the {len(pixels)} images of the {split} "
+                         f"split of {config.dataset}, got {limit}")
+    if limit is None or rng is None:
+        return pixels[:limit], data.labels[:limit]
+    rows = np.sort(rng.permutation(len(pixels))[:limit])
+    return pixels[rows], data.labels[rows]
+
+
+class TrainingData:
+    """The images alone: the first ``max_train`` training and ``max_test`` test images; a step
+    hands the objective its minibatch and nothing else."""
+
+    def __init__(self, config, rng: np.random.Generator):
+        self.train_pixels = load_binary_split(config, "train")
+        self.test_pixels = load_binary_split(config, "test")
+        self.generators: dict[str, np.random.Generator] = {}  # none drawn from
+        self.score_names: tuple[str, ...] = ()
+
+    def batches(self, train_x: np.ndarray, batch_size: int,
+                rng: np.random.Generator) -> Iterator[tuple[np.ndarray, dict]]:
+        """One epoch of shuffled minibatches of ``train_x``, each with no extra arguments."""
+        for x in minibatches(train_x, batch_size, rng):
+            yield x, {}
+
+    def scores(self, model, test_x: np.ndarray) -> dict[str, float]:
+        """Nothing besides the test bound."""
+        return {}
+
+
+class LabelledTrainingData(TrainingData):
+    """Images of which ``config.labels`` keep their labels, N_l / K of each of the model's
+    ``n_classes`` K classes, drawn by ``rng``; with ``max_train`` or ``max_test`` the images
+    of that split are a random subset too (the embedded splits are sorted by class: their
+    first images hold few classes, too few to label or to score a classifier on).
+
+    Each minibatch of B images (the unlabelled stream: every training image, its label hidden)
+    is paired with B labelled pairs drawn with replacement by ``rng``, from this epoch's
+    binarization; the objective gets them as ``x_labelled``, ``y_labelled`` and the share
+    ``labelled_fraction`` = N_l / N of the training images that are labelled.  Scored per
+    epoch by the test classification error.
+    """
+
+    def __init__(self, config, rng: np.random.Generator, n_classes: int):
+        self.train_pixels, self.train_labels = load_split(config, "train", rng)
+        self.test_pixels, self.test_labels = load_split(config, "test", rng)
+        self.labelled = choose_labelled(self.train_labels, config.labels, n_classes, rng)
+        self.labelled_fraction = len(self.labelled) / len(self.train_pixels)
+        self.rng = rng
+        self.generators = {"labels": rng}  # which pairs meet which batch: resumed with the run
+        self.score_names = ("test_error",)
+
+    def batches(self, train_x: np.ndarray, batch_size: int,
+                rng: np.random.Generator) -> Iterator[tuple[np.ndarray, dict]]:
+        for x in minibatches(train_x, batch_size, rng):
+            rows = self.labelled[self.rng.integers(0, len(self.labelled), len(x))]
+            yield x, {"x_labelled": train_x[rows], "y_labelled": self.train_labels[rows],
+                      "labelled_fraction": self.labelled_fraction}
+
+    def scores(self, model, test_x: np.ndarray) -> dict[str, float]:
+        return {"test_error": classification_error(model, test_x, self.test_labels)}
+
+
+def choose_labelled(labels: np.ndarray, n: int, n_classes: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Indices of the n training images that keep their labels: n / K of each of the K
+    classes, drawn without replacement by ``rng``; sorted.  ValueError naming ``labels`` when
+    n is not a multiple of K or a class has fewer than n / K images."""
+    checks.require(n % n_classes == 0, "labels", f"a multiple of the {n_classes} classes, so "
+                   f"that each class has as many labelled images", n)
+    per_class = n // n_classes
+    counts = np.bincount(labels, minlength=n_classes)
+    checks.require(counts >= per_class, "labels", f"at most {n_classes} × the images of the "
+                   f"rarest class ({counts.min()} among the {len(labels)} training images)", n)
+    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+              for c in range(n_classes)]
+    return np.sort(np.concatenate(chosen))
+
+
+def classification_error(model, x: np.ndarray, labels: np.ndarray,
+                         batch_size: int = 1000) -> float:
+    """The fraction of the rows of x whose predicted class is not their label."""
+    wrong = sum(int((model.predict(x[i:i + batch_size]) != labels[i:i + batch_size]).sum())
+                for i in range(0, len(x), batch_size))
+    return wrong / len(x)

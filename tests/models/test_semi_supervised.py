@@ -1,0 +1,264 @@
+"""The M2 model of Kingma et al. (2014): its two bounds against NumPy and a grid, its gradients,
+its input checks, and a short semi-supervised run on real digits."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import special, stats
+
+from minivae.cli import main
+from minivae.data import load_dataset
+from minivae.models import GaussianSemiSupervisedVAE, SemiSupervisedVAE
+from minivae.optim import Adam
+from minivae.train import TrainConfig, train, training_data
+from minivae.training_data import choose_labelled
+from tests.helpers import assert_pictures, binary_data, run_demo
+
+K = 3
+
+
+def tiny_model(z_dim=2, x_dim=6, seed=0, dtype=np.float64, cls=SemiSupervisedVAE,
+               hidden=(5,), **options):
+    return cls(x_dim, hidden=hidden, z_dim=z_dim, activation="tanh",
+               rng=np.random.default_rng(seed), dtype=dtype, **{"n_classes": K, **options})
+
+
+def real_data(n, x_dim=6, seed=0):
+    """Real vectors like M1's latent means: any sign, a few units wide."""
+    return 2.0 * np.random.default_rng(seed).standard_normal((n, x_dim))
+
+
+def numpy_mlp(mlp, h):
+    """The MLP's forward pass in NumPy (tanh between the layers)."""
+    for i, layer in enumerate(mlp.layers):
+        h = h @ layer.weight.data + layer.bias.data
+        if i < len(mlp.layers) - 1:
+            h = np.tanh(h)
+    return h
+
+
+def numpy_log_likelihood(model, x, y, z):
+    """log p(x | y, z) = Σ_i x_i l_i − log(1 + e^l_i), l = decoder([e_y, z]); z (..., B, J).
+    For the Gaussian decoder [μ; h] = decoder([e_y, z]), σ² = m² + e^h (m the floor), and
+    scipy's normal log density."""
+    e_y = np.broadcast_to(np.eye(K)[y], (*z.shape[:-1], K))
+    output = numpy_mlp(model.decoder, np.concatenate([e_y, z], axis=-1))
+    if isinstance(model, GaussianSemiSupervisedVAE):
+        mean, raw = output[..., :model.x_dim], output[..., model.x_dim:]
+        sigma = np.sqrt(model.min_sigma ** 2 + np.exp(raw))
+        return stats.norm.logpdf(x, mean, sigma).sum(axis=-1)
+    return (x * output - np.logaddexp(0.0, output)).sum(axis=-1)
+
+
+def numpy_labelled_bound(model, x, y, eps):
+    """L(x, y) = log p(x|y,z) − log K − KL(q(z|x,y) ‖ N(0, I)), z = μ + σ ε, with the KL as
+    the cross-entropy of q against N(0, I) minus the entropy of q (scipy's)."""
+    h = numpy_mlp(model.encoder, np.concatenate([x, np.eye(K)[y]], axis=-1))
+    mu, log_var = h[:, :model.z_dim], h[:, model.z_dim:]
+    z = mu + np.exp(0.5 * log_var) * eps
+    entropy = stats.norm(mu, np.exp(0.5 * log_var)).entropy().sum(-1)
+    cross_entropy = (0.5 * np.log(2 * np.pi) + 0.5 * (mu**2 + np.exp(log_var))).sum(-1)
+    return numpy_log_likelihood(model, x, y, z) - np.log(K) + entropy - cross_entropy
+
+
+def test_labelled_bound_matches_numpy():
+    model, x = tiny_model(), binary_data(5)
+    y = np.array([0, 1, 2, 1, 0])
+    value = model.labelled_bound(x, y, np.random.default_rng(3)).data
+    eps = np.random.default_rng(3).standard_normal((5, 2))
+    np.testing.assert_allclose(value, numpy_labelled_bound(model, x, y, eps), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls, data", [(SemiSupervisedVAE, binary_data),
+                                       (GaussianSemiSupervisedVAE, real_data)])
+def test_unlabelled_bound_enumerates_the_classes(cls, data):
+    model, x = tiny_model(cls=cls), data(4)
+    value = model.unlabelled_bound(x, np.random.default_rng(5)).data
+    eps = np.random.default_rng(5).standard_normal((K, 4, 2))  # class by class
+    bounds = np.stack([numpy_labelled_bound(model, x, np.full(4, c), eps[c]) for c in range(K)],
+                      axis=-1)  # (B, K)
+    q = special.softmax(numpy_mlp(model.classifier, x), axis=-1)
+    expected = (q * bounds).sum(-1) + stats.entropy(q, axis=-1)
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls, data", [(SemiSupervisedVAE, binary_data),
+                                       (GaussianSemiSupervisedVAE, real_data)])
+def test_unlabelled_bound_is_below_the_evidence(cls, data):
+    """With z_dim = 1, log p(x) = log Σ_y (1/K) ∫ p(x|y,z) N(z; 0, 1) dz on a fine grid; the
+    mean of U(x) over many draws lies below it, and the importance weights average to p(x)."""
+    model, x = tiny_model(z_dim=1, cls=cls), data(3)
+    grid = np.linspace(-12, 12, 24_001)
+    z = grid[:, None, None].repeat(3, axis=1)  # (G, B, 1)
+    log_joint = np.stack([numpy_log_likelihood(model, x, np.full(3, c), z) for c in range(K)])
+    log_joint += stats.norm.logpdf(z[..., 0]) - np.log(K)  # (K, G, B)
+    log_px = special.logsumexp(log_joint, axis=(0, 1)) + np.log(grid[1] - grid[0])
+    n = 20_000
+    bounds = model.unlabelled_bound(np.tile(x, (n, 1)), np.random.default_rng(1)).data
+    bounds = bounds.reshape(n, 3)
+    se = bounds.std(0, ddof=1) / math.sqrt(n)
+    assert np.all(bounds.mean(0) <= log_px + 4 * se)
+    assert np.all(bounds.mean(0) < log_px - 0.01)  # an untrained q is far from the posterior
+    weights = np.exp(model.log_importance_weights(x, n, np.random.default_rng(2)))  # (n, B)
+    se_w = weights.std(0, ddof=1) / math.sqrt(n)
+    assert np.all(np.abs(weights.mean(0) - np.exp(log_px)) <= 5 * se_w)
+
+
+def test_every_parameter_passes_gradcheck(objective_gradcheck):
+    objective_gradcheck(tiny_model(), binary_data(3), seed=4)
+
+
+def test_gaussian_m2_passes_gradcheck(objective_gradcheck):
+    objective_gradcheck(tiny_model(cls=GaussianSemiSupervisedVAE), real_data(3), seed=4)
+
+
+def test_gaussian_m2_learns_classes_from_few_labels():
+    """Three well-separated Gaussian blobs in 6 dimensions (codes of three digits, say), 5
+    labels of each: training on J^α brings the test error far below the 2/3 of guessing."""
+    rng = np.random.default_rng(0)
+    centres = 3.0 * np.eye(K, 6)
+
+    def blobs(n):
+        y = rng.integers(0, K, n)
+        return centres[y] + 0.5 * rng.standard_normal((n, 6)), y
+
+    (x, y), (test_x, test_y) = blobs(300), blobs(300)
+    labelled = np.concatenate([np.flatnonzero(y == c)[:5] for c in range(K)])
+    model = tiny_model(cls=GaussianSemiSupervisedVAE, hidden=(16,), dtype=np.float64)
+    optimizer = Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        rows, pairs = rng.integers(0, 300, 30), rng.choice(labelled, 30)
+        loss = -model.objective(x[rows], rng, x_labelled=x[pairs], y_labelled=y[pairs],
+                                labelled_fraction=len(labelled) / 300).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert np.mean(model.predict(test_x) != test_y) < 0.1
+
+
+def test_gaussian_labelled_bound_matches_scipy():
+    """L(x, y) with the Gaussian decoder: scipy's normal log density of x, − log K, − the KL
+    (scipy's entropy); the same ε."""
+    model, x = tiny_model(cls=GaussianSemiSupervisedVAE), real_data(5)
+    y = np.array([0, 1, 2, 1, 0])
+    value = model.labelled_bound(x, y, np.random.default_rng(3)).data
+    eps = np.random.default_rng(3).standard_normal((5, 2))
+    np.testing.assert_allclose(value, numpy_labelled_bound(model, x, y, eps), rtol=1e-12)
+    assert not model.binary_data and model.x_support == "real"
+
+
+def test_paired_objective_adds_the_three_terms(flat_gradient_check):
+    model, x, x_l = tiny_model(), binary_data(4), binary_data(4, seed=9)
+    y_l = np.array([2, 0, 1, 1])
+    rng = np.random.default_rng(6)
+    value = model.semi_supervised_objective(x, x_l, y_l, rng, weight=7.0).data
+    rng = np.random.default_rng(6)  # the same draws: U's first, then L's
+    log_q = special.log_softmax(numpy_mlp(model.classifier, x_l), axis=-1)[np.arange(4), y_l]
+    expected = (model.unlabelled_bound(x, rng).data + model.labelled_bound(x_l, y_l, rng).data
+                + 7.0 * log_q)
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    assert model.classification_weight(100 / 5000) == pytest.approx(5.0)  # 0.1 · N / N_l
+    # objective(x, rng, **pairs), as train calls it, is the same row with that weight
+    paired = model.objective(x, np.random.default_rng(6), x_labelled=x_l, y_labelled=y_l,
+                             labelled_fraction=0.1 / 7.0).data
+    np.testing.assert_allclose(paired, expected, rtol=1e-12)
+
+    def objective():
+        return float(model.semi_supervised_objective(x, x_l, y_l, np.random.default_rng(6),
+                                                     7.0).data.sum())
+
+    model.zero_grad()
+    model.semi_supervised_objective(x, x_l, y_l, np.random.default_rng(6), 7.0).sum().backward()
+    directions = np.random.default_rng(8).standard_normal((4, model.flat_data.size))
+    flat_gradient_check(model, objective, model.flat_grad.copy(), directions, rtol=1e-6,
+                        atol=1e-8)
+
+
+@pytest.mark.parametrize("y, error, words", [
+    (np.array([0, 1, 3]), ValueError, "y must be class labels in"),
+    (np.array([0, -1, 2]), ValueError, "y must be class labels in"),
+    (np.array([0.0, 1.0, 2.0]), TypeError, "y must hold integer class labels"),
+    (np.array([0, 1]), ValueError, "y"),
+    (np.array([[0, 1, 2]]), ValueError, "y"),
+])
+def test_bad_labels_are_named(y, error, words):
+    model, x = tiny_model(), binary_data(3)
+    with pytest.raises(error, match=words):
+        model.labelled_bound(x, y, np.random.default_rng(0))
+
+
+def test_bad_pairs_and_options_are_named():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="x_labelled"):
+        model.semi_supervised_objective(binary_data(3), binary_data(2), np.array([0, 1]),
+                                        np.random.default_rng(0), 1.0)
+    with pytest.raises(ValueError, match="n_classes"):
+        tiny_model(n_classes=1)
+    with pytest.raises(ValueError, match="alpha_scale"):
+        tiny_model(alpha_scale=-1.0)
+
+
+def test_labels_are_balanced_and_checked():
+    labels = np.repeat(np.arange(4), [5, 6, 7, 3])
+    chosen = choose_labelled(labels, 12, 4, np.random.default_rng(0))
+    assert np.array_equal(np.bincount(labels[chosen]), [3, 3, 3, 3])
+    assert len(set(chosen)) == 12
+    with pytest.raises(ValueError, match="labels must be a multiple of the 4 classes"):
+        choose_labelled(labels, 10, 4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="labels must be at most 4 × the images of the rarest"):
+        choose_labelled(labels, 16, 4, np.random.default_rng(0))
+
+
+def test_a_subset_of_the_class_sorted_digits_is_drawn_at_random_for_m2(tmp_path):
+    """The embedded splits are sorted by class: their first 2000 training images hold digits
+    0-4 only.  m2 draws its --max-train / --max-test images at random (the same ones for one
+    seed), so 100 labels are 10 of each digit; other models keep the first images."""
+    digits = load_dataset("mnist-5k", "train")
+    config = TrainConfig(model="m2", labels=100, max_train=2000, max_test=200,
+                         out=str(tmp_path))
+    data, again = training_data(config), training_data(config)
+    assert np.array_equal(data.train_pixels, again.train_pixels)
+    assert np.array_equal(np.bincount(data.train_labels[data.labelled]), [10] * 10)
+    assert len(data.train_pixels) == 2000 and np.all(np.bincount(data.train_labels) > 150)
+    assert np.all(np.bincount(data.test_labels, minlength=10) > 5)
+    vae = training_data(TrainConfig(max_train=2000, out=str(tmp_path)))
+    assert np.array_equal(vae.train_pixels, digits.pixels(np.float32)[:2000])
+
+
+def test_the_config_asks_for_labels_with_m2_only(tmp_path):
+    with pytest.raises(ValueError, match="labels must say how many"):
+        TrainConfig(model="m2", out=str(tmp_path))
+    with pytest.raises(ValueError, match="labels is read only by the semi-supervised"):
+        TrainConfig(model="vae", labels=100, out=str(tmp_path))
+    with pytest.raises(ValueError, match="labels must be a positive integer"):
+        TrainConfig(model="m2", labels=0, out=str(tmp_path))
+
+
+@pytest.mark.parametrize("labels, words", [("105", "--labels must be a multiple of the 10"),
+                                           ("6000", "--labels must be at most 10 ×")])
+def test_the_command_line_names_bad_label_counts(tmp_path, capsys, labels, words):
+    code = main(["train", "--model", "m2", "--labels", labels, "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2 and words in capsys.readouterr().err
+
+
+def test_training_from_100_labels_beats_chance(tmp_path, no_pictures):
+    """Two epochs on the 4500 embedded digits with 100 labels: the test error falls well below
+    the 90% of guessing."""
+    config = TrainConfig(model="m2", labels=100, epochs=2, hidden=(64,), z_dim=8,
+                         out=str(tmp_path / "run"))
+    metrics = train(config, progress=False)
+    assert metrics["test_error"][-1] < 0.5
+    assert metrics["test_elbo"][-1] > metrics["test_elbo"][0]
+
+
+def test_demo_compares_m2_and_m1_m2_with_kmeans_and_draws_its_pictures(tmp_path):
+    result = run_demo("semi_supervised", tmp_path, "--epochs", "1", "--vae-epochs", "1",
+                      "--hidden", "32", "--z-dim", "4", "--quiet")
+    assert result["m2_test_error"] < 0.9 and result["kmeans_test_error"] < 0.9  # chance: 0.9
+    # one epoch of a 4-dimensional M1 keeps too little of the class for M1+M2 to beat chance
+    # (test_gaussian_m2_learns_classes_from_few_labels checks that it learns)
+    assert len(result["m1m2_curve"]) == 1 and 0.0 <= result["m1m2_test_error"] <= 1.0
+    assert_pictures(tmp_path, "test_error.png", "analogies.png")
