@@ -27,9 +27,9 @@ from minivae.program import (
 
 def build_parser() -> argparse.ArgumentParser:
     from minivae.config import BINARIZATIONS
+    from minivae.config import TrainConfig as defaults  # its class attributes: the defaults
     from minivae.nn import INITIALIZATIONS
     from minivae.schedules import LR_SCHEDULES
-    from minivae.config import TrainConfig as defaults  # its class attributes: the defaults
 
     parser = OneLineParser(prog="python -m minivae",
                            description="Train and evaluate variational autoencoders.",

@@ -140,8 +140,8 @@ def kl_weighted_elbo(model, x: np.ndarray, rng: np.random.Generator, beta: float
 
     Math: log p(x | z) − β KL(q(z|x) ‖ p(z)),  z = μ + σ ⊙ ε, the terms of
           ``model.reconstruction_and_kl``; its gradient is ∇ log p(x | z) − β ∇ KL.
-    Verified by: tests/test_train.py::test_kl_weighted_bound_at_beta_one_is_the_elbo,
-    tests/test_train.py::test_kl_weighted_gradient_is_the_weighted_sum_of_the_terms
+    Verified by: tests/test_training_options.py::test_kl_weighted_bound_at_beta_one_is_the_elbo,
+    tests/test_training_options.py::test_kl_weighted_gradient_is_the_weighted_sum_of_the_terms
     """
     log_p_x_given_z, kl = model.reconstruction_and_kl(x, rng)
     return log_p_x_given_z - kl * beta

@@ -95,7 +95,7 @@ class VAE(ImageModel):
         reparameterized z = μ + σ ⊙ ε, so that a KL warm-up can weight the second
         (``minivae.train.kl_weighted_elbo``).
 
-        Verified by: tests/test_train.py::test_kl_weighted_bound_at_beta_one_is_the_elbo
+        Verified by: tests/test_training_options.py::test_kl_weighted_bound_at_beta_one_is_the_elbo
         """
         q_z_given_x = self.encode(x)
         z, kl_q_prior = self.rsample_and_kl(q_z_given_x, rng)  # (B, z_dim), (B,)
