@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint, with the "
                             "options it was started with; --epochs N trains it to N epochs, "
-                            "--data-root reads the data from elsewhere, and any other option "
+                            "--data-root reads the data from elsewhere, --budget-minutes sets a "
+                            "fresh budget, and any other option "
                             "given must equal the run's")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--threads", type=int,

@@ -168,7 +168,13 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
 
     Returns the metrics dictionary (also written to ``out/metrics.json``): the config, the
     objective and k, and per epoch the mean training bound (``train_elbo`` for objective
-    "elbo", ``train_iwae`` — the mean L̂_k — for "iwae"), the test ELBO and the seconds.
+    "elbo", ``train_iwae`` — the mean L̂_k — for "iwae"; during a KL warm-up the β-weighted
+    bound trained), the test ELBO (always at β = 1), the seconds and, with ``validation``,
+    the ``validation_elbo`` of the held-out images.  A run that ends before ``epochs`` (its
+    ``budget_minutes`` spent, or ``early_stopping``) says why in ``metrics["stopped"]``.
+
+    The learning rate of epoch e is ``schedules.learning_rate(lr_schedule, e, lr, epochs)``:
+    a resumed run whose ``epochs`` was raised follows the "cosine" schedule of its new length.
 
     ``resume=True`` continues the run whose ``out/checkpoint.npz`` is there, from the epoch
     after the last one saved; ``config`` must match the run's except for the fields in
