@@ -28,6 +28,8 @@ from minivae.program import (
 def build_parser() -> argparse.ArgumentParser:
     from minivae.config import BINARIZATIONS
     from minivae.config import TrainConfig as defaults  # its class attributes: the defaults
+    from minivae.nn import INITIALIZATIONS
+    from minivae.schedules import LR_SCHEDULES
 
     parser = OneLineParser(prog="python -m minivae",
                            description="Train and evaluate variational autoencoders.",
@@ -88,6 +90,33 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how many training images keep their labels, as many of each "
                             "class, chosen by --seed (semi-supervised --model m2 only; the "
                             "paper's MNIST setting is 100)")
+    train.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                       help="the learning rate of each epoch e from --lr: constant; burda, "
+                            "Burda et al. (2016)'s 3^i epochs at --lr·10^(-i/7), i = 0..7 "
+                            "(3280 epochs); cosine, --lr·(1 + cos(π(e-1)/epochs))/2; step, "
+                            "halved every 10 epochs (default: "
+                            f"{defaults.lr_schedule})")
+    train.add_argument("--kl-warmup", type=int, metavar="EPOCHS",
+                       help="train on log p(x|z) - β KL with β = min(1, epoch/EPOCHS), rising "
+                            "linearly epoch by epoch (--model vae, --objective elbo); the test "
+                            f"ELBO is always the true one (default: {defaults.kl_warmup}, β = 1)")
+    train.add_argument("--adam-eps", type=float,
+                       help=f"Adam's ε (default: {defaults.adam_eps}; Burda et al. used 1e-4)")
+    train.add_argument("--init", choices=INITIALIZATIONS,
+                       help="weights of the linear layers: default U(±1/√fan_in) as in "
+                            "PyTorch, glorot U(±√(6/(fan_in+fan_out))), he N(0, 2/fan_in); "
+                            f"biases 0 but with default (default: {defaults.init})")
+    train.add_argument("--validation", type=int, metavar="N",
+                       help="hold N training images out, drawn by --seed, scored every epoch "
+                            "(validation_elbo in metrics.json); best.npz keeps the weights of "
+                            "the best epoch (default: none)")
+    train.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                       help="stop after PATIENCE epochs without a better validation ELBO, "
+                            "judged on the images of --validation (default: none)")
+    train.add_argument("--budget-minutes", type=float, metavar="M",
+                       help="stop after the step that spends M minutes of wall-clock time, "
+                            "with the epoch's checkpoint and metrics written; --resume starts "
+                            "a fresh budget (default: none)")
     train.add_argument("--seed", type=int, help=f"(default: {defaults.seed})")
     train.add_argument("--max-train", type=int,
                        help="use only the first N training images (default: all)")
@@ -97,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint, with the "
                             "options it was started with; --epochs N trains it to N epochs, "
-                            "--data-root reads the data from elsewhere, and any other option "
+                            "--data-root reads the data from elsewhere, --budget-minutes sets a "
+                            "fresh budget, and any other option "
                             "given must equal the run's")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--threads", type=int,
@@ -184,7 +214,10 @@ def given_train_fields(args) -> dict:
         leaky_slope=args.leaky_slope, binarize=args.binarize, seed=args.seed, dtype=args.dtype,
         data_root=args.data_root,
         max_train=args.max_train, max_test=args.max_test, objective=args.objective,
-        k=args.k_train, model=args.model, labels=args.labels,
+        k=args.k_train, model=args.model, labels=args.labels, lr_schedule=args.lr_schedule,
+        kl_warmup=args.kl_warmup, adam_eps=args.adam_eps, init=args.init,
+        validation=args.validation, early_stopping=args.early_stopping,
+        budget_minutes=args.budget_minutes,
         model_options=None if args.option is None else parse_options(args.option))
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -210,9 +243,11 @@ def run_train(args) -> None:
     config = (resume_config(args.out, **fields) if args.resume
               else new_run_config(args.out, fields))
     metrics = train(config, progress=not args.quiet, resume=args.resume)
-    first, *others = RUN_FILES.values()
-    print(f"final test {metrics['test_metric']} {metrics['test_elbo'][-1]:.3f} nats after "
-          f"{config.epochs} epoch{'' if config.epochs == 1 else 's'} on the "
+    first, *others = (name for name in RUN_FILES.values() if (Path(args.out) / name).exists())
+    epochs = metrics["epoch"][-1]
+    stopped = f"{metrics['stopped']}; " if "stopped" in metrics else ""
+    print(f"{stopped}final test {metrics['test_metric']} {metrics['test_elbo'][-1]:.3f} nats "
+          f"after {epochs} epoch{'' if epochs == 1 else 's'} on the "
           f"{bound_name(config.objective, config.k, config.model)}; "
           f"wrote {Path(args.out) / first}, {', '.join(others)}")
 

@@ -19,7 +19,8 @@ from minivae import checks
 from minivae.io.checkpoint import CheckpointError
 from minivae.io.datasets import DATASET_NAMES
 from minivae.models.registry import model_class
-from minivae.nn import HIDDEN_ACTIVATIONS
+from minivae.nn import HIDDEN_ACTIVATIONS, INITIALIZATIONS, initialize
+from minivae.schedules import LR_SCHEDULES
 
 OBJECTIVES = ("elbo", "iwae")
 # How grey levels become the binary pixels of the Bernoulli models (minivae/data.py's docstring):
@@ -56,6 +57,15 @@ class TrainConfig:
     # labelled training images of a semi-supervised model (m2), as many of each class, chosen
     # by the seed; the other models read no labels
     labels: int | None = None
+    # what the papers' runs set besides (minivae/schedules.py, minivae/train.py); each default
+    # is what runs did before the field existed
+    lr_schedule: str = "constant"  # one of minivae.schedules.LR_SCHEDULES
+    kl_warmup: int = 0  # epochs over which the KL's weight β rises to 1 (0: β = 1 throughout)
+    adam_eps: float = 1e-8  # Adam's ε (Burda et al. 2016 used 1e-4)
+    init: str = "default"  # one of minivae.nn.INITIALIZATIONS
+    validation: int | None = None  # training images held out to score every epoch
+    early_stopping: int | None = None  # stop after this many epochs without a better one
+    budget_minutes: float | None = None  # stop once this much wall-clock time is spent
 
     def __post_init__(self):
         self.hidden = checks.widths(self.hidden)
@@ -71,6 +81,13 @@ class TrainConfig:
         if self.labels is not None and not semi_supervised:
             raise ValueError(f"labels is read only by the semi-supervised model 'm2', got "
                              f"labels {self.labels} with model {self.model!r}")
+        if self.kl_warmup and (self.objective != "elbo" or not splits_elbo(self.model)):
+            raise ValueError(f"kl_warmup weights the KL of an ELBO that splits into "
+                             f"reconstruction and KL (objective 'elbo' with model 'vae'), got "
+                             f"objective {self.objective!r} with model {self.model!r}")
+        if self.early_stopping is not None and self.validation is None:
+            raise ValueError(f"early_stopping needs validation images to judge by (set "
+                             f"validation), got early_stopping {self.early_stopping}")
         if self.objective == "iwae" and self.model != "vae":
             raise ValueError(f"objective 'iwae' is implemented for model 'vae', got model "
                              f"{self.model!r}")
@@ -87,6 +104,14 @@ def check_fields(config: TrainConfig) -> None:
         setattr(config, name, checks.positive_int(getattr(config, name), name, optional=True))
     config.seed = checks.integer(config.seed, "seed", 0)  # what np.random.default_rng accepts
     checks.positive(config.lr, "lr", number=True)
+    config.adam_eps = checks.positive(config.adam_eps, "adam_eps", number=True)
+    config.budget_minutes = checks.positive(config.budget_minutes, "budget_minutes",
+                                            number=True, optional=True)
+    config.kl_warmup = checks.integer(config.kl_warmup, "kl_warmup", 0)
+    for name in ("validation", "early_stopping"):
+        setattr(config, name, checks.positive_int(getattr(config, name), name, optional=True))
+    checks.one_of(config.lr_schedule, LR_SCHEDULES, "lr_schedule")
+    checks.one_of(config.init, INITIALIZATIONS, "init")
     checks.real(config.leaky_slope, "leaky_slope")
     checks.one_of(config.dataset, DATASET_NAMES, "dataset")
     checks.one_of(config.dtype, ("float32", "float64"), "dtype")
@@ -97,6 +122,15 @@ def check_fields(config: TrainConfig) -> None:
     config.data_root = None if config.data_root is None else path_text(config.data_root,
                                                                          "data_root")
     check_model_options(config.model, config.model_options)
+
+
+def splits_elbo(model: str) -> bool:
+    """Whether model ``model``'s ELBO is the difference of the terms its
+    ``reconstruction_and_kl`` returns (the class defining ``elbo`` defines that too), so a KL
+    warm-up can weight the KL alone."""
+    owners = {name: next((c for c in model_class(model).__mro__ if name in vars(c)), None)
+              for name in ("elbo", "reconstruction_and_kl")}
+    return owners["reconstruction_and_kl"] is not None and len(set(owners.values())) == 1
 
 
 def path_text(path, name: str) -> str:
@@ -126,10 +160,13 @@ def check_model_options(model: str, options) -> None:
 
 
 def build_model(config: TrainConfig, x_dim: int, rng: np.random.Generator):
-    """The configured model (``config.model``, default the VAE) with fresh weights."""
-    return model_class(config.model)(
+    """The configured model (``config.model``, default the VAE) with fresh weights, its Linear
+    layers redrawn by ``config.init`` (``minivae.nn.initialize``) from the same ``rng``."""
+    model = model_class(config.model)(
         x_dim, hidden=config.hidden, z_dim=config.z_dim, activation=config.activation, rng=rng,
         dtype=np.dtype(config.dtype), leaky_slope=config.leaky_slope, **config.model_options)
+    initialize(model, config.init, rng)  # "default" draws nothing: the weights as built
+    return model
 
 
 def stored_config(path, fields: dict) -> TrainConfig:

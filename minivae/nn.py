@@ -183,3 +183,44 @@ class MLP(Module):
         for layer in self.layers[:-1]:
             x = layer(x, self.activation, self.slope)  # (B, width)
         return self.layers[-1](x)
+
+
+# How ``initialize`` redraws every Linear layer's weights: "default" leaves Linear's own
+# U(±1/√fan_in) draw (PyTorch's), the others are the schemes of Glorot & Bengio (2010) and
+# He et al. (2015).
+INITIALIZATIONS = ("default", "glorot", "he")
+
+
+def linear_layers(module: Module):
+    """Every Linear inside ``module`` (itself included), depth first, in assignment order."""
+    if isinstance(module, Linear):
+        yield module
+    for value in vars(module).values():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, Module):
+                yield from linear_layers(item)
+
+
+def initialize(module: Module, scheme: str, rng: np.random.Generator) -> None:
+    """Redraw the weights of every Linear layer of ``module`` in place (views stay views),
+    drawing from ``rng`` layer by layer; biases become 0.  Other parameters are left as built.
+
+    Math: "glorot" (Xavier uniform): W_ij ~ U(−a, a), a = √(6 / (fan_in + fan_out)), so
+          Var W_ij = a²/3 = 2 / (fan_in + fan_out);
+          "he" (He normal): W_ij ~ N(0, 2 / fan_in);  "default": nothing is redrawn.
+    Verified by: tests/test_nn.py::test_glorot_and_he_draw_weights_with_their_moments
+    """
+    checks.one_of(scheme, INITIALIZATIONS, "init")
+    if scheme == "default":
+        return
+    rng = checks.generator(rng)
+    for layer in linear_layers(module):
+        fan_in, fan_out = layer.weight.shape
+        if scheme == "glorot":
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
+            weight = rng.uniform(-bound, bound, (fan_in, fan_out))
+        else:
+            weight = rng.normal(0.0, np.sqrt(2.0 / fan_in), (fan_in, fan_out))
+        layer.weight.data[...] = weight
+        layer.bias.data[...] = 0

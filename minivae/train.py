@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from minivae import threads
+from minivae import schedules, threads
 from minivae.config import TrainConfig, build_model, check_memory
 from minivae.data import binarize_dynamic, binarize_static
 from minivae.engine.tensor import Tensor, no_grad
@@ -117,10 +117,11 @@ def mean_elbo(model, x: np.ndarray, rng: np.random.Generator, batch_size: int = 
 
 
 def training_bound(model, x: np.ndarray, config: TrainConfig, rng: np.random.Generator,
-                   extra: dict | None = None) -> Tensor:
+                   extra: dict | None = None, kl_weight: float = 1.0) -> Tensor:
     """The per-example bound that training maximizes, shape (B,), with its graph.
 
-    Math: "elbo": log p(x | z) − KL(q(z|x) ‖ p(z)), z = μ + σ ⊙ ε (one sample, KL exact);
+    Math: "elbo": log p(x | z) − KL(q(z|x) ‖ p(z)), z = μ + σ ⊙ ε (one sample, KL exact),
+          during a KL warm-up log p(x | z) − β KL with β = ``kl_weight`` < 1;
           "iwae": L̂_k = logsumexp_i(log p(x, z_i) − log q(z_i | x)) − log k, z_i ~ q(z | x).
     Other models maximize their own ``objective(x, rng, **extra)``, ``extra`` what the run's
     training data hands each step besides x (minivae/training_data.py).
@@ -128,13 +129,29 @@ def training_bound(model, x: np.ndarray, config: TrainConfig, rng: np.random.Gen
     """
     if config.objective == "iwae":
         return iwae_bound(model, x, config.k, rng)
+    if kl_weight != 1.0:  # a config with kl_warmup has a model whose ELBO splits
+        return kl_weighted_elbo(model, x, rng, kl_weight)
     return model.objective(x, rng, **(extra or {}))
+
+
+def kl_weighted_elbo(model, x: np.ndarray, rng: np.random.Generator, beta: float) -> Tensor:
+    """The bound of a KL warm-up (Bowman et al. 2016; Sønderby et al. 2016), shape (B,):
+    the ELBO at β = 1, a looser weight on the KL below.
+
+    Math: log p(x | z) − β KL(q(z|x) ‖ p(z)),  z = μ + σ ⊙ ε, the terms of
+          ``model.reconstruction_and_kl``; its gradient is ∇ log p(x | z) − β ∇ KL.
+    Verified by: tests/test_training_options.py::test_kl_weighted_bound_at_beta_one_is_the_elbo,
+    tests/test_training_options.py::test_kl_weighted_gradient_is_the_weighted_sum_of_the_terms
+    """
+    log_p_x_given_z, kl = model.reconstruction_and_kl(x, rng)
+    return log_p_x_given_z - kl * beta
 
 
 def run_generators(seed: int) -> list[np.random.Generator]:
     """The run's five independent streams, spawned from ``seed``: the weights, the data order
     and dynamic binarization, the model's noise, the one static binarization, and the training
-    data's own (e.g. which images keep their labels).  spawn(n)'s first streams are those of
+    data's own (e.g. which images keep their labels); the sixth picks the validation images
+    (``minivae.training_data.validation_generator``).  spawn(n)'s first streams are those of
     spawn(n − 1), so each stream added last left earlier runs as they were."""
     return np.random.default_rng(seed).spawn(5)
 
@@ -151,7 +168,13 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
 
     Returns the metrics dictionary (also written to ``out/metrics.json``): the config, the
     objective and k, and per epoch the mean training bound (``train_elbo`` for objective
-    "elbo", ``train_iwae`` — the mean L̂_k — for "iwae"), the test ELBO and the seconds.
+    "elbo", ``train_iwae`` — the mean L̂_k — for "iwae"; during a KL warm-up the β-weighted
+    bound trained), the test ELBO (always at β = 1), the seconds and, with ``validation``,
+    the ``validation_elbo`` of the held-out images.  A run that ends before ``epochs`` (its
+    ``budget_minutes`` spent, or ``early_stopping``) says why in ``metrics["stopped"]``.
+
+    The learning rate of epoch e is ``schedules.learning_rate(lr_schedule, e, lr, epochs)``:
+    a resumed run whose ``epochs`` was raised follows the "cosine" schedule of its new length.
 
     ``resume=True`` continues the run whose ``out/checkpoint.npz`` is there, from the epoch
     after the last one saved; ``config`` must match the run's except for the fields in
@@ -171,8 +194,50 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
         return train_in_folder(out, config, progress, resume)
 
 
+class Budget:
+    """The wall-clock time a run may spend (``budget_minutes``; None: no limit), counted from
+    its making: ``spent()`` once it has passed."""
+
+    def __init__(self, minutes: float | None):
+        self.minutes, self.start = minutes, time.monotonic()
+
+    def spent(self) -> bool:
+        return self.minutes is not None and time.monotonic() - self.start >= 60 * self.minutes
+
+
+def validation_score(model, validation_x: np.ndarray | None,
+                     rng: np.random.Generator) -> dict[str, float]:
+    """{"validation_elbo": the mean ELBO of the held-out images}, noise ε from ``rng``; {}
+    for a run with no validation images."""
+    if validation_x is None:
+        return {}
+    return {"validation_elbo": mean_elbo(model, validation_x, rng)}
+
+
+def epochs_since_best(scores: list[float]) -> int:
+    """How many epochs ago the highest score was first reached (0: the last is the best)."""
+    return len(scores) - 1 - int(np.argmax(scores))
+
+
+def stop_reason(config: TrainConfig, metrics: dict, budget: Budget) -> str | None:
+    """Why the run stops before its last epoch, or None: the wall-clock budget is spent, or
+    the validation ELBO has not risen for ``early_stopping`` epochs."""
+    epoch = metrics["epoch"][-1]
+    if budget.spent():
+        return (f"stopped at the wall-clock budget of {config.budget_minutes:g} minutes in "
+                f"epoch {epoch} (continue with --resume, which starts a fresh budget)")
+    if (config.early_stopping is not None
+            and epochs_since_best(metrics["validation_elbo"]) >= config.early_stopping):
+        best = int(np.argmax(metrics["validation_elbo"])) + 1
+        return (f"stopped early after epoch {epoch}: no better validation ELBO for "
+                f"{config.early_stopping} epochs since epoch {best} "
+                f"({RUN_FILES['best']} holds its weights)")
+    return None
+
+
 def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool) -> dict:
     """``train``'s work, in the folder ``out`` that it holds."""
+    budget = Budget(config.budget_minutes)  # a resumed run starts a fresh one
     checkpoint = out / RUN_FILES["checkpoint"]
     saved = read_resume_checkpoint(checkpoint, config) if resume else None
     remove_stale_temporary_files(out)
@@ -186,15 +251,19 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
         raise ValueError(f"binarize {config.binarize!r} applies to models of binary pixels; "
                          f"model {config.model!r} is trained on the grey levels")
     test_x = scored_test_images(model, test_pixels, config.binarize)
+    # held out of training, binarized once like the test images
+    validation_x = (None if data.validation_pixels is None else
+                    scored_test_images(model, data.validation_pixels, config.binarize))
     fixed_x = (fixed_training_images(train_pixels, config.binarize, static_rng) if binary
                else train_pixels)
-    optimizer = Adam(model.parameters(), lr=config.lr)
+    optimizer = Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
     train_key = train_metric(config.objective)
     name = bound_name(config.objective, config.k, config.model)
     metrics = {"config": dataclasses.asdict(config), "objective": config.objective,
                "k": config.k, "test_metric": test_metric_name(model), "epoch": [],
                train_key: [], "test_elbo": [], "seconds": [],
-               **{score: [] for score in data.score_names}}
+               **{score: [] for score in data.score_names},
+               **({} if validation_x is None else {"validation_elbo": []})}
     # the run state besides the model's
     generators = {"data": data_rng, "noise": noise_rng, **data.generators}
     first_epoch = 1
@@ -203,6 +272,9 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
 
     for epoch in range(first_epoch, config.epochs + 1):
         start, bound_sum, seen = time.perf_counter(), 0.0, 0
+        optimizer.lr = schedules.learning_rate(config.lr_schedule, epoch, config.lr,
+                                               config.epochs)
+        beta = schedules.kl_weight(epoch, config.kl_warmup)  # 1 unless warming up
         # dynamic binarization: a fresh draw every epoch
         train_x = binarize_dynamic(train_pixels, data_rng) if fixed_x is None else fixed_x
         n_batches = -(-len(train_x) // config.batch_size)
@@ -212,7 +284,7 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
                    disable=not progress, leave=False)
         for x, extra in bar:  # extra: what the objective takes besides x (most models: none)
             try:
-                bound = training_bound(model, x, config, noise_rng, extra)  # (B,)
+                bound = training_bound(model, x, config, noise_rng, extra, beta)  # (B,)
             except ValueError as error:  # bad weights show up as an input check failing
                 stop_if_diverged(model, f"training {name}", epoch, error, optimizer.t > 0)
                 raise
@@ -226,6 +298,8 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
             seen += len(x)
             bar.set_postfix({name: f"{bound_sum / seen:.2f}", "threads": threads.POLICY.label},
                             refresh=False)
+            if budget.spent():  # the epoch ends here, its bookkeeping done as any other's
+                break
         seconds = time.perf_counter() - start
         if hasattr(model, "on_epoch_end"):
             model.on_epoch_end(epoch)  # e.g. a temperature schedule
@@ -238,19 +312,30 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
         if not np.isfinite(test_elbo):
             stop_if_diverged(model, test_name, epoch, test_elbo)
         scores = data.scores(model, test_x)  # e.g. a test classification error
+        validation = validation_score(model, validation_x, noise_rng)
         for key, value in (("epoch", epoch), (train_key, bound_sum / seen),
-                           ("test_elbo", test_elbo), ("seconds", seconds), *scores.items()):
+                           ("test_elbo", test_elbo), ("seconds", seconds), *scores.items(),
+                           *validation.items()):
             metrics[key].append(value)
         if progress:
             shown = "".join(f"  {key.replace('_', ' ')} {value:.2%}" for key, value in
                             scores.items())
+            shown += "".join(f"  validation ELBO {value:9.3f}" for value in validation.values())
             tqdm.write(f"epoch {epoch:3d}  train {name:>5} {bound_sum / seen:9.3f}  "
                        f"test {test_metric_name(model)} {test_elbo:9.3f}{shown}  "
                        f"({seconds:.1f} s)")
+        stopped = stop_reason(config, metrics, budget)
+        if stopped:
+            metrics["stopped"] = stopped
         # the checkpoint first: it is what a resumed run reads, metrics.json only a copy
         save_run(checkpoint, config, epoch, int(train_pixels.shape[1]), model, optimizer,
                  generators, metrics)
+        if validation and epochs_since_best(metrics["validation_elbo"]) == 0:
+            save_run(out / RUN_FILES["best"], config, epoch, int(train_pixels.shape[1]), model,
+                     optimizer, generators, metrics)  # the weights of the best epoch so far
         write_json(out / RUN_FILES["metrics"], metrics)
+        if stopped:
+            break
 
     write_pictures(model, test_x, metrics, out, np.random.default_rng(config.seed))
     return metrics

@@ -9,7 +9,9 @@
   learns from the images alone, labelled pairs for the semi-supervised M2;
 * ``scores(model, test_x)``: fractions recorded per epoch besides the test bound, by name
   (``score_names``), printed as percentages;
-* ``generators``: the random streams it draws from, run state saved in every checkpoint.
+* ``generators``: the random streams it draws from, run state saved in every checkpoint;
+* ``validation_pixels``: the ``config.validation`` training images held out (never trained
+  on) to be scored every epoch, or None (``hold_out``).
 
 ``TrainingData`` is the images alone; ``LabelledTrainingData`` keeps ``config.labels`` labels.
 
@@ -49,12 +51,37 @@ def load_split(config, split: str, rng: np.random.Generator | None = None):
     return pixels[rows], data.labels[rows]
 
 
+def validation_generator(seed: int) -> np.random.Generator:
+    """The stream that picks a run's validation images: the sixth spawned from its seed (the
+    first five are ``minivae.train.run_generators``'), so holding images out draws nothing
+    from the others and leaves the rest of the run's randomness as it was."""
+    return np.random.default_rng(seed).spawn(6)[5]
+
+
+def hold_out(config, pixels: np.ndarray, labels: np.ndarray):
+    """(training pixels, their labels, validation pixels): ``config.validation`` images drawn
+    at random by the seed's ``validation_generator`` out of the training images (the embedded
+    splits are sorted by class, so the last N would be of one class), the others kept in
+    their order; with no validation, the images as they are and None.  ValueError naming
+    ``validation`` unless at least one training image is left."""
+    n = config.validation
+    if n is None:
+        return pixels, labels, None
+    checks.require(n < len(pixels), "validation", f"fewer than the {len(pixels)} training "
+                   f"images, so that some are left to train on", n)
+    held = np.zeros(len(pixels), dtype=bool)
+    held[validation_generator(config.seed).permutation(len(pixels))[:n]] = True
+    return pixels[~held], labels[~held], pixels[held]
+
+
 class TrainingData:
-    """The images alone: the first ``max_train`` training and ``max_test`` test images; a step
-    hands the objective its minibatch and nothing else."""
+    """The images alone: the first ``max_train`` training and ``max_test`` test images (less
+    the ``validation`` ones held out); a step hands the objective its minibatch and nothing
+    else."""
 
     def __init__(self, config, rng: np.random.Generator):
-        self.train_pixels = load_binary_split(config, "train")
+        pixels, labels = load_split(config, "train")
+        self.train_pixels, _, self.validation_pixels = hold_out(config, pixels, labels)
         self.test_pixels = load_binary_split(config, "test")
         self.generators: dict[str, np.random.Generator] = {}  # none drawn from
         self.score_names: tuple[str, ...] = ()
@@ -84,7 +111,8 @@ class LabelledTrainingData(TrainingData):
     """
 
     def __init__(self, config, rng: np.random.Generator, n_classes: int):
-        self.train_pixels, self.train_labels = load_split(config, "train", rng)
+        self.train_pixels, self.train_labels, self.validation_pixels = hold_out(
+            config, *load_split(config, "train", rng))  # the labelled images are trained on
         self.test_pixels, self.test_labels = load_split(config, "test", rng)
         self.labelled = choose_labelled(self.train_labels, config.labels, n_classes, rng)
         self.labelled_fraction = len(self.labelled) / len(self.train_pixels)

@@ -104,7 +104,11 @@ def test_help_shows_every_default():
                         ("--leaky-slope", defaults.leaky_slope), ("--k-train", 5),
                         ("--binarize", defaults.binarize),
                         ("--activation", "the model's own, tanh for the VAE"),
-                        ("--max-train", "all"), ("--max-test", "all")):
+                        ("--max-train", "all"), ("--max-test", "all"),
+                        ("--lr-schedule", defaults.lr_schedule),
+                        ("--kl-warmup", defaults.kl_warmup), ("--adam-eps", defaults.adam_eps),
+                        ("--init", defaults.init), ("--validation", "none"),
+                        ("--early-stopping", "none"), ("--budget-minutes", "none")):
         assert f"(default: {value}" in helps["train"][flag], flag
     assert "(default: 5000)" in helps["evaluate"]["--k"]
     assert "(default: 0)" in helps["evaluate"]["--seed"]
@@ -220,8 +224,8 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_checkpoint(
     if failure == "bound":
         real_bound = train_module.training_bound
 
-        def nan_bound(model, x, config, rng, extra=None):
-            bound = real_bound(model, x, config, rng, extra)
+        def nan_bound(model, x, config, rng, extra=None, kl_weight=1.0):
+            bound = real_bound(model, x, config, rng, extra, kl_weight)
             bound.data[0] = np.nan
             return bound
 

@@ -42,6 +42,8 @@ LONG = ["--dataset", "mnist-5k", "--max-train", "512", "--max-test", "64", "--ep
 
 
 DIGITS = functools.lru_cache(load_dataset)
+# what a run writes into its folder unless it holds validation images out (then best.npz too)
+EVERY_RUN_WRITES = sorted(name for role, name in RUN_FILES.items() if role != "best")
 
 
 @pytest.fixture(autouse=True)
@@ -193,6 +195,24 @@ TRAIN_CASES = [
     (["--resume", "--out", "{run}", "--epochs", "0"], 2, ["--epochs must be a positive"]),
     (["--resume", "--out", "{bad_step}", "--epochs", "2"], 2,
      ["bad step", "Adam state t must be an integer ≥ 0, got -1"]),
+    # the training options of the papers: schedules, warm-up, Adam's ε, initialization,
+    # validation, early stopping, a wall-clock budget
+    (["--lr-schedule", "linear"], 2, ["--lr-schedule", "invalid choice"]),
+    (["--kl-warmup", "-1"], 2, ["--kl-warmup must be an integer ≥ 0"]),
+    (["--kl-warmup", "3", "--objective", "iwae"], 2, ["--kl-warmup weights the KL"]),
+    (["--kl-warmup", "3", "--model", "categorical"], 2, ["--kl-warmup", "'categorical'"]),
+    (["--adam-eps", "0"], 2, ["--adam-eps must be positive"]),
+    (["--adam-eps", "nan"], 2, ["--adam-eps must be positive"]),
+    (["--init", "xavier"], 2, ["--init", "invalid choice"]),
+    (["--validation", "0"], 2, ["--validation must be a positive integer"]),
+    (["--validation", "64"], 2, ["--validation must be fewer than the 64 training images"]),
+    (["--early-stopping", "0", "--validation", "8"], 2,
+     ["--early-stopping must be a positive integer"]),
+    (["--early-stopping", "3"], 2, ["--early-stopping needs validation images"]),
+    (["--budget-minutes", "-1"], 2, ["--budget-minutes must be positive"]),
+    (["--budget-minutes", "inf"], 2, ["--budget-minutes must be positive"]),
+    (["--resume", "--out", "{run}", "--epochs", "2", "--lr-schedule", "cosine"], 2,
+     ["differs from the run's in lr_schedule 'constant' → 'cosine'"]),
     # a valid run that fails: the weights blow up (exit 1)
     (["--lr", "1e30", "--batch-size", "8"], 1, ["training diverged in epoch 1", "--lr"]),
 ]
@@ -243,7 +263,7 @@ def test_bad_input_gives_one_line_and_an_exit_code(places, argv, code, fragments
     # a failed run leaves no folder it made, nor its parents
     assert not places["out"].parent.exists()
     # nor does it touch a run it could not continue
-    assert sorted(p.name for p in places["run"].iterdir()) == sorted(RUN_FILES.values())
+    assert sorted(p.name for p in places["run"].iterdir()) == EVERY_RUN_WRITES
 
 
 def test_the_contract_table_covers_every_flag():
@@ -422,10 +442,11 @@ def test_temporaries_of_every_file_a_run_writes_are_removed(trained_run, tmp_pat
         child = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(run / name)],
                                env=child_env(), capture_output=True)
         assert child.returncode == -signal.SIGKILL, child.stderr
-    assert len(list(run.iterdir())) == 2 * len(RUN_FILES)  # a temporary beside each file
+    # a temporary beside each file
+    assert len(list(run.iterdir())) == len(EVERY_RUN_WRITES) + len(RUN_FILES)
     code, _, err = run_cli(["train", "--resume", "--epochs", "2", "--quiet", "--out", run])
     assert code == 0, err
-    assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES.values())
+    assert sorted(p.name for p in run.iterdir()) == EVERY_RUN_WRITES
 
 
 # -- output ----------------------------------------------------------------------------------

@@ -132,3 +132,40 @@ def test_linear_requires_a_generator():
 def test_module_without_parameters_cannot_be_flattened():
     with pytest.raises(ValueError):
         Module().flatten_parameters()
+
+
+@pytest.mark.parametrize("scheme", ["glorot", "he"])
+def test_glorot_and_he_draw_weights_with_their_moments(scheme):
+    """Each layer's weights have mean 0, the scheme's variance (2/(fan_in + fan_out) or
+    2/fan_in) and its kurtosis (9/5 of a uniform, 3 of a normal), within 5 standard errors of
+    the sample moments; biases are 0, and the flat buffer still holds the parameters."""
+    from minivae.nn import initialize
+
+    model = MLP([300, 200, 50], "tanh", np.random.default_rng(0), np.float64)
+    model.flatten_parameters()
+    initialize(model, scheme, np.random.default_rng(1))
+    for layer in model.layers:
+        w = layer.weight.data.ravel()
+        fan_in, fan_out = layer.weight.shape
+        variance = 2 / (fan_in + fan_out) if scheme == "glorot" else 2 / fan_in
+        kurtosis = 9 / 5 if scheme == "glorot" else 3.0
+        n = w.size
+        assert abs(w.mean()) < 5 * np.sqrt(variance / n)
+        # Var(w²) = E w⁴ − (E w²)² = (kurtosis − 1) σ⁴
+        assert abs(np.mean(w**2) - variance) < 5 * np.sqrt((kurtosis - 1) * variance**2 / n)
+        assert abs(np.mean(w**4) / variance**2 - kurtosis) < 0.15 * kurtosis
+        if scheme == "glorot":
+            assert np.abs(w).max() <= np.sqrt(6 / (fan_in + fan_out))
+        assert np.all(layer.bias.data == 0)
+        assert layer.weight.data.base is model.flat_data
+
+
+def test_default_initialization_leaves_the_weights_and_bad_schemes_are_named():
+    from minivae.nn import initialize
+
+    model = MLP([5, 4, 3], "tanh", np.random.default_rng(0))
+    before = model.state_dict()
+    initialize(model, "default", np.random.default_rng(1))
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="init must be one of"):
+        initialize(model, "xavier", np.random.default_rng(1))

@@ -73,8 +73,8 @@ def test_train_elbo_is_the_mean_over_every_example_seen(tmp_path, monkeypatch):
 
     bounds = []
 
-    def recording(model, x, config, rng, extra=None):
-        bound = training_bound(model, x, config, rng, extra)
+    def recording(model, x, config, rng, extra=None, kl_weight=1.0):
+        bound = training_bound(model, x, config, rng, extra, kl_weight)
         bounds.append(bound.data.astype(np.float64))
         return bound
 

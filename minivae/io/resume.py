@@ -53,11 +53,14 @@ from minivae.optim import Adam
 # Every file a run writes into its folder, by role: the one list that the training loop, the
 # command line's report and the clean-up of a killed run's temporary files all read.
 RUN_FILES = {"checkpoint": "checkpoint.npz", "metrics": "metrics.json", "recon": "recon.png",
-             "samples": "samples.png", "curve": "curve.png"}
+             "samples": "samples.png", "curve": "curve.png",
+             # only with validation images: the checkpoint of the epoch with the best score
+             "best": "best.npz"}
 CHECKPOINT_NAME = RUN_FILES["checkpoint"]
 OPTIMIZER_PREFIX, MODEL_EXTRA_PREFIX = "_adam.", "_model."
-# Config fields a resumed run may change: where files go and come from, and the total length.
-RESUMABLE_CHANGES = ("epochs", "out", "data_root")
+# Config fields a resumed run may change: where files go and come from, the total length, and
+# the wall-clock budget (a resumed run starts a fresh one).
+RESUMABLE_CHANGES = ("epochs", "out", "data_root", "budget_minutes")
 
 
 def save_run(path: Path, config, epoch: int, x_dim: int, model, optimizer: Adam,

@@ -87,11 +87,20 @@ class VAE(ImageModel):
         Verified by: tests/models/test_vae.py::test_elbo_is_reconstruction_minus_kl,
         tests/models/test_learnable_prior.py::test_elbo_with_a_learnable_prior_matches_numpy
         """
+        log_p_x_given_z, kl_q_prior = self.reconstruction_and_kl(x, rng)  # (B,), (B,)
+        return log_p_x_given_z - kl_q_prior
+
+    def reconstruction_and_kl(self, x, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """The ELBO's two terms, each of shape (B,): (log p(x | z), KL(q(z|x) ‖ p(z))) with one
+        reparameterized z = μ + σ ⊙ ε, so that a KL warm-up can weight the second
+        (``minivae.train.kl_weighted_elbo``).
+
+        Verified by: tests/test_training_options.py::test_kl_weighted_bound_at_beta_one_is_the_elbo
+        """
         q_z_given_x = self.encode(x)
         z, kl_q_prior = self.rsample_and_kl(q_z_given_x, rng)  # (B, z_dim), (B,)
         # log p(x | z) = Σ_i x_i l_i − softplus(l_i) with logits l = decoder(z) (B,)
-        log_p_x_given_z = self.decode(z).log_prob(x)
-        return log_p_x_given_z - kl_q_prior
+        return self.decode(z).log_prob(x), kl_q_prior
 
     def rsample_and_kl(self, q_z_given_x: DiagonalNormal, rng: np.random.Generator):
         """(z, KL(q ‖ p(z))): z = μ + σ ⊙ ε, ε = rng.standard_normal, and the KL in closed form;

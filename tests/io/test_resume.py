@@ -54,6 +54,10 @@ MODELS = {
                       model_options={"codebook_size": 8, "ema": True, "restart_dead": True}),
     # which labelled pairs meet each batch comes from the training data's own generator
     "m2": dict(model="m2", labels=20),
+    # the papers' options: a schedule that changes in epoch 2, the warm-up's β, held-out images
+    # scored every epoch (from the noise stream) and the best checkpoint
+    "papers": dict(lr_schedule="burda", kl_warmup=2, adam_eps=1e-4, init="he", validation=20,
+                   early_stopping=5),
 }
 
 
@@ -69,6 +73,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, name):
     assert comparable(resumed) == comparable(whole)
     assert_same_checkpoints(tmp_path / "whole" / "checkpoint.npz",
                             tmp_path / "parts" / "checkpoint.npz")
+    if "validation" in MODELS[name]:
+        assert_same_checkpoints(tmp_path / "whole" / "best.npz", tmp_path / "parts" / "best.npz")
     on_disk = json.loads((tmp_path / "parts" / "metrics.json").read_text())
     assert comparable(on_disk) == comparable(json.loads(json.dumps(whole)))
     # not vacuous: epochs 2 and 3 changed the parameters and advanced Adam
