@@ -51,6 +51,7 @@ from minivae.io.resume import (
 from minivae.models.registry import model_class
 from minivae.objectives.iwae import iwae_bound
 from minivae.optim import Adam
+from minivae.stopping import Budget, epochs_since_best, stop_reason
 from minivae.training_data import load_binary_split  # noqa: F401  (public here, as before)
 
 TEST_BINARIZATION_SEED = 12345  # fixed, so every run scores the same binary test set
@@ -194,17 +195,6 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> d
         return train_in_folder(out, config, progress, resume)
 
 
-class Budget:
-    """The wall-clock time a run may spend (``budget_minutes``; None: no limit), counted from
-    its making: ``spent()`` once it has passed."""
-
-    def __init__(self, minutes: float | None):
-        self.minutes, self.start = minutes, time.monotonic()
-
-    def spent(self) -> bool:
-        return self.minutes is not None and time.monotonic() - self.start >= 60 * self.minutes
-
-
 def validation_score(model, validation_x: np.ndarray | None,
                      rng: np.random.Generator) -> dict[str, float]:
     """{"validation_elbo": the mean ELBO of the held-out images}, noise ε from ``rng``; {}
@@ -212,27 +202,6 @@ def validation_score(model, validation_x: np.ndarray | None,
     if validation_x is None:
         return {}
     return {"validation_elbo": mean_elbo(model, validation_x, rng)}
-
-
-def epochs_since_best(scores: list[float]) -> int:
-    """How many epochs ago the highest score was first reached (0: the last is the best)."""
-    return len(scores) - 1 - int(np.argmax(scores))
-
-
-def stop_reason(config: TrainConfig, metrics: dict, budget: Budget) -> str | None:
-    """Why the run stops before its last epoch, or None: the wall-clock budget is spent, or
-    the validation ELBO has not risen for ``early_stopping`` epochs."""
-    epoch = metrics["epoch"][-1]
-    if budget.spent():
-        return (f"stopped at the wall-clock budget of {config.budget_minutes:g} minutes in "
-                f"epoch {epoch} (continue with --resume, which starts a fresh budget)")
-    if (config.early_stopping is not None
-            and epochs_since_best(metrics["validation_elbo"]) >= config.early_stopping):
-        best = int(np.argmax(metrics["validation_elbo"])) + 1
-        return (f"stopped early after epoch {epoch}: no better validation ELBO for "
-                f"{config.early_stopping} epochs since epoch {best} "
-                f"({RUN_FILES['best']} holds its weights)")
-    return None
 
 
 def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool) -> dict:
