@@ -55,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default=None,
                         help="a trained run's checkpoint.npz (default: random 784-400-20 tanh)")
     parser.add_argument("--without-torch", action="store_true", help="minivae's column only")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads (default: PyTorch's own count)")
     return parser.parse_args(argv)
 
 
@@ -131,6 +133,8 @@ def main(args: argparse.Namespace) -> dict:
             import torch
         except ImportError:
             print('PyTorch is not installed (pip install -e ".[bench]"): minivae only')
+    if torch is not None and args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     if args.checkpoint:
         model, config = load_model(args.checkpoint)
         binarize = config.binarize
