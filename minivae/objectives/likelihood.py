@@ -146,14 +146,16 @@ def importance_sampling_log_likelihood(model, x, k: int, rng: np.random.Generato
     if not callable(getattr(model, "log_importance_weights", None)):
         checks.has_methods(model, ("encode", "log_joint"))
     estimates, errors = [], []
-    # equal batches: threads.adaptive times them to pick BLAS's thread count (minivae.threads)
-    for start in tqdm(threads.adaptive(range(0, rows, batch_size) or [0]), desc=f"log p(x), k={k}",
+    for start in tqdm(range(0, rows, batch_size) or [0], desc=f"log p(x), k={k}",
                       total=-(-rows // batch_size) or 1, disable=not progress, leave=False):
         xb = x[start:start + batch_size]
         size = _batch_and_chunk(xb, chunk)[1]
         with no_grad():
+            # threads.adaptive times the equal chunks, not the batches, to pick BLAS's thread
+            # count (minivae.threads): a batch of k = 5000 draws takes seconds, and a trial
+            # of several steps per count would spend a good part of a run on the slower count
             estimate, error = log_mean_exp_with_standard_error(
-                _importance_weight_chunks(model, xb, k, rng, size))
+                threads.adaptive(_importance_weight_chunks(model, xb, k, rng, size)))
         estimates.append(estimate)
         errors.append(error)
     return np.concatenate(estimates), np.concatenate(errors)
