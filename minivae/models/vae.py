@@ -180,13 +180,14 @@ class VAE(ImageModel):
         l = decoder(z).  The encoder runs once for all k draws, the c·B codes of a chunk go
         through the decoder as one stack of rows (one matrix product per layer), and the
         targets x are checked and tiled to those rows once per call, not once per chunk.
-        A model with a learnable prior takes the readable form chunk by chunk.
+        A model with a learnable prior, or a subclass with its own encoder, decoder or joint
+        (full covariance, Gaussian pixels, VaDE), takes its own readable form chunk by chunk.
         Verified by:
         tests/objectives/test_likelihood.py::test_fast_vae_weights_are_a_drop_in_for_the_readable_form
         """
         k, rng = checks.positive_int(k, "k"), checks.generator(rng)
         chunk = checks.positive_int(chunk, "chunk")
-        if self.latent_prior is not None:
+        if self.latent_prior is not None or not self._has_the_plain_vae_density():
             for done in range(0, k, chunk):
                 yield self.log_importance_weights(x, min(chunk, k - done), rng)
             return
@@ -203,6 +204,12 @@ class VAE(ImageModel):
                 log_p_x_given_z = self._bernoulli_row_sums(logits, targets[:len(logits)], z)
                 yield (log_p_x_given_z - 0.5 * (z * z).sum(axis=-1)
                        + 0.5 * (eps * eps).sum(axis=-1) + log_scale_sum)
+
+    def _has_the_plain_vae_density(self) -> bool:
+        """Whether the weights are this class's: diagonal Gaussian q, N(0, I) prior, Bernoulli
+        pixels (a subclass that redefines any of them gets no shortcut written for them)."""
+        return all(getattr(type(self), name) is getattr(VAE, name) for name in (
+            "encode", "decode", "log_likelihood", "log_joint", "log_importance_weights"))
 
     def _bernoulli_row_sums(self, logits: np.ndarray, targets: np.ndarray, z: np.ndarray):
         """Σ_i x_i l_i − softplus(l_i) per row, reshaped to z's leading axes (c, B); logits that

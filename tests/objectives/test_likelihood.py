@@ -287,3 +287,19 @@ def test_fast_vae_weights_keep_the_exact_forms_where_the_shortcut_does_not_apply
                                rtol=1e-12)
     weights_off = next(vae.log_importance_weight_chunks(off, 3, np.random.default_rng(2), 3))
     assert np.all(np.isfinite(weights_on)) and np.all(weights_off == -np.inf)
+
+
+@pytest.mark.parametrize("module", ["test_full_covariance", "test_gaussian_decoder", "test_vade",
+                                    "test_gaussian_vade"])
+def test_subclasses_of_the_vae_keep_their_own_weights(module):
+    """A VAE subclass with its own q, pixels or joint gets its own log-weights from the chunked
+    path, not the plain VAE's shortcut."""
+    import importlib
+
+    model = importlib.import_module(f"tests.models.{module}").tiny_model()
+    x = binary_data(4)
+    ours = np.concatenate(list(model.log_importance_weight_chunks(
+        x, 5, np.random.default_rng(1), 2)))
+    rng = np.random.default_rng(1)
+    theirs = np.concatenate([model.log_importance_weights(x, c, rng) for c in (2, 2, 1)])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
