@@ -26,3 +26,39 @@ def test_hand_fused_step_has_minivaes_loss_and_gradient(hidden, z_dim, activatio
     np.testing.assert_allclose(hand_loss, loss.item(), rtol=1e-6)
     scale = np.abs(model.flat_grad).max()
     np.testing.assert_allclose(hand.grads, model.flat_grad, atol=1e-6 * scale)
+
+
+def test_loglik_bench_gives_pytorch_the_same_weights_and_formula():
+    """bench/loglik.py's PyTorch log-weights equal minivae's for the same weights and ε, and
+    its estimates agree with minivae's within their standard errors."""
+    torch = pytest.importorskip("torch")
+    import loglik
+
+    from minivae.engine.tensor import no_grad
+    from minivae.objectives.iwae import log_importance_weights
+    from minivae.objectives.likelihood import importance_sampling_log_likelihood
+
+    model = VAE(12, hidden=(8,), z_dim=3, rng=np.random.default_rng(0))
+    x = (np.random.default_rng(1).random((6, 12)) < 0.4).astype(np.float32)
+    encoder, decoder = loglik.torch_copy(torch, model)
+    eps = np.random.default_rng(2).standard_normal((4, 6, 3)).astype(np.float32)
+    with no_grad():
+        ours = log_importance_weights(model, x, 4, np.random.default_rng(2)).data
+    with torch.no_grad():
+        theirs = loglik.torch_log_weights(torch, encoder, decoder, torch.from_numpy(x),
+                                          torch.from_numpy(eps)).numpy()
+    np.testing.assert_allclose(theirs, ours, rtol=1e-5)
+    estimate, error = importance_sampling_log_likelihood(model, x, 400, np.random.default_rng(3))
+    their_estimate, their_error = loglik.torch_log_likelihood(torch, encoder, decoder, x, 400,
+                                                              64, seed=3)
+    assert np.all(np.abs(estimate - their_estimate) < 4 * np.hypot(error, their_error))
+    np.testing.assert_allclose(their_error, error, rtol=0.5)
+
+
+def test_iwae_bench_gives_pytorch_the_same_bound_and_gradient():
+    torch = pytest.importorskip("torch")
+    import iwae_epoch
+
+    x = (np.random.default_rng(0).random((8, 784)) < 0.2).astype(np.float32)
+    bound_difference, gradient_difference = iwae_epoch.check_models_agree(torch, x, 5)
+    assert bound_difference < 1e-3 and gradient_difference < 1e-4

@@ -146,21 +146,31 @@ def importance_sampling_log_likelihood(model, x, k: int, rng: np.random.Generato
     if not callable(getattr(model, "log_importance_weights", None)):
         checks.has_methods(model, ("encode", "log_joint"))
     estimates, errors = [], []
-    # equal batches: threads.adaptive times them to pick BLAS's thread count (minivae.threads)
-    for start in tqdm(threads.adaptive(range(0, rows, batch_size) or [0]), desc=f"log p(x), k={k}",
+    for start in tqdm(range(0, rows, batch_size) or [0], desc=f"log p(x), k={k}",
                       total=-(-rows // batch_size) or 1, disable=not progress, leave=False):
         xb = x[start:start + batch_size]
         size = _batch_and_chunk(xb, chunk)[1]
         with no_grad():
+            # threads.adaptive times the equal chunks, not the batches, to pick BLAS's thread
+            # count (minivae.threads): a batch of k = 5000 draws takes seconds, and a trial
+            # of several steps per count would spend a good part of a run on the slower count
             estimate, error = log_mean_exp_with_standard_error(
-                _importance_weight_chunks(model, xb, k, rng, size))
+                threads.adaptive(_importance_weight_chunks(model, xb, k, rng, size)))
         estimates.append(estimate)
         errors.append(error)
     return np.concatenate(estimates), np.concatenate(errors)
 
 
 def _importance_weight_chunks(model, x, k: int, rng, chunk: int):
-    """log w for k draws, ``chunk`` draws at a time: arrays of shape (≤ chunk, B)."""
+    """log w for k draws, ``chunk`` draws at a time: arrays of shape (≤ chunk, B).
+
+    A model may compute the chunks itself (``VAE.log_importance_weight_chunks``: the same
+    weights from the same draws, without the engine's graph); the readable form below is what
+    it is tested against.
+    """
+    if callable(getattr(model, "log_importance_weight_chunks", None)):
+        yield from model.log_importance_weight_chunks(x, k, rng, chunk)
+        return
     if hasattr(model, "log_importance_weights"):  # a model with its own proposal/latents
         for done in range(0, k, chunk):
             yield np.asarray(model.log_importance_weights(x, min(chunk, k - done), rng))

@@ -2,6 +2,8 @@
 standard errors, no overflow, and the evaluation wrapper built on them."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -223,3 +225,81 @@ def test_importance_sampling_demo_converges_to_the_exact_value(tmp_path, capsys)
     # the largest importance-sampling run lands within 5 of its standard errors of log p(x)
     assert np.all(np.abs(estimates[-1] - result["exact"]) <= 5 * errors[-1])
     assert "exact log p(x)" in capsys.readouterr().out
+
+
+def readable_estimates(model, x, k, rng, chunk):
+    """The estimator's readable form: the engine's log_importance_weights, chunk by chunk."""
+    from minivae.engine.tensor import no_grad
+
+    def chunks():
+        with no_grad():
+            q = model.encode(x)
+            for done in range(0, k, chunk):
+                yield log_importance_weights(model, x, min(chunk, k - done), rng, q=q).data
+
+    return log_mean_exp_with_standard_error(chunks())
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+@pytest.mark.parametrize("k, chunk", [(1, 1), (7, 3), (40, 40), (50, 16)])
+def test_fast_vae_weights_are_a_drop_in_for_the_readable_form(dtype, rtol, k, chunk):
+    """VAE.log_importance_weight_chunks (one encoder pass, the chunk's draws stacked into one
+    decoder product, Gaussian constants cancelled) gives the readable form's weights from the
+    same draws: the same estimate and the same standard error, up to rounding."""
+    from minivae import kernels
+
+    vae = tiny_vae(x_dim=12, z_dim=3, dtype=dtype)
+    x = binary_data(5, x_dim=12, dtype=dtype)
+    for composed in (False, True):
+        with kernels.composed() if composed else contextlib.nullcontext():
+            fast = list(vae.log_importance_weight_chunks(x, k, np.random.default_rng(4), chunk))
+            reference_rng = np.random.default_rng(4)
+            reference = [log_importance_weights(vae, x, min(chunk, k - done), reference_rng).data
+                         for done in range(0, k, chunk)]
+        assert [w.dtype for w in fast] == [dtype] * len(reference)
+        for ours, theirs in zip(fast, reference, strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=rtol)
+    estimate, error = importance_sampling_log_likelihood(vae, x, k, np.random.default_rng(4),
+                                                         chunk=chunk)
+    expected, expected_error = readable_estimates(vae, x, k, np.random.default_rng(4), chunk)
+    np.testing.assert_allclose(estimate, expected, rtol=rtol)
+    np.testing.assert_allclose(error, expected_error, rtol=10 * rtol if k > 1 else 0)
+
+
+def test_fast_vae_weights_keep_the_exact_forms_where_the_shortcut_does_not_apply():
+    """A learnable prior takes the readable form; an infinite logit takes the general
+    Bernoulli log-probability, exact at l = ±∞ (log σ(+∞) = 0, log(1 − σ(+∞)) = −∞)."""
+    learnable = tiny_vae(prior="learnable")
+    learnable.latent_prior.mean.data[:] = 0.7  # a prior other than N(0, I)
+    x = binary_data(4)
+    ours = np.concatenate(list(learnable.log_importance_weight_chunks(
+        x, 9, np.random.default_rng(1), 4)))
+    rng = np.random.default_rng(1)
+    theirs = np.concatenate([log_importance_weights(learnable, x, c, rng).data for c in (4, 4, 1)])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    vae = tiny_vae()
+    vae.decoder.layers[-1].bias.data[0] = np.inf  # pixel 0 is on for every z
+    on, off = x.copy(), x.copy()
+    on[:, 0], off[:, 0] = 1.0, 0.0
+    weights_on = next(vae.log_importance_weight_chunks(on, 3, np.random.default_rng(2), 3))
+    rng = np.random.default_rng(2)
+    np.testing.assert_allclose(weights_on, log_importance_weights(vae, on, 3, rng).data,
+                               rtol=1e-12)
+    weights_off = next(vae.log_importance_weight_chunks(off, 3, np.random.default_rng(2), 3))
+    assert np.all(np.isfinite(weights_on)) and np.all(weights_off == -np.inf)
+
+
+@pytest.mark.parametrize("module", ["test_full_covariance", "test_gaussian_decoder", "test_vade",
+                                    "test_gaussian_vade"])
+def test_subclasses_of_the_vae_keep_their_own_weights(module):
+    """A VAE subclass with its own q, pixels or joint gets its own log-weights from the chunked
+    path, not the plain VAE's shortcut."""
+    import importlib
+
+    model = importlib.import_module(f"tests.models.{module}").tiny_model()
+    x = binary_data(4)
+    ours = np.concatenate(list(model.log_importance_weight_chunks(
+        x, 5, np.random.default_rng(1), 2)))
+    rng = np.random.default_rng(1)
+    theirs = np.concatenate([model.log_importance_weights(x, c, rng) for c in (2, 2, 1)])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
