@@ -161,10 +161,13 @@ def test_paired_objective_adds_the_three_terms(flat_gradient_check):
     bound_u, bound_l = model.unlabelled_bound(x, rng).data, model.labelled_bound(x_l, y_l, rng).data
     np.testing.assert_allclose(value, bound_u + 0.25 * bound_l + 7.0 * log_q, rtol=1e-12)
     assert model.classification_weight(100 / 5000) == pytest.approx(5.0)  # 0.1 · N / N_l
-    # objective(x, rng, **pairs), as train calls it: L weighted by f = N_l / N, log q by f · α'
-    paired = model.objective(x, np.random.default_rng(6), x_labelled=x_l, y_labelled=y_l,
-                             labelled_fraction=0.02).data
-    np.testing.assert_allclose(paired, bound_u + 0.02 * bound_l + 0.02 * 5.0 * log_q,
+    # objective(x, rng, **pairs), as train calls it: "balanced" (the default) adds L and α' log q
+    # as they are, "paper" weights both by f = N_l / N
+    pairs = dict(x_labelled=x_l, y_labelled=y_l, labelled_fraction=0.02)
+    balanced = model.objective(x, np.random.default_rng(6), **pairs).data
+    np.testing.assert_allclose(balanced, bound_u + bound_l + 5.0 * log_q, rtol=1e-12)
+    paper = tiny_model(labelled_weighting="paper").objective(x, np.random.default_rng(6), **pairs)
+    np.testing.assert_allclose(paper.data, bound_u + 0.02 * bound_l + 0.02 * 5.0 * log_q,
                                rtol=1e-12)
 
     def objective():
@@ -189,11 +192,12 @@ class NoNoise(np.random.Generator):
 
 def test_an_epoch_of_paired_rows_is_j_alpha_in_expectation():
     """Six images, three of them labelled, minibatches of three: every way of drawing one
-    labelled pair per row (3⁶ = 729, equally likely) enumerated.  The mean over them of the
-    epoch's summed rows equals J^α = Σ_x U(x) + Σ_l L(x, y) + α E_l[log q(y | x)] with
-    α = 0.1 · N, each term computed on its own; the unweighted rows would count each label
-    N / N_l = 2 times."""
-    model, x = tiny_model(), binary_data(6, seed=4)
+    labelled pair per row (3⁶ = 729, equally likely) enumerated.  With the "paper" weighting
+    the mean over them of the epoch's summed rows equals J^α = Σ_x U(x) + Σ_l L(x, y)
+    + α E_l[log q(y | x)] with α = 0.1 · N, each term computed on its own; the "balanced"
+    rows (the default) count both labelled terms N / N_l = 2 times."""
+    model, x = tiny_model(labelled_weighting="paper"), binary_data(6, seed=4)
+    balanced = tiny_model()  # the same weights: tiny_model seeds its generator
     labelled, labels = np.array([0, 2, 5]), np.array([1, 0, 2])  # N_l = 3 of N = 6
     share, no_noise = 3 / 6, NoNoise(np.random.PCG64(0))
     u_rows = [model.objective(x[:3], no_noise).data, model.objective(x[3:], no_noise).data]
@@ -206,11 +210,12 @@ def test_an_epoch_of_paired_rows_is_j_alpha_in_expectation():
         epochs.append(sum(model.objective(batch, no_noise, x_labelled=x_l, y_labelled=y_l,
                                           labelled_fraction=share).data.sum()
                           for batch, x_l, y_l in batches))
-        unweighted.append(sum(model.semi_supervised_objective(
-            batch, x_l, y_l, no_noise, 1.0, model.classification_weight(share)).data.sum()
-            for batch, x_l, y_l in batches))
+        unweighted.append(sum(balanced.objective(batch, no_noise, x_labelled=x_l, y_labelled=y_l,
+                                                 labelled_fraction=share).data.sum()
+                              for batch, x_l, y_l in batches))
     assert np.mean(epochs) == pytest.approx(j_alpha, rel=1e-12)
-    assert abs(np.mean(unweighted) - j_alpha) > 1.0  # each label counted N / N_l = 2 times
+    labelled_terms = j_alpha - np.sum(u_rows)
+    assert np.mean(unweighted) == pytest.approx(np.sum(u_rows) + 2 * labelled_terms, rel=1e-12)
 
 
 def test_labelled_training_data_pairs_every_image_with_a_uniform_labelled_draw(tmp_path):
@@ -253,6 +258,8 @@ def test_bad_pairs_and_options_are_named():
         tiny_model(n_classes=1)
     with pytest.raises(ValueError, match="alpha_scale"):
         tiny_model(alpha_scale=-1.0)
+    with pytest.raises(ValueError, match="labelled_weighting"):
+        tiny_model(labelled_weighting="labels first")
 
 
 def test_labels_are_balanced_and_checked():
@@ -301,19 +308,17 @@ def test_the_command_line_names_bad_label_counts(tmp_path, capsys, labels, words
 
 def test_training_from_100_labels_beats_chance(tmp_path, no_pictures):
     """Two epochs on the 4500 embedded digits with 100 labels: the test error falls well below
-    the 90% of guessing.  With α = 0.1 · N the labels weigh little in J^α and learn slowly
-    (79.6% after two epochs with this seed); ten times that α (alpha_scale = 1) is quick."""
+    the 90% of guessing (the default, balanced weighting of the labelled rows)."""
     config = TrainConfig(model="m2", labels=100, epochs=2, hidden=(64,), z_dim=8,
-                         model_options={"alpha_scale": 1.0}, out=str(tmp_path / "run"))
+                         out=str(tmp_path / "run"))
     metrics = train(config, progress=False)
     assert metrics["test_error"][-1] < 0.5
     assert metrics["test_elbo"][-1] > metrics["test_elbo"][0]
 
 
 def test_demo_compares_m2_and_m1_m2_with_kmeans_and_draws_its_pictures(tmp_path):
-    # one epoch: ten times the paper's α, as in test_training_from_100_labels_beats_chance
     result = run_demo("semi_supervised", tmp_path, "--epochs", "1", "--vae-epochs", "1",
-                      "--hidden", "32", "--z-dim", "4", "--alpha-scale", "1", "--quiet")
+                      "--hidden", "32", "--z-dim", "4", "--quiet")
     assert result["m2_test_error"] < 0.9 and result["kmeans_test_error"] < 0.9  # chance: 0.9
     # one epoch of a 4-dimensional M1 keeps too little of the class for M1+M2 to beat chance
     # (test_gaussian_m2_learns_classes_from_few_labels checks that it learns)
