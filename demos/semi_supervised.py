@@ -65,6 +65,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, nargs="+", default=[500])
     parser.add_argument("--z-dim", type=int, default=50)
     parser.add_argument("--clusters", type=int, default=10, help="k of the k-means baseline")
+    parser.add_argument("--alpha-scale", type=float, default=0.1,
+                        help="the 0.1 of the classification weight α = 0.1 · N (Kingma et al.)")
+    parser.add_argument("--labelled-weighting", choices=["balanced", "paper"], default="balanced",
+                        help="labelled rows as they are (balanced) or scaled by N_l / N so that "
+                             "an epoch is the paper's J^α (see SemiSupervisedVAE.objective)")
     parser.add_argument("--seed", type=int, default=0)
     add_quiet_argument(parser)
     return parser.parse_args(argv)
@@ -119,7 +124,9 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray,
     objective of a minibatch of codes and as many labelled codes, as ``train`` steps M2."""
     model_rng, data_rng, noise_rng, _, _ = run_generators(args.seed)
     model = GaussianSemiSupervisedVAE(codes.shape[1], hidden=tuple(args.hidden),
-                                      z_dim=args.z_dim, rng=model_rng)
+                                      z_dim=args.z_dim, rng=model_rng,
+                                      alpha_scale=args.alpha_scale,
+                                      labelled_weighting=args.labelled_weighting)
     optimizer = Adam(model.parameters(), lr=1e-3)
     errors = []
     for _ in tqdm(range(args.epochs), desc="M1+M2 epochs", disable=args.quiet):
@@ -137,7 +144,9 @@ def main(args: argparse.Namespace) -> dict:
     checks.positive_int(args.epochs, "--epochs")
     config = TrainConfig(model="m2", labels=args.labels, dataset=args.dataset,
                          data_root=args.data_root, epochs=args.epochs, hidden=tuple(args.hidden),
-                         z_dim=args.z_dim, activation="softplus", seed=args.seed)
+                         z_dim=args.z_dim, activation="softplus", seed=args.seed,
+                         model_options={"alpha_scale": args.alpha_scale,
+                                        "labelled_weighting": args.labelled_weighting})
     try:  # the images and labels of M2's run, the same labelled ones
         data = training_data(config)
     except ValueError as error:

@@ -106,7 +106,9 @@ class LabelledTrainingData(TrainingData):
     Each minibatch of B images (the unlabelled stream: every training image, its label hidden)
     is paired with B labelled pairs drawn with replacement by ``rng``, from this epoch's
     binarization; the objective gets them as ``x_labelled``, ``y_labelled`` and the share
-    ``labelled_fraction`` = N_l / N of the training images that are labelled.  Scored per
+    ``labelled_fraction`` = N_l / N of the training images that are labelled: an epoch draws
+    each labelled pair N / N_l times, and M2 weights the labelled terms by N_l / N so that the
+    epoch is its objective J^α in expectation.  Scored per
     epoch by the test classification error.
     """
 

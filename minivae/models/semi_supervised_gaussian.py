@@ -49,11 +49,13 @@ class GaussianSemiSupervisedVAE(SemiSupervisedVAE):
     def __init__(self, x_dim: int, hidden=(400,), z_dim: int = 20, activation: str = "softplus",
                  rng: np.random.Generator | None = None, dtype=np.float32,
                  leaky_slope: float = 0.01, n_classes: int = SemiSupervisedVAE.N_CLASSES,
-                 alpha_scale: float = 0.1, min_sigma: float = 1e-3):
+                 alpha_scale: float = 0.1, min_sigma: float = 1e-3,
+                 labelled_weighting: str = "balanced"):
         self.min_sigma = float(checks.real(min_sigma, "min_sigma", 0, low_open=True))
         rng = checks.generator(rng)
         super().__init__(x_dim, hidden, z_dim, activation, rng=rng, dtype=dtype,
-                         leaky_slope=leaky_slope, n_classes=n_classes, alpha_scale=alpha_scale)
+                         leaky_slope=leaky_slope, n_classes=n_classes, alpha_scale=alpha_scale,
+                         labelled_weighting=labelled_weighting)
         # the decoder emits [μ; h] side by side (replacing M2's, in the same place)
         self.decoder = MLP([self.n_classes + self.z_dim, *self.hidden[::-1], 2 * self.x_dim],
                            activation, rng, self.dtype, leaky_slope)

@@ -2,6 +2,7 @@
 its input checks, and a short semi-supervised run on real digits."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -153,27 +154,83 @@ def test_paired_objective_adds_the_three_terms(flat_gradient_check):
     model, x, x_l = tiny_model(), binary_data(4), binary_data(4, seed=9)
     y_l = np.array([2, 0, 1, 1])
     rng = np.random.default_rng(6)
-    value = model.semi_supervised_objective(x, x_l, y_l, rng, weight=7.0).data
+    value = model.semi_supervised_objective(x, x_l, y_l, rng, labelled_weight=0.25,
+                                            classification_weight=7.0).data
     rng = np.random.default_rng(6)  # the same draws: U's first, then L's
     log_q = special.log_softmax(numpy_mlp(model.classifier, x_l), axis=-1)[np.arange(4), y_l]
-    expected = (model.unlabelled_bound(x, rng).data + model.labelled_bound(x_l, y_l, rng).data
-                + 7.0 * log_q)
-    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    bound_u, bound_l = model.unlabelled_bound(x, rng).data, model.labelled_bound(x_l, y_l, rng).data
+    np.testing.assert_allclose(value, bound_u + 0.25 * bound_l + 7.0 * log_q, rtol=1e-12)
     assert model.classification_weight(100 / 5000) == pytest.approx(5.0)  # 0.1 · N / N_l
-    # objective(x, rng, **pairs), as train calls it, is the same row with that weight
-    paired = model.objective(x, np.random.default_rng(6), x_labelled=x_l, y_labelled=y_l,
-                             labelled_fraction=0.1 / 7.0).data
-    np.testing.assert_allclose(paired, expected, rtol=1e-12)
+    # objective(x, rng, **pairs), as train calls it: "balanced" (the default) adds L and α' log q
+    # as they are, "paper" weights both by f = N_l / N
+    pairs = dict(x_labelled=x_l, y_labelled=y_l, labelled_fraction=0.02)
+    balanced = model.objective(x, np.random.default_rng(6), **pairs).data
+    np.testing.assert_allclose(balanced, bound_u + bound_l + 5.0 * log_q, rtol=1e-12)
+    paper = tiny_model(labelled_weighting="paper").objective(x, np.random.default_rng(6), **pairs)
+    np.testing.assert_allclose(paper.data, bound_u + 0.02 * bound_l + 0.02 * 5.0 * log_q,
+                               rtol=1e-12)
 
     def objective():
         return float(model.semi_supervised_objective(x, x_l, y_l, np.random.default_rng(6),
-                                                     7.0).data.sum())
+                                                     0.25, 7.0).data.sum())
 
     model.zero_grad()
-    model.semi_supervised_objective(x, x_l, y_l, np.random.default_rng(6), 7.0).sum().backward()
+    model.semi_supervised_objective(x, x_l, y_l, np.random.default_rng(6), 0.25,
+                                    7.0).sum().backward()
     directions = np.random.default_rng(8).standard_normal((4, model.flat_data.size))
     flat_gradient_check(model, objective, model.flat_grad.copy(), directions, rtol=1e-6,
                         atol=1e-8)
+
+
+class NoNoise(np.random.Generator):
+    """A generator whose standard normal draws are all 0 (z = μ), so that a bound is a plain
+    function of the weights and an expectation over the pairing can be enumerated."""
+
+    def standard_normal(self, size=None, dtype=np.float64, out=None):
+        return np.zeros(size, dtype)
+
+
+def test_an_epoch_of_paired_rows_is_j_alpha_in_expectation():
+    """Six images, three of them labelled, minibatches of three: every way of drawing one
+    labelled pair per row (3⁶ = 729, equally likely) enumerated.  With the "paper" weighting
+    the mean over them of the epoch's summed rows equals J^α = Σ_x U(x) + Σ_l L(x, y)
+    + α E_l[log q(y | x)] with α = 0.1 · N, each term computed on its own; the "balanced"
+    rows (the default) count both labelled terms N / N_l = 2 times."""
+    model, x = tiny_model(labelled_weighting="paper"), binary_data(6, seed=4)
+    balanced = tiny_model()  # the same weights: tiny_model seeds its generator
+    labelled, labels = np.array([0, 2, 5]), np.array([1, 0, 2])  # N_l = 3 of N = 6
+    share, no_noise = 3 / 6, NoNoise(np.random.PCG64(0))
+    u_rows = [model.objective(x[:3], no_noise).data, model.objective(x[3:], no_noise).data]
+    j_alpha = (np.sum(u_rows) + model.labelled_bound(x[labelled], labels, no_noise).data.sum()
+               + 0.1 * 6 * np.mean(model.class_log_probs(x[labelled]).data[np.arange(3), labels]))
+    epochs, unweighted = [], []  # the summed rows of each enumerated epoch
+    for draws in itertools.product(range(3), repeat=6):
+        pairs = np.array(draws).reshape(2, 3)  # which labelled pair each row of each batch meets
+        batches = [(x[3 * b:3 * b + 3], x[labelled[pairs[b]]], labels[pairs[b]]) for b in range(2)]
+        epochs.append(sum(model.objective(batch, no_noise, x_labelled=x_l, y_labelled=y_l,
+                                          labelled_fraction=share).data.sum()
+                          for batch, x_l, y_l in batches))
+        unweighted.append(sum(balanced.objective(batch, no_noise, x_labelled=x_l, y_labelled=y_l,
+                                                 labelled_fraction=share).data.sum()
+                              for batch, x_l, y_l in batches))
+    assert np.mean(epochs) == pytest.approx(j_alpha, rel=1e-12)
+    labelled_terms = j_alpha - np.sum(u_rows)
+    assert np.mean(unweighted) == pytest.approx(np.sum(u_rows) + 2 * labelled_terms, rel=1e-12)
+
+
+def test_labelled_training_data_pairs_every_image_with_a_uniform_labelled_draw(tmp_path):
+    """The hook's side of J^α: one epoch of batches holds each training image once, each with
+    one labelled pair drawn from the N_l labelled images (every one of them drawn, none other),
+    and hands the share f = N_l / N the rows are weighted by."""
+    config = TrainConfig(model="m2", labels=20, max_train=400, max_test=50, out=str(tmp_path))
+    data = training_data(config)
+    batches = list(data.batches(data.train_pixels, 64, np.random.default_rng(1)))
+    seen = np.concatenate([x for x, _ in batches])
+    assert sorted(map(bytes, seen)) == sorted(map(bytes, data.train_pixels))
+    pairs = np.concatenate([extra["x_labelled"] for _, extra in batches])
+    assert len(pairs) == 400 and all(extra["labelled_fraction"] == 20 / 400 for _, extra in batches)
+    drawn = {bytes(row) for row in pairs}
+    assert drawn == {bytes(row) for row in data.train_pixels[data.labelled]}
 
 
 @pytest.mark.parametrize("y, error, words", [
@@ -193,11 +250,16 @@ def test_bad_pairs_and_options_are_named():
     model = tiny_model()
     with pytest.raises(ValueError, match="x_labelled"):
         model.semi_supervised_objective(binary_data(3), binary_data(2), np.array([0, 1]),
-                                        np.random.default_rng(0), 1.0)
+                                        np.random.default_rng(0), 1.0, 1.0)
+    with pytest.raises(ValueError, match="labelled_fraction"):
+        model.objective(binary_data(2), np.random.default_rng(0), x_labelled=binary_data(2),
+                        y_labelled=np.array([0, 1]), labelled_fraction=0.0)
     with pytest.raises(ValueError, match="n_classes"):
         tiny_model(n_classes=1)
     with pytest.raises(ValueError, match="alpha_scale"):
         tiny_model(alpha_scale=-1.0)
+    with pytest.raises(ValueError, match="labelled_weighting"):
+        tiny_model(labelled_weighting="labels first")
 
 
 def test_labels_are_balanced_and_checked():
@@ -246,7 +308,7 @@ def test_the_command_line_names_bad_label_counts(tmp_path, capsys, labels, words
 
 def test_training_from_100_labels_beats_chance(tmp_path, no_pictures):
     """Two epochs on the 4500 embedded digits with 100 labels: the test error falls well below
-    the 90% of guessing."""
+    the 90% of guessing (the default, balanced weighting of the labelled rows)."""
     config = TrainConfig(model="m2", labels=100, epochs=2, hidden=(64,), z_dim=8,
                          out=str(tmp_path / "run"))
     metrics = train(config, progress=False)
