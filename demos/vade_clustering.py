@@ -6,9 +6,12 @@ Recipe (the initialization is half of VaDE):
    stack on −log p(x | μ̃(x)) (minivae/topics/pretraining.py, DEC's recipe); ``--pretrain plain``
    trains the whole autoencoder from its random start.  The result is saved to
    OUT/pretrained.npz, and ``--pretrained PATH`` starts from such a file instead;
-2. fit a diagonal GMM with K components to the training set's codes μ̃(x) by EM (k-means++
-   seeds; of ``--gmm-restarts`` fits the most likely is kept, labels play no part) and copy
-   π, μ_c, σ_c² into the prior (``VaDE.initialize_prior``);
+2. fit a diagonal GMM with K components to the training set's codes μ̃(x): k-means from
+   k-means++ seeds, then ``--gmm-iterations`` EM steps (1, the default, keeps the weights,
+   means and variances of the k-means clusters, as DEC starts from k-means; EM run to
+   convergence reaches a higher likelihood whose components cut across the digits); of
+   ``--gmm-restarts`` fits the most likely is kept, labels play no part; then copy π, μ_c, σ_c²
+   into the prior (``VaDE.initialize_prior``);
 3. train everything on the VaDE ELBO (Adam, the learning rate × ``--lr-decay`` every
    ``--lr-decay-every`` epochs, as in the paper).
 A test digit's cluster is argmax_c p(c | z = μ̃(x)).  Clustering accuracy uses the best one-to-one
@@ -85,6 +88,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--z-dim", type=int, default=10)
     parser.add_argument("--n-clusters", type=int, default=10)
+    parser.add_argument("--kmeans-steps", type=int, default=100,
+                        help="k-means steps that start each GMM fit")
+    parser.add_argument("--gmm-iterations", type=int, default=1,
+                        help="EM iterations after k-means (1: the k-means clusters' moments)")
     parser.add_argument("--gmm-restarts", type=int, default=10,
                         help="EM runs from k-means++ seeds; the most likely fit is kept")
     parser.add_argument("--max-train", type=int, default=None, help="use N random training images")
@@ -158,9 +165,11 @@ def pretrained_model(model, train_pixels, args, rng, data_rng, out: Path, say) -
 def main(args: argparse.Namespace) -> dict:
     model_rng, data_rng, noise_rng, gmm_rng = np.random.default_rng(args.seed).spawn(4)
     pretrain_rng = np.random.default_rng([args.seed, 1])
+    # checked before the data and the pretraining: a typo must not cost an hour
     for name in ("layer_epochs", "finetune_epochs", "pretrain_epochs", "epochs",
-                 "lr_decay_every"):
+                 "lr_decay_every", "gmm_iterations", "gmm_restarts"):
         checks.positive_int(getattr(args, name), "--" + name.replace("_", "-"))
+    checks.integer(args.kmeans_steps, "--kmeans-steps", 0)
     checks.real(args.drop, "--drop", 0.0, 1.0, high_open=True)
     train = load_dataset(args.dataset, "train", root=args.data_root)
     test = load_dataset(args.dataset, "test", root=args.data_root)
@@ -196,7 +205,8 @@ def main(args: argparse.Namespace) -> dict:
                                               out, say)
     codes_of = train_pixels if grey else binarize_dynamic(train_pixels, data_rng)
     codes = in_batches(lambda b: model.encode(b).loc.data, codes_of)
-    gmm = model.initialize_prior(codes, gmm_rng, n_init=args.gmm_restarts)
+    gmm = model.initialize_prior(codes, gmm_rng, n_init=args.gmm_restarts,
+                                 kmeans_steps=args.kmeans_steps, iterations=args.gmm_iterations)
     history["gmm_log_likelihood"] = gmm.log_likelihoods[-1]
     record("GMM init", 0, float("nan"))
 
@@ -246,7 +256,8 @@ def print_table(history: dict, args, out: Path) -> None:
         pretrained = f"AE {args.pretrain_epochs} ep"
     else:
         pretrained = f"SDAE {args.layer_epochs} ep/layer + {args.finetune_epochs} ep"
-    init = f"{pretrained} + diag. GMM (EM, best of {args.gmm_restarts})"
+    init = (f"{pretrained} + diag. GMM ({args.kmeans_steps} k-means + {args.gmm_iterations} EM,"
+            f" best of {args.gmm_restarts})")
     rows = [("VaDE, Jiang et al. (2017), reported", "784-500-500-2000-10 relu",
              "pretrained SAE + GMM init (the paper's long runs)", PAPER_ACCURACY),
             ("minivae: pretrained autoencoder + GMM", architecture, init,
@@ -255,7 +266,7 @@ def print_table(history: dict, args, out: Path) -> None:
              100 * history["accuracy"])]
     print(f"\nVaDE clustering on {args.dataset} (test set, {args.n_clusters} clusters, "
           f"best one-to-one matching of clusters to labels)")
-    widths = (38, 27, 74)
+    widths = (38, 27, 90)
     print("| " + " | ".join(f"{name:{w}s}" for name, w in
                             zip(("model", "architecture", "training"), widths)) + " | accuracy |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|----------|")
