@@ -73,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="epochs per denoising layer (layerwise)")
     parser.add_argument("--finetune-epochs", type=int, default=20,
                         help="epochs of the stacked autoencoder (layerwise)")
+    parser.add_argument("--finetune-more", type=int, default=0,
+                        help="with --pretrained: fine-tune it this many more epochs (and save)")
     parser.add_argument("--pretrain-epochs", type=int, default=5,
                         help="autoencoder epochs (plain)")
     parser.add_argument("--pretrain-lr", type=float, default=1e-3)
@@ -146,19 +148,29 @@ def pretrain(model, train_pixels, args, rng, data_rng, say) -> dict:
 
 
 def pretrained_model(model, train_pixels, args, rng, data_rng, out: Path, say) -> dict:
-    """Load ``--pretrained``, or pretrain and save OUT/pretrained.npz (atomically)."""
+    """Load ``--pretrained`` (and fine-tune it ``--finetune-more`` epochs), or pretrain; a
+    model trained here is saved to OUT/pretrained.npz (atomically)."""
+    started = time.perf_counter()
     if args.pretrained is not None:
         arrays, meta = load_checkpoint(args.pretrained)
         model.load_state_dict(arrays)  # which names any layer of another shape
         say(f"pretrained autoencoder read from {args.pretrained} ({meta.get('pretrain')})")
-        return {"from": str(args.pretrained)}
-    started = time.perf_counter()
-    curves = pretrain(model, train_pixels, args, rng, data_rng, say)
-    seconds = time.perf_counter() - started
+        if not args.finetune_more:
+            return {"from": str(args.pretrained)}
+        more = pretraining.finetune(model, train_pixels, rng, args.finetune_more,
+                                    args.pretrain_batch_size, args.pretrain_lr, not args.quiet)
+        say(f"fine-tuned {args.finetune_more} more epochs: −log p(x | μ̃(x)) {more[0]:.2f} → "
+            f"{more[-1]:.2f}")
+        curves = dict(meta.get("curves", {}))
+        curves["finetune"] = [*curves.get("finetune", []), *more]
+        seconds = meta.get("seconds", 0.0) + time.perf_counter() - started
+    else:
+        curves = pretrain(model, train_pixels, args, rng, data_rng, say)
+        seconds = time.perf_counter() - started
     meta = {"pretrain": args.pretrain, "seed": args.seed, "dataset": args.dataset,
             "max_train": args.max_train, "seconds": seconds, "curves": curves}
     save_checkpoint(out / "pretrained.npz", model.state_dict(), meta)
-    say(f"pretraining took {seconds:.0f} s; saved to {out / 'pretrained.npz'}")
+    say(f"pretraining took {seconds:.0f} s in all; saved to {out / 'pretrained.npz'}")
     return {"seconds": seconds, **curves}
 
 
@@ -170,6 +182,7 @@ def main(args: argparse.Namespace) -> dict:
                  "lr_decay_every", "gmm_iterations", "gmm_restarts"):
         checks.positive_int(getattr(args, name), "--" + name.replace("_", "-"))
     checks.integer(args.kmeans_steps, "--kmeans-steps", 0)
+    checks.integer(args.finetune_more, "--finetune-more", 0)
     checks.real(args.drop, "--drop", 0.0, 1.0, high_open=True)
     train = load_dataset(args.dataset, "train", root=args.data_root)
     test = load_dataset(args.dataset, "test", root=args.data_root)

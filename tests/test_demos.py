@@ -65,6 +65,11 @@ def test_vade_demo_pretrains_layerwise_saves_and_reuses_the_autoencoder(tmp_path
     assert again["accuracy_after_init"] == first["accuracy_after_init"]
     assert again["gmm_log_likelihood"] == first["gmm_log_likelihood"]
     assert not (tmp_path / "b" / "pretrained.npz").exists()
+    more = run_demo("vade_clustering", tmp_path / "d", "--pretrained", str(checkpoint),
+                    "--finetune-more", "1", *tiny)  # the stack trained on, and saved anew
+    assert more["pretraining"]["finetune"][:2] == first["pretraining"]["finetune"]
+    assert len(more["pretraining"]["finetune"]) == 3
+    assert (tmp_path / "d" / "pretrained.npz").exists()
     assert 0 <= first["accuracy"] <= 1 and np.isfinite(first["test_elbo"]).all()
     assert_pictures(tmp_path / "a", "samples_per_cluster.png", "test_clusters.png", "curve.png")
     with pytest.raises(ValueError, match="state dict"):  # a checkpoint of another network
