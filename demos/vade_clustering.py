@@ -1,10 +1,19 @@
 """Demo: VaDE, a VAE with a Gaussian-mixture prior, clusters MNIST digits without labels.
 
 Recipe (the initialization is half of VaDE):
-1. pretrain encoder mean and decoder as a deterministic autoencoder, maximizing log p(x | μ̃(x));
-2. fit a diagonal GMM with K components to the training set's codes μ̃(x) by EM (k-means++
-   seeds) and copy π, μ_c, σ_c² into the prior (``VaDE.initialize_prior``);
-3. train everything on the VaDE ELBO.
+1. pretrain encoder mean and decoder as a deterministic autoencoder: ``--pretrain layerwise``
+   (the default) trains one denoising autoencoder per layer, stacks them and fine-tunes the
+   stack on −log p(x | μ̃(x)) (minivae/topics/pretraining.py, DEC's recipe); ``--pretrain plain``
+   trains the whole autoencoder from its random start.  The result is saved to
+   OUT/pretrained.npz, and ``--pretrained PATH`` starts from such a file instead;
+2. fit a diagonal GMM with K components to the training set's codes μ̃(x): k-means from
+   k-means++ seeds, then ``--gmm-iterations`` EM steps (1, the default, keeps the weights,
+   means and variances of the k-means clusters, as DEC starts from k-means; EM run to
+   convergence reaches a higher likelihood whose components cut across the digits); of
+   ``--gmm-restarts`` fits the most likely is kept, labels play no part; then copy π, μ_c, σ_c²
+   into the prior (``VaDE.initialize_prior``);
+3. train everything on the VaDE ELBO (Adam, the learning rate × ``--lr-decay`` every
+   ``--lr-decay-every`` epochs, as in the paper).
 A test digit's cluster is argmax_c p(c | z = μ̃(x)).  Clustering accuracy uses the best one-to-one
 matching of clusters to labels (Hungarian method); the labels are used for nothing else.
 
@@ -13,6 +22,7 @@ test_clusters.png (row c: test digits assigned to cluster c), curve.png, and pri
 
     python demos/vade_clustering.py                          # a quick run on 5,000 digits
     python demos/vade_clustering.py --dataset mnist          # full MNIST, as in the paper
+    python demos/vade_clustering.py --pretrained runs/vade_clustering/pretrained.npz  # reuse
 
 The default network is the paper's (784-500-500-2000-10, ReLU), trained for minutes rather than
 hours.  Its matrices are small enough that one BLAS thread is best on a busy machine:
@@ -26,10 +36,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from minivae import checks, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
+from minivae.io.checkpoint import load_checkpoint, save_checkpoint
 from minivae.io.plots import output_folder, save_curve, save_image_grid
 from minivae.models.vade import VaDE
 from minivae.optim import Adam
@@ -39,6 +51,7 @@ from minivae.program import (
     demo_parser,
     run_reporting_errors,
 )
+from minivae.topics import pretraining
 from minivae.topics.clustering import clustering_accuracy, match_clusters_to_labels
 
 TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
@@ -49,16 +62,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/vade_clustering", help="folder for the pictures")
     add_data_arguments(parser)
+    parser.add_argument("--pretrain", choices=("layerwise", "plain"), default="layerwise",
+                        help="stacked denoising autoencoders, or one plain autoencoder")
+    parser.add_argument("--pretrained", default=None,
+                        help="start from this pretrained.npz instead of pretraining")
+    parser.add_argument("--pixels", choices=("grey", "binary"), default="grey",
+                        help="train and test on grey levels (soft Bernoulli targets) or on "
+                             "binarized pixels")
+    parser.add_argument("--layer-epochs", type=int, default=10,
+                        help="epochs per denoising layer (layerwise)")
+    parser.add_argument("--finetune-epochs", type=int, default=20,
+                        help="epochs of the stacked autoencoder (layerwise)")
+    parser.add_argument("--finetune-more", type=int, default=0,
+                        help="with --pretrained: fine-tune it this many more epochs (and save)")
     parser.add_argument("--pretrain-epochs", type=int, default=5,
-                        help="autoencoder epochs before the GMM is fitted")
+                        help="autoencoder epochs (plain)")
+    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
+    parser.add_argument("--pretrain-batch-size", type=int, default=256)
+    parser.add_argument("--drop", type=float, default=0.2,
+                        help="masking noise of the denoising layers (inverted dropout)")
     parser.add_argument("--epochs", type=int, default=8, help="VaDE epochs after pretraining")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr-decay", type=float, default=0.9)
+    parser.add_argument("--lr-decay-every", type=int, default=10)
     parser.add_argument("--hidden", type=int, nargs="+", default=[500, 500, 2000])
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--z-dim", type=int, default=10)
     parser.add_argument("--n-clusters", type=int, default=10)
-    parser.add_argument("--gmm-restarts", type=int, default=3,
+    parser.add_argument("--kmeans-steps", type=int, default=100,
+                        help="k-means steps that start each GMM fit")
+    parser.add_argument("--gmm-iterations", type=int, default=1,
+                        help="EM iterations after k-means (1: the k-means clusters' moments)")
+    parser.add_argument("--gmm-restarts", type=int, default=10,
                         help="EM runs from k-means++ seeds; the most likely fit is kept")
     parser.add_argument("--max-train", type=int, default=None, help="use N random training images")
     parser.add_argument("--seed", type=int, default=0)
@@ -74,10 +110,11 @@ def in_batches(function, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
 
 
 def train_epoch(model, optimizer, pixels, objective, args, data_rng) -> float:
-    """One pass over freshly binarized pixels, maximizing objective(x); its mean per example."""
+    """One pass over the pixels (freshly binarized unless grey levels are the data), maximizing
+    objective(x); its mean per example."""
+    data = pixels if args.pixels == "grey" else binarize_dynamic(pixels, data_rng)
     total = 0.0
-    batches = minibatches(binarize_dynamic(pixels, data_rng), args.batch_size, data_rng)
-    for x in threads.adaptive(batches):  # BLAS threads measured (minivae.threads)
+    for x in threads.adaptive(minibatches(data, args.batch_size, data_rng)):  # BLAS threads
         value = objective(x)
         optimizer.zero_grad()
         (-value.mean()).backward()
@@ -86,8 +123,67 @@ def train_epoch(model, optimizer, pixels, objective, args, data_rng) -> float:
     return total / len(pixels)
 
 
+def pretrain(model, train_pixels, args, rng, data_rng, say) -> dict:
+    """Step 1 of the recipe: the encoder mean and decoder trained as an autoencoder; its losses."""
+    if args.pretrain == "plain":
+        optimizer = Adam(model.parameters(), lr=args.lr)
+        curve = []
+        for epoch in range(1, args.pretrain_epochs + 1):
+            curve.append(train_epoch(model, optimizer, train_pixels, model.autoencoder_objective,
+                                     args, data_rng))
+            say(f"pretrain epoch {epoch:3d}  log p(x | μ̃(x)) {curve[-1]:9.2f}")
+        return {"autoencoder": curve}
+    options = {"batch_size": args.pretrain_batch_size, "lr": args.pretrain_lr,
+               "progress": not args.quiet}
+    layers, curves = pretraining.pretrain_layers(
+        train_pixels, [train_pixels.shape[1], *args.hidden, args.z_dim], rng,
+        epochs=args.layer_epochs, drop=args.drop, **options)
+    for k, curve in enumerate(curves, 1):
+        say(f"denoising layer {k}: loss {curve[0]:.4g} → {curve[-1]:.4g} per example")
+    pretraining.stack_into(model, layers)
+    finetuned = pretraining.finetune(model, train_pixels, rng, args.finetune_epochs, **options)
+    say(f"fine-tuned stack: −log p(x | μ̃(x)) {finetuned[0]:.2f} → {finetuned[-1]:.2f} "
+        f"(grey levels)")
+    return {"layers": curves, "finetune": finetuned}
+
+
+def pretrained_model(model, train_pixels, args, rng, data_rng, out: Path, say) -> dict:
+    """Load ``--pretrained`` (and fine-tune it ``--finetune-more`` epochs), or pretrain; a
+    model trained here is saved to OUT/pretrained.npz (atomically)."""
+    started = time.perf_counter()
+    if args.pretrained is not None:
+        arrays, meta = load_checkpoint(args.pretrained)
+        model.load_state_dict(arrays)  # which names any layer of another shape
+        say(f"pretrained autoencoder read from {args.pretrained} ({meta.get('pretrain')})")
+        if not args.finetune_more:
+            return {"from": str(args.pretrained)}
+        more = pretraining.finetune(model, train_pixels, rng, args.finetune_more,
+                                    args.pretrain_batch_size, args.pretrain_lr, not args.quiet)
+        say(f"fine-tuned {args.finetune_more} more epochs: −log p(x | μ̃(x)) {more[0]:.2f} → "
+            f"{more[-1]:.2f}")
+        curves = dict(meta.get("curves", {}))
+        curves["finetune"] = [*curves.get("finetune", []), *more]
+        seconds = meta.get("seconds", 0.0) + time.perf_counter() - started
+    else:
+        curves = pretrain(model, train_pixels, args, rng, data_rng, say)
+        seconds = time.perf_counter() - started
+    meta = {"pretrain": args.pretrain, "seed": args.seed, "dataset": args.dataset,
+            "max_train": args.max_train, "seconds": seconds, "curves": curves}
+    save_checkpoint(out / "pretrained.npz", model.state_dict(), meta)
+    say(f"pretraining took {seconds:.0f} s in all; saved to {out / 'pretrained.npz'}")
+    return {"seconds": seconds, **curves}
+
+
 def main(args: argparse.Namespace) -> dict:
     model_rng, data_rng, noise_rng, gmm_rng = np.random.default_rng(args.seed).spawn(4)
+    pretrain_rng = np.random.default_rng([args.seed, 1])
+    # checked before the data and the pretraining: a typo must not cost an hour
+    for name in ("layer_epochs", "finetune_epochs", "pretrain_epochs", "epochs",
+                 "lr_decay_every", "gmm_iterations", "gmm_restarts"):
+        checks.positive_int(getattr(args, name), "--" + name.replace("_", "-"))
+    checks.integer(args.kmeans_steps, "--kmeans-steps", 0)
+    checks.integer(args.finetune_more, "--finetune-more", 0)
+    checks.real(args.drop, "--drop", 0.0, 1.0, high_open=True)
     train = load_dataset(args.dataset, "train", root=args.data_root)
     test = load_dataset(args.dataset, "test", root=args.data_root)
     train_pixels = train.pixels(np.float32)
@@ -96,35 +192,41 @@ def main(args: argparse.Namespace) -> dict:
         train_pixels = train_pixels[data_rng.permutation(len(train_pixels))[:args.max_train]]
     out = output_folder(args.out)  # after data and checks: a failed start leaves no folder
     test_rng = np.random.default_rng(TEST_BINARIZATION_SEED)
-    test_x = binarize_dynamic(test.pixels(np.float32), test_rng)
+    grey = args.pixels == "grey"
+    test_x = test.pixels(np.float32) if grey else binarize_dynamic(test.pixels(np.float32),
+                                                                    test_rng)
 
     model = VaDE(train_pixels.shape[1], hidden=tuple(args.hidden), z_dim=args.z_dim,
-                 activation=args.activation, n_clusters=args.n_clusters, rng=model_rng)
+                 activation=args.activation, n_clusters=args.n_clusters, rng=model_rng,
+                 soft_targets=grey)
     history = {"stage": [], "epoch": [], "train": [], "test_accuracy": [], "test_elbo": []}
+
+    def say(line):
+        if not args.quiet:
+            print(line, flush=True)
 
     def record(stage, epoch, train_value):
         accuracy = clustering_accuracy(test.labels, in_batches(model.predict, test_x))
         elbo = float(in_batches(lambda b: model.elbo(b, noise_rng).data, test_x).mean())
         for key, value in zip(history, (stage, epoch, train_value, accuracy, elbo)):
             history[key].append(value)
-        if not args.quiet:
-            print(f"{stage:8s} epoch {epoch:3d}  train objective {train_value:9.2f}  "
-                  f"test accuracy {100 * accuracy:6.2f}%  test ELBO {elbo:9.2f}", flush=True)
+        say(f"{stage:8s} epoch {epoch:3d}  train objective {train_value:9.2f}  "
+            f"test accuracy {100 * accuracy:6.2f}%  test ELBO {elbo:9.2f}")
 
     start = time.perf_counter()
-    optimizer = Adam(model.parameters(), lr=args.lr)
-    for epoch in range(1, args.pretrain_epochs + 1):
-        value = train_epoch(model, optimizer, train_pixels, model.autoencoder_objective, args,
-                            data_rng)
-        if not args.quiet:
-            print(f"pretrain epoch {epoch:3d}  log p(x | μ̃(x)) {value:9.2f}", flush=True)
-    codes = in_batches(lambda b: model.encode(b).loc.data,
-                       binarize_dynamic(train_pixels, data_rng))
-    model.initialize_prior(codes, gmm_rng, n_init=args.gmm_restarts)
+    history["pretraining"] = pretrained_model(model, train_pixels, args, pretrain_rng, data_rng,
+                                              out, say)
+    codes_of = train_pixels if grey else binarize_dynamic(train_pixels, data_rng)
+    codes = in_batches(lambda b: model.encode(b).loc.data, codes_of)
+    gmm = model.initialize_prior(codes, gmm_rng, n_init=args.gmm_restarts,
+                                 kmeans_steps=args.kmeans_steps, iterations=args.gmm_iterations)
+    history["gmm_log_likelihood"] = gmm.log_likelihoods[-1]
     record("GMM init", 0, float("nan"))
 
     optimizer = Adam(model.parameters(), lr=args.lr)  # fresh moments for the new objective
-    for epoch in range(1, args.epochs + 1):
+    bar = tqdm(range(1, args.epochs + 1), desc="VaDE", disable=args.quiet, leave=False)
+    for epoch in bar:
+        optimizer.lr = args.lr * args.lr_decay ** ((epoch - 1) // args.lr_decay_every)
         value = train_epoch(model, optimizer, train_pixels,
                             lambda x: model.objective(x, noise_rng), args, data_rng)
         record("VaDE", epoch, value)
@@ -161,7 +263,14 @@ def write_pictures(model, test_x, labels, history, out: Path, args) -> None:
 
 def print_table(history: dict, args, out: Path) -> None:
     architecture = "-".join(map(str, [784, *args.hidden, args.z_dim])) + f" {args.activation}"
-    init = f"AE {args.pretrain_epochs} ep + diag. GMM (EM, best of {args.gmm_restarts})"
+    if args.pretrained is not None:
+        pretrained = "AE from file"
+    elif args.pretrain == "plain":
+        pretrained = f"AE {args.pretrain_epochs} ep"
+    else:
+        pretrained = f"SDAE {args.layer_epochs} ep/layer + {args.finetune_epochs} ep"
+    init = (f"{pretrained} + diag. GMM ({args.kmeans_steps} k-means + {args.gmm_iterations} EM,"
+            f" best of {args.gmm_restarts})")
     rows = [("VaDE, Jiang et al. (2017), reported", "784-500-500-2000-10 relu",
              "pretrained SAE + GMM init (the paper's long runs)", PAPER_ACCURACY),
             ("minivae: pretrained autoencoder + GMM", architecture, init,
@@ -170,14 +279,15 @@ def print_table(history: dict, args, out: Path) -> None:
              100 * history["accuracy"])]
     print(f"\nVaDE clustering on {args.dataset} (test set, {args.n_clusters} clusters, "
           f"best one-to-one matching of clusters to labels)")
-    widths = (38, 27, 60)
+    widths = (38, 27, 90)
     print("| " + " | ".join(f"{name:{w}s}" for name, w in
                             zip(("model", "architecture", "training"), widths)) + " | accuracy |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|----------|")
     for model, arch, training, accuracy in rows:
         print(f"| {model:{widths[0]}s} | {arch:{widths[1]}s} | {training:{widths[2]}s} | "
               f"{accuracy:7.2f}% |")
-    print(f"test ELBO {history['test_elbo'][-1]:.2f} nats (one draw per digit, fixed binarization)"
+    pixels = "grey levels" if args.pixels == "grey" else "fixed binarization"
+    print(f"test ELBO {history['test_elbo'][-1]:.2f} nats (one draw per digit, {pixels})"
           f"; {history['seconds']:.0f} s in all")
     for name, what in (("samples_per_cluster.png", "one row per cluster, z ~ N(μ_c, σ_c²)"),
                        ("test_clusters.png", "one row per cluster, test digits assigned to it"),

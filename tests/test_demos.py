@@ -51,6 +51,32 @@ def test_overlapping_latents_demo_runs_with_tiny_settings(tmp_path):
     assert_pictures(tmp_path, "latent_spaces.png")
 
 
+def test_vade_demo_pretrains_layerwise_saves_and_reuses_the_autoencoder(tmp_path):
+    """Tiny layer-wise pretraining writes pretrained.npz; a second run from that file, with the
+    same seed, fits the same GMM to the same codes, so it starts at the same accuracy."""
+    mnist_5k()
+    tiny = ["--max-train", "300", "--hidden", "24", "16", "--z-dim", "4", "--n-clusters", "4",
+            "--gmm-restarts", "2", "--epochs", "1", "--quiet"]
+    first = run_demo("vade_clustering", tmp_path / "a", "--layer-epochs", "1",
+                     "--finetune-epochs", "2", *tiny)
+    checkpoint = tmp_path / "a" / "pretrained.npz"
+    assert len(first["pretraining"]["layers"]) == 3 and len(first["pretraining"]["finetune"]) == 2
+    again = run_demo("vade_clustering", tmp_path / "b", "--pretrained", str(checkpoint), *tiny)
+    assert again["accuracy_after_init"] == first["accuracy_after_init"]
+    assert again["gmm_log_likelihood"] == first["gmm_log_likelihood"]
+    assert not (tmp_path / "b" / "pretrained.npz").exists()
+    more = run_demo("vade_clustering", tmp_path / "d", "--pretrained", str(checkpoint),
+                    "--finetune-more", "1", *tiny)  # the stack trained on, and saved anew
+    assert more["pretraining"]["finetune"][:2] == first["pretraining"]["finetune"]
+    assert len(more["pretraining"]["finetune"]) == 3
+    assert (tmp_path / "d" / "pretrained.npz").exists()
+    assert 0 <= first["accuracy"] <= 1 and np.isfinite(first["test_elbo"]).all()
+    assert_pictures(tmp_path / "a", "samples_per_cluster.png", "test_clusters.png", "curve.png")
+    with pytest.raises(ValueError, match="state dict"):  # a checkpoint of another network
+        run_demo("vade_clustering", tmp_path / "c", "--pretrained", str(checkpoint),
+                 *tiny, "--hidden", "24")
+
+
 def test_vae_digits_demo_prints_the_elbos_it_recorded(tmp_path, capsys):
     """Two epochs on mnist-5k: the three pictures and metrics.json are written, and the printed
     table holds the recorded ELBOs: finite, ≤ 0 (log p(x|z) ≤ 0 for binary pixels and KL ≥ 0,

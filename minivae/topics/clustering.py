@@ -221,7 +221,8 @@ def fit_diagonal_gmm(points, n_components: int, rng: np.random.Generator,
     log-likelihood gains less than ``tolerance``; of ``n_init`` runs from different seeds the
     one of highest likelihood is returned (EM finds a local maximum only).
     Verified by: tests/topics/test_clustering.py::test_gmm_em_never_lowers_the_likelihood,
-    ::test_gmm_fit_recovers_separated_components, ::test_gmm_restarts_keep_the_most_likely_fit
+    ::test_gmm_fit_recovers_separated_components, ::test_gmm_restarts_keep_the_most_likely_fit,
+    ::test_gmm_restarts_return_the_most_likely_of_the_runs
     """
     points, rng = _check_points(points), checks.generator(rng)
     n_components, n_init, iterations, kmeans_steps, tolerance, variance_floor = _check_em_options(

@@ -135,6 +135,20 @@ def test_gmm_restarts_keep_the_most_likely_fit():
         fit_diagonal_gmm(points, 3, rng=0)
 
 
+def test_gmm_restarts_return_the_most_likely_of_the_runs():
+    """n_init runs draw their seeds one after another from rng, so single runs from one shared
+    generator are those runs: the fit returned is the one of highest likelihood among them
+    (only the points decide, as no labels are passed)."""
+    points, _, _, _, _ = mixture_data(800, seed=3)
+    shared = np.random.default_rng(7)
+    runs = [fit_diagonal_gmm(points, 6, shared) for _ in range(5)]
+    finals = [run.log_likelihoods[-1] for run in runs]
+    assert max(finals) - min(finals) > 1e-3  # the starts differ, so the choice matters
+    best = fit_diagonal_gmm(points, 6, np.random.default_rng(7), n_init=5)
+    assert best.log_likelihoods[-1] == max(finals)
+    np.testing.assert_array_equal(best.means, runs[int(np.argmax(finals))].means)
+
+
 def test_gmm_fit_recovers_separated_components():
     from sklearn.mixture import GaussianMixture
 

@@ -1,0 +1,148 @@
+"""Greedy layer-wise pretraining of a deep autoencoder by stacked denoising autoencoders.
+
+The recipe of DEC (Xie et al., 2016), which VaDE's clustering accuracy depends on: for a network
+x_dim → h₁ → … → h_L (784-500-500-2000-10), train one denoising autoencoder per layer on the
+codes of the layers below it, stack the encoders (and, in reverse, the decoders) into one deep
+autoencoder, then fine-tune that end to end.  Layer k (input u, the code of layer k − 1):
+
+    ũ = mask(u),   h = a_k(ũ W_k + b_k),   û = a'_k(h W'_k + b'_k),   loss ℓ(û, u),
+
+a_k = ReLU except for the innermost layer (the embedding is linear), a'_k = ReLU except for the
+outermost layer, whose output are the decoder's logits.  ℓ is the squared error Σ_j (û_j − u_j)²
+for the inner layers, and for the outermost the Bernoulli cross-entropy of the grey levels,
+−Σ_j [x_j l_j − softplus(l_j)] at logits l = û: the decoder's own −log p(x | z), so its last
+layer is trained for the likelihood that VaDE then uses.  (DEC uses the squared error
+everywhere, on a linear output.)  The noise is only in training: codes passed up are computed
+from clean inputs, and fine-tuning runs without noise.
+
+Verified by: tests/topics/test_pretraining.py
+"""
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from minivae import checks, threads
+from minivae.data import minibatches
+from minivae.engine.ops import fused
+from minivae.engine.tensor import Tensor, no_grad
+from minivae.nn import Linear, Module
+from minivae.optim import Adam
+
+
+def mask_inputs(u: np.ndarray, drop: float, rng: np.random.Generator) -> np.ndarray:
+    """Masking noise as inverted dropout: ũ_j = u_j m_j / (1 − p), m_j ~ Bernoulli(1 − p).
+
+    Each entry is zeroed with probability p = ``drop`` and the survivors are scaled by 1/(1 − p),
+    so E[ũ | u] = u: the encoder sees inputs of the same expected size in training and after.
+    Verified by: tests/topics/test_pretraining.py::test_masking_keeps_the_expected_input
+    """
+    drop = checks.real(drop, "drop", 0.0, 1.0, high_open=True)
+    if drop == 0.0:
+        return u
+    keep = rng.random(u.shape) >= drop
+    return (u * keep / (1.0 - drop)).astype(u.dtype)
+
+
+class DenoisingLayer(Module):
+    """One layer of a stacked denoising autoencoder: encoder Linear(n_in, n_out) with activation
+    ``encode_activation``, decoder Linear(n_out, n_in) with ``decode_activation``; ``pixels``
+    says the decoder emits Bernoulli logits of grey levels (loss: cross-entropy), else values
+    compared by squared error."""
+
+    def __init__(self, n_in: int, n_out: int, rng: np.random.Generator, *,
+                 encode_activation: str = "relu", decode_activation: str = "relu",
+                 pixels: bool = False, dtype=np.float32):
+        self.encoder = Linear(n_in, n_out, rng, dtype)
+        self.decoder = Linear(n_out, n_in, rng, dtype)
+        self.encode_activation, self.decode_activation = encode_activation, decode_activation
+        self.pixels = checks.flag(pixels, "pixels")
+        self.flatten_parameters()
+
+    def encode(self, u) -> Tensor:
+        """h = a(u W + b), (B, n_out)."""
+        u = u if isinstance(u, Tensor) else Tensor(np.asarray(u))
+        return self.encoder(u, self.encode_activation)
+
+    def loss(self, noisy, clean) -> Tensor:
+        """Per-example reconstruction loss of ``clean`` from the code of ``noisy``, (B,):
+        Σ_j (û_j − u_j)², or −Σ_j [u_j l_j − softplus(l_j)] with logits l = û if ``pixels``.
+
+        Verified by: tests/topics/test_pretraining.py::test_layer_loss_matches_numpy,
+        ::test_layer_loss_gradient_passes_gradcheck
+        """
+        out = self.decoder(self.encode(noisy), self.decode_activation)
+        if self.pixels:
+            return -fused.bernoulli_log_prob(out, clean)
+        diff = out - Tensor(np.asarray(clean))
+        return (diff * diff).sum(axis=-1)
+
+
+def _train(module: Module, batch_loss, data: np.ndarray, epochs: int, batch_size: int,
+           lr: float, rng: np.random.Generator, label: str, progress: bool) -> list[float]:
+    """Adam on the mean of batch_loss(batch) over minibatches; the mean loss of each epoch."""
+    optimizer = Adam(module.parameters(), lr=lr)
+    history = []
+    for _ in tqdm(range(epochs), desc=label, disable=not progress, leave=False):
+        total = 0.0
+        for batch in threads.adaptive(minibatches(data, batch_size, rng)):
+            value = batch_loss(batch)
+            optimizer.zero_grad()
+            value.mean().backward()
+            optimizer.step()
+            total += float(value.data.sum(dtype=np.float64))
+        history.append(total / len(data))
+    return history
+
+
+def pretrain_layers(x: np.ndarray, sizes, rng: np.random.Generator, epochs: int = 10,
+                    batch_size: int = 256, lr: float = 1e-3, drop: float = 0.2,
+                    progress: bool = False) -> tuple[list[DenoisingLayer], list[list[float]]]:
+    """Train one ``DenoisingLayer`` per consecutive pair of ``sizes`` (sizes[0] = x_dim), each on
+    the clean codes of the trained layers below it; returns the layers and their loss curves."""
+    x = np.asarray(x)
+    checks.require(len(sizes) >= 2 and sizes[0] == x.shape[1], "sizes",
+                   f"[x_dim = {x.shape[1]}, ...] with at least one layer", sizes)
+    layers, curves, u = [], [], x
+    depth = len(sizes) - 1
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layer = DenoisingLayer(n_in, n_out, rng, dtype=x.dtype, pixels=k == 0,
+                               encode_activation="identity" if k == depth - 1 else "relu",
+                               decode_activation="identity" if k == 0 else "relu")
+        curves.append(_train(layer, lambda b, layer=layer: layer.loss(mask_inputs(b, drop, rng), b),
+                             u, epochs, batch_size, lr, rng, f"layer {k + 1}/{depth}", progress))
+        layers.append(layer)
+        with no_grad():
+            u = np.concatenate([layer.encode(u[i:i + 4096]).data for i in range(0, len(u), 4096)])
+    return layers, curves
+
+
+def stack_into(model, layers: list[DenoisingLayer]) -> None:
+    """Copy the layers' encoders into ``model.encoder`` (the innermost into the first z_dim
+    outputs, the mean μ̃ of a VAE's encoder) and their decoders, in reverse, into
+    ``model.decoder``.  The model's hidden activation should be ReLU, as the layers'."""
+    encoders, decoders = model.encoder.layers, model.decoder.layers[::-1]
+    checks.require(len(layers) == len(encoders), "layers", f"{len(encoders)} layers", len(layers))
+    for layer, encoder, decoder in zip(layers, encoders, decoders):
+        width = layer.encoder.weight.shape[1]
+        encoder.weight.data[:, :width] = layer.encoder.weight.data
+        encoder.bias.data[:width] = layer.encoder.bias.data
+        decoder.weight.data[...] = layer.decoder.weight.data
+        decoder.bias.data[...] = layer.decoder.bias.data
+
+
+def autoencoder_loss(model, x) -> Tensor:
+    """−log p(x | z = μ̃(x)) per example for grey levels x ∈ [0, 1], (B,): the Bernoulli
+    cross-entropy −Σ_j [x_j l_j − softplus(l_j)] of the decoded encoder mean, l = decoder(μ̃(x)).
+
+    Verified by: tests/topics/test_pretraining.py::test_autoencoder_loss_matches_numpy
+    """
+    h = model.encoder(Tensor(np.asarray(x)))
+    return -fused.bernoulli_log_prob(model.decoder(h[:, :model.z_dim]), x)
+
+
+def finetune(model, x: np.ndarray, rng: np.random.Generator, epochs: int = 20,
+             batch_size: int = 256, lr: float = 1e-3, progress: bool = False) -> list[float]:
+    """Train the whole stacked autoencoder on ``autoencoder_loss`` (no noise); loss per epoch."""
+    return _train(model, lambda b: autoencoder_loss(model, b), np.asarray(x), epochs, batch_size,
+                  lr, rng, "fine-tune", progress)
