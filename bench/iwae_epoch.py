@@ -37,7 +37,12 @@ from minivae.optim import Adam
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from epoch import training_images  # noqa: E402
-from vae_vs_torch import _torch_linears, build_torch_vae, load_average  # noqa: E402
+from vae_vs_torch import (  # noqa: E402
+    _torch_linears,
+    build_torch_vae,
+    load_average,
+    optional_torch,
+)
 
 HIDDEN, Z_DIM = (200, 200), 50
 
@@ -140,14 +145,7 @@ def check_models_agree(torch, x: np.ndarray, k: int) -> tuple[float, float]:
 
 
 def main(args: argparse.Namespace) -> dict:
-    torch = None
-    if not args.without_torch:
-        try:
-            import torch
-        except ImportError:
-            print('PyTorch is not installed (pip install -e ".[bench]"): minivae only')
-    if torch is not None and args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    torch = optional_torch(args.without_torch, args.torch_threads)
     x = training_images(args)
     print(f"IWAE L_{args.k}, 784-{'-'.join(map(str, HIDDEN))}-{Z_DIM} tanh float32, batch "
           f"{args.batch_size}, {len(x)} images ({'MNIST' if args.data_root else 'random'}); "

@@ -37,7 +37,12 @@ from minivae.objectives.likelihood import ROWS_PER_CHUNK, importance_sampling_lo
 from minivae.train import load_binary_split, scored_test_images
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vae_vs_torch import _torch_linears, build_torch_vae, load_average  # noqa: E402
+from vae_vs_torch import (  # noqa: E402
+    _torch_linears,
+    build_torch_vae,
+    load_average,
+    optional_torch,
+)
 
 BATCH = 100  # images per encoder pass, as ``python -m minivae evaluate``
 
@@ -127,14 +132,7 @@ def mean_with_error(estimates, errors) -> tuple[float, float]:
 
 
 def main(args: argparse.Namespace) -> dict:
-    torch = None
-    if not args.without_torch:
-        try:
-            import torch
-        except ImportError:
-            print('PyTorch is not installed (pip install -e ".[bench]"): minivae only')
-    if torch is not None and args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    torch = optional_torch(args.without_torch, args.torch_threads)
     if args.checkpoint:
         model, config = load_model(args.checkpoint)
         binarize = config.binarize

@@ -214,6 +214,21 @@ def load_average() -> list[float] | None:
         return None
 
 
+def optional_torch(without_torch: bool, threads: int | None):
+    """The torch module (with ``threads`` intra-op threads when given), or None when it is not
+    wanted or not installed, saying so."""
+    if without_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        print('PyTorch is not installed (pip install -e ".[bench]"): minivae only')
+        return None
+    if threads:
+        torch.set_num_threads(threads)
+    return torch
+
+
 def mean_std(values) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof = 1; 0.0 for a single value)."""
     values = np.asarray(values, dtype=np.float64)

@@ -32,8 +32,7 @@ from minivae.program import (
     demo_parser,
     run_reporting_errors,
 )
-
-TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
+from minivae.train import TEST_BINARIZATION_SEED  # the same binary test set as `train`
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -41,8 +41,7 @@ from minivae.program import (
 )
 from minivae.topics.clustering import clustering_accuracy
 from minivae.topics.latent_overlap import class_overlap, knn_accuracy
-
-TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
+from minivae.train import TEST_BINARIZATION_SEED  # the same binary test set as `train`
 
 
 def parse_args(argv=None) -> argparse.Namespace:

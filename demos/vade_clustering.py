@@ -53,8 +53,8 @@ from minivae.program import (
 )
 from minivae.topics import pretraining
 from minivae.topics.clustering import clustering_accuracy, match_clusters_to_labels
+from minivae.train import TEST_BINARIZATION_SEED  # the same binary test set as `train`
 
-TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
 PAPER_ACCURACY = 94.46  # Jiang et al. (2017), MNIST, 784-500-500-2000-10, long SAE pretraining
 
 

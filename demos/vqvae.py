@@ -48,8 +48,8 @@ from minivae.program import (
     demo_parser,
     run_reporting_errors,
 )
+from minivae.train import TEST_BINARIZATION_SEED  # the same binary test set as `train`
 
-TEST_BINARIZATION_SEED = 12345  # the same binary test set as `python -m minivae train`
 VARIANTS = {"gradient": ("gradient codebook", False), "ema": ("EMA codebook", True)}
 
 
