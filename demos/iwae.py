@@ -21,18 +21,32 @@ first 1,000 test images) finishes in about 17 minutes.  One BLAS thread: on a sh
 machine, two BLAS threads wait for each other whenever another process holds a core, and
 batch-20 steps became 20 times slower in our measurements.
 
-Writes each run's folder (checkpoint, metrics, pictures), nll_vs_k.png and results.json.
+What one hour buys: each k trains for at most ``--budget-minutes`` of wall-clock time (the
+checkpoint of the last epoch is kept and scored), ``--jobs 2`` trains two k at once, one BLAS
+thread each, and ``--epochs`` takes one count per k, so that a cosine schedule ends about where
+the budget does.  The table in docs/RESULTS.md ("Burda et al. 2016") comes from
+
+    python demos/iwae.py --dataset mnist --batch-size 100 --lr-schedule cosine \
+        --epochs 1100 430 60 --budget-minutes 60 --jobs 2 --n-test 0
+
+(k = 1 and k = 5 together for an hour, then k = 50, then log p(x) on all 10,000 test images).
+
+Writes each run's folder (checkpoint, metrics, pictures), nll_vs_k.png, curves.png (each run's
+test ELBO against its minutes of training) and results.json.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from minivae import threads
 from minivae.data import binarize_dynamic
 from minivae.io.json_text import write_json
 from minivae.io.plots import new_figure, save_png
@@ -44,13 +58,14 @@ from minivae.program import (
     demo_parser,
     run_reporting_errors,
 )
+from minivae.schedules import LR_SCHEDULES
 from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, load_binary_split, train
 
 # Burda et al. (2016), Table 1, MNIST, one stochastic layer: test NLL (nats) by training k.
 BURDA_VAE = {1: 86.76, 5: 86.47, 50: 86.35}
 BURDA_IWAE = {1: 86.76, 5: 85.54, 50: 84.78}
 BURDA_SETUP = ("784-200-200-50 tanh, batch 20, 3,280 epochs "
-               "(Adam, lr 1e-3·10^(−i/7) for 3^i epochs, i = 0..7)")
+               "(Adam, ε 1e-4, lr 1e-3·10^(−i/7) for 3^i epochs, i = 0..7)")
 EVAL_IMAGES_PER_CALL = 100  # test images scored together: bounds the memory of k = 5000
 
 
@@ -59,9 +74,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_data_arguments(parser)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 50],
                         help="training samples k (1: the ELBO; more: the IWAE bound L_k)")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[5],
+                        help="epochs of every run, or one count per k")
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                        help="learning rate by epoch, as train's --lr-schedule (cosine: from "
+                             "--lr towards 0 over the run's epochs)")
+    parser.add_argument("--adam-eps", type=float, default=1e-4, help="Adam's ε (Burda et al.)")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="stop each run after the step that spends M minutes of training "
+                             "(default: no limit); its last epoch's checkpoint is scored")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained and scored at once, in processes of one BLAS thread "
+                             "each (2 on a 2-core machine)")
     parser.add_argument("--hidden", type=int, nargs="+", default=[200, 200])
     parser.add_argument("--z-dim", type=int, default=50)
     parser.add_argument("--k-eval", type=int, default=5000,
@@ -78,14 +104,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if any(k < 1 for k in args.ks):
         parser.error(f"--ks must be positive integers, got {args.ks}")
+    if len(args.epochs) not in (1, len(args.ks)) or any(e < 1 for e in args.epochs):
+        parser.error(f"--epochs must be one positive integer, or one per k ({len(args.ks)} "
+                     f"for --ks {' '.join(map(str, args.ks))}), got {args.epochs}")
     if args.n_test < 0:  # x[:-5] would silently drop the last five images
         parser.error(f"--n-test must be 0 (all) or a positive integer, got {args.n_test}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be a positive integer, got {args.jobs}")
+    if args.budget_minutes is not None and not args.budget_minutes > 0:
+        parser.error(f"--budget-minutes must be a positive number, got {args.budget_minutes}")
     return args
 
 
+def epochs_of(args, k: int) -> int:
+    return args.epochs[0] if len(args.epochs) == 1 else args.epochs[args.ks.index(k)]
+
+
 def train_one(args, k: int) -> tuple[dict, float]:
-    config = TrainConfig(dataset=args.dataset, data_root=args.data_root, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, hidden=tuple(args.hidden),
+    config = TrainConfig(dataset=args.dataset, data_root=args.data_root,
+                         epochs=epochs_of(args, k), batch_size=args.batch_size, lr=args.lr,
+                         lr_schedule=args.lr_schedule, adam_eps=args.adam_eps,
+                         budget_minutes=args.budget_minutes, hidden=tuple(args.hidden),
                          z_dim=args.z_dim, activation="tanh", seed=args.seed,
                          max_train=args.max_train, objective="elbo" if k == 1 else "iwae", k=k,
                          out=str(Path(args.out) / f"k{k}"))
@@ -110,12 +149,57 @@ def evaluate_log_likelihood(args, k: int) -> tuple[np.ndarray, float]:
     return log_px, time.perf_counter() - start
 
 
+def run_one(args, k: int) -> dict:
+    """Train on k samples, then score log p(x): one run, in this process or in a job's."""
+    metrics, train_seconds = train_one(args, k)
+    log_px, eval_seconds = evaluate_log_likelihood(args, k)
+    print(f"k = {k}: trained {train_seconds:.0f} s ({metrics['epoch'][-1]} epochs), evaluated "
+          f"{eval_seconds:.0f} s, test NLL {-log_px.mean():.2f}", flush=True)
+    return {"k": k, "metrics": metrics, "log_px": log_px, "train_seconds": train_seconds,
+            "eval_seconds": eval_seconds}
+
+
+def run_in_job(args, k: int) -> dict:
+    threads.set_num_threads(1)  # jobs share the cores: more BLAS threads would wait on each other
+    args.quiet = True  # bars of several processes would overwrite each other's line
+    return run_one(args, k)
+
+
+def run_all(args) -> list[dict]:
+    """Every k's run, ``--jobs`` at a time, in the order of ``--ks``."""
+    if args.jobs == 1:
+        return [run_one(args, k) for k in args.ks]
+    # fork: the jobs start from this process's imports (a demo is not an importable module)
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        runs = [pool.submit(run_in_job, args, k) for k in args.ks]
+        for _ in tqdm(as_completed(runs), total=len(runs), disable=args.quiet,
+                      desc=f"runs, {args.jobs} at a time"):
+            pass
+        return [run.result() for run in runs]
+
+
+def table_rows(runs: list[dict]) -> list[dict]:
+    rows, baseline = [], runs[0]["log_px"]
+    for run in runs:
+        log_px, metrics = run["log_px"], run["metrics"]
+        rows.append({"k": run["k"], "objective": metrics["objective"],
+                     "nll": float(-log_px.mean()), "nll_se": standard_error(log_px),
+                     "n_test": len(log_px),
+                     # the same images for every k, so differences have a paired error
+                     "minus_first": float(-(log_px - baseline).mean()) + 0.0,  # no "−0.00"
+                     "minus_first_se": standard_error(log_px - baseline),
+                     "test_elbo": metrics["test_elbo"][-1], "epochs": metrics["epoch"][-1],
+                     "stopped": metrics.get("stopped"), "train_seconds": run["train_seconds"],
+                     "eval_seconds": run["eval_seconds"]})
+    return rows
+
+
 def draw(path: Path, rows: list[dict], args) -> Path:
     figure = new_figure(760, 480)
     axes = figure.add_subplot(1, 1, 1)
     ks = [row["k"] for row in rows]
     axes.errorbar(ks, [row["nll"] for row in rows], yerr=[row["nll_se"] for row in rows],
-                  marker="o", capsize=3, label=f"minivae, {args.epochs} epochs (± SE over images)")
+                  marker="o", capsize=3, label=f"minivae, {run_length(args)} (± SE over images)")
     for label, table, style in (("Burda et al. VAE", BURDA_VAE, "s--"),
                                 ("Burda et al. IWAE", BURDA_IWAE, "^--")):
         axes.plot(list(table), list(table.values()), style, label=f"{label}, 3,280 epochs")
@@ -131,49 +215,66 @@ def draw(path: Path, rows: list[dict], args) -> Path:
     return save_png(figure, path)
 
 
+def draw_curves(path: Path, runs: list[dict], rows: list[dict]) -> Path:
+    """Each run's test ELBO after every epoch against the minutes it had trained: at equal
+    wall time, a k-sample bound has had fewer epochs."""
+    figure = new_figure(760, 480)
+    axes = figure.add_subplot(1, 1, 1)
+    for run, row in zip(runs, rows):
+        minutes = np.cumsum(run["metrics"]["seconds"]) / 60
+        name = "ELBO" if row["objective"] == "elbo" else f"L_{row['k']}"
+        axes.plot(minutes, run["metrics"]["test_elbo"],
+                  label=f"trained on the {name}: {row['epochs']} epochs, NLL {row['nll']:.2f}")
+    axes.set_xlabel("minutes of training (scoring the test set not counted)")
+    axes.set_ylabel("test ELBO, nats (one sample per image)")
+    low = min(np.percentile(run["metrics"]["test_elbo"], 10) for run in runs)
+    high = max(max(run["metrics"]["test_elbo"]) for run in runs)
+    axes.set_ylim(low, high + 0.05 * (high - low) + 1e-9)  # the first epochs would flatten all
+    axes.set_title("test ELBO while training (−log p(x) at the end: the legend)")
+    axes.legend()
+    return save_png(figure, path)
+
+
 def main(args: argparse.Namespace) -> list[dict]:
-    rows, baseline = [], None
-    for k in args.ks:
-        metrics, train_seconds = train_one(args, k)
-        log_px, eval_seconds = evaluate_log_likelihood(args, k)
-        baseline = log_px if baseline is None else baseline
-        rows.append({"k": k, "objective": metrics["objective"], "nll": float(-log_px.mean()),
-                     "nll_se": standard_error(log_px), "n_test": len(log_px),
-                     # the same images for every k, so differences have a paired error
-                     "minus_first": float(-(log_px - baseline).mean()) + 0.0,  # no "−0.00"
-                     "minus_first_se": standard_error(log_px - baseline),
-                     "test_elbo": metrics["test_elbo"][-1], "train_seconds": train_seconds,
-                     "eval_seconds": eval_seconds})
-        print(f"k = {k}: trained {train_seconds:.0f} s, evaluated {eval_seconds:.0f} s, "
-              f"test NLL {rows[-1]['nll']:.2f}", flush=True)
+    runs = run_all(args)
+    rows = table_rows(runs)
     out = Path(args.out)
-    picture = draw(out / "nll_vs_k.png", rows, args)
+    pictures = [draw(out / "nll_vs_k.png", rows, args), draw_curves(out / "curves.png", runs, rows)]
     write_json(out / "results.json", {"args": vars(args), "rows": rows})
     print_table(rows, args)
-    print(f"\n{picture}\n{out / 'results.json'}")
+    print("", *pictures, out / "results.json", sep="\n")
     return rows
+
+
+def run_length(args) -> str:
+    epochs = "/".join(map(str, args.epochs)) + " epochs"
+    return epochs + (f" or {args.budget_minutes:g} minutes" if args.budget_minutes else "")
 
 
 def print_table(rows: list[dict], args) -> None:
     ours = (f"{'-'.join(map(str, [784, *args.hidden, args.z_dim]))} tanh, batch "
-            f"{args.batch_size}, {args.epochs} epochs (Adam, lr {args.lr:g})")
+            f"{args.batch_size}, {run_length(args)} (Adam, ε {args.adam_eps:g}, lr "
+            f"{args.lr:g}, {args.lr_schedule})")
     print(f"\nTest NLL (nats, lower is better), −log p(x) by importance sampling with "
           f"k = {args.k_eval},\non the first {rows[0]['n_test']} {args.dataset} test images "
           f"(binarized once, seed {TEST_BINARIZATION_SEED}).")
     print(f"  ours:         {ours}")
     print(f"  Burda et al.: {BURDA_SETUP}, all 10,000 test images")
     first = rows[0]["k"]
-    print(f"\n{'k':>4}  {'trained on':>10}  {'ours: NLL ± SE':>16}  {f'Δ vs k={first}':>16}"
-          f"  {'test ELBO':>9}  {'Burda VAE':>9}  {'Burda IWAE':>10}")
+    print(f"\n{'k':>4}  {'trained on':>10}  {'epochs':>6}  {'minutes':>7}  "
+          f"{'ours: NLL ± SE':>16}  {f'Δ vs k={first}':>16}  {'test ELBO':>9}  "
+          f"{'Burda VAE':>9}  {'Burda IWAE':>10}")
     for row in rows:
         name = "ELBO" if row["objective"] == "elbo" else f"L_{row['k']}"
         burda = [f"{table[row['k']]:.2f}" if row["k"] in table else "—"
                  for table in (BURDA_VAE, BURDA_IWAE)]
-        print(f"{row['k']:4d}  {name:>10}  {row['nll']:9.2f} ± {row['nll_se']:4.2f}  "
+        print(f"{row['k']:4d}  {name:>10}  {row['epochs']:6d}  {row['train_seconds'] / 60:7.1f}  "
+              f"{row['nll']:9.2f} ± {row['nll_se']:4.2f}  "
               f"{row['minus_first']:+9.2f} ± {row['minus_first_se']:4.2f}  "
               f"{row['test_elbo']:9.2f}  {burda[0]:>9}  {burda[1]:>10}")
     print("(SE: standard error over the test images; Δ is paired, on the same images; test ELBO:"
-          "\n the one-sample ELBO averaged over the whole test split, as train() reports it)")
+          "\n the one-sample ELBO averaged over the whole test split, as train() reports it;"
+          "\n minutes: the run's wall time, scoring the test set each epoch included)")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ with each class y in turn), and prints a table.
 
     python demos/semi_supervised.py --labels 100                   # minutes, on 4,500 digits
     python demos/semi_supervised.py --dataset mnist --epochs 50    # full MNIST, as in the paper
+    python demos/semi_supervised.py --dataset mnist --epochs 500 --budget-minutes 20
+
+``--budget-minutes M`` bounds each of the three trainings (M2, the VAE, M1+M2): each ends after
+the step (M1+M2: the epoch) that spends M minutes, after at least one epoch.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ from minivae.program import (
     demo_parser,
     run_reporting_errors,
 )
+from minivae.stopping import Budget
 from minivae.topics.clustering import kmeans_plus_plus
 from minivae.train import TEST_BINARIZATION_SEED, run_generators, train, training_data
 from minivae.training_data import LabelledTrainingData, classification_error
@@ -70,6 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--labelled-weighting", choices=["balanced", "paper"], default="balanced",
                         help="labelled rows as they are (balanced) or scaled by N_l / N so that "
                              "an epoch is the paper's J^α (see SemiSupervisedVAE.objective)")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="wall-clock minutes of each training (default: no limit)")
     parser.add_argument("--seed", type=int, default=0)
     add_quiet_argument(parser)
     return parser.parse_args(argv)
@@ -96,7 +103,7 @@ def latent_means(args, out: Path, train_pixels: np.ndarray,
     training images (one binarization) and of the binarized test images, float32."""
     config = TrainConfig(dataset=args.dataset, data_root=args.data_root, epochs=args.vae_epochs,
                          hidden=tuple(args.hidden), z_dim=args.z_dim, seed=args.seed,
-                         out=str(out / "vae"))
+                         budget_minutes=args.budget_minutes, out=str(out / "vae"))
     train(config, progress=not args.quiet)
     vae, _ = load_model(out / "vae" / "checkpoint.npz")
     rng = np.random.default_rng(args.seed)
@@ -128,8 +135,10 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray,
                                       alpha_scale=args.alpha_scale,
                                       labelled_weighting=args.labelled_weighting)
     optimizer = Adam(model.parameters(), lr=1e-3)
-    errors = []
+    errors, budget = [], Budget(args.budget_minutes)
     for _ in tqdm(range(args.epochs), desc="M1+M2 epochs", disable=args.quiet):
+        if errors and budget.spent():
+            break
         for x, extra in data.batches(codes, 128, data_rng):  # extra: the labelled codes
             loss = -model.objective(x, noise_rng, **extra).mean()
             optimizer.zero_grad()
@@ -142,9 +151,11 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray,
 def main(args: argparse.Namespace) -> dict:
     checks.positive_int(args.labels, "--labels"), checks.positive_int(args.clusters, "--clusters")
     checks.positive_int(args.epochs, "--epochs")
+    checks.positive(args.budget_minutes, "--budget-minutes", number=True, optional=True)
     config = TrainConfig(model="m2", labels=args.labels, dataset=args.dataset,
                          data_root=args.data_root, epochs=args.epochs, hidden=tuple(args.hidden),
                          z_dim=args.z_dim, activation="softplus", seed=args.seed,
+                         budget_minutes=args.budget_minutes,
                          model_options={"alpha_scale": args.alpha_scale,
                                         "labelled_weighting": args.labelled_weighting})
     try:  # the images and labels of M2's run, the same labelled ones
@@ -163,6 +174,7 @@ def main(args: argparse.Namespace) -> dict:
     results = {"m2_test_error": m2["test_error"][-1], "m2_curve": m2["test_error"],
                "m1m2_test_error": m1m2[-1], "m1m2_curve": m1m2,
                "kmeans_test_error": baseline, "m2_seconds": m2_seconds,
+               "m2_epochs": m2["epoch"][-1], "m1m2_epochs": len(m1m2),
                "seconds": time.perf_counter() - start}
     write_pictures(out, m2, m1m2, baseline, test_pixels, args)
     print_table(results, args, out)
@@ -171,10 +183,16 @@ def main(args: argparse.Namespace) -> dict:
 
 def write_pictures(out: Path, m2: dict, m1m2: list, baseline: float, test_pixels: np.ndarray,
                    args) -> None:
-    save_curve(out / "test_error.png", m2["epoch"],
-               {"M2": 100 * np.array(m2["test_error"]), "M1+M2": 100 * np.array(m1m2),
+    epochs = max(len(m2["test_error"]), len(m1m2))  # a budget may end one before the other
+
+    def percent(errors):  # NaN after a curve's last epoch: drawn as nothing
+        return 100 * np.pad(np.asarray(errors, float), (0, epochs - len(errors)),
+                            constant_values=np.nan)
+
+    save_curve(out / "test_error.png", np.arange(1, epochs + 1),
+               {"M2": percent(m2["test_error"]), "M1+M2": percent(m1m2),
                 f"k-means ({args.clusters}) on VAE means, after training":
-                    np.full(len(m2["epoch"]), 100 * baseline)},
+                    np.full(epochs, 100 * baseline)},
                ylabel="test error (%)",
                title=f"{args.labels} labels on {args.dataset}")
     model, _ = load_model(out / "m2" / "checkpoint.npz")
@@ -196,9 +214,9 @@ def print_table(results: dict, args, out: Path) -> None:
         print(f"| {name + ', Kingma et al. (2014), MNIST':43s} | {error:5.2f} ± {spread:.2f}% |")
     print(f"| {'minivae: k-means (' + str(args.clusters) + ') on VAE latent means':43s} | "
           f"{100 * results['kmeans_test_error']:9.2f}% |")
-    print(f"| {'minivae: M2, ' + str(args.epochs) + ' epochs':43s} | "
+    print(f"| {'minivae: M2, ' + str(results['m2_epochs']) + ' epochs':43s} | "
           f"{100 * results['m2_test_error']:9.2f}% |")
-    print(f"| {'minivae: M1+M2, ' + str(args.epochs) + ' epochs':43s} | "
+    print(f"| {'minivae: M1+M2, ' + str(results['m1m2_epochs']) + ' epochs':43s} | "
           f"{100 * results['m1m2_test_error']:9.2f}% |")
     print(f"{results['seconds']:.0f} s in all (M2 {results['m2_seconds']:.0f} s)")
     for name in ("test_error.png", "analogies.png"):

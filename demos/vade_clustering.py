@@ -23,6 +23,12 @@ test_clusters.png (row c: test digits assigned to cluster c), curve.png, and pri
     python demos/vade_clustering.py                          # a quick run on 5,000 digits
     python demos/vade_clustering.py --dataset mnist          # full MNIST, as in the paper
     python demos/vade_clustering.py --pretrained runs/vade_clustering/pretrained.npz  # reuse
+    python demos/vade_clustering.py --dataset mnist --budget-minutes 60   # at most an hour
+
+``--budget-minutes M`` bounds the whole recipe: every training loop (each pretraining stage's,
+then VaDE's) ends after the epoch that finds M minutes spent since the start, each stage after
+at least one epoch; ``--pretrain-minutes P`` ends the pretraining stages at P minutes, leaving
+the rest of the budget to VaDE.
 
 The default network is the paper's (784-500-500-2000-10, ReLU), trained for minutes rather than
 hours.  Its matrices are small enough that one BLAS thread is best on a busy machine:
@@ -51,6 +57,7 @@ from minivae.program import (
     demo_parser,
     run_reporting_errors,
 )
+from minivae.stopping import Budget
 from minivae.topics import pretraining
 from minivae.topics.clustering import clustering_accuracy, match_clusters_to_labels
 from minivae.train import TEST_BINARIZATION_SEED  # the same binary test set as `train`
@@ -97,6 +104,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gmm-restarts", type=int, default=10,
                         help="EM runs from k-means++ seeds; the most likely fit is kept")
     parser.add_argument("--max-train", type=int, default=None, help="use N random training images")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="wall-clock minutes of the whole recipe (default: no limit)")
+    parser.add_argument("--pretrain-minutes", type=float, default=None,
+                        help="minutes after which pretraining ends (default: the budget's)")
     parser.add_argument("--seed", type=int, default=0)
     add_quiet_argument(parser)
     return parser.parse_args(argv)
@@ -123,18 +134,20 @@ def train_epoch(model, optimizer, pixels, objective, args, data_rng) -> float:
     return total / len(pixels)
 
 
-def pretrain(model, train_pixels, args, rng, data_rng, say) -> dict:
+def pretrain(model, train_pixels, args, rng, data_rng, say, budget: Budget) -> dict:
     """Step 1 of the recipe: the encoder mean and decoder trained as an autoencoder; its losses."""
     if args.pretrain == "plain":
         optimizer = Adam(model.parameters(), lr=args.lr)
         curve = []
         for epoch in range(1, args.pretrain_epochs + 1):
+            if curve and budget.spent():
+                break
             curve.append(train_epoch(model, optimizer, train_pixels, model.autoencoder_objective,
                                      args, data_rng))
             say(f"pretrain epoch {epoch:3d}  log p(x | μ̃(x)) {curve[-1]:9.2f}")
         return {"autoencoder": curve}
     options = {"batch_size": args.pretrain_batch_size, "lr": args.pretrain_lr,
-               "progress": not args.quiet}
+               "progress": not args.quiet, "budget": budget}
     layers, curves = pretraining.pretrain_layers(
         train_pixels, [train_pixels.shape[1], *args.hidden, args.z_dim], rng,
         epochs=args.layer_epochs, drop=args.drop, **options)
@@ -147,7 +160,8 @@ def pretrain(model, train_pixels, args, rng, data_rng, say) -> dict:
     return {"layers": curves, "finetune": finetuned}
 
 
-def pretrained_model(model, train_pixels, args, rng, data_rng, out: Path, say) -> dict:
+def pretrained_model(model, train_pixels, args, rng, data_rng, out: Path, say,
+                     budget: Budget) -> dict:
     """Load ``--pretrained`` (and fine-tune it ``--finetune-more`` epochs), or pretrain; a
     model trained here is saved to OUT/pretrained.npz (atomically)."""
     started = time.perf_counter()
@@ -158,14 +172,15 @@ def pretrained_model(model, train_pixels, args, rng, data_rng, out: Path, say) -
         if not args.finetune_more:
             return {"from": str(args.pretrained)}
         more = pretraining.finetune(model, train_pixels, rng, args.finetune_more,
-                                    args.pretrain_batch_size, args.pretrain_lr, not args.quiet)
+                                    args.pretrain_batch_size, args.pretrain_lr, not args.quiet,
+                                    budget)
         say(f"fine-tuned {args.finetune_more} more epochs: −log p(x | μ̃(x)) {more[0]:.2f} → "
             f"{more[-1]:.2f}")
         curves = dict(meta.get("curves", {}))
         curves["finetune"] = [*curves.get("finetune", []), *more]
         seconds = meta.get("seconds", 0.0) + time.perf_counter() - started
     else:
-        curves = pretrain(model, train_pixels, args, rng, data_rng, say)
+        curves = pretrain(model, train_pixels, args, rng, data_rng, say, budget)
         seconds = time.perf_counter() - started
     meta = {"pretrain": args.pretrain, "seed": args.seed, "dataset": args.dataset,
             "max_train": args.max_train, "seconds": seconds, "curves": curves}
@@ -184,6 +199,12 @@ def main(args: argparse.Namespace) -> dict:
     checks.integer(args.kmeans_steps, "--kmeans-steps", 0)
     checks.integer(args.finetune_more, "--finetune-more", 0)
     checks.real(args.drop, "--drop", 0.0, 1.0, high_open=True)
+    for name in ("budget_minutes", "pretrain_minutes"):
+        checks.positive(getattr(args, name), "--" + name.replace("_", "-"), number=True,
+                        optional=True)
+    budget = Budget(args.budget_minutes)  # the whole recipe's, from here
+    pretrain_budget = Budget(min((m for m in (args.budget_minutes, args.pretrain_minutes)
+                                  if m is not None), default=None))
     train = load_dataset(args.dataset, "train", root=args.data_root)
     test = load_dataset(args.dataset, "test", root=args.data_root)
     train_pixels = train.pixels(np.float32)
@@ -215,7 +236,7 @@ def main(args: argparse.Namespace) -> dict:
 
     start = time.perf_counter()
     history["pretraining"] = pretrained_model(model, train_pixels, args, pretrain_rng, data_rng,
-                                              out, say)
+                                              out, say, pretrain_budget)
     codes_of = train_pixels if grey else binarize_dynamic(train_pixels, data_rng)
     codes = in_batches(lambda b: model.encode(b).loc.data, codes_of)
     gmm = model.initialize_prior(codes, gmm_rng, n_init=args.gmm_restarts,
@@ -230,6 +251,11 @@ def main(args: argparse.Namespace) -> dict:
         value = train_epoch(model, optimizer, train_pixels,
                             lambda x: model.objective(x, noise_rng), args, data_rng)
         record("VaDE", epoch, value)
+        if epoch < args.epochs and budget.spent():
+            history["stopped"] = (f"stopped at the wall-clock budget of {args.budget_minutes:g} "
+                                  f"minutes after VaDE epoch {epoch}")
+            say(history["stopped"])
+            break
     history["seconds"] = time.perf_counter() - start
     history["accuracy_after_init"] = history["test_accuracy"][0]
     history["accuracy"] = history["test_accuracy"][-1]
@@ -266,16 +292,20 @@ def print_table(history: dict, args, out: Path) -> None:
     if args.pretrained is not None:
         pretrained = "AE from file"
     elif args.pretrain == "plain":
-        pretrained = f"AE {args.pretrain_epochs} ep"
+        pretrained = f"AE {len(history['pretraining']['autoencoder'])} ep"
     else:
         pretrained = f"SDAE {args.layer_epochs} ep/layer + {args.finetune_epochs} ep"
+        curves = history["pretraining"]
+        if "layers" in curves:  # a budget may have cut them short
+            pretrained = (f"SDAE {'/'.join(str(len(c)) for c in curves['layers'])} ep/layer + "
+                          f"{len(curves['finetune'])} ep")
     init = (f"{pretrained} + diag. GMM ({args.kmeans_steps} k-means + {args.gmm_iterations} EM,"
             f" best of {args.gmm_restarts})")
     rows = [("VaDE, Jiang et al. (2017), reported", "784-500-500-2000-10 relu",
              "pretrained SAE + GMM init (the paper's long runs)", PAPER_ACCURACY),
             ("minivae: pretrained autoencoder + GMM", architecture, init,
              100 * history["accuracy_after_init"]),
-            ("minivae: VaDE", architecture, f"{init}, then {args.epochs} ep VaDE",
+            ("minivae: VaDE", architecture, f"{init}, then {history['epoch'][-1]} ep VaDE",
              100 * history["accuracy"])]
     print(f"\nVaDE clustering on {args.dataset} (test set, {args.n_clusters} clusters, "
           f"best one-to-one matching of clusters to labels)")

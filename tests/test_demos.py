@@ -77,6 +77,21 @@ def test_vade_demo_pretrains_layerwise_saves_and_reuses_the_autoencoder(tmp_path
                  *tiny, "--hidden", "24")
 
 
+def test_vade_demo_stops_the_whole_recipe_at_its_budget(tmp_path):
+    """A budget spent at once: each pretraining stage trains one epoch of the five asked for,
+    VaDE one of three, and the run says where it stopped."""
+    mnist_5k()
+    result = run_demo("vade_clustering", tmp_path, "--max-train", "200", "--hidden", "16", "8",
+                      "--z-dim", "3", "--n-clusters", "3", "--gmm-restarts", "1",
+                      "--layer-epochs", "5", "--finetune-epochs", "5", "--epochs", "3",
+                      "--budget-minutes", "1e-6", "--quiet")
+    assert [len(c) for c in result["pretraining"]["layers"]] == [1, 1, 1]
+    assert len(result["pretraining"]["finetune"]) == 1
+    assert result["epoch"] == [0, 1] and "after VaDE epoch 1" in result["stopped"]
+    with pytest.raises(ValueError, match="--pretrain-minutes must be positive"):
+        run_demo("vade_clustering", tmp_path / "x", "--pretrain-minutes", "0")
+
+
 def test_vae_digits_demo_prints_the_elbos_it_recorded(tmp_path, capsys):
     """Two epochs on mnist-5k: the three pictures and metrics.json are written, and the printed
     table holds the recorded ELBOs: finite, ≤ 0 (log p(x|z) ≤ 0 for binary pixels and KL ≥ 0,

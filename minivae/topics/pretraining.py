@@ -79,11 +79,16 @@ class DenoisingLayer(Module):
 
 
 def _train(module: Module, batch_loss, data: np.ndarray, epochs: int, batch_size: int,
-           lr: float, rng: np.random.Generator, label: str, progress: bool) -> list[float]:
-    """Adam on the mean of batch_loss(batch) over minibatches; the mean loss of each epoch."""
+           lr: float, rng: np.random.Generator, label: str, progress: bool,
+           budget=None) -> list[float]:
+    """Adam on the mean of batch_loss(batch) over minibatches; the mean loss of each epoch.
+    Ends early after the first epoch that finds ``budget`` (a ``minivae.stopping.Budget``)
+    spent, so every stage trains at least one epoch."""
     optimizer = Adam(module.parameters(), lr=lr)
     history = []
     for _ in tqdm(range(epochs), desc=label, disable=not progress, leave=False):
+        if history and budget is not None and budget.spent():
+            break
         total = 0.0
         for batch in threads.adaptive(minibatches(data, batch_size, rng)):
             value = batch_loss(batch)
@@ -97,9 +102,11 @@ def _train(module: Module, batch_loss, data: np.ndarray, epochs: int, batch_size
 
 def pretrain_layers(x: np.ndarray, sizes, rng: np.random.Generator, epochs: int = 10,
                     batch_size: int = 256, lr: float = 1e-3, drop: float = 0.2,
-                    progress: bool = False) -> tuple[list[DenoisingLayer], list[list[float]]]:
+                    progress: bool = False,
+                    budget=None) -> tuple[list[DenoisingLayer], list[list[float]]]:
     """Train one ``DenoisingLayer`` per consecutive pair of ``sizes`` (sizes[0] = x_dim), each on
-    the clean codes of the trained layers below it; returns the layers and their loss curves."""
+    the clean codes of the trained layers below it; returns the layers and their loss curves.
+    Once ``budget`` is spent each remaining layer trains one epoch."""
     x = np.asarray(x)
     checks.require(len(sizes) >= 2 and sizes[0] == x.shape[1], "sizes",
                    f"[x_dim = {x.shape[1]}, ...] with at least one layer", sizes)
@@ -110,7 +117,8 @@ def pretrain_layers(x: np.ndarray, sizes, rng: np.random.Generator, epochs: int 
                                encode_activation="identity" if k == depth - 1 else "relu",
                                decode_activation="identity" if k == 0 else "relu")
         curves.append(_train(layer, lambda b, layer=layer: layer.loss(mask_inputs(b, drop, rng), b),
-                             u, epochs, batch_size, lr, rng, f"layer {k + 1}/{depth}", progress))
+                             u, epochs, batch_size, lr, rng, f"layer {k + 1}/{depth}", progress,
+                             budget))
         layers.append(layer)
         with no_grad():
             u = np.concatenate([layer.encode(u[i:i + 4096]).data for i in range(0, len(u), 4096)])
@@ -142,7 +150,9 @@ def autoencoder_loss(model, x) -> Tensor:
 
 
 def finetune(model, x: np.ndarray, rng: np.random.Generator, epochs: int = 20,
-             batch_size: int = 256, lr: float = 1e-3, progress: bool = False) -> list[float]:
-    """Train the whole stacked autoencoder on ``autoencoder_loss`` (no noise); loss per epoch."""
+             batch_size: int = 256, lr: float = 1e-3, progress: bool = False,
+             budget=None) -> list[float]:
+    """Train the whole stacked autoencoder on ``autoencoder_loss`` (no noise); loss per epoch
+    (at least one epoch, fewer than ``epochs`` once ``budget`` is spent)."""
     return _train(model, lambda b: autoencoder_loss(model, b), np.asarray(x), epochs, batch_size,
-                  lr, rng, "fine-tune", progress)
+                  lr, rng, "fine-tune", progress, budget)

@@ -324,3 +324,12 @@ def test_demo_compares_m2_and_m1_m2_with_kmeans_and_draws_its_pictures(tmp_path)
     # (test_gaussian_m2_learns_classes_from_few_labels checks that it learns)
     assert len(result["m1m2_curve"]) == 1 and 0.0 <= result["m1m2_test_error"] <= 1.0
     assert_pictures(tmp_path, "test_error.png", "analogies.png")
+
+
+def test_demo_stops_each_training_at_its_budget(tmp_path):
+    """A budget spent at once: M2 and M1+M2 train one epoch of the three asked for."""
+    result = run_demo("semi_supervised", tmp_path, "--epochs", "3", "--vae-epochs", "3",
+                      "--hidden", "16", "--z-dim", "4", "--budget-minutes", "1e-6", "--quiet")
+    assert result["m2_epochs"] == result["m1m2_epochs"] == 1
+    assert len(result["m2_curve"]) == len(result["m1m2_curve"]) == 1
+    assert_pictures(tmp_path, "test_error.png")

@@ -195,6 +195,47 @@ def test_iwae_demo_runs_on_the_embedded_digits(tmp_path, capsys):
     assert "Burda et al." in printed and "86.76" in printed
 
 
+def test_iwae_demo_in_two_jobs_gives_the_runs_of_one_process(tmp_path):
+    """--jobs trains the k's in separate processes: each run's seeds are its own, so the table
+    is the one a single process computes (to BLAS's rounding), and each k keeps its --epochs."""
+    iwae = demo("iwae")
+    common = ["--dataset", "mnist-5k", "--ks", "1", "3", "--epochs", "2", "1", "--max-train",
+              "100", "--hidden", "8", "--z-dim", "2", "--k-eval", "10", "--n-test", "20",
+              "--lr-schedule", "cosine", "--quiet"]
+    alone = iwae.main(iwae.parse_args([*common, "--out", str(tmp_path / "alone")]))
+    jobs = iwae.main(iwae.parse_args([*common, "--jobs", "2", "--out", str(tmp_path / "jobs")]))
+    assert [row["epochs"] for row in alone] == [row["epochs"] for row in jobs] == [2, 1]
+    for one, other in zip(alone, jobs):
+        assert one["k"] == other["k"]
+        np.testing.assert_allclose(other["nll"], one["nll"], rtol=1e-5)
+        np.testing.assert_allclose(other["test_elbo"], one["test_elbo"], rtol=1e-5)
+    assert (tmp_path / "jobs" / "curves.png").is_file()
+
+
+def test_iwae_demo_stops_each_run_at_its_budget(tmp_path):
+    iwae = demo("iwae")
+    rows = iwae.main(iwae.parse_args([
+        "--dataset", "mnist-5k", "--ks", "1", "2", "--epochs", "50", "--max-train", "100",
+        "--batch-size", "10", "--hidden", "8", "--z-dim", "2", "--k-eval", "10", "--n-test",
+        "10", "--budget-minutes", "1e-6", "--out", str(tmp_path), "--quiet"]))
+    for row in rows:  # the first step spends the budget: its epoch is the last
+        assert row["epochs"] == 1 and "wall-clock budget" in row["stopped"]
+        assert np.isfinite(row["nll"])
+
+
+@pytest.mark.parametrize("arguments, fragment", [
+    (["--ks", "1", "5", "50", "--epochs", "3", "4"], "--epochs must be one positive integer, "
+                                                     "or one per k (3 for --ks 1 5 50)"),
+    (["--epochs", "0"], "--epochs must be one positive integer"),
+    (["--jobs", "0"], "--jobs must be a positive integer"),
+    (["--budget-minutes", "0"], "--budget-minutes must be a positive number"),
+])
+def test_iwae_demo_refuses_bad_run_lengths(arguments, fragment, capsys):
+    with pytest.raises(SystemExit):
+        demo("iwae").parse_args(arguments)
+    assert fragment in capsys.readouterr().err
+
+
 def test_iwae_demo_explains_a_missing_mnist_folder(isolated, capsys):
     """Full MNIST is asked for with --dataset mnist and found like `train` finds it; where it
     is missing, the demo ends in one line that says where to put it."""

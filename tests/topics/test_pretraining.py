@@ -9,6 +9,7 @@ from scipy.special import expit
 from minivae.engine.gradcheck import gradcheck
 from minivae.engine.tensor import Tensor
 from minivae.models.vade import VaDE
+from minivae.stopping import Budget
 from minivae.topics.pretraining import (
     DenoisingLayer,
     autoencoder_loss,
@@ -108,3 +109,17 @@ def test_autoencoder_loss_matches_numpy():
     before = autoencoder_loss(model, x).data.mean()
     curve = finetune(model, x, rng, epochs=30, batch_size=4, lr=1e-2)
     assert autoencoder_loss(model, x).data.mean() < before and len(curve) == 30
+
+
+def test_a_spent_budget_leaves_each_stage_one_epoch():
+    """Once the wall-clock budget is spent every layer and the fine-tuning train one epoch (a
+    stage with no training at all would leave random weights in the stack)."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(size=(30, 12))
+    spent = Budget(1e-9)
+    _, curves = pretrain_layers(x, [12, 8, 5, 3], rng, epochs=5, batch_size=16, budget=spent)
+    assert [len(c) for c in curves] == [1, 1, 1]
+    model = VaDE(12, hidden=(8, 5), z_dim=3, activation="relu", rng=rng, dtype=np.float64,
+                 n_clusters=2, soft_targets=True)
+    assert len(finetune(model, x, rng, epochs=5, batch_size=16, budget=spent)) == 1
+    assert len(finetune(model, x, rng, epochs=5, batch_size=16, budget=Budget(60))) == 5
