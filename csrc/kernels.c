@@ -86,11 +86,11 @@ static inline real KERNEL(sigmoid_given_a)(real l, real a)
 }
 
 void KERNEL(bernoulli_log_prob)(const real *logits, const real *x, int64_t rows, int64_t cols,
-                                real *row_sums, real *grad_logits)
+                                int64_t x_rows, real *row_sums, real *grad_logits)
 {
     for (int64_t i = 0; i < rows; i++) {
         const real *restrict l = logits + i * cols;
-        const real *restrict xi = x + i * cols;
+        const real *restrict xi = x + (i % x_rows) * cols;
         real sum = 0;
         if (grad_logits != NULL) {
             real *restrict g = grad_logits + i * cols;

@@ -22,11 +22,12 @@ enum minivae_activation {
     MINIVAE_SOFTPLUS = 5
 };
 
-/* row_sums[i] = sum_j x_ij l_ij - softplus(l_ij); grad_logits (NULL: skipped) = x - sigmoid(l). */
+/* row_sums[i] = sum_j x_tj l_ij - softplus(l_ij), t = i mod x_rows (targets repeat every x_rows
+ * rows: one image scored under several samples); grad_logits (NULL: skipped) = x_t - sigmoid(l). */
 void bernoulli_log_prob_f32(const float *logits, const float *x, int64_t rows, int64_t cols,
-                            float *row_sums, float *grad_logits);
+                            int64_t x_rows, float *row_sums, float *grad_logits);
 void bernoulli_log_prob_f64(const double *logits, const double *x, int64_t rows, int64_t cols,
-                            double *row_sums, double *grad_logits);
+                            int64_t x_rows, double *row_sums, double *grad_logits);
 
 /* out = act(h + bias) with bias broadcast over rows; out may be h itself. */
 void bias_act_forward_f32(const float *h, const float *bias, int64_t rows, int64_t cols,

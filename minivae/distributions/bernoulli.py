@@ -316,7 +316,9 @@ class BernoulliLogits(Independent):
         (this is minus the binary cross-entropy).  Logits ±∞, other shapes and targets that
         carry a gradient take the general ``Bernoulli.log_prob``, which broadcasts and is exact
         at l = ±∞.  Targets are checked in one vectorized pass (ValueError: x must hold 0s and
-        1s, or lie in [0, 1] with soft_targets=True).
+        1s, or lie in [0, 1] with soft_targets=True).  Logits (S, B, D) of S samples with x
+        (B, D) broadcast x over the samples, as NumPy would, without copying it S times (the
+        kernel repeats its rows), and x is checked once, not S times.
         Verified by:
         tests/distributions/test_bernoulli.py::test_bernoulli_log_prob_matches_direct_formula
         """
@@ -326,17 +328,20 @@ class BernoulliLogits(Independent):
         l = self.logits
         if not kernels.enabled("bernoulli_log_prob"):
             return (x_data * l - l.softplus()).sum(axis=-1)  # Σ_i x_i l_i − softplus(l_i)
-        # The line above in one kernel pass, with its gradient x − σ(l) (engine/ops/fused.py).
-        return fused.bernoulli_log_prob(l, x_data)
+        # The line above in one kernel pass, with its gradient x − σ(l) (engine/ops/fused.py);
+        # the sample axes stacked into rows, against which the B rows of x repeat.
+        rows = l if l.ndim == 2 else l.reshape(-1, l.shape[-1])
+        return fused.bernoulli_log_prob(rows, x_data).reshape(l.shape[:-1])
 
     def _same_shape_targets(self, x) -> np.ndarray | None:
-        """x as a checked array when the logits are finite, 2-D and of x's shape (the training
-        step's case), else None (the general path checks and broadcasts)."""
-        if not (self.logits.ndim == 2 and self._all_finite) or (isinstance(x, Tensor)
+        """x as a checked array when the logits are finite and x is 2-D of the logits' last two
+        axes, (B, D) for logits (B, D) (the training step) or (..., B, D) (samples of each
+        image: the IWAE step), else None (the general path checks and broadcasts)."""
+        if not (self.logits.ndim >= 2 and self._all_finite) or (isinstance(x, Tensor)
                                                                 and x.requires_grad):
             return None
         data = checks.in_dtype(x, self.dtype, "x", "the logits'")
-        if data.shape != self.logits.shape:
+        if data.ndim != 2 or data.shape != self.logits.shape[-2:]:
             return None
         check_targets(data, self.soft_targets)
         return data

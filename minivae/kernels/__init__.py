@@ -153,11 +153,13 @@ def composed():
 # -- the kernels: check the contract once, allocate, call the active backend's loop -----------
 def bernoulli_log_prob(logits: np.ndarray, x: np.ndarray,
                        grad_logits: np.ndarray | None = None) -> np.ndarray:
-    """Row sums of x·l − softplus(l) for (B, D) logits and targets; x − σ(l) into the (B, D)
-    array ``grad_logits`` if given.  Loop and formula: ``reference.bernoulli_log_prob``."""
+    """Row sums of x·l − softplus(l) for (N, D) logits and (R, D) targets, R dividing N (row i
+    is scored against target row i mod R: with N = S·R, S samples of each of R images); x − σ(l)
+    into the (N, D) array ``grad_logits`` if given.  Loop and formula:
+    ``reference.bernoulli_log_prob``."""
     dtype, (logits, x) = contract.float_arrays(logits=logits, x=x)
-    rows, _ = contract.matrix("logits", logits)
-    contract.shapes(logits.shape, x=x)
+    rows, cols = contract.matrix("logits", logits)
+    contract.repeated_rows("x", x, rows, cols)
     target = None if grad_logits is None else contract.output(
         "grad_logits", grad_logits, logits.shape, dtype, logits, x)
     row_sums = np.empty(rows, dtype)

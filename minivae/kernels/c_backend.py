@@ -67,7 +67,8 @@ def _kernel(name: str, dtype: np.dtype):
 def bernoulli_log_prob(logits, x, want_grad, grad_logits, row_sums):
     function, p, null = _kernel("bernoulli_log_prob", logits.dtype)
     rows, cols = logits.shape
-    function(p(logits), p(x), rows, cols, p(row_sums), p(grad_logits) if want_grad else null)
+    function(p(logits), p(x), rows, cols, x.shape[0], p(row_sums),
+             p(grad_logits) if want_grad else null)
 
 
 def bias_act_forward(h, bias, code, slope, out):

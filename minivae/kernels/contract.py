@@ -60,6 +60,15 @@ def shape(name: str, array: np.ndarray, expected: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape {expected}, got {array.shape}")
 
 
+def repeated_rows(name: str, array: np.ndarray, rows: int, cols: int) -> None:
+    """A (R, cols) array whose R rows repeat to fill ``rows``: R divides rows (R = rows: one
+    target row per row; none only when there are no rows)."""
+    if not (array.ndim == 2 and array.shape[1] == cols
+            and (array.shape[0] == rows or (array.shape[0] > 0 and rows % array.shape[0] == 0))):
+        raise ValueError(f"{name} must have shape ({rows}, {cols}), or (R, {cols}) with R "
+                         f"dividing {rows} (repeated rows), got {array.shape}")
+
+
 def shapes(expected: tuple[int, ...], **arrays: np.ndarray | None) -> None:
     """Each named array has the ``expected`` shape (None, an absent optional array, passes)."""
     for name, array in arrays.items():

@@ -36,7 +36,9 @@ KERNELS = (
 
 # -- 1. Bernoulli log-likelihood from logits ------------------------------------------------
 def bernoulli_log_prob(logits, x, want_grad, grad_logits, row_sums):
-    """row_sums_i = Σ_j x_ij l_ij − softplus(l_ij); grad_logits = x − σ(l) if want_grad.
+    """row_sums_i = Σ_j x_tj l_ij − softplus(l_ij); grad_logits_ij = x_tj − σ(l_ij) if
+    want_grad; t = i mod R for targets x of R rows (R divides the logits' rows: an image's
+    targets repeat under each of its samples, and are not copied for them).
 
     Math: log Bernoulli(x; σ(l)) = x·l − softplus(l) with softplus(l) = max(l, 0) +
     log1p(a), a = e^(−|l|) (never overflows); σ(l) = 1/(1 + a) for l ≥ 0, a/(1 + a) otherwise.
@@ -45,14 +47,15 @@ def bernoulli_log_prob(logits, x, want_grad, grad_logits, row_sums):
     """
     zero, one = logits.dtype.type(0), logits.dtype.type(1)
     for i in range(logits.shape[0]):
+        t = i % x.shape[0]
         total = zero
         for j in range(logits.shape[1]):
             l = logits[i, j]
             a = np.exp(-abs(l))
-            total += x[i, j] * l - ((l if l > zero else zero) + np.log1p(a))
+            total += x[t, j] * l - ((l if l > zero else zero) + np.log1p(a))
             if want_grad:
                 inverse = one / (one + a)
-                grad_logits[i, j] = x[i, j] - (inverse if l >= zero else a * inverse)
+                grad_logits[i, j] = x[t, j] - (inverse if l >= zero else a * inverse)
         row_sums[i] = total
 
 

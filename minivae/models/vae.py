@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivae import checks, kernels
+from minivae import checks
 from minivae.distributions import (
     BernoulliLogits,
     DiagonalNormal,
@@ -138,8 +138,12 @@ class VAE(ImageModel):
         x = self._check_x(x)
         z = self._check_z(z, x)
         samples = z.shape[:-1]  # (..., B)
+        pixels = self.decode(z.reshape(-1, self.z_dim))  # one decoder pass over every sample
+        if isinstance(pixels, BernoulliLogits):  # x broadcasts over the samples, uncopied
+            logits = pixels.logits.reshape(*samples, self.x_dim)
+            return BernoulliLogits(logits, pixels.soft_targets).log_prob(x.data)
         targets = np.broadcast_to(x.data, (*samples, self.x_dim)).reshape(-1, self.x_dim)
-        return self.decode(z.reshape(-1, self.z_dim)).log_prob(targets).reshape(samples)
+        return pixels.log_prob(targets).reshape(samples)
 
     def _check_z(self, z, x: Tensor) -> Tensor:
         """z as a Tensor of shape (..., B, z_dim), B = the rows of x."""
@@ -187,8 +191,8 @@ class VAE(ImageModel):
             log w = [Σ_i x_i l_i − softplus(l_i)] − ½ Σ_j z_j² + ½ Σ_j ε_j² + Σ_j log σ_j,
 
         l = decoder(z).  The encoder runs once for all k draws, the c·B codes of a chunk go
-        through the decoder as one stack of rows (one matrix product per layer), and the
-        targets x are checked and tiled to those rows once per call, not once per chunk.
+        through the decoder as one stack of rows (one matrix product per layer), and
+        ``BernoulliLogits.log_prob`` scores them against x without copying x per draw.
         A model with a learnable prior, or a subclass with its own encoder, decoder or joint
         (full covariance, Gaussian pixels, VaDE), takes its own readable form chunk by chunk.
         Verified by:
@@ -205,12 +209,12 @@ class VAE(ImageModel):
             loc, scale = q.loc.data, q.scale.data
             x = self._check_x(x).data
             log_scale_sum = np.log(scale).sum(axis=-1)  # Σ_j log σ_j, (B,)
-            targets = np.tile(x, (min(chunk, k), 1))  # row s·B + b scores draw s of example b
             for done in range(0, k, chunk):
                 eps = rng.standard_normal((min(chunk, k - done), *loc.shape)).astype(self.dtype)
                 z = loc + scale * eps  # (c, B, d)
                 logits = self.decoder(Tensor(z.reshape(-1, self.z_dim))).data  # (c·B, D)
-                log_p_x_given_z = self._bernoulli_row_sums(logits, targets[:len(logits)], z)
+                log_p_x_given_z = self.bernoulli_pixels(  # x broadcast over the c draws
+                    Tensor(logits.reshape(*z.shape[:-1], self.x_dim))).log_prob(x).data
                 yield (log_p_x_given_z - 0.5 * (z * z).sum(axis=-1)
                        + 0.5 * (eps * eps).sum(axis=-1) + log_scale_sum)
 
@@ -219,18 +223,6 @@ class VAE(ImageModel):
         pixels (a subclass that redefines any of them gets no shortcut written for them)."""
         return all(getattr(type(self), name) is getattr(VAE, name) for name in (
             "encode", "decode", "log_likelihood", "log_joint", "log_importance_weights"))
-
-    def _bernoulli_row_sums(self, logits: np.ndarray, targets: np.ndarray, z: np.ndarray):
-        """Σ_i x_i l_i − softplus(l_i) per row, reshaped to z's leading axes (c, B); logits that
-        are not all finite take the exact general form of ``BernoulliLogits.log_prob``."""
-        if not np.isfinite(logits).all():
-            return self.decode(Tensor(z.reshape(-1, self.z_dim))).log_prob(
-                targets).data.reshape(z.shape[:-1])
-        if kernels.enabled("bernoulli_log_prob"):
-            row_sums = kernels.bernoulli_log_prob(logits, targets)
-        else:
-            row_sums = (targets * logits - np.logaddexp(0, logits)).sum(axis=-1)
-        return row_sums.reshape(z.shape[:-1])
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Pixel probabilities σ(decoder(z)) for n draws z ~ p(z); shape (n, x_dim)."""

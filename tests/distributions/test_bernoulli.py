@@ -218,6 +218,31 @@ def test_bernoulli_fused_and_general_paths_agree():
     np.testing.assert_allclose(general.reshape(6), fused_rows, rtol=1e-12)
 
 
+@pytest.mark.parametrize("soft", [False, True])
+def test_targets_broadcast_over_sample_axes_as_the_general_path_does(soft):
+    """Logits (S, B, D) of S samples against x (B, D): the kernel's repeated target rows give
+    the values and gradients of the general path's NumPy broadcasting; a bad target in x is
+    caught once."""
+    rng = np.random.default_rng(4)
+    logits = rng.uniform(-20, 20, (4, 3, 5))
+    x = rng.random((3, 5)) if soft else (rng.random((3, 5)) < 0.5).astype(float)
+    fused_logits, general_logits = Tensor(logits, requires_grad=True), Tensor(logits,
+                                                                               requires_grad=True)
+    fused = BernoulliLogits(fused_logits, soft_targets=soft).log_prob(x)  # x 2-D: the kernel
+    general = BernoulliLogits(general_logits, soft_targets=soft).log_prob(  # x 3-D: broadcasting
+        np.broadcast_to(x, logits.shape))
+    assert fused.shape == (4, 3)
+    np.testing.assert_allclose(fused.data, general.data, rtol=1e-12)
+    weights = rng.normal(size=(4, 3))
+    (fused * Tensor(weights)).sum().backward()
+    (general * Tensor(weights)).sum().backward()
+    np.testing.assert_allclose(fused_logits.grad, general_logits.grad, rtol=1e-12, atol=1e-15)
+    bad = x.copy()
+    bad[2, 1] = 0.5 if not soft else 1.5
+    with pytest.raises(ValueError, match="must hold 0s and 1s" if not soft else r"\[0, 1\]"):
+        BernoulliLogits(Tensor(logits), soft_targets=soft).log_prob(bad)
+
+
 # -- at huge logits and at probabilities 0 and 1 -----------------------------------------------
 
 

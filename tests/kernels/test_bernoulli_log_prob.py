@@ -84,3 +84,26 @@ def test_bernoulli_gradient_passes_gradcheck(backend, rng):
     x = rng.uniform(0, 1, (4, 6))
     x[:2] = x[:2] > 0.5
     assert gradcheck(bernoulli_op(x), rng.normal(0, 4, (4, 6)))
+
+
+@per_backend
+@given(data=st.data(), dtype=dtypes, n_rows=rows, n_cols=cols, samples=st.integers(1, 4))
+def test_repeated_target_rows_are_the_tiled_targets(backend, data, dtype, n_rows, n_cols,
+                                                    samples):
+    """Targets of R rows under S·R rows of logits (S samples of R images) score exactly as the
+    targets copied S times: the same loop reads the same numbers."""
+    logits = data.draw(arrays(dtype, (samples * n_rows, n_cols), -50.0, 50.0), label="logits")
+    x = (data.draw(arrays(dtype, (n_rows, n_cols), 0.0, 1.0), label="x") > 0.5).astype(dtype)
+    grad, grad_tiled = np.empty_like(logits), np.empty_like(logits)
+    sums = kernels.bernoulli_log_prob(logits, x, grad)
+    tiled = kernels.bernoulli_log_prob(logits, np.tile(x, (samples, 1)), grad_tiled)
+    np.testing.assert_array_equal(sums, tiled)
+    np.testing.assert_array_equal(grad, grad_tiled)
+
+
+@pytest.mark.parametrize("x_shape", [(4, 4), (0, 4), (6, 5), (4,), (12, 4)])
+def test_targets_must_divide_the_rows(backend, x_shape):
+    logits = np.zeros((6, 4))
+    with pytest.raises(ValueError, match=r"x must have shape \(6, 4\), or \(R, 4\) with R "
+                                         r"dividing 6"):
+        kernels.bernoulli_log_prob(logits, np.zeros(x_shape))

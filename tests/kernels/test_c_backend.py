@@ -67,7 +67,7 @@ lib.logsumexp_rows_f64(ffi.from_buffer("double[]", a), 1, 2, ffi.from_buffer("do
 logits = np.zeros((2, 3), np.float32)
 sums = np.empty(2, np.float32)
 lib.bernoulli_log_prob_f32(ffi.from_buffer("float[]", logits), ffi.from_buffer("float[]", logits),
-                           2, 3, ffi.from_buffer("float[]", sums), ffi.NULL)
+                           2, 3, 2, ffi.from_buffer("float[]", sums), ffi.NULL)
 print(json.dumps({"names": dir(lib), "logsumexp": out.tolist(), "bernoulli": sums.tolist()}))
 """
 

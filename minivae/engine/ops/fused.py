@@ -51,10 +51,13 @@ def linear(x, weight, bias, activation: str = "identity", slope: float = 0.01) -
 
 
 def bernoulli_log_prob(logits, x) -> Tensor:
-    """Σ_j x_j l_j − softplus(l_j) over the last axis of 2-D logits; x is a constant target.
+    """Σ_j x_j l_j − softplus(l_j) over the last axis of (N, D) logits; x is a constant target,
+    (N, D), or (R, D) with R dividing N, repeated down the rows (S samples of each of R images
+    stacked into N = S·R rows).
 
-    Same as ``(x * logits - softplus(logits)).sum(axis=-1)``; the gradient x − σ(l) is computed
-    in the same pass as the value (only when a gradient is needed).
+    Same as ``(x_rows * logits - softplus(logits)).sum(axis=-1)`` with x_rows = x tiled to N
+    rows; the gradient x − σ(l) is computed in the same pass as the value (only when a gradient
+    is needed).
     """
     logits = as_tensor(logits)
     x = np.asarray(x.data if isinstance(x, Tensor) else x)  # the kernel checks shapes, dtypes
