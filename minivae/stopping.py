@@ -1,7 +1,8 @@
 """When a run stops before its last epoch: its wall-clock budget (``--budget-minutes``) is
 spent, or its validation ELBO has not risen for ``--early-stopping`` epochs.  Both are checked
 by ``minivae.train``'s loop after each epoch's bookkeeping, so a stopped run leaves the same
-checkpoint, metrics and best weights as any other epoch (and ``--resume`` continues it).
+checkpoint, metrics and best weights as any other epoch (and ``--resume`` continues it).  A run
+that diverged (``stop_if_diverged``) stops at once, its last checkpoint left as it was.
 
 Verified by: tests/test_training_options.py
 """
@@ -45,3 +46,25 @@ def stop_reason(config: TrainConfig, metrics: dict, budget: Budget) -> str | Non
                 f"{config.early_stopping} epochs since epoch {best} "
                 f"({RUN_FILES['best']} holds its weights)")
     return None
+
+
+def stop_if_diverged(model, bound: str, epoch: int, symptom, stepped: bool = False) -> None:
+    """Raise FloatingPointError if training has diverged: the ``bound`` (e.g. "training ELBO")
+    is not finite (``symptom`` a number), or the model rejects its input (``symptom`` the
+    error of an input check) because its weights are no longer finite or, after ``stepped``
+    optimizer steps, have left the range in which the model can work (a log-variance beyond
+    the float range, say).  An untrained model's error is the input's fault: it returns.
+
+    The checkpoint of the last finished epoch is left as it was.
+    """
+    if isinstance(symptom, Exception):
+        finite = all(np.isfinite(p.data).all() for p in model.parameters())
+        if finite and not stepped:
+            return  # a genuine input error, not divergence
+        cause = (f"its weights are no longer finite ({symptom})" if not finite else
+                 f"its weights have grown out of the model's working range ({symptom})")
+    else:
+        cause = f"the {bound} became {symptom}"
+    kept = f"the checkpoint of epoch {epoch - 1} is intact" if epoch > 1 else "nothing was saved"
+    raise FloatingPointError(f"training diverged in epoch {epoch}: {cause}; {kept}; start again "
+                             f"with a smaller --lr")

@@ -51,7 +51,7 @@ from minivae.io.resume import (
 from minivae.models.registry import model_class
 from minivae.objectives.iwae import iwae_bound
 from minivae.optim import Adam
-from minivae.stopping import Budget, epochs_since_best, stop_reason
+from minivae.stopping import Budget, epochs_since_best, stop_if_diverged, stop_reason
 from minivae.training_data import load_binary_split  # noqa: F401  (public here, as before)
 
 TEST_BINARIZATION_SEED = 12345  # fixed, so every run scores the same binary test set
@@ -308,28 +308,6 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
 
     write_pictures(model, test_x, metrics, out, np.random.default_rng(config.seed))
     return metrics
-
-
-def stop_if_diverged(model, bound: str, epoch: int, symptom, stepped: bool = False) -> None:
-    """Raise FloatingPointError if training has diverged: the ``bound`` (e.g. "training ELBO")
-    is not finite (``symptom`` a number), or the model rejects its input (``symptom`` the
-    error of an input check) because its weights are no longer finite or, after ``stepped``
-    optimizer steps, have left the range in which the model can work (a log-variance beyond
-    the float range, say).  An untrained model's error is the input's fault: it returns.
-
-    The checkpoint of the last finished epoch is left as it was.
-    """
-    if isinstance(symptom, Exception):
-        finite = all(np.isfinite(p.data).all() for p in model.parameters())
-        if finite and not stepped:
-            return  # a genuine input error, not divergence
-        cause = (f"its weights are no longer finite ({symptom})" if not finite else
-                 f"its weights have grown out of the model's working range ({symptom})")
-    else:
-        cause = f"the {bound} became {symptom}"
-    kept = f"the checkpoint of epoch {epoch - 1} is intact" if epoch > 1 else "nothing was saved"
-    raise FloatingPointError(f"training diverged in epoch {epoch}: {cause}; {kept}; start again "
-                             f"with a smaller --lr")
 
 
 def write_pictures(model, test_x: np.ndarray, metrics: dict, out: Path,
