@@ -27,7 +27,7 @@ thread each, and ``--epochs`` takes one count per k, so that a cosine schedule e
 the budget does.  The table in docs/RESULTS.md ("Burda et al. 2016") comes from
 
     python demos/iwae.py --dataset mnist --batch-size 100 --lr-schedule cosine \
-        --epochs 1100 430 60 --budget-minutes 60 --jobs 2 --n-test 0
+        --epochs 1100 430 55 --budget-minutes 60 --jobs 2 --n-test 0
 
 (k = 1 and k = 5 together for an hour, then k = 50, then log p(x) on all 10,000 test images).
 

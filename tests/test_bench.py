@@ -62,3 +62,25 @@ def test_iwae_bench_gives_pytorch_the_same_bound_and_gradient():
     x = (np.random.default_rng(0).random((8, 784)) < 0.2).astype(np.float32)
     bound_difference, gradient_difference = iwae_epoch.check_models_agree(torch, x, 5)
     assert bound_difference < 1e-3 and gradient_difference < 1e-4
+
+
+def test_results_figures_draw_the_runs_metrics(tmp_path, monkeypatch):
+    """bench/results_figures.py reads the keys train() writes in metrics.json."""
+    import results_figures  # bench/ is on sys.path (above)
+
+    from minivae.config import TrainConfig
+    from minivae.train import train
+
+    runs = []
+    for name, fields in (("elbo", {}), ("iwae", {"objective": "iwae", "k": 2})):
+        out = tmp_path / name
+        train(TrainConfig(epochs=2, max_train=50, max_test=20, hidden=(8,), z_dim=2,
+                          out=str(out), **fields), progress=False)
+        runs.append(str(out))
+    m2 = tmp_path / "m2"
+    train(TrainConfig(model="m2", labels=10, epochs=1, max_train=60, max_test=20, hidden=(8,),
+                      z_dim=2, out=str(m2)), progress=False)
+    monkeypatch.setattr(results_figures, "OUT", tmp_path / "figures")
+    results_figures.main(["--burda", *runs, "--m2", str(m2), str(m2)])
+    for name in ("burda_one_hour.png", "m2_test_error.png"):
+        assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
