@@ -239,13 +239,14 @@ def train_in_folder(out: Path, config: TrainConfig, progress: bool, resume: bool
     if saved is not None:
         first_epoch = 1 + restore_run(saved, checkpoint, model, optimizer, generators, metrics)
 
+    train_x = fixed_x  # with dynamic binarization: None, then the last epoch's draw
     for epoch in range(first_epoch, config.epochs + 1):
         start, bound_sum, seen = time.perf_counter(), 0.0, 0
         optimizer.lr = schedules.learning_rate(config.lr_schedule, epoch, config.lr,
                                                config.epochs)
         beta = schedules.kl_weight(epoch, config.kl_warmup)  # 1 unless warming up
-        # dynamic binarization: a fresh draw every epoch
-        train_x = binarize_dynamic(train_pixels, data_rng) if fixed_x is None else fixed_x
+        if fixed_x is None:  # dynamic binarization: a fresh draw every epoch, in last's array
+            train_x = binarize_dynamic(train_pixels, data_rng, out=train_x)
         n_batches = -(-len(train_x) // config.batch_size)
         # threads.adaptive times the steps to pick BLAS's thread count (minivae.threads)
         bar = tqdm(threads.adaptive(data.batches(train_x, config.batch_size, data_rng)),

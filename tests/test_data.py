@@ -143,6 +143,25 @@ def test_binarize_dynamic_values_and_extremes(pixels, seed):
     np.testing.assert_array_equal(out, again)
 
 
+@given(pixels=hnp.arrays(st.sampled_from([np.float32, np.float64]),
+                         hnp.array_shapes(min_dims=1, max_dims=3, max_side=6),
+                         elements=st.floats(0, 1, width=32)),
+       seed=st.integers(0, 2**32 - 1))
+def test_binarize_dynamic_into_out_is_the_same_draw(pixels, seed):
+    out = np.full(pixels.shape, 7, pixels.dtype)  # garbage that must all be overwritten
+    written = binarize_dynamic(pixels, np.random.default_rng(seed), out=out)
+    assert written is out
+    np.testing.assert_array_equal(out, binarize_dynamic(pixels, np.random.default_rng(seed)))
+
+
+def test_binarize_dynamic_rejects_an_unfit_out(rng):
+    pixels = np.full((3, 4), 0.5, np.float32)
+    for bad in (np.empty((4, 3), np.float32), np.empty((3, 4), np.float64),
+                np.empty((4, 3), np.float32).T, pixels, [[0.0] * 4] * 3):
+        with pytest.raises(ValueError, match="out must be"):
+            binarize_dynamic(pixels, rng, out=bad)
+
+
 def test_binarize_dynamic_draws_fresh_each_call(rng):
     pixels = np.full(1000, 0.5)
     first, second = binarize_dynamic(pixels, rng), binarize_dynamic(pixels, rng)
