@@ -68,9 +68,14 @@ def step(epoch: int, base: float) -> float:
 
 
 def learning_rate(schedule: str, epoch: int, base: float, epochs: int) -> float:
-    """The learning rate of ``epoch`` (1, 2, …) of a run of ``epochs`` epochs under
-    ``schedule``, one of ``LR_SCHEDULES``, from the base rate ``base`` (``--lr``)."""
+    """The learning rate of ``epoch`` (1, 2, …, ``epochs``) of a run of ``epochs`` epochs under
+    ``schedule``, one of ``LR_SCHEDULES``, from the positive base rate ``base`` (``--lr``);
+    a ValueError names the argument that is none of these."""
     checks.one_of(schedule, LR_SCHEDULES, "lr_schedule")
+    epochs = checks.positive_int(epochs, "epochs")
+    epoch = checks.positive_int(epoch, "epoch")
+    checks.require(epoch <= epochs, "epoch", f"at most epochs = {epochs}", epoch)
+    base = checks.real(base, "base", 0.0, low_open=True)
     if schedule == "cosine":
         return cosine(epoch, base, epochs)
     return {"constant": constant, "burda": burda, "step": step}[schedule](epoch, base)
@@ -83,4 +88,5 @@ def kl_weight(epoch: int, warmup: int) -> float:
           W = 0 gives β = 1.  The training bound is E_q log p(x | z) − β KL(q(z|x) ‖ p(z)).
     Verified by: tests/test_schedules.py::test_kl_weight_rises_linearly_to_one
     """
+    epoch, warmup = checks.positive_int(epoch, "epoch"), checks.integer(warmup, "warmup", 0)
     return 1.0 if warmup == 0 else min(1.0, epoch / warmup)

@@ -1,5 +1,6 @@
-"""The fuzz contract for the training path's own modules (nn, optim, data, gradcheck): whatever
-arrives in place of an argument, a clear ValueError/TypeError or NaN-free values."""
+"""The fuzz contract for the training path's own modules (nn, optim, data, schedules,
+gradcheck): whatever arrives in place of an argument, a clear ValueError/TypeError or NaN-free
+values."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,6 +13,7 @@ from minivae.engine.gradcheck import GradcheckError, gradcheck
 from minivae.engine.tensor import Tensor
 from minivae.nn import MLP, Linear
 from minivae.optim import SGD, Adam
+from minivae.schedules import LR_SCHEDULES, kl_weight, learning_rate
 from tests.fuzzing import Entry, check_entry, check_valid_entry, variants
 
 rng = np.random.default_rng(0)
@@ -70,7 +72,12 @@ ENTRIES = [
                                                             grad),
           dict(lr=0.1, momentum=0.9, grad=np.full(3, 0.5))),
     Entry("binarize_dynamic", binarize_dynamic,
-          dict(pixels=PIXELS, rng=np.random.default_rng(0))),
+          dict(pixels=PIXELS, rng=np.random.default_rng(0), out=np.empty_like(PIXELS))),
+    Entry("learning_rate", learning_rate,
+          dict(schedule="cosine", epoch=3, base=1e-3, epochs=10),
+          wild=dict(schedule=st.one_of(st.sampled_from(LR_SCHEDULES), SMALL),
+                    epoch=SMALL, epochs=SMALL)),
+    Entry("kl_weight", kl_weight, dict(epoch=3, warmup=10), wild=dict(epoch=SMALL, warmup=SMALL)),
     Entry("binarize_static", binarize_static, dict(pixels=PIXELS, threshold=0.5)),
     Entry("minibatches", batches, dict(x=PIXELS, batch_size=4, shuffle=True, drop_last=False),
           wild=dict(batch_size=SMALL)),

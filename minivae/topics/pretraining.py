@@ -26,7 +26,7 @@ from minivae import checks, threads
 from minivae.data import minibatches
 from minivae.engine.ops import fused
 from minivae.engine.tensor import Tensor, no_grad
-from minivae.nn import Linear, Module
+from minivae.nn import MLP, Linear, Module
 from minivae.optim import Adam
 
 
@@ -37,7 +37,8 @@ def mask_inputs(u: np.ndarray, drop: float, rng: np.random.Generator) -> np.ndar
     so E[ũ | u] = u: the encoder sees inputs of the same expected size in training and after.
     Verified by: tests/topics/test_pretraining.py::test_masking_keeps_the_expected_input
     """
-    drop = checks.real(drop, "drop", 0.0, 1.0, high_open=True)
+    u, drop = finite_floats(u, "u"), checks.real(drop, "drop", 0.0, 1.0, high_open=True)
+    rng = checks.generator(rng)
     if drop == 0.0:
         return u
     keep = rng.random(u.shape) >= drop
@@ -78,6 +79,43 @@ class DenoisingLayer(Module):
         return (diff * diff).sum(axis=-1)
 
 
+def finite_floats(u, name: str) -> np.ndarray:
+    """``u`` if it is a float32/float64 array of finite numbers."""
+    if not isinstance(u, np.ndarray) or u.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be a float32 or float64 array, got {checks.describe(u)}")
+    checks.finite(u, name)
+    return u
+
+
+def finite_rows(u, name: str) -> np.ndarray:
+    """``u`` if it is a float32/float64 array of finite numbers of shape (N, D), N, D ≥ 1."""
+    u = finite_floats(u, name)
+    checks.shape(u.ndim == 2 and min(u.shape) >= 1, name, "(N, D) with N, D ≥ 1", u.shape)
+    return u
+
+
+def autoencoder_model(model):
+    """``model`` if it is a VAE-like model whose ``encoder`` and ``decoder`` are MLPs (the
+    stack is copied into them, and the loss runs through them) and that knows its ``x_dim``,
+    ``z_dim`` and ``dtype``."""
+    fits = (isinstance(getattr(model, "encoder", None), MLP)
+            and isinstance(getattr(model, "decoder", None), MLP)
+            and all(hasattr(model, name) for name in ("x_dim", "z_dim", "dtype")))
+    if not fits:
+        raise TypeError(f"model must be a VAE-like model with MLP encoder and decoder (e.g. "
+                        f"minivae.models.VAE or VaDE), got {type(model).__name__}")
+    return model
+
+
+def check_run(epochs, batch_size, lr, progress, budget) -> None:
+    """The settings that every stage shares: epochs and batch size ≥ 1, a positive finite
+    learning rate, a bool ``progress``, and a ``budget`` with ``spent()`` (or None)."""
+    checks.positive_int(epochs, "epochs"), checks.positive_int(batch_size, "batch_size")
+    checks.real(lr, "lr", 0.0, low_open=True), checks.flag(progress, "progress")
+    if budget is not None:
+        checks.has_methods(budget, ["spent"], "budget")
+
+
 def _train(module: Module, batch_loss, data: np.ndarray, epochs: int, batch_size: int,
            lr: float, rng: np.random.Generator, label: str, progress: bool,
            budget=None) -> list[float]:
@@ -107,9 +145,12 @@ def pretrain_layers(x: np.ndarray, sizes, rng: np.random.Generator, epochs: int 
     """Train one ``DenoisingLayer`` per consecutive pair of ``sizes`` (sizes[0] = x_dim), each on
     the clean codes of the trained layers below it; returns the layers and their loss curves.
     Once ``budget`` is spent each remaining layer trains one epoch."""
-    x = np.asarray(x)
+    x = checks.unit_interval(finite_rows(x, "x"), "x")  # grey levels: layer 1 is Bernoulli
+    sizes, rng = checks.widths(sizes, "sizes"), checks.generator(rng)
     checks.require(len(sizes) >= 2 and sizes[0] == x.shape[1], "sizes",
-                   f"[x_dim = {x.shape[1]}, ...] with at least one layer", sizes)
+                   f"[x_dim = {x.shape[1]}, ...] with at least one layer", np.asarray(sizes))
+    checks.real(drop, "drop", 0.0, 1.0, high_open=True)
+    check_run(epochs, batch_size, lr, progress, budget)
     layers, curves, u = [], [], x
     depth = len(sizes) - 1
     for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -129,10 +170,20 @@ def stack_into(model, layers: list[DenoisingLayer]) -> None:
     """Copy the layers' encoders into ``model.encoder`` (the innermost into the first z_dim
     outputs, the mean μ̃ of a VAE's encoder) and their decoders, in reverse, into
     ``model.decoder``.  The model's hidden activation should be ReLU, as the layers'."""
+    model = autoencoder_model(model)
     encoders, decoders = model.encoder.layers, model.decoder.layers[::-1]
+    if not isinstance(layers, (list, tuple)) or not all(isinstance(layer, DenoisingLayer)
+                                                         for layer in layers):
+        raise TypeError(f"layers must be a list of DenoisingLayer, got {layers!r:.80}")
     checks.require(len(layers) == len(encoders), "layers", f"{len(encoders)} layers", len(layers))
-    for layer, encoder, decoder in zip(layers, encoders, decoders):
+    for k, (layer, encoder, decoder) in enumerate(zip(layers, encoders, decoders)):
         width = layer.encoder.weight.shape[1]
+        n_in, n_out = encoder.weight.shape
+        if (layer.encoder.weight.shape[0] != n_in or width > n_out
+                or layer.decoder.weight.shape != decoder.weight.shape):
+            raise ValueError(f"layers[{k}] must map {n_in} inputs to at most {n_out} outputs "
+                             f"and back as the model's layer {k + 1} does, got "
+                             f"{layer.encoder.weight.shape} and {layer.decoder.weight.shape}")
         encoder.weight.data[:, :width] = layer.encoder.weight.data
         encoder.bias.data[:width] = layer.encoder.bias.data
         decoder.weight.data[...] = layer.decoder.weight.data
@@ -145,6 +196,8 @@ def autoencoder_loss(model, x) -> Tensor:
 
     Verified by: tests/topics/test_pretraining.py::test_autoencoder_loss_matches_numpy
     """
+    model = autoencoder_model(model)
+    checks.batch(x, model.x_dim, model.dtype, "unit_interval")
     h = model.encoder(Tensor(np.asarray(x)))
     return -fused.bernoulli_log_prob(model.decoder(h[:, :model.z_dim]), x)
 
@@ -154,5 +207,9 @@ def finetune(model, x: np.ndarray, rng: np.random.Generator, epochs: int = 20,
              budget=None) -> list[float]:
     """Train the whole stacked autoencoder on ``autoencoder_loss`` (no noise); loss per epoch
     (at least one epoch, fewer than ``epochs`` once ``budget`` is spent)."""
-    return _train(model, lambda b: autoencoder_loss(model, b), np.asarray(x), epochs, batch_size,
+    model = autoencoder_model(model)
+    checks.batch(x, model.x_dim, model.dtype, "unit_interval")
+    rng = checks.generator(rng)
+    check_run(epochs, batch_size, lr, progress, budget)
+    return _train(model, lambda b: autoencoder_loss(model, b), x, epochs, batch_size,
                   lr, rng, "fine-tune", progress, budget)

@@ -1,6 +1,6 @@
 """The fuzz contract for the side topics (cluster matching and accuracy, the diagonal GMM,
-attribute vectors, masked convolutions): whatever arrives in place of an argument, a clear
-ValueError/TypeError or NaN-free values."""
+attribute vectors, masked convolutions, the stacked-autoencoder pretraining): whatever arrives
+in place of an argument, a clear ValueError/TypeError or NaN-free values."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +30,14 @@ from minivae.topics.masks import (
     masked_cross_correlation,
     receptive_field,
 )
-from tests.fuzzing import Entry, check_entry, check_valid_entry, variants
+from minivae.topics.pretraining import (
+    autoencoder_loss,
+    finetune,
+    mask_inputs,
+    pretrain_layers,
+    stack_into,
+)
+from tests.fuzzing import Entry, anything, check_entry, check_valid_entry, variants
 
 rng = np.random.default_rng(0)
 X = (rng.random((8, 6)) > 0.5).astype(np.float64)  # binary pixels for the Bernoulli VAE
@@ -38,6 +45,20 @@ MODEL = VAE(6, hidden=(3,), z_dim=2, rng=np.random.default_rng(0), dtype=np.floa
 LABELS = np.array([0, 1, 2, 0, 1, 2, 0, 1])
 POINTS = rng.normal(size=(10, 2))
 SMALL_COUNTS = st.one_of(st.integers(-2, 4), st.none(), st.floats(), st.booleans())
+GREY = rng.random((8, 6))  # grey levels, as the pretraining's first layer takes
+# learning rates that must be refused (a valid but huge one would only diverge, by design)
+BAD_RATES = st.one_of(anything(), st.sampled_from([0.0, -1e-3, float("nan"), float("inf")]))
+TRAINING_WILD = dict(epochs=SMALL_COUNTS, batch_size=SMALL_COUNTS, lr=BAD_RATES)
+# models the pretraining writes into, apart from MODEL, which the other entries read
+STACKED = VAE(6, hidden=(3,), z_dim=2, rng=np.random.default_rng(1), dtype=np.float64)
+FINETUNED = VAE(6, hidden=(3,), z_dim=2, rng=np.random.default_rng(2), dtype=np.float64)
+LAYERS, _ = pretrain_layers(GREY, [6, 3, 2], np.random.default_rng(0), epochs=1, batch_size=4)
+
+
+def stacked_weights(layers):
+    """The model's weights after ``stack_into``."""
+    stack_into(STACKED, layers)
+    return [parameter.data.copy() for parameter in STACKED.parameters()]
 
 ENTRIES = [
     Entry("linear_assignment", linear_assignment, dict(cost=rng.random((3, 4)))),
@@ -67,6 +88,20 @@ ENTRIES = [
           wild=dict(height=SMALL_COUNTS, width=SMALL_COUNTS, kernel_size=SMALL_COUNTS)),
     Entry("masked_cross_correlation", masked_cross_correlation,
           dict(image=rng.random((4, 5)), kernel=rng.random((3, 3)), mask_type="A")),
+    Entry("mask_inputs", mask_inputs, dict(u=rng.random((4, 3)), drop=0.2,
+                                           rng=np.random.default_rng(0))),
+    Entry("pretrain_layers", pretrain_layers,
+          dict(x=GREY, sizes=[6, 3, 2], rng=np.random.default_rng(0), epochs=1, batch_size=4,
+               lr=1e-3, drop=0.2, progress=False, budget=None),
+          wild=dict(sizes=st.one_of(SMALL_COUNTS, st.lists(SMALL_COUNTS, max_size=3)),
+                    **TRAINING_WILD)),
+    Entry("stack_into", stacked_weights, dict(layers=LAYERS),
+          wild=dict(layers=st.one_of(anything(), st.just(LAYERS[:1]), st.just(LAYERS[::-1])))),
+    Entry("autoencoder_loss", autoencoder_loss, dict(model=MODEL, x=GREY)),
+    Entry("finetune", finetune,
+          dict(model=FINETUNED, x=GREY, rng=np.random.default_rng(0), epochs=1, batch_size=4,
+               lr=1e-3, progress=False, budget=None),
+          wild=TRAINING_WILD),
 ]
 
 
