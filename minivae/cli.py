@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "--data-root, else $MINIVAE_DATA, else ~/.cache/minivae/<dataset>)")
     evaluate.add_argument("--seed", type=int, default=0,
                           help="seed of the noise of the test ELBO and the importance samples")
+    evaluate.add_argument("--save", metavar="FILE.npz", default=None,
+                          help="also write each image's scores to FILE.npz (arrays elbo and, "
+                               "for models with importance weights, log_px): two runs scored "
+                               "with one --seed on one set give paired differences")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.add_argument("--threads", type=int,
                           help="BLAS threads for the matrix products (default: measured while "
@@ -267,6 +271,8 @@ def run_evaluate(args) -> None:
     checks.positive_int(args.n, "--n", optional=True)
     if args.threads is not None:
         threads.set_num_threads(checks.positive_int(args.threads, "--threads"))
+    if args.save is not None and (not args.save.endswith(".npz") or Path(args.save).is_dir()):
+        raise ValueError(f"--save must name a file ending in .npz, got {args.save!r}")
     if Path(args.checkpoint).is_dir():
         raise IsADirectoryError(21, "--checkpoint must be a file, the checkpoint.npz in a run's "
                                     "folder, got a folder", str(Path(args.checkpoint)))
@@ -286,11 +292,23 @@ def run_evaluate(args) -> None:
     print(f"dataset {config.dataset} (test, {len(test_x)} images), model {config.model} "
           f"trained on the {bound_name(config.objective, config.k, config.model)}")
     print(f"test {metric:<17} {values.mean():10.3f} ± {standard_error(values):.3f} nats")
+    scores = {"elbo" if metric == "ELBO" else "objective": values}
     if hasattr(model, "log_importance_weights"):
         log_px, _ = importance_sampling_log_likelihood(model, test_x, args.k, rng, batch_size=100,
                                                        progress=not args.quiet)
         print(f"log p(x), IS k={args.k:<5d} {log_px.mean():10.3f} ± "
               f"{standard_error(log_px):.3f} nats")
+        scores["log_px"] = log_px.astype(np.float64)
+    if args.save is not None:
+        save_scores(args.save, scores, k=args.k, seed=args.seed)
+        print(f"wrote {args.save}")
+
+
+def save_scores(path: str, scores: dict, k: int, seed: int) -> None:
+    """The per-image scores of ``evaluate --save`` as one .npz, written whole or not at all."""
+    from minivae.io.atomic import atomic_write
+
+    atomic_write(path, lambda tmp_path: np.savez(tmp_path, **scores, k=k, seed=seed))
 
 
 def main(argv=None) -> int:

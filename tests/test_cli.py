@@ -43,6 +43,36 @@ def test_train_then_evaluate(tmp_path, tiny_mnist, capsys):
     assert elbo < log_px < 0  # the importance-sampled estimate sits above the ELBO
 
 
+def test_evaluate_saves_the_per_image_scores_it_averages(tmp_path, tiny_mnist, capsys):
+    """--save writes the numbers behind the printed means: their means and standard errors
+    are what evaluate prints, and one --seed on one run gives the same arrays twice (so two
+    runs scored alike give paired differences)."""
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "mnist", "--data-root", str(tiny_mnist), "--epochs", "1",
+                 "--batch-size", "50", "--hidden", "16", "--z-dim", "3", "--out", str(out),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    scored = []
+    for name in ("a.npz", "b.npz"):
+        assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"), "--k", "10",
+                     "--n", "40", "--seed", "3", "--data-root", str(tiny_mnist), "--quiet",
+                     "--save", str(tmp_path / name)]) == 0
+        scored.append((np.load(tmp_path / name), capsys.readouterr().out))
+    (first, printed), (second, _) = scored
+    for key, label in (("elbo", "test ELBO"), ("log_px", "k=10")):
+        values = first[key]
+        assert values.shape == (40,) and values.dtype == np.float64
+        mean, _, error = printed.split(label)[1].split()[:3]
+        assert float(mean) == pytest.approx(values.mean(), abs=5e-4)
+        assert float(error) == pytest.approx(values.std(ddof=1) / np.sqrt(40), abs=5e-4)
+        np.testing.assert_array_equal(values, second[key])
+    assert int(first["k"]) == 10 and int(first["seed"]) == 3
+    for bad in ("scores.json", str(tmp_path)):
+        assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"), "--save", bad,
+                     "--quiet"]) == 2
+        assert "--save must name a file ending in .npz" in capsys.readouterr().err
+
+
 def test_evaluate_scores_the_images_train_scored_with_noise_of_its_own(tmp_path, monkeypatch,
                                                                        capsys):
     """train's final test ELBO and evaluate's are one estimator on the same images (the run's

@@ -239,6 +239,10 @@ EVALUATE_CASES = [
      ["mnist-5k reads no folder", "--data-root"]),
     (["--checkpoint", "{checkpoint}", "--threads", "-2"], 2,
      ["--threads must be a positive integer"]),
+    (["--checkpoint", "{checkpoint}", "--save", "{out}/scores.json"], 2,
+     ["--save must name a file ending in .npz"]),
+    (["--checkpoint", "{checkpoint}", "--save", "{run}"], 2,
+     ["--save must name a file ending in .npz"]),
 ]
 
 TOP_CASES = [([], 2, ["command"]), (["frob"], 2, ["invalid choice", "frob"])]
