@@ -52,7 +52,7 @@ from minivae.program import (
 from minivae.stopping import Budget
 from minivae.topics.clustering import kmeans_plus_plus
 from minivae.train import TEST_BINARIZATION_SEED, run_generators, train, training_data
-from minivae.training_data import LabelledTrainingData, classification_error
+from minivae.training_data import LabelledTrainingData, class_entropy, classification_error
 
 PAPER_ERRORS = {"M2": (11.97, 1.71), "M1+M2": (3.33, 0.14)}  # Kingma et al. 2014, Table 1
 
@@ -126,17 +126,19 @@ def kmeans_baseline(args, data: LabelledTrainingData, codes: np.ndarray,
 
 
 def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray,
-               test_codes: np.ndarray) -> list[float]:
-    """Test error per epoch of M2 with a Gaussian decoder on M1's latent means: each step the
-    objective of a minibatch of codes and as many labelled codes, as ``train`` steps M2."""
+               test_codes: np.ndarray) -> tuple[list[float], list[float]]:
+    """Test error and mean class entropy H(q(y | z₁)) of the test codes, per epoch, of M2 with
+    a Gaussian decoder on M1's latent means: each step the objective of a minibatch of codes
+    and as many labelled codes, as ``train`` steps M2."""
     model_rng, data_rng, noise_rng, _, _ = run_generators(args.seed)
     model = GaussianSemiSupervisedVAE(codes.shape[1], hidden=tuple(args.hidden),
                                       z_dim=args.z_dim, rng=model_rng,
                                       alpha_scale=args.alpha_scale,
                                       labelled_weighting=args.labelled_weighting)
     optimizer = Adam(model.parameters(), lr=1e-3)
-    errors, budget = [], Budget(args.budget_minutes)
-    for _ in tqdm(range(args.epochs), desc="M1+M2 epochs", disable=args.quiet):
+    errors, entropies, budget = [], [], Budget(args.budget_minutes)
+    bar = tqdm(range(args.epochs), desc="M1+M2 epochs", disable=args.quiet)
+    for _ in bar:
         if errors and budget.spent():
             break
         for x, extra in data.batches(codes, 128, data_rng):  # extra: the labelled codes
@@ -145,7 +147,9 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray,
             loss.backward()
             optimizer.step()
         errors.append(classification_error(model, test_codes, data.test_labels))
-    return errors
+        entropies.append(class_entropy(model, test_codes))
+        bar.set_postfix({"test error": f"{errors[-1]:.2%}", "H(q(y|z1))": f"{entropies[-1]:.2f}"})
+    return errors, entropies
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -170,9 +174,10 @@ def main(args: argparse.Namespace) -> dict:
     m2_seconds = time.perf_counter() - start
     codes, test_codes = latent_means(args, out, data.train_pixels, test_pixels)
     baseline = kmeans_baseline(args, data, codes, test_codes)
-    m1m2 = m1_plus_m2(args, data, codes, test_codes)
+    m1m2, m1m2_entropy = m1_plus_m2(args, data, codes, test_codes)
     results = {"m2_test_error": m2["test_error"][-1], "m2_curve": m2["test_error"],
                "m1m2_test_error": m1m2[-1], "m1m2_curve": m1m2,
+               "m1m2_class_entropy": m1m2_entropy,
                "kmeans_test_error": baseline, "m2_seconds": m2_seconds,
                "m2_epochs": m2["epoch"][-1], "m1m2_epochs": len(m1m2),
                "seconds": time.perf_counter() - start}

@@ -26,6 +26,7 @@ import numpy as np
 
 from minivae import checks
 from minivae.data import load_dataset, minibatches
+from minivae.engine.tensor import no_grad
 
 
 def load_binary_split(config, split: str) -> np.ndarray:
@@ -147,6 +148,26 @@ def choose_labelled(labels: np.ndarray, n: int, n_classes: int,
     chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
               for c in range(n_classes)]
     return np.sort(np.concatenate(chosen))
+
+
+def class_entropy(model, x: np.ndarray, batch_size: int = 1000) -> float:
+    """The classifier's mean uncertainty over the rows of x, in nats:
+
+        mean_x H(q(y | x)) = −mean_x Σ_y q(y | x) log q(y | x),
+
+    log K for a classifier with no opinion (uniform over K classes), 0 for one that is sure.
+    A semi-supervised model whose decoder ignores y sees its unlabelled bound's H(q(y | x))
+    pull this towards log K, away from the labels.
+
+    Verified by: tests/models/test_semi_supervised.py::test_class_entropy_is_scipys
+    """
+    checks.has_methods(model, ("class_log_probs",))
+    total = 0.0
+    with no_grad():
+        for i in range(0, len(x), batch_size):
+            log_q = model.class_log_probs(x[i:i + batch_size]).data.astype(np.float64)
+            total -= float((np.exp(log_q) * log_q).sum())
+    return total / len(x)
 
 
 def classification_error(model, x: np.ndarray, labels: np.ndarray,

@@ -11,10 +11,11 @@ from scipy import special, stats
 
 from minivae.cli import main
 from minivae.data import load_dataset
+from minivae.engine.tensor import no_grad
 from minivae.models import GaussianSemiSupervisedVAE, SemiSupervisedVAE
 from minivae.optim import Adam
 from minivae.train import TrainConfig, train, training_data
-from minivae.training_data import choose_labelled
+from minivae.training_data import choose_labelled, class_entropy
 from tests.helpers import assert_pictures, binary_data, run_demo
 
 K = 3
@@ -316,6 +317,20 @@ def test_training_from_100_labels_beats_chance(tmp_path, no_pictures):
     assert metrics["test_elbo"][-1] > metrics["test_elbo"][0]
 
 
+def test_class_entropy_is_scipys():
+    """The mean of scipy.stats.entropy over the rows of q(y | x), in nats, batch by batch."""
+    model = SemiSupervisedVAE(12, hidden=(8,), z_dim=3, rng=np.random.default_rng(0),
+                              dtype=np.float64)
+    x = (np.random.default_rng(1).random((25, 12)) < 0.5).astype(np.float64)
+    with no_grad():
+        q = np.exp(model.class_log_probs(x).data)
+    expected = stats.entropy(q, axis=1).mean()
+    assert class_entropy(model, x, batch_size=7) == pytest.approx(expected, rel=1e-12)
+    assert class_entropy(model, x) <= np.log(model.n_classes)
+    with pytest.raises(TypeError, match="class_log_probs"):
+        class_entropy(object(), x)
+
+
 def test_demo_compares_m2_and_m1_m2_with_kmeans_and_draws_its_pictures(tmp_path):
     result = run_demo("semi_supervised", tmp_path, "--epochs", "1", "--vae-epochs", "1",
                       "--hidden", "32", "--z-dim", "4", "--quiet")
@@ -323,6 +338,8 @@ def test_demo_compares_m2_and_m1_m2_with_kmeans_and_draws_its_pictures(tmp_path)
     # one epoch of a 4-dimensional M1 keeps too little of the class for M1+M2 to beat chance
     # (test_gaussian_m2_learns_classes_from_few_labels checks that it learns)
     assert len(result["m1m2_curve"]) == 1 and 0.0 <= result["m1m2_test_error"] <= 1.0
+    assert len(result["m1m2_class_entropy"]) == 1
+    assert 0.0 <= result["m1m2_class_entropy"][0] <= np.log(10) + 1e-9
     assert_pictures(tmp_path, "test_error.png", "analogies.png")
 
 
