@@ -84,3 +84,16 @@ def test_results_figures_draw_the_runs_metrics(tmp_path, monkeypatch):
     results_figures.main(["--burda", *runs, "--m2", str(m2), str(m2)])
     for name in ("burda_one_hour.png", "m2_test_error.png"):
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_binarize_bench_times_two_forms_of_one_draw(capsys):
+    """bench/binarize.py's two forms draw the same binary images (the bench asserts it after
+    its timings), so its ratio compares one computation written two ways."""
+    import binarize  # bench/ is on sys.path (above)
+
+    medians = binarize.main(binarize.parse_args(["--epochs", "1", "--n", "500"]))
+    assert set(medians) == {"fresh", "minivae"} and all(t > 0 for t in medians.values())
+    assert "minivae / fresh:" in capsys.readouterr().out
+    pixels = np.random.default_rng(3).random((50, 7), dtype=np.float32)
+    np.testing.assert_array_equal(binarize.fresh_draw(pixels, np.random.default_rng(4)),
+                                  binarize.binarize_dynamic(pixels, np.random.default_rng(4)))
