@@ -217,6 +217,18 @@ def log_density(value, name: str) -> np.ndarray:
     return data.astype(np.float64)
 
 
+def finite_float_array(value, name: str, matrix: bool = False) -> np.ndarray:
+    """``value`` if it is a float32/float64 array of finite numbers (a TypeError for another
+    kind, a ValueError naming the first NaN or ±∞); with ``matrix``, of shape (N, D), N, D ≥ 1."""
+    if not isinstance(value, np.ndarray) or value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a float32 or float64 array, got {describe(value)}")
+    if matrix:
+        shape(value.ndim == 2 and min(value.shape) >= 1, name, "(N, D) with N, D ≥ 1",
+              value.shape)
+    finite(value, name)
+    return value
+
+
 def unit_interval(pixels, name: str = "pixels") -> np.ndarray:
     """``pixels`` if it is a float32/float64 array with every value in [0, 1].  Two reductions
     rather than an elementwise mask, since this runs on a whole training set every epoch (and

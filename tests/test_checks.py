@@ -155,6 +155,20 @@ def test_number_array_unit_interval_and_same_rows():
     refuses(ValueError, checks.same_rows, (), NAME)
 
 
+def test_finite_float_array_takes_finite_floats_of_either_precision():
+    for dtype in (np.float32, np.float64):
+        values = np.array([[0.0, -2.5], [1e30, 3.0]], dtype)
+        assert checks.finite_float_array(values, NAME) is values
+        assert checks.finite_float_array(values, NAME, matrix=True) is values
+        for bad in (np.nan, np.inf, -np.inf):
+            refuses(ValueError, checks.finite_float_array, np.append(values, bad), NAME,
+                    shown="finite")
+    for bad in (np.zeros(3, np.float16), np.zeros(3, np.int64), [0.5], None):
+        refuses(TypeError, checks.finite_float_array, bad, NAME, shown="float32 or float64")
+    for bad in (np.zeros(3), np.zeros((0, 3)), np.zeros((2, 0)), np.zeros((1, 2, 3))):
+        refuses(ValueError, checks.finite_float_array, bad, NAME, matrix=True, shown="(N, D)")
+
+
 def test_shape_same_dtype_and_function():
     checks.shape(True, NAME, "(N, 3)", (2, 3))
     refuses(ValueError, checks.shape, False, NAME, "(N, 3)", (2, 4),

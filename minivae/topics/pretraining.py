@@ -37,7 +37,7 @@ def mask_inputs(u: np.ndarray, drop: float, rng: np.random.Generator) -> np.ndar
     so E[ũ | u] = u: the encoder sees inputs of the same expected size in training and after.
     Verified by: tests/topics/test_pretraining.py::test_masking_keeps_the_expected_input
     """
-    u, drop = finite_floats(u, "u"), checks.real(drop, "drop", 0.0, 1.0, high_open=True)
+    u, drop = checks.finite_float_array(u, "u"), checks.real(drop, "drop", 0.0, 1.0, high_open=True)
     rng = checks.generator(rng)
     if drop == 0.0:
         return u
@@ -77,21 +77,6 @@ class DenoisingLayer(Module):
             return -fused.bernoulli_log_prob(out, clean)
         diff = out - Tensor(np.asarray(clean))
         return (diff * diff).sum(axis=-1)
-
-
-def finite_floats(u, name: str) -> np.ndarray:
-    """``u`` if it is a float32/float64 array of finite numbers."""
-    if not isinstance(u, np.ndarray) or u.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must be a float32 or float64 array, got {checks.describe(u)}")
-    checks.finite(u, name)
-    return u
-
-
-def finite_rows(u, name: str) -> np.ndarray:
-    """``u`` if it is a float32/float64 array of finite numbers of shape (N, D), N, D ≥ 1."""
-    u = finite_floats(u, name)
-    checks.shape(u.ndim == 2 and min(u.shape) >= 1, name, "(N, D) with N, D ≥ 1", u.shape)
-    return u
 
 
 def autoencoder_model(model):
@@ -145,7 +130,8 @@ def pretrain_layers(x: np.ndarray, sizes, rng: np.random.Generator, epochs: int 
     """Train one ``DenoisingLayer`` per consecutive pair of ``sizes`` (sizes[0] = x_dim), each on
     the clean codes of the trained layers below it; returns the layers and their loss curves.
     Once ``budget`` is spent each remaining layer trains one epoch."""
-    x = checks.unit_interval(finite_rows(x, "x"), "x")  # grey levels: layer 1 is Bernoulli
+    # grey levels in [0, 1], one image per row: the first layer scores them as Bernoulli means
+    x = checks.unit_interval(checks.finite_float_array(x, "x", matrix=True), "x")
     sizes, rng = checks.widths(sizes, "sizes"), checks.generator(rng)
     checks.require(len(sizes) >= 2 and sizes[0] == x.shape[1], "sizes",
                    f"[x_dim = {x.shape[1]}, ...] with at least one layer", np.asarray(sizes))
