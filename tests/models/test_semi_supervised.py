@@ -338,8 +338,10 @@ def test_demo_compares_m2_and_m1_m2_with_kmeans_and_draws_its_pictures(tmp_path)
     # one epoch of a 4-dimensional M1 keeps too little of the class for M1+M2 to beat chance
     # (test_gaussian_m2_learns_classes_from_few_labels checks that it learns)
     assert len(result["m1m2_curve"]) == 1 and 0.0 <= result["m1m2_test_error"] <= 1.0
-    assert len(result["m1m2_class_entropy"]) == 1
+    assert len(result["m1m2_class_entropy"]) == len(result["m1m2_matched_error"]) == 1
     assert 0.0 <= result["m1m2_class_entropy"][0] <= np.log(10) + 1e-9
+    # the best relabelling of the predictions can only fit the labels better
+    assert 0.0 <= result["m1m2_matched_error"][0] <= result["m1m2_test_error"] + 1e-12
     assert_pictures(tmp_path, "test_error.png", "analogies.png")
 
 
