@@ -1,11 +1,16 @@
 """The curves in docs/RESULTS.md, drawn from the runs' own metrics.json files.
 
-    python bench/results_figures.py --burda ELBO_RUN L5_RUN L50_RUN --m2 BALANCED_RUN PAPER_RUN
+    python bench/results_figures.py --burda ELBO_RUN L5_RUN L50_RUN [ELBO_2C_RUN] \
+        --burda-labels "one core" "one core" "one core" "both cores" \
+        --m2 BALANCED_RUN PAPER_RUN --m2-labels "balanced" "the paper's J^α" \
+        --m2-draws DRAW_0 DRAW_1 DRAW_2
 
 Each RUN is a folder written by ``python -m minivae train`` (its metrics.json).  Writes
 docs/results/burda_one_hour.png (the test ELBO after each epoch against minutes of training,
-one line per training bound) and docs/results/m2_test_error.png (M2's test error per epoch under
-the two weightings of the labelled rows).
+one line per run, named by its bound and epochs and its --burda-labels entry),
+docs/results/m2_test_error.png (M2's test error per epoch, one line per run, e.g. the two
+weightings of the labelled rows) and docs/results/m2_label_draws.png (the same for the runs of
+--m2-draws, named by their seeds: one labelled set each).
 """
 from __future__ import annotations
 
@@ -24,25 +29,27 @@ def metrics(run: str) -> dict:
     return json.loads((Path(run) / "metrics.json").read_text())
 
 
-def burda_curves(runs: list[str], path: Path) -> Path:
+def burda_curves(runs: list[str], path: Path, labels: list[str] | None = None) -> Path:
     figure = new_figure(760, 480)
     axes = figure.add_subplot(1, 1, 1)
-    for run in map(metrics, runs):
+    for i, run in enumerate(map(metrics, runs)):
         k = run["k"] if run["objective"] == "iwae" else 1
         name = "ELBO" if k == 1 else f"L_{k}"
         minutes = np.cumsum(run["seconds"]) / 60
+        extra = f", {labels[i]}" if labels else ""
         axes.plot(minutes, run["test_elbo"], label=f"trained on the {name}: "
-                                                   f"{run['epoch'][-1]} epochs")
+                                                   f"{run['epoch'][-1]} epochs{extra}")
     axes.set_ylim(-112, -89)  # the first epochs (down to −540 nats) would flatten the rest
     axes.set_xlabel("minutes of training (scoring the test set each epoch not counted)")
     axes.set_ylabel("test ELBO, nats (one sample per image)")
-    axes.set_title("784-200-200-50 tanh on MNIST, one core each, cosine learning rate")
+    axes.set_title("784-200-200-50 tanh on MNIST, cosine learning rate, one hour")
     axes.grid(True, alpha=0.4)
     axes.legend()
     return save_png(figure, path)
 
 
-def m2_curves(runs: list[str], labels: list[str], path: Path) -> Path:
+def m2_curves(runs: list[str], labels: list[str], path: Path,
+              title: str = "M2 with 100 labels on full MNIST") -> Path:
     figure = new_figure(760, 480)
     axes = figure.add_subplot(1, 1, 1)
     for run, label in zip(map(metrics, runs), labels):
@@ -51,7 +58,7 @@ def m2_curves(runs: list[str], labels: list[str], path: Path) -> Path:
     axes.axhline(11.97, color="grey", linestyle="--", label="Kingma et al. (2014): 11.97 %")
     axes.set_xlabel("epoch")
     axes.set_ylabel("test error (%)")
-    axes.set_title("M2 with 100 labels on full MNIST")
+    axes.set_title(title)
     axes.grid(True, alpha=0.4)
     axes.legend()
     return save_png(figure, path)
@@ -60,14 +67,31 @@ def m2_curves(runs: list[str], labels: list[str], path: Path) -> Path:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burda", nargs="+", default=[], help="run folders: ELBO, L_5, L_50")
-    parser.add_argument("--m2", nargs=2, default=None, help="run folders: balanced, paper")
+    parser.add_argument("--burda-labels", nargs="+", default=None,
+                        help="one more word per --burda run (e.g. its cores)")
+    parser.add_argument("--m2", nargs="+", default=None, help="M2 run folders")
+    parser.add_argument("--m2-labels", nargs="+", default=None,
+                        help="one label per --m2 run (default: the two weightings)")
+    parser.add_argument("--m2-draws", nargs="+", default=None,
+                        help="M2 runs of one setting, one label draw (seed) each")
     args = parser.parse_args(argv)
+    for runs, labels, flag in ((args.burda, args.burda_labels, "--burda-labels"),
+                               (args.m2, args.m2_labels, "--m2-labels")):
+        if labels is not None and len(labels) != len(runs or []):
+            raise SystemExit(f"{flag} needs one label per run, got {len(labels)} for "
+                             f"{len(runs or [])}")
     OUT.mkdir(parents=True, exist_ok=True)
     if args.burda:
-        print(burda_curves(args.burda, OUT / "burda_one_hour.png"))
+        print(burda_curves(args.burda, OUT / "burda_one_hour.png", args.burda_labels))
     if args.m2:
-        print(m2_curves(args.m2, ["pairs weighted as they come (balanced)",
-                                  "weighted as the paper's J^α"], OUT / "m2_test_error.png"))
+        labels = args.m2_labels or ["pairs weighted as they come (balanced)",
+                                    "weighted as the paper's J^α"][:len(args.m2)]
+        print(m2_curves(args.m2, labels, OUT / "m2_test_error.png"))
+    if args.m2_draws:
+        draws = [f"labels drawn with seed {metrics(run)['config']['seed']}"
+                 for run in args.m2_draws]
+        print(m2_curves(args.m2_draws, draws, OUT / "m2_label_draws.png",
+                        "M2 with 100 labels on full MNIST, one hour per label draw"))
 
 
 if __name__ == "__main__":

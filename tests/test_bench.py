@@ -81,8 +81,9 @@ def test_results_figures_draw_the_runs_metrics(tmp_path, monkeypatch):
     train(TrainConfig(model="m2", labels=10, epochs=1, max_train=60, max_test=20, hidden=(8,),
                       z_dim=2, out=str(m2)), progress=False)
     monkeypatch.setattr(results_figures, "OUT", tmp_path / "figures")
-    results_figures.main(["--burda", *runs, "--m2", str(m2), str(m2)])
-    for name in ("burda_one_hour.png", "m2_test_error.png"):
+    results_figures.main(["--burda", *runs, "--burda-labels", "one core", "both cores",
+                          "--m2", str(m2), str(m2), "--m2-draws", str(m2), str(m2)])
+    for name in ("burda_one_hour.png", "m2_test_error.png", "m2_label_draws.png"):
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
