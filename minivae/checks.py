@@ -229,6 +229,18 @@ def finite_float_array(value, name: str, matrix: bool = False) -> np.ndarray:
     return value
 
 
+def output_array(out, like: np.ndarray, name: str = "out") -> np.ndarray:
+    """``out`` if results shaped like ``like`` can be written into it: a C-contiguous array of
+    ``like``'s shape and dtype that shares no memory with it (a fresh one for None)."""
+    if out is None:
+        return np.empty(like.shape, like.dtype)
+    if (not isinstance(out, np.ndarray) or out.shape != like.shape or out.dtype != like.dtype
+            or not out.flags.c_contiguous or np.shares_memory(out, like)):
+        raise ValueError(f"{name} must be a C-contiguous array of shape {like.shape} and dtype "
+                         f"{like.dtype}, apart from the input, got {describe(out)}")
+    return out
+
+
 def unit_interval(pixels, name: str = "pixels") -> np.ndarray:
     """``pixels`` if it is a float32/float64 array with every value in [0, 1].  Two reductions
     rather than an elementwise mask, since this runs on a whole training set every epoch (and

@@ -133,14 +133,7 @@ def binarize_dynamic(pixels: np.ndarray, rng: np.random.Generator,
     tests/test_data.py::test_binarize_dynamic_into_out_is_the_same_draw
     """
     pixels, rng = checks.unit_interval(pixels), checks.generator(rng)
-    if out is None:
-        out = np.empty(pixels.shape, pixels.dtype)
-    elif (not isinstance(out, np.ndarray) or out.shape != pixels.shape
-          or out.dtype != pixels.dtype or not out.flags.c_contiguous
-          or np.shares_memory(out, pixels)):
-        raise ValueError(f"out must be a C-contiguous array of the pixels' shape "
-                         f"{pixels.shape} and dtype {pixels.dtype}, apart from the pixels, "
-                         f"got {checks.describe(out)}")
+    out = checks.output_array(out, pixels)
     uniforms = rng.random(out=out, dtype=pixels.dtype)
     # [u < p] written over u as 0.0 / 1.0, with no bool array and no second copy in between
     return np.less(uniforms, pixels, out=uniforms, casting="unsafe")
