@@ -98,3 +98,14 @@ def test_binarize_bench_times_two_forms_of_one_draw(capsys):
     pixels = np.random.default_rng(3).random((50, 7), dtype=np.float32)
     np.testing.assert_array_equal(binarize.fresh_draw(pixels, np.random.default_rng(4)),
                                   binarize.binarize_dynamic(pixels, np.random.default_rng(4)))
+
+
+def test_m2_step_bench_times_two_forms_of_one_encoder(capsys):
+    """bench/m2_step.py's two encoders give the same first objective (the bench asserts it
+    after its timings), so its ratio compares one computation written two ways."""
+    import m2_step  # bench/ is on sys.path (above)
+
+    medians = m2_step.main(m2_step.parse_args(["--steps", "1", "--rounds", "1",
+                                               "--batch-size", "8"]))
+    assert set(medians) == {"concatenated", "minivae"} and all(t > 0 for t in medians.values())
+    assert "minivae / concatenated:" in capsys.readouterr().out

@@ -126,13 +126,33 @@ class SemiSupervisedVAE(ImageModel):
         h = self.encoder(ops.concatenate([x, Tensor(e_y)], axis=-1))  # (B, 2 · z_dim)
         return DiagonalNormal(loc=h[:, : self.z_dim], log_var=h[:, self.z_dim:])
 
+    def _encode_every_class(self, x: Tensor) -> DiagonalNormal:
+        """q(z | x, y) for every class y of every row of x: ``_encode_one_hot`` of the K · B
+        rows [x_b, e_y] (row y · B + b), with x's share of the first layer computed once.
+        For the first layer's weights W = [W_x; W_y] (x_dim and K rows) and bias b,
+
+            [x, e_y] W + b = x W_x + (W_y[y] + b),
+
+        so the first layer's product takes B · x_dim · H multiply-adds instead of
+        K · B · (x_dim + K) · H (timed in bench/m2_step.py).  Verified by:
+        tests/models/test_semi_supervised.py::test_every_class_encoder_is_the_concatenated_one
+        """
+        first, (rows, k) = self.encoder.layers[0], (x.shape[0], self.n_classes)
+        shared = x @ first.weight[: self.x_dim]  # (B, H): x W_x
+        per_class = first.weight[self.x_dim:] + first.bias  # (K, H): W_y[y] + b
+        width = per_class.shape[-1]
+        pre = shared.reshape(1, rows, width) + per_class.reshape(k, 1, width)  # (K, B, H)
+        h = self.encoder.after_first_layer(pre.reshape(k * rows, width))  # (K · B, 2 · z_dim)
+        return DiagonalNormal(loc=h[:, : self.z_dim], log_var=h[:, self.z_dim:])
+
     def _decode_one_hot(self, e_y: np.ndarray, z) -> BernoulliLogits:
         z = z if isinstance(z, Tensor) else Tensor(np.asarray(z, self.dtype))
         return self.bernoulli_pixels(self.decoder(ops.concatenate([Tensor(e_y), z], axis=-1)))
 
     # --- the bounds ----------------------------------------------------------------------
-    def _labelled_bound_one_hot(self, x: Tensor, e_y: np.ndarray, rng) -> Tensor:
-        q_z = self._encode_one_hot(x, e_y)
+    def _labelled_bound_one_hot(self, x: Tensor, e_y: np.ndarray, rng,
+                                q_z: DiagonalNormal | None = None) -> Tensor:
+        q_z = self._encode_one_hot(x, e_y) if q_z is None else q_z  # q(z | x, y), or given
         # z = μ + σ ⊙ ε and KL(q(z|x,y) ‖ N(0, I)) = ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²)
         z, kl_q_prior = q_z.rsample_and_kl(rng)
         log_p_y = -math.log(self.n_classes)  # the uniform prior over the classes
@@ -163,7 +183,8 @@ class SemiSupervisedVAE(ImageModel):
         rows, k = x.shape[0], self.n_classes
         every_class = np.repeat(np.arange(k), rows)  # (K · B,): class y for rows y·B … y·B+B−1
         x_per_class = ops.concatenate([x] * k, axis=0)  # (K · B, x_dim)
-        bounds = self._labelled_bound_one_hot(x_per_class, self.one_hot(every_class), rng)
+        bounds = self._labelled_bound_one_hot(x_per_class, self.one_hot(every_class), rng,
+                                              q_z=self._encode_every_class(x))
         log_q_y = self.class_log_probs(x)  # (B, K)
         bounds = bounds.reshape(k, rows).transpose(1, 0)  # (B, K)
         return (log_q_y.exp() * (bounds - log_q_y)).sum(axis=-1)

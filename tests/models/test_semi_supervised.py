@@ -11,7 +11,8 @@ from scipy import special, stats
 
 from minivae.cli import main
 from minivae.data import load_dataset
-from minivae.engine.tensor import no_grad
+from minivae.engine import ops
+from minivae.engine.tensor import Tensor, no_grad
 from minivae.models import GaussianSemiSupervisedVAE, SemiSupervisedVAE
 from minivae.optim import Adam
 from minivae.train import TrainConfig, train, training_data
@@ -106,6 +107,32 @@ def test_unlabelled_bound_is_below_the_evidence(cls, data):
     weights = np.exp(model.log_importance_weights(x, n, np.random.default_rng(2)))  # (n, B)
     se_w = weights.std(0, ddof=1) / math.sqrt(n)
     assert np.all(np.abs(weights.mean(0) - np.exp(log_px)) <= 5 * se_w)
+
+
+@pytest.mark.parametrize("cls, data", [(SemiSupervisedVAE, binary_data),
+                                       (GaussianSemiSupervisedVAE, real_data)])
+@pytest.mark.parametrize("hidden", [(5,), (5, 4), ()])
+def test_every_class_encoder_is_the_concatenated_one(cls, data, hidden):
+    """q(z | x, y) for the K · B rows [x_b, e_y] (row y · B + b), by x W_x + W_y[y] + b, has
+    the values and the parameter gradients of the encoder run on the concatenated rows."""
+    model, x = tiny_model(cls=cls, hidden=hidden), data(4)
+    every_class = np.repeat(np.arange(K), 4)
+    weights = np.random.default_rng(9).standard_normal((K * 4, 2 * model.z_dim))
+    results = []
+    for fast in (False, True):
+        model.zero_grad()
+        x_tensor = Tensor(x)
+        if fast:
+            q_z = model._encode_every_class(x_tensor)
+        else:
+            q_z = model._encode_one_hot(Tensor(np.tile(x, (K, 1))), model.one_hot(every_class))
+        h = ops.concatenate([q_z.loc, q_z.log_var], axis=-1)
+        (h * Tensor(weights)).sum().backward()
+        results.append((h.data, [p.grad.copy() for p in model.encoder.parameters()]))
+    (slow, slow_grads), (fast, fast_grads) = results
+    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
+    for g_fast, g_slow in zip(fast_grads, slow_grads):
+        np.testing.assert_allclose(g_fast, g_slow, rtol=1e-10, atol=1e-12)
 
 
 def test_every_parameter_passes_gradcheck(objective_gradcheck):
