@@ -9,16 +9,18 @@ Three ways to use the many unlabelled images (Kingma, Rezende, Mohamed & Welling
   the labelled images, the bound U(x) of all the images (the class summed out exactly), and
   α' log q(y | x) on the labelled ones (``minivae.models.SemiSupervisedVAE``, through
   ``python -m minivae train --model m2 --labels N``); it classifies by argmax_y q(y | x);
-* M1+M2: the same M2, with a Gaussian decoder p(z₁ | y, z₂), trained on M1's latent means
-  z₁ = μ(x) instead of the pixels (``minivae.models.GaussianSemiSupervisedVAE``).
+* M1+M2: the same M2, with a Gaussian decoder p(z₁ | y, z₂), trained on M1's latent codes
+  instead of the pixels (``minivae.models.GaussianSemiSupervisedVAE``): the means z₁ = μ(x)
+  (``--m1-codes mean``) or draws z₁ ~ q(z₁ | x), fresh every epoch (``sample``).
 
 All three see the same labelled images (N / 10 of each class, chosen by --seed as the M2 run
 chooses them).  Writes test_error.png (test error per epoch of M2 and M1+M2, with the
 baseline) and analogies.png (row i: a test digit, then M2's decoder at its style z = μ(x, ŷ)
 with each class y in turn), and prints a table.  Per M1+M2 epoch it also records the mean
 entropy of q(y | z₁) and the test error under the best one-to-one relabelling of the
-predicted classes (``m1_plus_m2``), which tell a classifier gone vague from one whose classes
-have turned into clusters under other names.
+predicted classes, and the share of test digits in its most used class (``m1_plus_m2``),
+which tell a classifier gone vague from one whose classes have turned into clusters under
+other names or that puts most digits in a few classes.
 
     python demos/semi_supervised.py --labels 100                   # minutes, on 4,500 digits
     python demos/semi_supervised.py --dataset mnist --epochs 50    # full MNIST, as in the paper
@@ -72,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="epochs of the VAE (M1) under k-means and M1+M2")
     parser.add_argument("--hidden", type=int, nargs="+", default=[500])
     parser.add_argument("--z-dim", type=int, default=50)
+    parser.add_argument("--m1-codes", choices=["sample", "mean"], default="mean",
+                        help="what M1+M2's M2 is trained on: z₁ drawn from q(z₁ | x) afresh "
+                             "every epoch (sample), or the means μ(x) (mean)")
     parser.add_argument("--clusters", type=int, default=10, help="k of the k-means baseline")
     parser.add_argument("--alpha-scale", type=float, default=0.1,
                         help="the 0.1 of the classification weight α = 0.1 · N (Kingma et al.)")
@@ -100,10 +105,11 @@ def nearest_centre(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return ((points[:, None, :] - centres) ** 2).sum(-1).argmin(axis=1)
 
 
-def latent_means(args, out: Path, train_pixels: np.ndarray,
-                 test_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """M1: a VAE trained on every training image without labels; the latent means μ(x) of the
-    training images (one binarization) and of the binarized test images, float32."""
+def latent_codes(args, out: Path, train_pixels: np.ndarray,
+                 test_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """M1: a VAE trained on every training image without labels; q(z₁ | x) of the training
+    images (one binarization) as its means μ(x) and standard deviations σ(x), and the means
+    of the binarized test images, float32."""
     config = TrainConfig(dataset=args.dataset, data_root=args.data_root, epochs=args.vae_epochs,
                          hidden=tuple(args.hidden), z_dim=args.z_dim, seed=args.seed,
                          budget_minutes=args.budget_minutes, out=str(out / "vae"))
@@ -111,8 +117,8 @@ def latent_means(args, out: Path, train_pixels: np.ndarray,
     vae, _ = load_model(out / "vae" / "checkpoint.npz")
     rng = np.random.default_rng(args.seed)
     with no_grad():
-        return (vae.encode(binarize_dynamic(train_pixels, rng)).loc.data,
-                vae.encode(test_pixels).loc.data)
+        posterior = vae.encode(binarize_dynamic(train_pixels, rng))
+        return posterior.loc.data, posterior.scale.data, vae.encode(test_pixels).loc.data
 
 
 def kmeans_baseline(args, data: LabelledTrainingData, codes: np.ndarray,
@@ -128,27 +134,35 @@ def kmeans_baseline(args, data: LabelledTrainingData, codes: np.ndarray,
     return float(np.mean(cluster_label[nearest_centre(test_codes, centres)] != data.test_labels))
 
 
-def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray,
+def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray, code_scales: np.ndarray,
                test_codes: np.ndarray) -> dict[str, list[float]]:
-    """M2 with a Gaussian decoder on M1's latent means, each step the objective of a minibatch
-    of codes and as many labelled codes, as ``train`` steps M2.  Per epoch, on the test codes:
-    "test_error", "class_entropy" (the mean H(q(y | z₁))) and "matched_error", the error
-    under the one-to-one relabelling of the predicted classes that fits the labels best (one
-    minus ``clustering_accuracy``).  A matched error far below the test error means y has
-    become a clustering of the codes whose clusters no longer carry the labels' names."""
+    """M2 with a Gaussian decoder on M1's codes, each step the objective of a minibatch of
+    codes and as many labelled codes, as ``train`` steps M2.  The codes are the means μ(x)
+    (``--m1-codes mean``) or, drawn afresh every epoch, z₁ = μ(x) + σ(x) ε with ε ~ N(0, I)
+    (``sample``, as the paper's code feeds M2); the test digits are classified from μ(x).
+    Per epoch, on the test codes: "test_error", "class_entropy" (the mean H(q(y | z₁))),
+    "matched_error", the error under the one-to-one relabelling of the predicted classes that
+    fits the labels best (one minus ``clustering_accuracy``), and "largest_class", the share
+    of the test digits put in the most used class (a tenth when the classes are used evenly).
+    A matched error far below the test error means y has become a clustering of the codes
+    whose clusters no longer carry the labels' names."""
     model_rng, data_rng, noise_rng, _, _ = run_generators(args.seed)
     model = GaussianSemiSupervisedVAE(codes.shape[1], hidden=tuple(args.hidden),
                                       z_dim=args.z_dim, rng=model_rng,
                                       alpha_scale=args.alpha_scale,
                                       labelled_weighting=args.labelled_weighting)
     optimizer = Adam(model.parameters(), lr=1e-3)
-    curves = {"test_error": [], "class_entropy": [], "matched_error": []}
+    curves = {"test_error": [], "class_entropy": [], "matched_error": [], "largest_class": []}
     budget = Budget(args.budget_minutes)
     bar = tqdm(range(args.epochs), desc="M1+M2 epochs", disable=args.quiet)
     for _ in bar:
         if curves["test_error"] and budget.spent():
             break
-        for x, extra in data.batches(codes, 128, data_rng):  # extra: the labelled codes
+        epoch_codes = codes
+        if args.m1_codes == "sample":
+            noise = noise_rng.standard_normal(codes.shape, dtype=codes.dtype)
+            epoch_codes = codes + code_scales * noise
+        for x, extra in data.batches(epoch_codes, 128, data_rng):  # extra: the labelled codes
             loss = -model.objective(x, noise_rng, **extra).mean()
             optimizer.zero_grad()
             loss.backward()
@@ -158,6 +172,7 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray,
         curves["test_error"].append(float(np.mean(predicted != data.test_labels)))
         curves["matched_error"].append(1 - clustering_accuracy(data.test_labels, predicted))
         curves["class_entropy"].append(class_entropy(model, test_codes))
+        curves["largest_class"].append(float(np.bincount(predicted).max() / len(predicted)))
         bar.set_postfix({name: f"{values[-1]:.3f}" for name, values in curves.items()})
     return curves
 
@@ -182,14 +197,15 @@ def main(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     m2 = train(dataclasses.replace(config, out=str(out / "m2")), progress=not args.quiet)
     m2_seconds = time.perf_counter() - start
-    codes, test_codes = latent_means(args, out, data.train_pixels, test_pixels)
+    codes, code_scales, test_codes = latent_codes(args, out, data.train_pixels, test_pixels)
     baseline = kmeans_baseline(args, data, codes, test_codes)
-    m1m2_curves = m1_plus_m2(args, data, codes, test_codes)
+    m1m2_curves = m1_plus_m2(args, data, codes, code_scales, test_codes)
     m1m2 = m1m2_curves["test_error"]
     results = {"m2_test_error": m2["test_error"][-1], "m2_curve": m2["test_error"],
                "m1m2_test_error": m1m2[-1], "m1m2_curve": m1m2,
                "m1m2_class_entropy": m1m2_curves["class_entropy"],
                "m1m2_matched_error": m1m2_curves["matched_error"],
+               "m1m2_largest_class": m1m2_curves["largest_class"],
                "kmeans_test_error": baseline, "m2_seconds": m2_seconds,
                "m2_epochs": m2["epoch"][-1], "m1m2_epochs": len(m1m2),
                "seconds": time.perf_counter() - start}
@@ -237,6 +253,8 @@ def print_table(results: dict, args, out: Path) -> None:
           f"{100 * results['m1m2_test_error']:9.2f}% |")
     print(f"| {'  the same, its classes best relabelled':43s} | "
           f"{100 * results['m1m2_matched_error'][-1]:9.2f}% |")
+    print(f"| {'  test digits in its most used class':43s} | "
+          f"{100 * results['m1m2_largest_class'][-1]:9.2f}% |")
     print(f"{results['seconds']:.0f} s in all (M2 {results['m2_seconds']:.0f} s)")
     for name in ("test_error.png", "analogies.png"):
         print(f"  {(out / name).resolve()}")

@@ -369,7 +369,19 @@ def test_demo_compares_m2_and_m1_m2_with_kmeans_and_draws_its_pictures(tmp_path)
     assert 0.0 <= result["m1m2_class_entropy"][0] <= np.log(10) + 1e-9
     # the best relabelling of the predictions can only fit the labels better
     assert 0.0 <= result["m1m2_matched_error"][0] <= result["m1m2_test_error"] + 1e-12
+    # ten classes: the most used one holds at least a tenth of the test digits
+    assert 0.1 <= result["m1m2_largest_class"][0] <= 1.0
     assert_pictures(tmp_path, "test_error.png", "analogies.png")
+
+
+def test_demo_trains_m1_plus_m2_on_fresh_draws_of_the_codes(tmp_path):
+    """--m1-codes sample trains M1+M2 on z₁ ~ q(z₁ | x) instead of μ(x): with the same seed
+    M2 on the pixels is the same run and M1+M2 another."""
+    tiny = ["--epochs", "1", "--vae-epochs", "1", "--hidden", "16", "--z-dim", "4", "--quiet"]
+    means = run_demo("semi_supervised", tmp_path / "mean", *tiny, "--m1-codes", "mean")
+    draws = run_demo("semi_supervised", tmp_path / "sample", *tiny, "--m1-codes", "sample")
+    assert means["m2_curve"] == draws["m2_curve"]
+    assert means["m1m2_class_entropy"] != draws["m1m2_class_entropy"]
 
 
 def test_demo_stops_each_training_at_its_budget(tmp_path):
