@@ -184,13 +184,12 @@ class MLP(Module):
             x = layer(x, self.activation, self.slope)  # (B, width)
         return self.layers[-1](x)
 
-    def after_first_layer(self, pre: Tensor) -> Tensor:
-        """The rest of ``forward`` given the first layer's affine map pre = x W + b: the
-        activation, then the other layers (``pre`` itself when the MLP has one layer).  For
-        callers that compute x W + b in another way (``SemiSupervisedVAE``'s encoder)."""
+    def after_first_layer(self, x: Tensor) -> Tensor:
+        """The rest of ``forward`` given the first layer's output x (activated, unless the MLP
+        has one layer and x is its output).  For callers that compute the first layer in
+        another way (``SemiSupervisedVAE``'s encoder)."""
         if len(self.layers) == 1:
-            return pre
-        x = ACTIVATIONS[self.activation](pre, self.slope)
+            return x
         for layer in self.layers[1:-1]:
             x = layer(x, self.activation, self.slope)
         return self.layers[-1](x)

@@ -43,6 +43,7 @@ import numpy as np
 from minivae import checks
 from minivae.distributions import BernoulliLogits, DiagonalNormal, standard_normal_log_prob
 from minivae.engine import ops
+from minivae.engine.ops import fused
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.models.base import ImageModel
 from minivae.nn import MLP
@@ -137,12 +138,13 @@ class SemiSupervisedVAE(ImageModel):
         K · B · (x_dim + K) · H (timed in bench/m2_step.py).  Verified by:
         tests/models/test_semi_supervised.py::test_every_class_encoder_is_the_concatenated_one
         """
-        first, (rows, k) = self.encoder.layers[0], (x.shape[0], self.n_classes)
+        first = self.encoder.layers[0]
         shared = x @ first.weight[: self.x_dim]  # (B, H): x W_x
         per_class = first.weight[self.x_dim:] + first.bias  # (K, H): W_y[y] + b
-        width = per_class.shape[-1]
-        pre = shared.reshape(1, rows, width) + per_class.reshape(k, 1, width)  # (K, B, H)
-        h = self.encoder.after_first_layer(pre.reshape(k * rows, width))  # (K · B, 2 · z_dim)
+        activation = "identity" if len(self.encoder.layers) == 1 else self.encoder.activation
+        # act(x W_x + W_y[y] + b) for row y · B + b, (K · B, H)
+        h = fused.every_class_activation(shared, per_class, activation, self.encoder.slope)
+        h = self.encoder.after_first_layer(h)  # (K · B, 2 · z_dim)
         return DiagonalNormal(loc=h[:, : self.z_dim], log_var=h[:, self.z_dim:])
 
     def _decode_one_hot(self, e_y: np.ndarray, z) -> BernoulliLogits:

@@ -50,6 +50,34 @@ def linear(x, weight, bias, activation: str = "identity", slope: float = 0.01) -
     return Tensor.from_op(y, (x, weight, bias), vjp, f"linear[{activation}]")
 
 
+def every_class_activation(shared, per_class, activation: str, slope: float = 0.01) -> Tensor:
+    """act(shared_b + per_class_k) for every class k and row b: shared (B, m), per_class
+    (K, m) → (K · B, m), row k · B + b.
+
+    Same as ``act((per_class.reshape(K, 1, m) + shared.reshape(1, B, m)).reshape(K * B, m))``;
+    the sum is one NumPy pass and the activation the fused bias + activation kernel's (with a
+    zero bias).  VJP: G_pre = G · act′ (from the output), viewed as (K, B, m); d shared = Σ_k,
+    d per_class = Σ_b.
+    """
+    shared, per_class = binary_operands(shared, per_class)
+    if shared.ndim != 2 or per_class.ndim != 2 or shared.shape[1] != per_class.shape[1]:
+        raise ValueError(f"every_class_activation expects shared (B, m) and per_class (K, m); "
+                         f"got {shared.shape}, {per_class.shape}")
+    (rows, width), classes = shared.shape, per_class.shape[0]
+    y = (per_class.data[:, None, :] + shared.data[None, :, :]).reshape(classes * rows, width)
+    kernels.bias_act_forward(y, np.zeros(width, y.dtype), activation, slope, out=y)
+
+    def vjp(g):
+        if activation == "identity":
+            grad_pre = g
+        else:
+            grad_pre, _ = kernels.bias_act_backward(y, g, activation, slope)
+        grad_pre = grad_pre.reshape(classes, rows, width)
+        return grad_pre.sum(axis=0), grad_pre.sum(axis=1)
+
+    return Tensor.from_op(y, (shared, per_class), vjp, f"every_class_activation[{activation}]")
+
+
 def bernoulli_log_prob(logits, x) -> Tensor:
     """Σ_j x_j l_j − softplus(l_j) over the last axis of (N, D) logits; x is a constant target,
     (N, D), or (R, D) with R dividing N, repeated down the rows (S samples of each of R images

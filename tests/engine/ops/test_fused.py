@@ -1,6 +1,7 @@
-"""The fused primitives (linear with its activation, the Bernoulli log-likelihood, the
-reparameterized draw with its KL) equal the compositions of elementary primitives they
-replace, and stay finite at logits ±1e4 and log-variances ±50 on every kernel backend."""
+"""The fused primitives (linear with its activation, the every-class activation of M2's
+encoder, the Bernoulli log-likelihood, the reparameterized draw with its KL) equal the
+compositions of elementary primitives they replace, and stay finite at logits ±1e4 and
+log-variances ±50 on every kernel backend."""
 from __future__ import annotations
 
 import numpy as np
@@ -52,6 +53,14 @@ def test_fused_ops_equal_their_compositions(backend, activation, seed, rows, n, 
         (target * Tensor(logits) - minivae.softplus(Tensor(logits))).sum(axis=-1).data,
         rtol=1e-12, atol=1e-12)
 
+    shared, per_class = arrays(seed + 3, (rows, m), (n, m))  # n classes
+    composed = COMPOSED[activation](
+        (Tensor(per_class).reshape(n, 1, m) + Tensor(shared).reshape(1, rows, m))
+        .reshape(n * rows, m))
+    np.testing.assert_allclose(
+        fused.every_class_activation(shared, per_class, activation, 0.2).data, composed.data,
+        rtol=1e-12, atol=1e-12)
+
     loc, log_var, eps = arrays(seed + 2, (rows, m), (rows, m), (rows, m))
     z, kl = fused.reparameterize_kl(loc, log_var, eps)
     np.testing.assert_allclose(z.data, loc + np.exp(0.5 * log_var) * eps, rtol=1e-12)
@@ -65,6 +74,12 @@ def test_fused_op_gradients(backend, activation):
     pre = x @ w + b
     b = b + (away_from_kinks(pre) - pre).mean(0)  # nudge so no pre-activation sits on a kink
     assert minivae.gradcheck(lambda x, w, b: fused.linear(x, w, b, activation, 0.2), x, w, b)
+
+    shared, per_class = arrays(9, (4, 5), (3, 5))
+    # |shared| < 0.2 and |per_class| ≥ 0.5, so no sum sits on a relu-type kink
+    shared, per_class = 0.2 * np.tanh(shared), np.sign(per_class) * (0.5 + np.abs(per_class))
+    assert minivae.gradcheck(
+        lambda s, c: fused.every_class_activation(s, c, activation, 0.2), shared, per_class)
 
     logits, = arrays(4, (3, 6), scale=4.0)
     target = np.random.default_rng(0).random((3, 6))  # soft targets are allowed
