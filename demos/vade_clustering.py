@@ -226,12 +226,13 @@ def main(args: argparse.Namespace) -> dict:
         if not args.quiet:
             print(line, flush=True)
 
-    def record(stage, epoch, train_value):
+    def record(stage, epoch, train_value=None):  # None: no training epoch behind this row
         accuracy = clustering_accuracy(test.labels, in_batches(model.predict, test_x))
         elbo = float(in_batches(lambda b: model.elbo(b, noise_rng).data, test_x).mean())
         for key, value in zip(history, (stage, epoch, train_value, accuracy, elbo)):
             history[key].append(value)
-        say(f"{stage:8s} epoch {epoch:3d}  train objective {train_value:9.2f}  "
+        trained = "—" if train_value is None else f"{train_value:.2f}"
+        say(f"{stage:8s} epoch {epoch:3d}  train objective {trained:>9s}  "
             f"test accuracy {100 * accuracy:6.2f}%  test ELBO {elbo:9.2f}")
 
     start = time.perf_counter()
@@ -242,7 +243,7 @@ def main(args: argparse.Namespace) -> dict:
     gmm = model.initialize_prior(codes, gmm_rng, n_init=args.gmm_restarts,
                                  kmeans_steps=args.kmeans_steps, iterations=args.gmm_iterations)
     history["gmm_log_likelihood"] = gmm.log_likelihoods[-1]
-    record("GMM init", 0, float("nan"))
+    record("GMM init", 0)
 
     optimizer = Adam(model.parameters(), lr=args.lr)  # fresh moments for the new objective
     bar = tqdm(range(1, args.epochs + 1), desc="VaDE", disable=args.quiet, leave=False)
