@@ -11,7 +11,8 @@ Three ways to use the many unlabelled images (Kingma, Rezende, Mohamed & Welling
   ``python -m minivae train --model m2 --labels N``); it classifies by argmax_y q(y | x);
 * M1+M2: the same M2, with a Gaussian decoder p(z₁ | y, z₂), trained on M1's latent codes
   instead of the pixels (``minivae.models.GaussianSemiSupervisedVAE``): the means z₁ = μ(x)
-  (``--m1-codes mean``) or draws z₁ ~ q(z₁ | x), fresh every epoch (``sample``).
+  (``--m1-codes mean``) or draws z₁ ~ q(z₁ | x), fresh every epoch (``sample``), of the
+  units M1 uses (``--m1-units active``: Var_x μ(x) > 0.01, as the paper's code keeps).
 
 All three see the same labelled images (N / 10 of each class, chosen by --seed as the M2 run
 chooses them).  Writes test_error.png (test error per epoch of M2 and M1+M2, with the
@@ -55,6 +56,7 @@ from minivae.program import (
     run_reporting_errors,
 )
 from minivae.stopping import Budget
+from minivae.topics.active_units import active_units
 from minivae.topics.clustering import clustering_accuracy, kmeans_plus_plus
 from minivae.train import TEST_BINARIZATION_SEED, run_generators, train, training_data
 from minivae.training_data import LabelledTrainingData, class_entropy
@@ -77,6 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--m1-codes", choices=["sample", "mean"], default="mean",
                         help="what M1+M2's M2 is trained on: z₁ drawn from q(z₁ | x) afresh "
                              "every epoch (sample), or the means μ(x) (mean)")
+    parser.add_argument("--m1-units", choices=["active", "all"], default="active",
+                        help="the units of z₁ that M1+M2's M2 sees: those M1 uses (Burda et "
+                             "al.'s active units, Var_x μ(x) > 0.01), or all")
     parser.add_argument("--clusters", type=int, default=10, help="k of the k-means baseline")
     parser.add_argument("--alpha-scale", type=float, default=0.1,
                         help="the 0.1 of the classification weight α = 0.1 · N (Kingma et al.)")
@@ -199,13 +204,19 @@ def main(args: argparse.Namespace) -> dict:
     m2_seconds = time.perf_counter() - start
     codes, code_scales, test_codes = latent_codes(args, out, data.train_pixels, test_pixels)
     baseline = kmeans_baseline(args, data, codes, test_codes)
-    m1m2_curves = m1_plus_m2(args, data, codes, code_scales, test_codes)
+    units = np.ones(codes.shape[1], bool) if args.m1_units == "all" else active_units(codes)
+    if not units.any():
+        raise ValueError(f"M1 uses none of its {codes.shape[1]} latent units (each Var_x μ(x) "
+                         f"≤ 0.01): train it longer (--vae-epochs) or pass --m1-units all")
+    m1m2_curves = m1_plus_m2(args, data, codes[:, units], code_scales[:, units],
+                             test_codes[:, units])
     m1m2 = m1m2_curves["test_error"]
     results = {"m2_test_error": m2["test_error"][-1], "m2_curve": m2["test_error"],
                "m1m2_test_error": m1m2[-1], "m1m2_curve": m1m2,
                "m1m2_class_entropy": m1m2_curves["class_entropy"],
                "m1m2_matched_error": m1m2_curves["matched_error"],
                "m1m2_largest_class": m1m2_curves["largest_class"],
+               "m1_units": int(units.sum()),
                "kmeans_test_error": baseline, "m2_seconds": m2_seconds,
                "m2_epochs": m2["epoch"][-1], "m1m2_epochs": len(m1m2),
                "seconds": time.perf_counter() - start}
@@ -249,7 +260,8 @@ def print_table(results: dict, args, out: Path) -> None:
           f"{100 * results['kmeans_test_error']:9.2f}% |")
     print(f"| {'minivae: M2, ' + str(results['m2_epochs']) + ' epochs':43s} | "
           f"{100 * results['m2_test_error']:9.2f}% |")
-    print(f"| {'minivae: M1+M2, ' + str(results['m1m2_epochs']) + ' epochs':43s} | "
+    m1m2 = f"minivae: M1+M2, {results['m1m2_epochs']} epochs, {results['m1_units']} units"
+    print(f"| {m1m2:43s} | "
           f"{100 * results['m1m2_test_error']:9.2f}% |")
     print(f"| {'  the same, its classes best relabelled':43s} | "
           f"{100 * results['m1m2_matched_error'][-1]:9.2f}% |")

@@ -360,7 +360,7 @@ def test_class_entropy_is_scipys():
 
 def test_demo_compares_m2_and_m1_m2_with_kmeans_and_draws_its_pictures(tmp_path):
     result = run_demo("semi_supervised", tmp_path, "--epochs", "1", "--vae-epochs", "1",
-                      "--hidden", "32", "--z-dim", "4", "--quiet")
+                      "--hidden", "32", "--z-dim", "4", "--m1-units", "all", "--quiet")
     assert result["m2_test_error"] < 0.9 and result["kmeans_test_error"] < 0.9  # chance: 0.9
     # one epoch of a 4-dimensional M1 keeps too little of the class for M1+M2 to beat chance
     # (test_gaussian_m2_learns_classes_from_few_labels checks that it learns)
@@ -377,17 +377,28 @@ def test_demo_compares_m2_and_m1_m2_with_kmeans_and_draws_its_pictures(tmp_path)
 def test_demo_trains_m1_plus_m2_on_fresh_draws_of_the_codes(tmp_path):
     """--m1-codes sample trains M1+M2 on z₁ ~ q(z₁ | x) instead of μ(x): with the same seed
     M2 on the pixels is the same run and M1+M2 another."""
-    tiny = ["--epochs", "1", "--vae-epochs", "1", "--hidden", "16", "--z-dim", "4", "--quiet"]
+    tiny = ["--epochs", "1", "--vae-epochs", "1", "--hidden", "16", "--z-dim", "4",
+            "--m1-units", "all", "--quiet"]
     means = run_demo("semi_supervised", tmp_path / "mean", *tiny, "--m1-codes", "mean")
     draws = run_demo("semi_supervised", tmp_path / "sample", *tiny, "--m1-codes", "sample")
     assert means["m2_curve"] == draws["m2_curve"]
     assert means["m1m2_class_entropy"] != draws["m1m2_class_entropy"]
+    assert means["m1_units"] == draws["m1_units"] == 4
+
+
+def test_demo_says_when_m1_uses_none_of_its_units(tmp_path):
+    """After one epoch on the 4,500 digits a 4-unit M1 has switched every unit off (each
+    Var_x μ(x) ≤ 0.01): M1+M2 would see nothing, and the demo says what to do instead."""
+    with pytest.raises(ValueError, match="M1 uses none of its 4 latent units"):
+        run_demo("semi_supervised", tmp_path, "--epochs", "1", "--vae-epochs", "1",
+                 "--hidden", "16", "--z-dim", "4", "--quiet")
 
 
 def test_demo_stops_each_training_at_its_budget(tmp_path):
     """A budget spent at once: M2 and M1+M2 train one epoch of the three asked for."""
     result = run_demo("semi_supervised", tmp_path, "--epochs", "3", "--vae-epochs", "3",
-                      "--hidden", "16", "--z-dim", "4", "--budget-minutes", "1e-6", "--quiet")
+                      "--hidden", "16", "--z-dim", "4", "--budget-minutes", "1e-6",
+                      "--m1-units", "all", "--quiet")
     assert result["m2_epochs"] == result["m1m2_epochs"] == 1
     assert len(result["m2_curve"]) == len(result["m1m2_curve"]) == 1
     assert_pictures(tmp_path, "test_error.png")

@@ -1,6 +1,6 @@
 """The fuzz contract for the side topics (cluster matching and accuracy, the diagonal GMM,
-attribute vectors, masked convolutions, the stacked-autoencoder pretraining): whatever arrives
-in place of an argument, a clear ValueError/TypeError or NaN-free values."""
+active units, attribute vectors, masked convolutions, the stacked-autoencoder pretraining):
+whatever arrives in place of an argument, a clear ValueError/TypeError or NaN-free values."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivae.models import VAE
+from minivae.topics.active_units import active_units, activity
 from minivae.topics.attributes import (
     apply_attribute,
     attribute_vector,
@@ -74,6 +75,8 @@ ENTRIES = [
                kmeans_steps=2, tolerance=1e-6, variance_floor=1e-6, n_init=1),
           wild=dict(n_components=SMALL_COUNTS, iterations=SMALL_COUNTS,
                     kmeans_steps=SMALL_COUNTS, n_init=SMALL_COUNTS)),
+    Entry("activity", activity, dict(posterior_means=POINTS)),
+    Entry("active_units", active_units, dict(posterior_means=POINTS, threshold=1e-2)),
     Entry("encoder_means", encoder_means, dict(model=MODEL, x=X)),
     Entry("attribute_vector", attribute_vector, dict(model=MODEL, x_a=X[:4], x_b=X[4:])),
     Entry("apply_attribute", apply_attribute,
