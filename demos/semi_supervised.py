@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="epochs of the VAE (M1) under k-means and M1+M2")
     parser.add_argument("--hidden", type=int, nargs="+", default=[500])
     parser.add_argument("--z-dim", type=int, default=50)
-    parser.add_argument("--m1-codes", choices=["sample", "mean"], default="mean",
+    parser.add_argument("--m1-codes", choices=["sample", "mean"], default="sample",
                         help="what M1+M2's M2 is trained on: z₁ drawn from q(z₁ | x) afresh "
                              "every epoch (sample), or the means μ(x) (mean)")
     parser.add_argument("--m1-units", choices=["active", "all"], default="active",
@@ -86,8 +86,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--alpha-scale", type=float, default=0.1,
                         help="the 0.1 of the classification weight α = 0.1 · N (Kingma et al.)")
     parser.add_argument("--labelled-weighting", choices=["balanced", "paper"], default="balanced",
-                        help="labelled rows as they are (balanced) or scaled by N_l / N so that "
-                             "an epoch is the paper's J^α (see SemiSupervisedVAE.objective)")
+                        help="M2's labelled rows as they are (balanced) or scaled by N_l / N so "
+                             "that an epoch is the paper's J^α (see SemiSupervisedVAE.objective)")
+    parser.add_argument("--m1m2-weighting", choices=["balanced", "paper"], default="paper",
+                        help="the same for M1+M2's M2 (balanced makes one class take the digits "
+                             "there: docs/RESULTS.md)")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="wall-clock minutes of each training (default: no limit)")
     parser.add_argument("--seed", type=int, default=0)
@@ -155,7 +158,7 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray, code_scales:
     model = GaussianSemiSupervisedVAE(codes.shape[1], hidden=tuple(args.hidden),
                                       z_dim=args.z_dim, rng=model_rng,
                                       alpha_scale=args.alpha_scale,
-                                      labelled_weighting=args.labelled_weighting)
+                                      labelled_weighting=args.m1m2_weighting)
     optimizer = Adam(model.parameters(), lr=1e-3)
     curves = {"test_error": [], "class_entropy": [], "matched_error": [], "largest_class": []}
     budget = Budget(args.budget_minutes)
