@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from minivae import checks
+from minivae import checks, kernels
 from minivae.distributions import BernoulliLogits, DiagonalNormal, standard_normal_log_prob
 from minivae.engine import ops
 from minivae.engine.ops import fused
@@ -138,6 +138,10 @@ class SemiSupervisedVAE(ImageModel):
         K · B · (x_dim + K) · H (timed in bench/m2_step.py).  Verified by:
         tests/models/test_semi_supervised.py::test_every_class_encoder_is_the_concatenated_one
         """
+        rows, k = x.shape[0], self.n_classes
+        if not kernels.enabled("bias_act"):  # the readable form: the concatenated rows
+            every_class = self.one_hot(np.repeat(np.arange(k), rows))
+            return self._encode_one_hot(ops.concatenate([x] * k, axis=0), every_class)
         first = self.encoder.layers[0]
         shared = x @ first.weight[: self.x_dim]  # (B, H): x W_x
         per_class = first.weight[self.x_dim:] + first.bias  # (K, H): W_y[y] + b
