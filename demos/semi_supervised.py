@@ -12,7 +12,9 @@ Three ways to use the many unlabelled images (Kingma, Rezende, Mohamed & Welling
 * M1+M2: the same M2, with a Gaussian decoder p(z₁ | y, z₂), trained on M1's latent codes
   instead of the pixels (``minivae.models.GaussianSemiSupervisedVAE``): the means z₁ = μ(x)
   (``--m1-codes mean``) or draws z₁ ~ q(z₁ | x), fresh every epoch (``sample``), of the
-  units M1 uses (``--m1-units active``: Var_x μ(x) > 0.01, as the paper's code keeps).
+  units M1 uses (``--m1-units active``: Var_x μ(x) > 0.01, as the paper's code keeps), its
+  labelled terms weighted as the paper's J^α (``--m1m2-weighting paper``: with "balanced" one
+  class takes the digits, docs/RESULTS.md).
 
 All three see the same labelled images (N / 10 of each class, chosen by --seed as the M2 run
 chooses them).  Writes test_error.png (test error per epoch of M2 and M1+M2, with the
