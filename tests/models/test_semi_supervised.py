@@ -3,6 +3,7 @@ its input checks, and a short semi-supervised run on real digits."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -408,3 +409,17 @@ def test_demo_stops_each_training_at_its_budget(tmp_path):
     assert result["m2_epochs"] == result["m1m2_epochs"] == 1
     assert len(result["m2_curve"]) == len(result["m1m2_curve"]) == 1
     assert_pictures(tmp_path, "test_error.png")
+
+
+def test_demo_can_leave_out_m2_and_give_the_vae_its_own_budget(tmp_path):
+    """--skip-m2 trains M1 and M1+M2 only (no M2 run, no analogies from it); a VAE budget spent
+    at once stops M1 after one of its three epochs while M1+M2 keeps its three."""
+    result = run_demo("semi_supervised", tmp_path, "--epochs", "3", "--vae-epochs", "3",
+                      "--hidden", "16", "--z-dim", "4", "--vae-budget-minutes", "1e-6",
+                      "--m1-units", "all", "--skip-m2", "--quiet")
+    assert "m2_test_error" not in result and not (tmp_path / "m2").exists()
+    metrics = json.loads((tmp_path / "vae" / "metrics.json").read_text())
+    assert metrics["epoch"] == [1]
+    assert result["m1m2_epochs"] == len(result["m1m2_curve"]) == 3
+    assert_pictures(tmp_path, "test_error.png")
+    assert not (tmp_path / "analogies.png").exists()
