@@ -13,6 +13,7 @@ from __future__ import annotations
 import hypothesis.strategies as st
 import mpmath as mp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 
 from minivae import Tensor, gradcheck
@@ -167,6 +168,7 @@ def test_gradcheck_at_moderate_values():
     assert gradcheck(scaled_difference, a, b, b)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # on purpose
 def test_cast_rounds_and_keeps_the_gradient_dtype():
     x = Tensor(np.array([1.0, 3e38, 0.1], dtype=np.float32), requires_grad=True)
     wide = cast(x, np.float64)
