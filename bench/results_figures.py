@@ -10,7 +10,7 @@ docs/results/burda_one_hour.png (the test ELBO after each epoch against minutes 
 one line per run, named by its bound and epochs and its --burda-labels entry),
 docs/results/m2_test_error.png (M2's test error per epoch, one line per run, e.g. the two
 weightings of the labelled rows) and docs/results/m2_label_draws.png (the same for the runs of
---m2-draws, named by their seeds: one labelled set each).
+--m2-draws, named by their seeds: one labelled set each; another name with --m2-draws-figure).
 """
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def main(argv=None) -> None:
                         help="one label per --m2 run (default: the two weightings)")
     parser.add_argument("--m2-draws", nargs="+", default=None,
                         help="M2 runs of one setting, one label draw (seed) each")
+    parser.add_argument("--m2-draws-figure", default="m2_label_draws.png",
+                        help="file name, in docs/results/, of the --m2-draws picture")
     args = parser.parse_args(argv)
     for runs, labels, flag in ((args.burda, args.burda_labels, "--burda-labels"),
                                (args.m2, args.m2_labels, "--m2-labels")):
@@ -90,7 +92,7 @@ def main(argv=None) -> None:
     if args.m2_draws:
         draws = [f"labels drawn with seed {metrics(run)['config']['seed']}"
                  for run in args.m2_draws]
-        print(m2_curves(args.m2_draws, draws, OUT / "m2_label_draws.png",
+        print(m2_curves(args.m2_draws, draws, OUT / Path(args.m2_draws_figure).name,
                         "M2 with 100 labels on full MNIST, one hour per label draw"))
 
 
