@@ -36,6 +36,10 @@ that M1 and M1+M2 together take a stated budget, e.g. one hour:
 
     python demos/semi_supervised.py --dataset mnist --epochs 500 --vae-epochs 500 \
         --skip-m2 --vae-budget-minutes 19 --budget-minutes 40
+
+``--m1-checkpoint`` takes M1 from a VAE already trained (a checkpoint.npz of
+``python -m minivae train`` or of this demo's vae/ folder), so that M1+M2's options can be
+compared on one M1.
 """
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ from minivae.data import binarize_dynamic
 from minivae.engine.tensor import no_grad
 from minivae.io.plots import output_folder, save_curve, save_image_grid
 from minivae.io.resume import load_model
-from minivae.models import GaussianSemiSupervisedVAE
+from minivae.models import VAE, GaussianSemiSupervisedVAE
 from minivae.optim import Adam
 from minivae.program import (
     add_data_arguments,
@@ -102,6 +106,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="wall-clock minutes of each training (default: no limit)")
     parser.add_argument("--vae-budget-minutes", type=float, default=None,
                         help="wall-clock minutes of the VAE (M1) (default: --budget-minutes)")
+    parser.add_argument("--m1-checkpoint", default=None,
+                        help="a trained VAE's checkpoint.npz to use as M1 instead of training "
+                             "one (--vae-epochs and --vae-budget-minutes then do nothing)")
     parser.add_argument("--skip-m2", action="store_true",
                         help="train only M1 (with k-means) and M1+M2, not M2 on the pixels")
     parser.add_argument("--seed", type=int, default=0)
@@ -126,19 +133,32 @@ def nearest_centre(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 def latent_codes(args, out: Path, train_pixels: np.ndarray,
                  test_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """M1: a VAE trained on every training image without labels; q(z₁ | x) of the training
-    images (one binarization) as its means μ(x) and standard deviations σ(x), and the means
-    of the binarized test images, float32."""
-    budget = args.budget_minutes if args.vae_budget_minutes is None else args.vae_budget_minutes
-    config = TrainConfig(dataset=args.dataset, data_root=args.data_root, epochs=args.vae_epochs,
-                         hidden=tuple(args.hidden), z_dim=args.z_dim, seed=args.seed,
-                         budget_minutes=budget, out=str(out / "vae"))
-    train(config, progress=not args.quiet)
-    vae, _ = load_model(out / "vae" / "checkpoint.npz")
+    """M1: a VAE trained on every training image without labels (or the one of
+    --m1-checkpoint); q(z₁ | x) of the training images (one binarization) as its means μ(x)
+    and standard deviations σ(x), and the means of the binarized test images, float32."""
+    if args.m1_checkpoint is None:
+        budget = (args.budget_minutes if args.vae_budget_minutes is None
+                  else args.vae_budget_minutes)
+        config = TrainConfig(dataset=args.dataset, data_root=args.data_root,
+                             epochs=args.vae_epochs, hidden=tuple(args.hidden),
+                             z_dim=args.z_dim, seed=args.seed, budget_minutes=budget,
+                             out=str(out / "vae"))
+        train(config, progress=not args.quiet)
+    vae = load_m1(args.m1_checkpoint or out / "vae" / "checkpoint.npz", train_pixels.shape[1])
     rng = np.random.default_rng(args.seed)
     with no_grad():
         posterior = vae.encode(binarize_dynamic(train_pixels, rng))
         return posterior.loc.data, posterior.scale.data, vae.encode(test_pixels).loc.data
+
+
+def load_m1(path, x_dim: int) -> VAE:
+    """The Bernoulli VAE of a training checkpoint, checked to be one, on images of x_dim."""
+    vae, _ = load_model(path)
+    if type(vae) is not VAE or vae.x_dim != x_dim:
+        raise ValueError(f"--m1-checkpoint: {path} holds a {type(vae).__name__} of "
+                         f"{vae.x_dim}-pixel images; M1 is a Bernoulli VAE (train --model vae) "
+                         f"of this dataset's {x_dim}-pixel images")
+    return vae
 
 
 def kmeans_baseline(args, data: LabelledTrainingData, codes: np.ndarray,

@@ -423,3 +423,23 @@ def test_demo_can_leave_out_m2_and_give_the_vae_its_own_budget(tmp_path):
     assert result["m1m2_epochs"] == len(result["m1m2_curve"]) == 3
     assert_pictures(tmp_path, "test_error.png")
     assert not (tmp_path / "analogies.png").exists()
+
+
+def test_demo_takes_m1_from_a_trained_checkpoint(tmp_path):
+    """--m1-checkpoint: the VAE of one run is M1 of another, which trains none of its own and
+    gets the same codes (the same k-means error and active units); a checkpoint of another
+    model is refused by name."""
+    tiny = ["--epochs", "1", "--vae-epochs", "1", "--hidden", "16", "--z-dim", "4",
+            "--m1-units", "all", "--skip-m2", "--quiet"]
+    first = run_demo("semi_supervised", tmp_path / "first", *tiny)
+    m1 = tmp_path / "first" / "vae" / "checkpoint.npz"
+    again = run_demo("semi_supervised", tmp_path / "again", *tiny, "--m1-checkpoint", str(m1))
+    assert not (tmp_path / "again" / "vae").exists()
+    assert again["kmeans_test_error"] == first["kmeans_test_error"]
+    assert again["m1_units"] == first["m1_units"] == 4
+    m2 = TrainConfig(model="m2", labels=10, epochs=1, hidden=(8,), z_dim=2, max_train=100,
+                     max_test=50, out=str(tmp_path / "m2"))
+    train(m2, progress=False)
+    with pytest.raises(ValueError, match="--m1-checkpoint: .* holds a SemiSupervisedVAE"):
+        run_demo("semi_supervised", tmp_path / "wrong", *tiny,
+                 "--m1-checkpoint", str(tmp_path / "m2" / "checkpoint.npz"))
