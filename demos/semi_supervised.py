@@ -19,7 +19,8 @@ Three ways to use the many unlabelled images (Kingma, Rezende, Mohamed & Welling
 All three see the same labelled images (N / 10 of each class, chosen by --seed as the M2 run
 chooses them).  Writes test_error.png (test error per epoch of M2 and M1+M2, with the
 baseline) and analogies.png (row i: a test digit, then M2's decoder at its style z = μ(x, ŷ)
-with each class y in turn), and prints a table.  Per M1+M2 epoch it also records the mean
+with each class y in turn) and results.json (the numbers of the table and the curves per
+epoch, with the arguments), and prints a table.  Per M1+M2 epoch it also records the mean
 entropy of q(y | z₁) and the test error under the best one-to-one relabelling of the
 predicted classes, and the share of test digits in its most used class (``m1_plus_m2``),
 which tell a classifier gone vague from one whose classes have turned into clusters under
@@ -56,6 +57,7 @@ from minivae import checks
 from minivae.config import TrainConfig
 from minivae.data import binarize_dynamic
 from minivae.engine.tensor import no_grad
+from minivae.io.json_text import write_json
 from minivae.io.plots import output_folder, save_curve, save_image_grid
 from minivae.io.resume import load_model
 from minivae.models import VAE, GaussianSemiSupervisedVAE
@@ -259,6 +261,7 @@ def main(args: argparse.Namespace) -> dict:
         results.update({"m2_test_error": m2["test_error"][-1], "m2_curve": m2["test_error"],
                         "m2_epochs": m2["epoch"][-1], "m2_seconds": m2_seconds})
     write_pictures(out, m2, m1m2, baseline, test_pixels, args)
+    write_json(out / "results.json", {"args": vars(args), **results})
     print_table(results, args, out)
     return results
 
@@ -312,7 +315,8 @@ def print_table(results: dict, args, out: Path) -> None:
           f"{100 * results['m1m2_largest_class'][-1]:9.2f}% |")
     m2_seconds = f" (M2 {results['m2_seconds']:.0f} s)" if "m2_seconds" in results else ""
     print(f"{results['seconds']:.0f} s in all{m2_seconds}")
-    for name in ("test_error.png",) + (("analogies.png",) if m2_seconds else ()):
+    pictures = ("test_error.png", "analogies.png") if m2_seconds else ("test_error.png",)
+    for name in (*pictures, "results.json"):
         print(f"  {(out / name).resolve()}")
 
 

@@ -423,6 +423,8 @@ def test_demo_can_leave_out_m2_and_give_the_vae_its_own_budget(tmp_path):
     assert result["m1m2_epochs"] == len(result["m1m2_curve"]) == 3
     assert_pictures(tmp_path, "test_error.png")
     assert not (tmp_path / "analogies.png").exists()
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["m1m2_curve"] == result["m1m2_curve"] and written["args"]["skip_m2"]
 
 
 def test_demo_takes_m1_from_a_trained_checkpoint(tmp_path):
