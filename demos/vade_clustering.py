@@ -6,6 +6,9 @@ Recipe (the initialization is half of VaDE):
    stack on −log p(x | μ̃(x)) (minivae/topics/pretraining.py, DEC's recipe); ``--pretrain plain``
    trains the whole autoencoder from its random start.  The result is saved to
    OUT/pretrained.npz, and ``--pretrained PATH`` starts from such a file instead;
+   ``--self-train-epochs N`` then trains the autoencoder N epochs more on reconstruction plus
+   DEC's self-training target, which pulls the codes into clusters (IDEC;
+   minivae/topics/self_training.py; 0, the default, skips it);
 2. fit a diagonal GMM with K components to the training set's codes μ̃(x): k-means from
    k-means++ seeds, then ``--gmm-iterations`` EM steps (1, the default, keeps the weights,
    means and variances of the k-means clusters, as DEC starts from k-means; EM run to
@@ -58,8 +61,12 @@ from minivae.program import (
     run_reporting_errors,
 )
 from minivae.stopping import Budget
-from minivae.topics import pretraining
-from minivae.topics.clustering import clustering_accuracy, match_clusters_to_labels
+from minivae.topics import pretraining, self_training
+from minivae.topics.clustering import (
+    clustering_accuracy,
+    fit_diagonal_gmm,
+    match_clusters_to_labels,
+)
 from minivae.train import TEST_BINARIZATION_SEED  # the same binary test set as `train`
 
 PAPER_ACCURACY = 94.46  # Jiang et al. (2017), MNIST, 784-500-500-2000-10, long SAE pretraining
@@ -88,6 +95,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pretrain-batch-size", type=int, default=256)
     parser.add_argument("--drop", type=float, default=0.2,
                         help="masking noise of the denoising layers (inverted dropout)")
+    parser.add_argument("--self-train-epochs", type=int, default=0,
+                        help="epochs of self-training after pretraining (0: none)")
+    parser.add_argument("--self-train-weight", type=float, default=10.0,
+                        help="weight of KL(p ‖ q) beside −log p(x | μ̃(x)) in self-training")
+    parser.add_argument("--self-train-lr", type=float, default=1e-4)
+    parser.add_argument("--self-train-minutes", type=float, default=None,
+                        help="minutes after which self-training ends (default: the budget's)")
     parser.add_argument("--epochs", type=int, default=8, help="VaDE epochs after pretraining")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -189,6 +203,30 @@ def pretrained_model(model, train_pixels, args, rng, data_rng, out: Path, say,
     return {"seconds": seconds, **curves}
 
 
+def self_train(model, train_pixels, test_x, test_labels, args, rng, gmm_rng, say,
+               budget: Budget) -> dict:
+    """Step 1b: self-training from centroids of a k-means fit to the codes (the GMM fit's means,
+    best of --gmm-restarts); per epoch the test accuracy of the clusters argmax_c q_ic."""
+    codes = self_training.codes_of(model, train_pixels)
+    start = fit_diagonal_gmm(codes, args.n_clusters, gmm_rng, n_init=args.gmm_restarts,
+                             kmeans_steps=args.kmeans_steps, iterations=args.gmm_iterations)
+    means = start.means.astype(model.dtype)
+    accuracy = []
+
+    def score(epoch, centroids):
+        log_q = self_training.log_soft_assignments(self_training.codes_of(model, test_x),
+                                                   centroids).data
+        accuracy.append(clustering_accuracy(test_labels, log_q.argmax(axis=1)))
+        say(f"self-training epoch {epoch:3d}  test accuracy of argmax q {100 * accuracy[-1]:6.2f}%")
+
+    score(0, means)
+    curves = self_training.refine(
+        model, train_pixels, means, rng, epochs=args.self_train_epochs,
+        batch_size=args.pretrain_batch_size, lr=args.self_train_lr,
+        weight=args.self_train_weight, progress=not args.quiet, budget=budget, on_epoch=score)
+    return {**curves, "centroids": curves["centroids"].tolist(), "test_accuracy": accuracy}
+
+
 def main(args: argparse.Namespace) -> dict:
     model_rng, data_rng, noise_rng, gmm_rng = np.random.default_rng(args.seed).spawn(4)
     pretrain_rng = np.random.default_rng([args.seed, 1])
@@ -197,14 +235,19 @@ def main(args: argparse.Namespace) -> dict:
                  "lr_decay_every", "gmm_iterations", "gmm_restarts"):
         checks.positive_int(getattr(args, name), "--" + name.replace("_", "-"))
     checks.integer(args.kmeans_steps, "--kmeans-steps", 0)
+    checks.integer(args.self_train_epochs, "--self-train-epochs", 0)
+    checks.positive(args.self_train_weight, "--self-train-weight", number=True)
+    checks.positive(args.self_train_lr, "--self-train-lr", number=True)
     checks.integer(args.finetune_more, "--finetune-more", 0)
     checks.real(args.drop, "--drop", 0.0, 1.0, high_open=True)
-    for name in ("budget_minutes", "pretrain_minutes"):
+    for name in ("budget_minutes", "pretrain_minutes", "self_train_minutes"):
         checks.positive(getattr(args, name), "--" + name.replace("_", "-"), number=True,
                         optional=True)
     budget = Budget(args.budget_minutes)  # the whole recipe's, from here
-    pretrain_budget = Budget(min((m for m in (args.budget_minutes, args.pretrain_minutes)
-                                  if m is not None), default=None))
+    pretrain_budget, self_train_budget = (
+        Budget(min((m for m in (args.budget_minutes, stage_minutes) if m is not None),
+                   default=None))
+        for stage_minutes in (args.pretrain_minutes, args.self_train_minutes))
     train = load_dataset(args.dataset, "train", root=args.data_root)
     test = load_dataset(args.dataset, "test", root=args.data_root)
     train_pixels = train.pixels(np.float32)
@@ -238,6 +281,9 @@ def main(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     history["pretraining"] = pretrained_model(model, train_pixels, args, pretrain_rng, data_rng,
                                               out, say, pretrain_budget)
+    if args.self_train_epochs:
+        history["self_training"] = self_train(model, train_pixels, test_x, test.labels, args,
+                                              pretrain_rng, gmm_rng, say, self_train_budget)
     codes_of = train_pixels if grey else binarize_dynamic(train_pixels, data_rng)
     codes = in_batches(lambda b: model.encode(b).loc.data, codes_of)
     gmm = model.initialize_prior(codes, gmm_rng, n_init=args.gmm_restarts,
@@ -300,6 +346,8 @@ def print_table(history: dict, args, out: Path) -> None:
         if "layers" in curves:  # a budget may have cut them short
             pretrained = (f"SDAE {'/'.join(str(len(c)) for c in curves['layers'])} ep/layer + "
                           f"{len(curves['finetune'])} ep")
+    if "self_training" in history:
+        pretrained += f" + self-training {len(history['self_training']['kl'])} ep"
     init = (f"{pretrained} + diag. GMM ({args.kmeans_steps} k-means + {args.gmm_iterations} EM,"
             f" best of {args.gmm_restarts})")
     rows = [("VaDE, Jiang et al. (2017), reported", "784-500-500-2000-10 relu",

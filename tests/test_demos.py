@@ -92,6 +92,23 @@ def test_vade_demo_stops_the_whole_recipe_at_its_budget(tmp_path):
         run_demo("vade_clustering", tmp_path / "x", "--pretrain-minutes", "0")
 
 
+def test_vade_demo_self_trains_between_pretraining_and_the_gmm(tmp_path, capsys):
+    """--self-train-epochs N: N epochs of self-training, each scored on the test set after the
+    k-means start (epoch 0), named in the table; a weight of zero is refused before any work."""
+    mnist_5k()
+    result = run_demo("vade_clustering", tmp_path, "--max-train", "300", "--hidden", "24", "16",
+                      "--z-dim", "4", "--n-clusters", "4", "--gmm-restarts", "2",
+                      "--layer-epochs", "1", "--finetune-epochs", "1", "--self-train-epochs", "2",
+                      "--epochs", "1")
+    trained = result["self_training"]
+    assert len(trained["kl"]) == 2 and len(trained["test_accuracy"]) == 3
+    assert all(0 <= a <= 1 for a in trained["test_accuracy"]) and np.isfinite(trained["kl"]).all()
+    assert np.shape(trained["centroids"]) == (4, 4)
+    assert "+ self-training 2 ep" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--self-train-weight must be positive"):
+        run_demo("vade_clustering", tmp_path / "x", "--self-train-weight", "0")
+
+
 def test_vae_digits_demo_prints_the_elbos_it_recorded(tmp_path, capsys):
     """Two epochs on mnist-5k: the three pictures and metrics.json are written, and the printed
     table holds the recorded ELBOs: finite, ≤ 0 (log p(x|z) ≤ 0 for binary pixels and KL ≥ 0,

@@ -1,5 +1,6 @@
 """The fuzz contract for the side topics (cluster matching and accuracy, the diagonal GMM,
-active units, attribute vectors, masked convolutions, the stacked-autoencoder pretraining):
+active units, attribute vectors, masked convolutions, the stacked-autoencoder pretraining, the
+self-training that follows it):
 whatever arrives in place of an argument, a clear ValueError/TypeError or NaN-free values."""
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ from minivae.topics.pretraining import (
     pretrain_layers,
     stack_into,
 )
+from minivae.topics.self_training import (
+    codes_of,
+    log_soft_assignments,
+    refine,
+    self_training_loss,
+    target_distribution,
+)
 from tests.fuzzing import Entry, anything, check_entry, check_valid_entry, variants
 
 rng = np.random.default_rng(0)
@@ -54,6 +62,9 @@ TRAINING_WILD = dict(epochs=SMALL_COUNTS, batch_size=SMALL_COUNTS, lr=BAD_RATES)
 STACKED = VAE(6, hidden=(3,), z_dim=2, rng=np.random.default_rng(1), dtype=np.float64)
 FINETUNED = VAE(6, hidden=(3,), z_dim=2, rng=np.random.default_rng(2), dtype=np.float64)
 LAYERS, _ = pretrain_layers(GREY, [6, 3, 2], np.random.default_rng(0), epochs=1, batch_size=4)
+SELF_TRAINED = VAE(6, hidden=(3,), z_dim=2, rng=np.random.default_rng(3), dtype=np.float64)
+CENTROIDS = rng.normal(size=(3, 2))
+LOG_P = np.log(rng.dirichlet(np.ones(3), size=8))
 
 
 def stacked_weights(layers):
@@ -104,6 +115,16 @@ ENTRIES = [
     Entry("finetune", finetune,
           dict(model=FINETUNED, x=GREY, rng=np.random.default_rng(0), epochs=1, batch_size=4,
                lr=1e-3, progress=False, budget=None),
+          wild=TRAINING_WILD),
+    Entry("log_soft_assignments", log_soft_assignments, dict(z=POINTS, centroids=CENTROIDS)),
+    Entry("target_distribution", target_distribution, dict(log_q=LOG_P)),
+    Entry("self_training_loss", self_training_loss,
+          dict(model=MODEL, centroids=CENTROIDS, x=GREY, log_p=LOG_P)),
+    Entry("codes_of", codes_of, dict(model=MODEL, x=GREY)),
+    Entry("refine", refine,
+          dict(model=SELF_TRAINED, x=GREY, centroids=CENTROIDS, rng=np.random.default_rng(0),
+               epochs=1, batch_size=4, lr=1e-3, weight=10.0, update_every=2, tolerance=0.0,
+               progress=False, budget=None),
           wild=TRAINING_WILD),
 ]
 
