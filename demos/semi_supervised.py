@@ -40,7 +40,7 @@ that M1 and M1+M2 together take a stated budget, e.g. one hour:
 
 ``--m1-checkpoint`` takes M1 from a VAE already trained (a checkpoint.npz of
 ``python -m minivae train`` or of this demo's vae/ folder), so that M1+M2's options can be
-compared on one M1.
+compared on one M1 (``--m1m2-lr`` sets M1+M2's Adam learning rate, 1e-3 by default).
 """
 from __future__ import annotations
 
@@ -104,6 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--m1m2-weighting", choices=["balanced", "paper"], default="paper",
                         help="the same for M1+M2's M2 (balanced makes one class take the digits "
                              "there: docs/RESULTS.md)")
+    parser.add_argument("--m1m2-lr", type=float, default=1e-3,
+                        help="Adam's learning rate for M1+M2")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="wall-clock minutes of each training (default: no limit)")
     parser.add_argument("--vae-budget-minutes", type=float, default=None,
@@ -193,7 +195,7 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray, code_scales:
                                       z_dim=args.z_dim, rng=model_rng,
                                       alpha_scale=args.alpha_scale,
                                       labelled_weighting=args.m1m2_weighting)
-    optimizer = Adam(model.parameters(), lr=1e-3)
+    optimizer = Adam(model.parameters(), lr=args.m1m2_lr)
     curves = {"test_error": [], "class_entropy": [], "matched_error": [], "largest_class": []}
     budget = Budget(args.budget_minutes)
     bar = tqdm(range(args.epochs), desc="M1+M2 epochs", disable=args.quiet)
@@ -222,6 +224,7 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray, code_scales:
 def main(args: argparse.Namespace) -> dict:
     checks.positive_int(args.labels, "--labels"), checks.positive_int(args.clusters, "--clusters")
     checks.positive_int(args.epochs, "--epochs")
+    checks.positive(args.m1m2_lr, "--m1m2-lr", number=True)
     checks.positive(args.budget_minutes, "--budget-minutes", number=True, optional=True)
     checks.positive(args.vae_budget_minutes, "--vae-budget-minutes", number=True, optional=True)
     config = TrainConfig(model="m2", labels=args.labels, dataset=args.dataset,

@@ -429,8 +429,8 @@ def test_demo_can_leave_out_m2_and_give_the_vae_its_own_budget(tmp_path):
 
 def test_demo_takes_m1_from_a_trained_checkpoint(tmp_path):
     """--m1-checkpoint: the VAE of one run is M1 of another, which trains none of its own and
-    gets the same codes (the same k-means error and active units); a checkpoint of another
-    model is refused by name."""
+    gets the same codes (the same k-means error and active units), also when --m1m2-lr trains
+    M1+M2 differently; a checkpoint of another model is refused by name."""
     tiny = ["--epochs", "1", "--vae-epochs", "1", "--hidden", "16", "--z-dim", "4",
             "--m1-units", "all", "--skip-m2", "--quiet"]
     first = run_demo("semi_supervised", tmp_path / "first", *tiny)
@@ -439,6 +439,12 @@ def test_demo_takes_m1_from_a_trained_checkpoint(tmp_path):
     assert not (tmp_path / "again" / "vae").exists()
     assert again["kmeans_test_error"] == first["kmeans_test_error"]
     assert again["m1_units"] == first["m1_units"] == 4
+    faster = run_demo("semi_supervised", tmp_path / "lr", *tiny, "--m1-checkpoint", str(m1),
+                      "--m1m2-lr", "1e-2")  # the same codes, M1+M2 trained at another rate
+    assert faster["kmeans_test_error"] == first["kmeans_test_error"]
+    assert faster["m1m2_class_entropy"] != again["m1m2_class_entropy"]
+    with pytest.raises(ValueError, match="--m1m2-lr must be positive"):
+        run_demo("semi_supervised", tmp_path / "bad", *tiny, "--m1m2-lr", "0")
     m2 = TrainConfig(model="m2", labels=10, epochs=1, hidden=(8,), z_dim=2, max_train=100,
                      max_test=50, out=str(tmp_path / "m2"))
     train(m2, progress=False)
