@@ -3,7 +3,7 @@
     python bench/results_figures.py --burda ELBO_RUN L5_RUN L50_RUN [ELBO_2C_RUN] \
         --burda-labels "one core" "one core" "one core" "both cores" \
         --m2 BALANCED_RUN PAPER_RUN --m2-labels "balanced" "the paper's J^α" \
-        --m2-draws DRAW_0 DRAW_1 DRAW_2
+        --m2-draws DRAW_0 DRAW_1 DRAW_2 --m1m2-draws M1M2_0 M1M2_1 M1M2_2
 
 Each RUN is a folder written by ``python -m minivae train`` (its metrics.json).  Writes
 docs/results/burda_one_hour.png (the test ELBO after each epoch against minutes of training,
@@ -11,6 +11,9 @@ one line per run, named by its bound and epochs and its --burda-labels entry),
 docs/results/m2_test_error.png (M2's test error per epoch, one line per run, e.g. the two
 weightings of the labelled rows) and docs/results/m2_label_draws.png (the same for the runs of
 --m2-draws, named by their seeds: one labelled set each; another name with --m2-draws-figure).
+An M1M2 run is a folder of ``demos/semi_supervised.py`` (its results.json):
+docs/results/m1m2_label_draws.png draws M1+M2's test error per epoch, one line per label draw
+(another name with --m1m2-draws-figure).
 """
 from __future__ import annotations
 
@@ -64,6 +67,25 @@ def m2_curves(runs: list[str], labels: list[str], path: Path,
     return save_png(figure, path)
 
 
+def m1m2_curves(runs: list[str], path: Path) -> Path:
+    figure = new_figure(760, 480)
+    axes = figure.add_subplot(1, 1, 1)
+    for run in runs:
+        result = json.loads((Path(run) / "results.json").read_text())
+        curve = 100 * np.asarray(result["m1m2_curve"])
+        axes.plot(np.arange(1, len(curve) + 1), curve,
+                  label=f"labels drawn with seed {result['args']['seed']}: {curve[-1]:.2f} %")
+    axes.axhline(5.0, color="black", linestyle=":", label="goal: 5 %")
+    axes.axhline(3.33, color="grey", linestyle="--", label="Kingma et al. (2014): 3.33 %")
+    axes.set_ylim(0, 20)  # the first epochs (near 90 %) would flatten the rest
+    axes.set_xlabel("M1+M2 epoch")
+    axes.set_ylabel("test error (%)")
+    axes.set_title("M1+M2 with 100 labels on full MNIST, one label draw per line")
+    axes.grid(True, alpha=0.4)
+    axes.legend()
+    return save_png(figure, path)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burda", nargs="+", default=[], help="run folders: ELBO, L_5, L_50")
@@ -76,6 +98,10 @@ def main(argv=None) -> None:
                         help="M2 runs of one setting, one label draw (seed) each")
     parser.add_argument("--m2-draws-figure", default="m2_label_draws.png",
                         help="file name, in docs/results/, of the --m2-draws picture")
+    parser.add_argument("--m1m2-draws", nargs="+", default=None,
+                        help="folders of demos/semi_supervised.py, one label draw each")
+    parser.add_argument("--m1m2-draws-figure", default="m1m2_label_draws.png",
+                        help="file name, in docs/results/, of the --m1m2-draws picture")
     args = parser.parse_args(argv)
     for runs, labels, flag in ((args.burda, args.burda_labels, "--burda-labels"),
                                (args.m2, args.m2_labels, "--m2-labels")):
@@ -94,6 +120,9 @@ def main(argv=None) -> None:
                  for run in args.m2_draws]
         print(m2_curves(args.m2_draws, draws, OUT / Path(args.m2_draws_figure).name,
                         "M2 with 100 labels on full MNIST, one hour per label draw"))
+
+    if args.m1m2_draws:
+        print(m1m2_curves(args.m1m2_draws, OUT / Path(args.m1m2_draws_figure).name))
 
 
 if __name__ == "__main__":

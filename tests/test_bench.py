@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minivae.models import VAE
+from tests.helpers import mnist_5k, run_demo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from hand_fused import HandFusedVAE  # noqa: E402
@@ -65,7 +66,8 @@ def test_iwae_bench_gives_pytorch_the_same_bound_and_gradient():
 
 
 def test_results_figures_draw_the_runs_metrics(tmp_path, monkeypatch):
-    """bench/results_figures.py reads the keys train() writes in metrics.json."""
+    """bench/results_figures.py reads the keys train() writes in metrics.json (and the
+    semi-supervised demo in results.json)."""
     import results_figures  # bench/ is on sys.path (above)
 
     from minivae.config import TrainConfig
@@ -80,10 +82,16 @@ def test_results_figures_draw_the_runs_metrics(tmp_path, monkeypatch):
     m2 = tmp_path / "m2"
     train(TrainConfig(model="m2", labels=10, epochs=1, max_train=60, max_test=20, hidden=(8,),
                       z_dim=2, out=str(m2)), progress=False)
+    mnist_5k()
+    m1m2 = tmp_path / "m1m2"  # and the keys demos/semi_supervised.py writes in results.json
+    run_demo("semi_supervised", m1m2, "--epochs", "2", "--vae-epochs", "1", "--hidden", "16",
+             "--z-dim", "4", "--m1-units", "all", "--skip-m2", "--quiet")
     monkeypatch.setattr(results_figures, "OUT", tmp_path / "figures")
     results_figures.main(["--burda", *runs, "--burda-labels", "one core", "both cores",
-                          "--m2", str(m2), str(m2), "--m2-draws", str(m2), str(m2)])
-    for name in ("burda_one_hour.png", "m2_test_error.png", "m2_label_draws.png"):
+                          "--m2", str(m2), str(m2), "--m2-draws", str(m2), str(m2),
+                          "--m1m2-draws", str(m1m2), str(m1m2)])
+    for name in ("burda_one_hour.png", "m2_test_error.png", "m2_label_draws.png",
+                 "m1m2_label_draws.png"):
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
