@@ -97,9 +97,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="masking noise of the denoising layers (inverted dropout)")
     parser.add_argument("--self-train-epochs", type=int, default=0,
                         help="epochs of self-training after pretraining (0: none)")
-    parser.add_argument("--self-train-weight", type=float, default=10.0,
+    parser.add_argument("--self-train-weight", type=float, default=100.0,
                         help="weight of KL(p ‖ q) beside −log p(x | μ̃(x)) in self-training")
-    parser.add_argument("--self-train-lr", type=float, default=1e-4)
+    parser.add_argument("--self-train-lr", type=float, default=1e-3)
     parser.add_argument("--self-train-minutes", type=float, default=None,
                         help="minutes after which self-training ends (default: the budget's)")
     parser.add_argument("--epochs", type=int, default=8, help="VaDE epochs after pretraining")
