@@ -21,7 +21,8 @@ A test digit's cluster is argmax_c p(c | z = μ̃(x)).  Clustering accuracy uses
 matching of clusters to labels (Hungarian method); the labels are used for nothing else.
 
 Writes samples_per_cluster.png (row c: digits decoded from z ~ N(μ_c, σ_c²)),
-test_clusters.png (row c: test digits assigned to cluster c), curve.png, and prints a table.
+test_clusters.png (row c: test digits assigned to cluster c), curve.png, results.json (the
+arguments, and per stage and epoch the test accuracy and ELBO), and prints a table.
 
     python demos/vade_clustering.py                          # a quick run on 5,000 digits
     python demos/vade_clustering.py --dataset mnist          # full MNIST, as in the paper
@@ -51,6 +52,7 @@ from minivae import checks, threads
 from minivae.data import binarize_dynamic, load_dataset, minibatches
 from minivae.engine.tensor import no_grad
 from minivae.io.checkpoint import load_checkpoint, save_checkpoint
+from minivae.io.json_text import write_json
 from minivae.io.plots import output_folder, save_curve, save_image_grid
 from minivae.models.vade import VaDE
 from minivae.optim import Adam
@@ -307,6 +309,7 @@ def main(args: argparse.Namespace) -> dict:
     history["accuracy_after_init"] = history["test_accuracy"][0]
     history["accuracy"] = history["test_accuracy"][-1]
     write_pictures(model, test_x, test.labels, history, out, args)
+    write_json(out / "results.json", {"args": vars(args), **history})
     print_table(history, args, out)
     return history
 
@@ -370,7 +373,8 @@ def print_table(history: dict, args, out: Path) -> None:
           f"; {history['seconds']:.0f} s in all")
     for name, what in (("samples_per_cluster.png", "one row per cluster, z ~ N(μ_c, σ_c²)"),
                        ("test_clusters.png", "one row per cluster, test digits assigned to it"),
-                       ("curve.png", "test accuracy per epoch")):
+                       ("curve.png", "test accuracy per epoch"),
+                       ("results.json", "the numbers of the table and the curves")):
         print(f"  {(out / name).resolve()}  — {what}")
 
 

@@ -3,6 +3,7 @@ training subset; every demo, run as a script, ends a mistake (a bad value, an un
 missing data) in one ``error:`` line with no traceback, and shows its defaults in --help."""
 from __future__ import annotations
 
+import json
 import math
 import runpy
 import subprocess
@@ -105,6 +106,9 @@ def test_vade_demo_self_trains_between_pretraining_and_the_gmm(tmp_path, capsys)
     assert all(0 <= a <= 1 for a in trained["test_accuracy"]) and np.isfinite(trained["kl"]).all()
     assert np.shape(trained["centroids"]) == (4, 4)
     assert "+ self-training 2 ep" in capsys.readouterr().out
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["self_training"]["test_accuracy"] == trained["test_accuracy"]
+    assert written["test_accuracy"] == result["test_accuracy"]
     with pytest.raises(ValueError, match="--self-train-weight must be positive"):
         run_demo("vade_clustering", tmp_path / "x", "--self-train-weight", "0")
 
