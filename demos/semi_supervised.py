@@ -24,7 +24,8 @@ epoch, with the arguments), and prints a table.  Per M1+M2 epoch it also records
 entropy of q(y | z₁) and the test error under the best one-to-one relabelling of the
 predicted classes, and the share of test digits in its most used class (``m1_plus_m2``),
 which tell a classifier gone vague from one whose classes have turned into clusters under
-other names or that puts most digits in a few classes.
+other names or that puts most digits in a few classes; after the last epoch, the confusion
+matrix of the test digits (in results.json; the table names its most frequent mistake).
 
     python demos/semi_supervised.py --labels 100                   # minutes, on 4,500 digits
     python demos/semi_supervised.py --dataset mnist --epochs 50    # full MNIST, as in the paper
@@ -218,7 +219,10 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray, code_scales:
         curves["class_entropy"].append(class_entropy(model, test_codes))
         curves["largest_class"].append(float(np.bincount(predicted).max() / len(predicted)))
         bar.set_postfix({name: f"{values[-1]:.3f}" for name, values in curves.items()})
-    return curves
+    # after the last epoch: row i, column j counts the test digits i classified as j
+    confusion = np.zeros((model.n_classes, model.n_classes), np.int64)
+    np.add.at(confusion, (data.test_labels, predicted), 1)
+    return {**curves, "confusion": confusion.tolist()}
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -257,6 +261,7 @@ def main(args: argparse.Namespace) -> dict:
                "m1m2_class_entropy": m1m2_curves["class_entropy"],
                "m1m2_matched_error": m1m2_curves["matched_error"],
                "m1m2_largest_class": m1m2_curves["largest_class"],
+               "m1m2_confusion": m1m2_curves["confusion"],
                "m1_units": int(units.sum()),
                "kmeans_test_error": baseline, "m1m2_epochs": len(m1m2),
                "seconds": time.perf_counter() - start}
@@ -316,6 +321,11 @@ def print_table(results: dict, args, out: Path) -> None:
           f"{100 * results['m1m2_matched_error'][-1]:9.2f}% |")
     print(f"| {'  test digits in its most used class':43s} | "
           f"{100 * results['m1m2_largest_class'][-1]:9.2f}% |")
+    confusion = np.array(results["m1m2_confusion"])
+    np.fill_diagonal(confusion, 0)
+    digit, taken_for = np.unravel_index(confusion.argmax(), confusion.shape)
+    print(f"M1+M2's most frequent mistake: {confusion[digit, taken_for]} test {digit}s "
+          f"classified as {taken_for}s")
     m2_seconds = f" (M2 {results['m2_seconds']:.0f} s)" if "m2_seconds" in results else ""
     print(f"{results['seconds']:.0f} s in all{m2_seconds}")
     pictures = ("test_error.png", "analogies.png") if m2_seconds else ("test_error.png",)

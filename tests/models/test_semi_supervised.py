@@ -413,7 +413,8 @@ def test_demo_stops_each_training_at_its_budget(tmp_path):
 
 def test_demo_can_leave_out_m2_and_give_the_vae_its_own_budget(tmp_path):
     """--skip-m2 trains M1 and M1+M2 only (no M2 run, no analogies from it); a VAE budget spent
-    at once stops M1 after one of its three epochs while M1+M2 keeps its three."""
+    at once stops M1 after one of its three epochs while M1+M2 keeps its three; results.json
+    holds the curves and a confusion matrix whose diagonal is the last epoch's accuracy."""
     result = run_demo("semi_supervised", tmp_path, "--epochs", "3", "--vae-epochs", "3",
                       "--hidden", "16", "--z-dim", "4", "--vae-budget-minutes", "1e-6",
                       "--m1-units", "all", "--skip-m2", "--quiet")
@@ -425,6 +426,9 @@ def test_demo_can_leave_out_m2_and_give_the_vae_its_own_budget(tmp_path):
     assert not (tmp_path / "analogies.png").exists()
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["m1m2_curve"] == result["m1m2_curve"] and written["args"]["skip_m2"]
+    confusion = np.array(written["m1m2_confusion"])  # true digit × predicted class, last epoch
+    assert confusion.shape == (10, 10)
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(1 - result["m1m2_curve"][-1])
 
 
 def test_demo_takes_m1_from_a_trained_checkpoint(tmp_path):
