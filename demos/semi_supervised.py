@@ -41,7 +41,8 @@ that M1 and M1+M2 together take a stated budget, e.g. one hour:
 
 ``--m1-checkpoint`` takes M1 from a VAE already trained (a checkpoint.npz of
 ``python -m minivae train`` or of this demo's vae/ folder), so that M1+M2's options can be
-compared on one M1 (``--m1m2-lr`` sets M1+M2's Adam learning rate, 1e-3 by default).
+compared on one M1 (``--m1m2-lr`` sets M1+M2's Adam learning rate, 1e-3 by default, and
+``--m1m2-lr-schedule`` how it changes over ``--epochs``, as ``train``'s ``--lr-schedule``).
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ from minivae.program import (
     demo_parser,
     run_reporting_errors,
 )
+from minivae.schedules import LR_SCHEDULES, learning_rate
 from minivae.stopping import Budget
 from minivae.topics.active_units import active_units
 from minivae.topics.clustering import clustering_accuracy, kmeans_plus_plus
@@ -107,6 +109,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "there: docs/RESULTS.md)")
     parser.add_argument("--m1m2-lr", type=float, default=1e-3,
                         help="Adam's learning rate for M1+M2")
+    parser.add_argument("--m1m2-lr-schedule", choices=LR_SCHEDULES, default="constant",
+                        help="how M1+M2's rate changes over --epochs (cosine: from --m1m2-lr "
+                             "towards 0 by the last epoch; minivae/schedules.py)")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="wall-clock minutes of each training (default: no limit)")
     parser.add_argument("--vae-budget-minutes", type=float, default=None,
@@ -188,7 +193,8 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray, code_scales:
     Per epoch, on the test codes: "test_error", "class_entropy" (the mean H(q(y | z₁))),
     "matched_error", the error under the one-to-one relabelling of the predicted classes that
     fits the labels best (one minus ``clustering_accuracy``), and "largest_class", the share
-    of the test digits put in the most used class (a tenth when the classes are used evenly).
+    of the test digits put in the most used class (a tenth when the classes are used evenly);
+    "learning_rate", Adam's rate in the epoch (``--m1m2-lr`` under ``--m1m2-lr-schedule``).
     A matched error far below the test error means y has become a clustering of the codes
     whose clusters no longer carry the labels' names."""
     model_rng, data_rng, noise_rng, _, _ = run_generators(args.seed)
@@ -197,12 +203,14 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray, code_scales:
                                       alpha_scale=args.alpha_scale,
                                       labelled_weighting=args.m1m2_weighting)
     optimizer = Adam(model.parameters(), lr=args.m1m2_lr)
-    curves = {"test_error": [], "class_entropy": [], "matched_error": [], "largest_class": []}
+    curves = {"test_error": [], "class_entropy": [], "matched_error": [], "largest_class": [],
+              "learning_rate": []}
     budget = Budget(args.budget_minutes)
     bar = tqdm(range(args.epochs), desc="M1+M2 epochs", disable=args.quiet)
-    for _ in bar:
+    for epoch in bar:
         if curves["test_error"] and budget.spent():
             break
+        optimizer.lr = learning_rate(args.m1m2_lr_schedule, epoch + 1, args.m1m2_lr, args.epochs)
         epoch_codes = codes
         if args.m1_codes == "sample":
             noise = noise_rng.standard_normal(codes.shape, dtype=codes.dtype)
@@ -218,6 +226,7 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray, code_scales:
         curves["matched_error"].append(1 - clustering_accuracy(data.test_labels, predicted))
         curves["class_entropy"].append(class_entropy(model, test_codes))
         curves["largest_class"].append(float(np.bincount(predicted).max() / len(predicted)))
+        curves["learning_rate"].append(optimizer.lr)
         bar.set_postfix({name: f"{values[-1]:.3f}" for name, values in curves.items()})
     # after the last epoch: row i, column j counts the test digits i classified as j
     confusion = np.zeros((model.n_classes, model.n_classes), np.int64)
@@ -262,6 +271,7 @@ def main(args: argparse.Namespace) -> dict:
                "m1m2_matched_error": m1m2_curves["matched_error"],
                "m1m2_largest_class": m1m2_curves["largest_class"],
                "m1m2_confusion": m1m2_curves["confusion"],
+               "m1m2_learning_rate": m1m2_curves["learning_rate"],
                "m1_units": int(units.sum()),
                "kmeans_test_error": baseline, "m1m2_epochs": len(m1m2),
                "seconds": time.perf_counter() - start}

@@ -434,7 +434,8 @@ def test_demo_can_leave_out_m2_and_give_the_vae_its_own_budget(tmp_path):
 def test_demo_takes_m1_from_a_trained_checkpoint(tmp_path):
     """--m1-checkpoint: the VAE of one run is M1 of another, which trains none of its own and
     gets the same codes (the same k-means error and active units), also when --m1m2-lr trains
-    M1+M2 differently; a checkpoint of another model is refused by name."""
+    M1+M2 differently; --m1m2-lr-schedule cosine lowers the rate epoch by epoch; a checkpoint
+    of another model is refused by name."""
     tiny = ["--epochs", "1", "--vae-epochs", "1", "--hidden", "16", "--z-dim", "4",
             "--m1-units", "all", "--skip-m2", "--quiet"]
     first = run_demo("semi_supervised", tmp_path / "first", *tiny)
@@ -447,6 +448,11 @@ def test_demo_takes_m1_from_a_trained_checkpoint(tmp_path):
                       "--m1m2-lr", "1e-2")  # the same codes, M1+M2 trained at another rate
     assert faster["kmeans_test_error"] == first["kmeans_test_error"]
     assert faster["m1m2_class_entropy"] != again["m1m2_class_entropy"]
+    assert again["m1m2_learning_rate"] == [1e-3]  # the default: constant
+    annealed = run_demo("semi_supervised", tmp_path / "cosine", *tiny, "--epochs", "3",
+                        "--m1-checkpoint", str(m1), "--m1m2-lr-schedule", "cosine")
+    rates = annealed["m1m2_learning_rate"]  # from 1e-3, falling each epoch, still above 0
+    assert rates[0] == 1e-3 and rates[0] > rates[1] > rates[2] > 0
     with pytest.raises(ValueError, match="--m1m2-lr must be positive"):
         run_demo("semi_supervised", tmp_path / "bad", *tiny, "--m1m2-lr", "0")
     m2 = TrainConfig(model="m2", labels=10, epochs=1, hidden=(8,), z_dim=2, max_train=100,
