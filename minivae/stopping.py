@@ -26,6 +26,18 @@ class Budget:
     def spent(self) -> bool:
         return self.minutes is not None and time.monotonic() - self.start >= 60 * self.minutes
 
+    def minutes_left(self) -> float | None:
+        """Minutes until the budget is spent (≤ 0 once it is; None: no limit)."""
+        if self.minutes is None:
+            return None
+        return self.minutes - (time.monotonic() - self.start) / 60
+
+    def stage(self, minutes: float | None) -> Budget:
+        """A budget for a stage of the run: ``minutes`` from now (None: no limit of its own),
+        ending sooner if this one does."""
+        limits = [m for m in (minutes, self.minutes_left()) if m is not None]
+        return Budget(min(limits) if limits else None)
+
 
 def epochs_since_best(scores: list[float]) -> int:
     """How many epochs ago the highest score was first reached (0: the last is the best)."""

@@ -113,6 +113,36 @@ def test_vade_demo_self_trains_between_pretraining_and_the_gmm(tmp_path, capsys)
         run_demo("vade_clustering", tmp_path / "x", "--self-train-weight", "0")
 
 
+def test_vade_demo_keeps_the_start_of_highest_training_elbo(tmp_path, capsys):
+    """--starts 2: two autoencoders pretrained (two files), each start scored by its training
+    ELBO; the run goes on from the higher one (its test accuracy is the run's at the GMM start),
+    and start 0 is the start of a one-start run with the same seed."""
+    mnist_5k()
+    tiny = ["--max-train", "300", "--hidden", "24", "16", "--z-dim", "4", "--n-clusters", "4",
+            "--gmm-restarts", "2", "--layer-epochs", "1", "--finetune-epochs", "1",
+            "--epochs", "1"]
+    result = run_demo("vade_clustering", tmp_path / "two", *tiny, "--starts", "2")
+    starts = result["starts"]
+    assert [s["start"] for s in starts] == [0, 1]
+    assert (tmp_path / "two" / "pretrained.npz").exists()
+    assert (tmp_path / "two" / "pretrained_1.npz").exists()
+    scores = [s["train_elbo"] for s in starts]
+    assert np.isfinite(scores).all() and scores[0] != scores[1]
+    kept = int(np.argmax(scores))
+    assert result["chosen_start"] == kept
+    assert result["accuracy_after_init"] == starts[kept]["test_accuracy"]
+    assert result["pretraining"]["finetune"] == starts[kept]["pretraining"]["finetune"]
+    assert "best of 2 starts by training ELBO" in capsys.readouterr().out
+    one = run_demo("vade_clustering", tmp_path / "one", *tiny, "--quiet")
+    assert one["accuracy_after_init"] == starts[0]["test_accuracy"]
+    assert one["pretraining"]["finetune"] == starts[0]["pretraining"]["finetune"]
+    with pytest.raises(ValueError, match="--starts must be"):
+        run_demo("vade_clustering", tmp_path / "x", "--starts", "0")
+    with pytest.raises(ValueError, match="--starts 2 .* --pretrained"):
+        run_demo("vade_clustering", tmp_path / "y", "--starts", "2", "--pretrained",
+                 str(tmp_path / "two" / "pretrained.npz"))
+
+
 def test_vae_digits_demo_prints_the_elbos_it_recorded(tmp_path, capsys):
     """Two epochs on mnist-5k: the three pictures and metrics.json are written, and the printed
     table holds the recorded ELBOs: finite, ≤ 0 (log p(x|z) ≤ 0 for binary pixels and KL ≥ 0,

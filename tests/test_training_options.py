@@ -235,3 +235,20 @@ def test_a_spent_budget_stops_after_the_step_and_the_run_resumes(tmp_path, monke
                                  "--out", out])
     assert code == 0 and stdout.startswith("final test ELBO") and "after 3 epochs" in stdout
     assert int(load_checkpoint(out / "checkpoint.npz")[0]["_adam.t"]) == 2 + 3
+
+
+def test_a_stage_budget_ends_no_later_than_its_run():
+    """Budget.stage(m): m minutes from now, or less where the run's budget ends sooner; None on
+    both sides is no limit, and a spent run leaves its stages spent."""
+    from minivae.stopping import Budget
+
+    unlimited = Budget(None)
+    assert unlimited.minutes_left() is None and unlimited.stage(None).minutes is None
+    assert unlimited.stage(5).minutes == 5
+    run = Budget(10)
+    assert 9.9 < run.minutes_left() <= 10
+    assert 9.9 < run.stage(60).minutes <= 10 and run.stage(2).minutes == 2
+    assert 9.9 < run.stage(None).minutes <= 10
+    spent = Budget(1e-9)
+    time.sleep(1e-3)
+    assert spent.minutes_left() < 0 and spent.stage(60).spent()
