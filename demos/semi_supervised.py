@@ -19,8 +19,9 @@ Three ways to use the many unlabelled images (Kingma, Rezende, Mohamed & Welling
 All three see the same labelled images (N / 10 of each class, chosen by --seed as the M2 run
 chooses them).  Writes test_error.png (test error per epoch of M2 and M1+M2, with the
 baseline) and analogies.png (row i: a test digit, then M2's decoder at its style z = μ(x, ŷ)
-with each class y in turn) and results.json (the numbers of the table and the curves per
-epoch, with the arguments), and prints a table.  Per M1+M2 epoch it also records the mean
+with each class y in turn), results.json (the numbers of the table and the curves per
+epoch, with the arguments) and m1m2.npz (M1+M2 as trained, with M1's units it reads), and
+prints a table.  Per M1+M2 epoch it also records the mean
 entropy of q(y | z₁) and the test error under the best one-to-one relabelling of the
 predicted classes, and the share of test digits in its most used class (``m1_plus_m2``),
 which tell a classifier gone vague from one whose classes have turned into clusters under
@@ -59,6 +60,7 @@ from minivae import checks
 from minivae.config import TrainConfig
 from minivae.data import binarize_dynamic
 from minivae.engine.tensor import no_grad
+from minivae.io.checkpoint import save_checkpoint
 from minivae.io.json_text import write_json
 from minivae.io.plots import output_folder, save_curve, save_image_grid
 from minivae.io.resume import load_model
@@ -231,7 +233,7 @@ def m1_plus_m2(args, data: LabelledTrainingData, codes: np.ndarray, code_scales:
     # after the last epoch: row i, column j counts the test digits i classified as j
     confusion = np.zeros((model.n_classes, model.n_classes), np.int64)
     np.add.at(confusion, (data.test_labels, predicted), 1)
-    return {**curves, "confusion": confusion.tolist()}
+    return {**curves, "confusion": confusion.tolist(), "model": model}
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -266,6 +268,10 @@ def main(args: argparse.Namespace) -> dict:
     m1m2_curves = m1_plus_m2(args, data, codes[:, units], code_scales[:, units],
                              test_codes[:, units])
     m1m2 = m1m2_curves["test_error"]
+    # M1's codes of the kept units go in; with M1's checkpoint this scores any image again
+    save_checkpoint(out / "m1m2.npz", m1m2_curves["model"].state_dict(),
+                    {"m1_units": np.flatnonzero(units).tolist(), "hidden": args.hidden,
+                     "z_dim": args.z_dim, "seed": args.seed})
     results = {"m1m2_test_error": m1m2[-1], "m1m2_curve": m1m2,
                "m1m2_class_entropy": m1m2_curves["class_entropy"],
                "m1m2_matched_error": m1m2_curves["matched_error"],
@@ -287,6 +293,8 @@ def main(args: argparse.Namespace) -> dict:
 def write_pictures(out: Path, m2: dict | None, m1m2: list, baseline: float,
                    test_pixels: np.ndarray, args) -> None:
     """test_error.png, and analogies.png from M2 on the pixels unless it was skipped (m2 None)."""
+    if m2 is None:  # an earlier run's picture in this folder would pass for this run's
+        (out / "analogies.png").unlink(missing_ok=True)
     m2_errors = [] if m2 is None else m2["test_error"]
     epochs = max(len(m2_errors), len(m1m2))  # a budget may end one before the other
 
@@ -339,7 +347,7 @@ def print_table(results: dict, args, out: Path) -> None:
     m2_seconds = f" (M2 {results['m2_seconds']:.0f} s)" if "m2_seconds" in results else ""
     print(f"{results['seconds']:.0f} s in all{m2_seconds}")
     pictures = ("test_error.png", "analogies.png") if m2_seconds else ("test_error.png",)
-    for name in (*pictures, "results.json"):
+    for name in (*pictures, "results.json", "m1m2.npz"):
         print(f"  {(out / name).resolve()}")
 
 

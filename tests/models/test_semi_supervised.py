@@ -12,14 +12,15 @@ from scipy import special, stats
 
 from minivae import kernels
 from minivae.cli import main
-from minivae.data import load_dataset
+from minivae.data import binarize_dynamic, load_dataset
 from minivae.engine import ops
 from minivae.engine.tensor import Tensor, no_grad
+from minivae.io.checkpoint import load_checkpoint
 from minivae.models import GaussianSemiSupervisedVAE, SemiSupervisedVAE
 from minivae.optim import Adam
-from minivae.train import TrainConfig, train, training_data
+from minivae.train import TEST_BINARIZATION_SEED, TrainConfig, train, training_data
 from minivae.training_data import choose_labelled, class_entropy
-from tests.helpers import assert_pictures, binary_data, run_demo
+from tests.helpers import assert_pictures, binary_data, demo, run_demo
 
 K = 3
 
@@ -414,7 +415,10 @@ def test_demo_stops_each_training_at_its_budget(tmp_path):
 def test_demo_can_leave_out_m2_and_give_the_vae_its_own_budget(tmp_path):
     """--skip-m2 trains M1 and M1+M2 only (no M2 run, no analogies from it); a VAE budget spent
     at once stops M1 after one of its three epochs while M1+M2 keeps its three; results.json
-    holds the curves and a confusion matrix whose diagonal is the last epoch's accuracy."""
+    holds the curves and a confusion matrix whose diagonal is the last epoch's accuracy; an
+    earlier run's analogies.png in the folder is removed; m1m2.npz holds M1+M2 as trained, so
+    that with M1 it classifies the test digits again as the last epoch did."""
+    (tmp_path / "analogies.png").write_bytes(b"an earlier run's picture")
     result = run_demo("semi_supervised", tmp_path, "--epochs", "3", "--vae-epochs", "3",
                       "--hidden", "16", "--z-dim", "4", "--vae-budget-minutes", "1e-6",
                       "--m1-units", "all", "--skip-m2", "--quiet")
@@ -429,6 +433,20 @@ def test_demo_can_leave_out_m2_and_give_the_vae_its_own_budget(tmp_path):
     confusion = np.array(written["m1m2_confusion"])  # true digit × predicted class, last epoch
     assert confusion.shape == (10, 10)
     assert np.trace(confusion) / confusion.sum() == pytest.approx(1 - result["m1m2_curve"][-1])
+    semi = demo("semi_supervised")
+    arrays, meta = load_checkpoint(tmp_path / "m1m2.npz")
+    units = np.array(meta["m1_units"])
+    m1m2 = GaussianSemiSupervisedVAE(len(units), hidden=tuple(meta["hidden"]),
+                                     z_dim=meta["z_dim"], rng=np.random.default_rng(7))
+    m1m2.load_state_dict(arrays)
+    data = training_data(TrainConfig(model="m2", labels=100, seed=0))
+    test_pixels = binarize_dynamic(data.test_pixels,
+                                   np.random.default_rng(TEST_BINARIZATION_SEED))
+    m1 = semi.load_m1(tmp_path / "vae" / "checkpoint.npz", test_pixels.shape[1])
+    with no_grad():
+        test_codes = m1.encode(test_pixels).loc.data[:, units]
+    error = np.mean(m1m2.predict(test_codes) != data.test_labels)
+    assert error == pytest.approx(result["m1m2_curve"][-1])
 
 
 def test_demo_takes_m1_from_a_trained_checkpoint(tmp_path):
