@@ -4,8 +4,11 @@ Recipe (the initialization is half of VaDE):
 1. pretrain encoder mean and decoder as a deterministic autoencoder: ``--pretrain layerwise``
    (the default) trains one denoising autoencoder per layer, stacks them and fine-tunes the
    stack on −log p(x | μ̃(x)) (minivae/topics/pretraining.py, DEC's recipe); ``--pretrain plain``
-   trains the whole autoencoder from its random start.  The result is saved to
-   OUT/pretrained.npz, and ``--pretrained PATH`` starts from such a file instead;
+   trains the whole autoencoder from its random start; ``--pretrain end-to-end`` does too, as
+   IDEC does (grey levels, ``--pretrain-batch-size``, Adam at ``--pretrain-lr``), on
+   ``--pretrain-loss``: the cross-entropy −log p(x | μ̃(x)) or the squared error of the decoded
+   means (DEC's and IDEC's loss), which also serves the layer-wise recipe's fine-tuning.  The
+   result is saved to OUT/pretrained.npz, and ``--pretrained PATH`` starts from such a file instead;
    ``--self-train-epochs N`` then trains the autoencoder N epochs more on reconstruction plus
    DEC's self-training target, which pulls the codes into clusters (IDEC;
    minivae/topics/self_training.py; 0, the default, skips it);
@@ -81,8 +84,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = demo_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/vade_clustering", help="folder for the pictures")
     add_data_arguments(parser)
-    parser.add_argument("--pretrain", choices=("layerwise", "plain"), default="layerwise",
-                        help="stacked denoising autoencoders, or one plain autoencoder")
+    parser.add_argument("--pretrain", choices=("layerwise", "plain", "end-to-end"),
+                        default="layerwise",
+                        help="stacked denoising autoencoders, one plain autoencoder (VaDE's "
+                             "--lr and --batch-size), or one trained end to end on "
+                             "--pretrain-loss (--pretrain-lr, --pretrain-batch-size)")
+    parser.add_argument("--pretrain-loss", choices=pretraining.AUTOENCODER_LOSSES,
+                        default="bernoulli",
+                        help="loss of the end-to-end stages (end-to-end, the layer-wise "
+                             "fine-tuning, --finetune-more): cross-entropy of the grey levels "
+                             "or squared error of the decoded means")
     parser.add_argument("--pretrained", default=None,
                         help="start from this pretrained.npz instead of pretraining")
     parser.add_argument("--pixels", choices=("grey", "binary"), default="grey",
@@ -95,7 +106,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--finetune-more", type=int, default=0,
                         help="with --pretrained: fine-tune it this many more epochs (and save)")
     parser.add_argument("--pretrain-epochs", type=int, default=5,
-                        help="autoencoder epochs (plain)")
+                        help="autoencoder epochs (plain, end-to-end)")
+    parser.add_argument("--score-pretraining-every", type=int, default=0,
+                        help="end-to-end: every N epochs, the test accuracy of a k-means fit "
+                             "to the codes (as the GMM start fits it; for the report only; "
+                             "0: never)")
     parser.add_argument("--pretrain-lr", type=float, default=1e-3)
     parser.add_argument("--pretrain-batch-size", type=int, default=256)
     parser.add_argument("--drop", type=float, default=0.2,
@@ -158,8 +173,11 @@ def train_epoch(model, optimizer, pixels, objective, args, data_rng) -> float:
     return total / len(pixels)
 
 
-def pretrain(model, train_pixels, args, rng, data_rng, say, budget: Budget) -> dict:
-    """Step 1 of the recipe: the encoder mean and decoder trained as an autoencoder; its losses."""
+def pretrain(model, train_pixels, args, rng, data_rng, say, budget: Budget,
+             score_codes=None) -> dict:
+    """Step 1 of the recipe: the encoder mean and decoder trained as an autoencoder; its losses
+    (and, end to end with --score-pretraining-every N, every N epochs the test accuracy of
+    ``score_codes()``)."""
     if args.pretrain == "plain":
         optimizer = Adam(model.parameters(), lr=args.lr)
         curve = []
@@ -171,21 +189,36 @@ def pretrain(model, train_pixels, args, rng, data_rng, say, budget: Budget) -> d
             say(f"pretrain epoch {epoch:3d}  log p(x | μ̃(x)) {curve[-1]:9.2f}")
         return {"autoencoder": curve}
     options = {"batch_size": args.pretrain_batch_size, "lr": args.pretrain_lr,
-               "progress": not args.quiet, "budget": budget}
+               "progress": not args.quiet, "budget": budget, "loss": args.pretrain_loss}
+    if args.pretrain == "end-to-end":
+        scores = []
+
+        def score(epoch):
+            if args.score_pretraining_every and epoch % args.score_pretraining_every == 0:
+                scores.append([epoch, score_codes()])
+                say(f"pretraining epoch {epoch:3d}  test accuracy of k-means on the codes "
+                    f"{100 * scores[-1][1]:6.2f}%")
+
+        curve = pretraining.finetune(model, train_pixels, rng, args.pretrain_epochs,
+                                     on_epoch=score, **options)
+        say(f"autoencoder trained end to end {len(curve)} epochs: {args.pretrain_loss} loss "
+            f"{curve[0]:.2f} → {curve[-1]:.2f} per image")
+        return {"end_to_end": curve, "kmeans_test_accuracy": scores}
+    layer_options = {name: value for name, value in options.items() if name != "loss"}
     layers, curves = pretraining.pretrain_layers(
         train_pixels, [train_pixels.shape[1], *args.hidden, args.z_dim], rng,
-        epochs=args.layer_epochs, drop=args.drop, **options)
+        epochs=args.layer_epochs, drop=args.drop, **layer_options)
     for k, curve in enumerate(curves, 1):
         say(f"denoising layer {k}: loss {curve[0]:.4g} → {curve[-1]:.4g} per example")
     pretraining.stack_into(model, layers)
     finetuned = pretraining.finetune(model, train_pixels, rng, args.finetune_epochs, **options)
-    say(f"fine-tuned stack: −log p(x | μ̃(x)) {finetuned[0]:.2f} → {finetuned[-1]:.2f} "
-        f"(grey levels)")
+    say(f"fine-tuned stack: {args.pretrain_loss} loss {finetuned[0]:.2f} → {finetuned[-1]:.2f} "
+        f"per image (grey levels)")
     return {"layers": curves, "finetune": finetuned}
 
 
 def pretrained_model(model, train_pixels, args, rng, data_rng, path: Path, say,
-                     budget: Budget) -> dict:
+                     budget: Budget, score_codes=None) -> dict:
     """Load ``--pretrained`` (and fine-tune it ``--finetune-more`` epochs), or pretrain; a
     model trained here is saved to ``path`` (atomically)."""
     started = time.perf_counter()
@@ -197,17 +230,18 @@ def pretrained_model(model, train_pixels, args, rng, data_rng, path: Path, say,
             return {"from": str(args.pretrained)}
         more = pretraining.finetune(model, train_pixels, rng, args.finetune_more,
                                     args.pretrain_batch_size, args.pretrain_lr, not args.quiet,
-                                    budget)
-        say(f"fine-tuned {args.finetune_more} more epochs: −log p(x | μ̃(x)) {more[0]:.2f} → "
-            f"{more[-1]:.2f}")
+                                    budget, loss=args.pretrain_loss)
+        say(f"fine-tuned {args.finetune_more} more epochs: {args.pretrain_loss} loss "
+            f"{more[0]:.2f} → {more[-1]:.2f}")
         curves = dict(meta.get("curves", {}))
         curves["finetune"] = [*curves.get("finetune", []), *more]
         seconds = meta.get("seconds", 0.0) + time.perf_counter() - started
     else:
-        curves = pretrain(model, train_pixels, args, rng, data_rng, say, budget)
+        curves = pretrain(model, train_pixels, args, rng, data_rng, say, budget, score_codes)
         seconds = time.perf_counter() - started
-    meta = {"pretrain": args.pretrain, "seed": args.seed, "dataset": args.dataset,
-            "max_train": args.max_train, "seconds": seconds, "curves": curves}
+    meta = {"pretrain": args.pretrain, "pretrain_loss": args.pretrain_loss, "seed": args.seed,
+            "dataset": args.dataset, "max_train": args.max_train, "seconds": seconds,
+            "curves": curves}
     save_checkpoint(path, model.state_dict(), meta)
     say(f"pretraining took {seconds:.0f} s in all; saved to {path}")
     return {"seconds": seconds, **curves}
@@ -262,8 +296,18 @@ def prepared_start(index, args, train_pixels, test_x, test_labels, rngs, out: Pa
         say(f"start {index} of {args.starts}")
     summary = {"start": index}
     name = "pretrained.npz" if index == 0 else f"pretrained_{index}.npz"
+    score_rng = np.random.default_rng([args.seed, index, 4])  # the run's draws stay the same
+
+    def score_codes():  # k-means as the GMM start fits it; each test code to its nearest mean
+        fit = fit_diagonal_gmm(self_training.codes_of(model, train_pixels), args.n_clusters,
+                               score_rng, n_init=args.gmm_restarts,
+                               kmeans_steps=args.kmeans_steps, iterations=args.gmm_iterations)
+        codes = self_training.codes_of(model, test_x)
+        nearest = ((codes[:, None, :] - fit.means[None]) ** 2).sum(axis=2).argmin(axis=1)
+        return clustering_accuracy(test_labels, nearest)
+
     summary["pretraining"] = pretrained_model(model, train_pixels, args, pretrain_rng, data_rng,
-                                              out / name, say, pretrain_budget)
+                                              out / name, say, pretrain_budget, score_codes)
     if args.self_train_epochs:
         summary["self_training"] = self_train(model, train_pixels, test_x, test_labels, args,
                                               pretrain_rng, gmm_rng, say, self_train_budget)
@@ -289,6 +333,7 @@ def main(args: argparse.Namespace) -> dict:
     model_rng, data_rng, noise_rng, gmm_rng = np.random.default_rng(args.seed).spawn(4)
     pretrain_rng = np.random.default_rng([args.seed, 1])
     # checked before the data and the pretraining: a typo must not cost an hour
+    checks.integer(args.score_pretraining_every, "--score-pretraining-every", 0)
     for name in ("layer_epochs", "finetune_epochs", "pretrain_epochs", "epochs",
                  "lr_decay_every", "gmm_iterations", "gmm_restarts"):
         checks.positive_int(getattr(args, name), "--" + name.replace("_", "-"))
@@ -403,6 +448,9 @@ def print_table(history: dict, args, out: Path) -> None:
         pretrained = "AE from file"
     elif args.pretrain == "plain":
         pretrained = f"AE {len(history['pretraining']['autoencoder'])} ep"
+    elif args.pretrain == "end-to-end":
+        pretrained = (f"AE {len(history['pretraining']['end_to_end'])} ep "
+                      f"({args.pretrain_loss} loss)")
     else:
         pretrained = f"SDAE {args.layer_epochs} ep/layer + {args.finetune_epochs} ep"
         curves = history["pretraining"]

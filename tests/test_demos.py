@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from minivae.io.checkpoint import load_checkpoint
 from tests.helpers import (
     DEMOS,
     ROOT,
@@ -91,6 +92,29 @@ def test_vade_demo_stops_the_whole_recipe_at_its_budget(tmp_path):
     assert result["epoch"] == [0, 1] and "after VaDE epoch 1" in result["stopped"]
     with pytest.raises(ValueError, match="--pretrain-minutes must be positive"):
         run_demo("vade_clustering", tmp_path / "x", "--pretrain-minutes", "0")
+
+
+def test_vade_demo_pretrains_end_to_end_on_the_squared_error(tmp_path, capsys):
+    """--pretrain end-to-end: one autoencoder trained from its random start on the squared error
+    of its decoded means, its loss falling, the codes scored by k-means every 2 epochs; the
+    loss is named in the table and kept with the checkpoint."""
+    mnist_5k()
+    result = run_demo("vade_clustering", tmp_path, "--max-train", "300", "--hidden", "24", "16",
+                      "--z-dim", "4", "--n-clusters", "4", "--gmm-restarts", "2",
+                      "--pretrain", "end-to-end", "--pretrain-loss", "squared",
+                      "--pretrain-epochs", "4", "--pretrain-lr", "3e-3",
+                      "--score-pretraining-every", "2", "--epochs", "1")
+    curve = result["pretraining"]["end_to_end"]
+    assert len(curve) == 4 and curve[-1] < curve[0]
+    scores = result["pretraining"]["kmeans_test_accuracy"]
+    assert [epoch for epoch, _ in scores] == [2, 4] and all(0 < a <= 1 for _, a in scores)
+    assert "AE 4 ep (squared loss)" in capsys.readouterr().out
+    _, meta = load_checkpoint(tmp_path / "pretrained.npz")
+    assert meta["pretrain"] == "end-to-end" and meta["pretrain_loss"] == "squared"
+    with pytest.raises(SystemExit):  # argparse refuses a loss it does not know
+        run_demo("vade_clustering", tmp_path / "x", "--pretrain-loss", "absolute")
+    with pytest.raises(ValueError, match="--score-pretraining-every"):
+        run_demo("vade_clustering", tmp_path / "y", "--score-pretraining-every", "-1")
 
 
 def test_vade_demo_self_trains_between_pretraining_and_the_gmm(tmp_path, capsys):

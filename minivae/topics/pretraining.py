@@ -103,10 +103,10 @@ def check_run(epochs, batch_size, lr, progress, budget) -> None:
 
 def _train(module: Module, batch_loss, data: np.ndarray, epochs: int, batch_size: int,
            lr: float, rng: np.random.Generator, label: str, progress: bool,
-           budget=None) -> list[float]:
+           budget=None, on_epoch=None) -> list[float]:
     """Adam on the mean of batch_loss(batch) over minibatches; the mean loss of each epoch.
     Ends early after the first epoch that finds ``budget`` (a ``minivae.stopping.Budget``)
-    spent, so every stage trains at least one epoch."""
+    spent, so every stage trains at least one epoch; ``on_epoch(epoch)`` runs after each."""
     optimizer = Adam(module.parameters(), lr=lr)
     history = []
     for _ in tqdm(range(epochs), desc=label, disable=not progress, leave=False):
@@ -120,6 +120,8 @@ def _train(module: Module, batch_loss, data: np.ndarray, epochs: int, batch_size
             optimizer.step()
             total += float(value.data.sum(dtype=np.float64))
         history.append(total / len(data))
+        if on_epoch is not None:
+            on_epoch(len(history))
     return history
 
 
@@ -176,26 +178,46 @@ def stack_into(model, layers: list[DenoisingLayer]) -> None:
         decoder.bias.data[...] = layer.decoder.bias.data
 
 
-def autoencoder_loss(model, x) -> Tensor:
-    """−log p(x | z = μ̃(x)) per example for grey levels x ∈ [0, 1], (B,): the Bernoulli
-    cross-entropy −Σ_j [x_j l_j − softplus(l_j)] of the decoded encoder mean, l = decoder(μ̃(x)).
+AUTOENCODER_LOSSES = ("bernoulli", "squared")
 
-    Verified by: tests/topics/test_pretraining.py::test_autoencoder_loss_matches_numpy
+
+def autoencoder_loss(model, x, loss: str = "bernoulli") -> Tensor:
+    """The autoencoder's loss per example for grey levels x ∈ [0, 1], (B,), with decoder logits
+    l = decoder(μ̃(x)):
+
+        "bernoulli":  −log p(x | z = μ̃(x)) = −Σ_j [x_j l_j − softplus(l_j)]   (cross-entropy)
+        "squared":    Σ_j (σ(l_j) − x_j)²    (squared error of the decoded Bernoulli means)
+
+    The squared error is DEC's and IDEC's pretraining loss; taken on σ(l) rather than on a
+    linear output, the decoder still emits the logits of the Bernoulli likelihood that VaDE
+    trains next.  Unlike the cross-entropy it does not grow without bound for a confident wrong
+    pixel, so the codes are shaped by the bulk of each digit rather than by its worst pixels.
+
+    Verified by: tests/topics/test_pretraining.py::test_autoencoder_loss_matches_numpy,
+    ::test_squared_autoencoder_loss_passes_gradcheck
     """
     model = autoencoder_model(model)
     checks.batch(x, model.x_dim, model.dtype, "unit_interval")
+    checks.one_of(loss, AUTOENCODER_LOSSES, "loss")
     h = model.encoder(Tensor(np.asarray(x)))
-    return -fused.bernoulli_log_prob(model.decoder(h[:, :model.z_dim]), x)
+    logits = model.decoder(h[:, :model.z_dim])
+    if loss == "bernoulli":
+        return -fused.bernoulli_log_prob(logits, x)
+    error = logits.sigmoid() - Tensor(np.asarray(x))
+    return (error * error).sum(axis=-1)
 
 
 def finetune(model, x: np.ndarray, rng: np.random.Generator, epochs: int = 20,
              batch_size: int = 256, lr: float = 1e-3, progress: bool = False,
-             budget=None) -> list[float]:
+             budget=None, loss: str = "bernoulli", on_epoch=None) -> list[float]:
     """Train the whole stacked autoencoder on ``autoencoder_loss`` (no noise); loss per epoch
-    (at least one epoch, fewer than ``epochs`` once ``budget`` is spent)."""
+    (at least one epoch, fewer than ``epochs`` once ``budget`` is spent).  From a random start
+    this is IDEC's pretraining (one autoencoder trained end to end).  ``on_epoch(epoch)`` runs
+    after each epoch (e.g. to score the codes)."""
     model = autoencoder_model(model)
     checks.batch(x, model.x_dim, model.dtype, "unit_interval")
     rng = checks.generator(rng)
+    checks.one_of(loss, AUTOENCODER_LOSSES, "loss")
     check_run(epochs, batch_size, lr, progress, budget)
-    return _train(model, lambda b: autoencoder_loss(model, b), x, epochs, batch_size,
-                  lr, rng, "fine-tune", progress, budget)
+    return _train(model, lambda b: autoencoder_loss(model, b, loss), x, epochs, batch_size,
+                  lr, rng, "fine-tune", progress, budget, on_epoch)

@@ -97,18 +97,43 @@ def test_stacked_layers_are_the_vade_encoder_mean_and_decoder():
         stack_into(model, layers[:2])
 
 
-def test_autoencoder_loss_matches_numpy():
+@pytest.mark.parametrize("loss", ["bernoulli", "squared"])
+def test_autoencoder_loss_matches_numpy(loss):
     rng = np.random.default_rng(4)
     model = VaDE(9, hidden=(6,), z_dim=2, activation="relu", rng=rng, dtype=np.float64,
                  n_clusters=2, soft_targets=True)
     x = rng.uniform(size=(4, 9))
     logits = model.decoder(model.encode(x).loc).data
     p = expit(logits)
-    expected = -(x * np.log(p) + (1 - x) * np.log1p(-p)).sum(1)
-    np.testing.assert_allclose(autoencoder_loss(model, x).data, expected, rtol=1e-10)
-    before = autoencoder_loss(model, x).data.mean()
-    curve = finetune(model, x, rng, epochs=30, batch_size=4, lr=1e-2)
-    assert autoencoder_loss(model, x).data.mean() < before and len(curve) == 30
+    if loss == "bernoulli":
+        expected = -(x * np.log(p) + (1 - x) * np.log1p(-p)).sum(1)
+    else:
+        expected = ((p - x) ** 2).sum(1)
+    np.testing.assert_allclose(autoencoder_loss(model, x, loss).data, expected, rtol=1e-10)
+    before = autoencoder_loss(model, x, loss).data.mean()
+    epochs_seen = []
+    curve = finetune(model, x, rng, epochs=30, batch_size=4, lr=1e-2, loss=loss,
+                     on_epoch=epochs_seen.append)
+    assert autoencoder_loss(model, x, loss).data.mean() < before and len(curve) == 30
+    assert epochs_seen == list(range(1, 31))
+    with pytest.raises(ValueError, match="loss"):
+        autoencoder_loss(model, x, "absolute")
+
+
+def test_squared_autoencoder_loss_passes_gradcheck():
+    rng = np.random.default_rng(6)
+    model = VaDE(5, hidden=(4,), z_dim=2, activation="relu", rng=rng, dtype=np.float64,
+                 n_clusters=2, soft_targets=True)
+    x = rng.uniform(size=(3, 5))
+    linears = [*model.encoder.layers, *model.decoder.layers]
+
+    def loss(*arrays):  # the weights and biases of every layer, as gradcheck's leaves
+        for linear, weight, bias in zip(linears, arrays[::2], arrays[1::2]):
+            linear.weight, linear.bias = weight, bias
+        return autoencoder_loss(model, x, "squared")
+
+    assert gradcheck(loss, *[a.data.copy() for linear in linears
+                             for a in (linear.weight, linear.bias)])
 
 
 def test_a_spent_budget_leaves_each_stage_one_epoch():
