@@ -111,10 +111,27 @@ def test_vade_demo_pretrains_end_to_end_on_the_squared_error(tmp_path, capsys):
     assert "AE 4 ep (squared loss)" in capsys.readouterr().out
     _, meta = load_checkpoint(tmp_path / "pretrained.npz")
     assert meta["pretrain"] == "end-to-end" and meta["pretrain_loss"] == "squared"
+    assert result["vade_learning_rate"] == [pytest.approx(2e-3)]  # VaDE's own --lr
     with pytest.raises(SystemExit):  # argparse refuses a loss it does not know
         run_demo("vade_clustering", tmp_path / "x", "--pretrain-loss", "absolute")
     with pytest.raises(ValueError, match="--score-pretraining-every"):
         run_demo("vade_clustering", tmp_path / "y", "--score-pretraining-every", "-1")
+
+
+def test_vade_demo_decays_its_rate_to_a_floor(tmp_path):
+    """--lr halved every epoch (--lr-decay 0.5 --lr-decay-every 1) stops at --min-lr, as the
+    paper's code floors it; a floor above the rate, or ε ≤ 0, is refused before any work."""
+    mnist_5k()
+    result = run_demo("vade_clustering", tmp_path, "--max-train", "200", "--hidden", "16",
+                      "--z-dim", "3", "--n-clusters", "3", "--gmm-restarts", "1",
+                      "--pretrain", "plain", "--pretrain-epochs", "1", "--epochs", "4",
+                      "--lr", "1e-3", "--lr-decay", "0.5", "--lr-decay-every", "1",
+                      "--min-lr", "2e-4", "--adam-eps", "1e-4", "--quiet")
+    assert result["vade_learning_rate"] == pytest.approx([1e-3, 5e-4, 2.5e-4, 2e-4])
+    with pytest.raises(ValueError, match="--min-lr"):
+        run_demo("vade_clustering", tmp_path / "x", "--lr", "1e-3", "--min-lr", "2e-3")
+    with pytest.raises(ValueError, match="--adam-eps"):
+        run_demo("vade_clustering", tmp_path / "y", "--adam-eps", "0")
 
 
 def test_vade_demo_self_trains_between_pretraining_and_the_gmm(tmp_path, capsys):
