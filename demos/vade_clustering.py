@@ -252,14 +252,20 @@ def pretrained_model(model, train_pixels, args, rng, data_rng, path: Path, say,
     return {"seconds": seconds, **curves}
 
 
+def kmeans_means(model, train_pixels, args, rng) -> np.ndarray:
+    """The means (K, z_dim) of the mixture fitted to the training codes μ̃(x) as the GMM start
+    fits it (k-means, --gmm-iterations EM steps, best of --gmm-restarts)."""
+    fit = fit_diagonal_gmm(self_training.codes_of(model, train_pixels), args.n_clusters, rng,
+                           n_init=args.gmm_restarts, kmeans_steps=args.kmeans_steps,
+                           iterations=args.gmm_iterations)
+    return fit.means.astype(model.dtype)
+
+
 def self_train(model, train_pixels, test_x, test_labels, args, rng, gmm_rng, say,
                budget: Budget) -> dict:
-    """Step 1b: self-training from centroids of a k-means fit to the codes (the GMM fit's means,
-    best of --gmm-restarts); per epoch the test accuracy of the clusters argmax_c q_ic."""
-    codes = self_training.codes_of(model, train_pixels)
-    start = fit_diagonal_gmm(codes, args.n_clusters, gmm_rng, n_init=args.gmm_restarts,
-                             kmeans_steps=args.kmeans_steps, iterations=args.gmm_iterations)
-    means = start.means.astype(model.dtype)
+    """Step 1b: self-training from centroids of a k-means fit to the codes (``kmeans_means``);
+    per epoch the test accuracy of the clusters argmax_c q_ic."""
+    means = kmeans_means(model, train_pixels, args, gmm_rng)
     accuracy = []
 
     def score(epoch, centroids):
@@ -303,12 +309,10 @@ def prepared_start(index, args, train_pixels, test_x, test_labels, rngs, out: Pa
     name = "pretrained.npz" if index == 0 else f"pretrained_{index}.npz"
     score_rng = np.random.default_rng([args.seed, index, 4])  # the run's draws stay the same
 
-    def score_codes():  # k-means as the GMM start fits it; each test code to its nearest mean
-        fit = fit_diagonal_gmm(self_training.codes_of(model, train_pixels), args.n_clusters,
-                               score_rng, n_init=args.gmm_restarts,
-                               kmeans_steps=args.kmeans_steps, iterations=args.gmm_iterations)
+    def score_codes():  # each test code to its nearest k-means mean
+        means = kmeans_means(model, train_pixels, args, score_rng)
         codes = self_training.codes_of(model, test_x)
-        nearest = ((codes[:, None, :] - fit.means[None]) ** 2).sum(axis=2).argmin(axis=1)
+        nearest = ((codes[:, None, :] - means[None]) ** 2).sum(axis=2).argmin(axis=1)
         return clustering_accuracy(test_labels, nearest)
 
     summary["pretraining"] = pretrained_model(model, train_pixels, args, pretrain_rng, data_rng,
