@@ -3,7 +3,8 @@
     python bench/results_figures.py --burda ELBO_RUN L5_RUN L50_RUN [ELBO_2C_RUN] \
         --burda-labels "one core" "one core" "one core" "both cores" \
         --m2 BALANCED_RUN PAPER_RUN --m2-labels "balanced" "the paper's J^α" \
-        --m2-draws DRAW_0 DRAW_1 DRAW_2 --m1m2-draws M1M2_0 M1M2_1 M1M2_2
+        --m2-draws DRAW_0 DRAW_1 DRAW_2 --m1m2-draws M1M2_0 M1M2_1 M1M2_2 \
+        --vade VADE_0 VADE_1 VADE_2 --vade-compare OTHER_0 OTHER_1 OTHER_2
 
 Each RUN is a folder written by ``python -m minivae train`` (its metrics.json).  Writes
 docs/results/burda_one_hour.png (the test ELBO after each epoch against minutes of training,
@@ -14,6 +15,10 @@ weightings of the labelled rows) and docs/results/m2_label_draws.png (the same f
 An M1M2 run is a folder of ``demos/semi_supervised.py`` (its results.json):
 docs/results/m1m2_label_draws.png draws M1+M2's test error per epoch, one line per label draw
 (another name with --m1m2-draws-figure).
+A VaDE run is a folder of ``demos/vade_clustering.py`` (its results.json):
+docs/results/vade_seeds.png draws VaDE's test accuracy per epoch after the GMM start (epoch 0),
+one solid line per --vade run and one dashed line per --vade-compare run, each named by its seed
+and learning rate (another name with --vade-figure).
 """
 from __future__ import annotations
 
@@ -86,6 +91,28 @@ def m1m2_curves(runs: list[str], path: Path) -> Path:
     return save_png(figure, path)
 
 
+def vade_curves(runs: list[str], compare: list[str], path: Path) -> Path:
+    figure = new_figure(760, 480)
+    axes = figure.add_subplot(1, 1, 1)
+    for folders, style in ((runs, "-"), (compare, "--")):
+        for run in folders:
+            result = json.loads((Path(run) / "results.json").read_text())
+            # epoch 0 is the GMM start, then one row per VaDE epoch
+            curve = 100 * np.asarray([a for a, stage in zip(result["test_accuracy"],
+                                                            result["stage"])
+                                      if stage in ("GMM init", "VaDE")])
+            args = result["args"]
+            axes.plot(np.arange(len(curve)), curve, linestyle=style,
+                      label=f"seed {args['seed']}, Adam {args['lr']:g}: {curve[-1]:.2f} %")
+    axes.axhline(85.0, color="black", linestyle=":", label="goal: 85 %")
+    axes.set_xlabel("VaDE epoch (0: the GMM start)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title("VaDE on full MNIST after pretraining and self-training, one seed per line")
+    axes.grid(True, alpha=0.4)
+    axes.legend(fontsize="small")
+    return save_png(figure, path)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burda", nargs="+", default=[], help="run folders: ELBO, L_5, L_50")
@@ -102,6 +129,12 @@ def main(argv=None) -> None:
                         help="folders of demos/semi_supervised.py, one label draw each")
     parser.add_argument("--m1m2-draws-figure", default="m1m2_label_draws.png",
                         help="file name, in docs/results/, of the --m1m2-draws picture")
+    parser.add_argument("--vade", nargs="+", default=[],
+                        help="folders of demos/vade_clustering.py (solid lines)")
+    parser.add_argument("--vade-compare", nargs="+", default=[],
+                        help="more such folders, drawn dashed (e.g. another learning rate)")
+    parser.add_argument("--vade-figure", default="vade_seeds.png",
+                        help="file name, in docs/results/, of the --vade picture")
     args = parser.parse_args(argv)
     for runs, labels, flag in ((args.burda, args.burda_labels, "--burda-labels"),
                                (args.m2, args.m2_labels, "--m2-labels")):
@@ -123,6 +156,8 @@ def main(argv=None) -> None:
 
     if args.m1m2_draws:
         print(m1m2_curves(args.m1m2_draws, OUT / Path(args.m1m2_draws_figure).name))
+    if args.vade or args.vade_compare:
+        print(vade_curves(args.vade, args.vade_compare, OUT / Path(args.vade_figure).name))
 
 
 if __name__ == "__main__":

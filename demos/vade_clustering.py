@@ -11,7 +11,11 @@ Recipe (the initialization is half of VaDE):
    result is saved to OUT/pretrained.npz, and ``--pretrained PATH`` starts from such a file instead;
    ``--self-train-epochs N`` then trains the autoencoder N epochs more on reconstruction plus
    DEC's self-training target, which pulls the codes into clusters (IDEC;
-   minivae/topics/self_training.py; 0, the default, skips it);
+   minivae/topics/self_training.py; 0, the default, skips it); with ``--partitions R`` a copy
+   of the autoencoder is self-trained from each of R k-means partitions of its codes (the most
+   likely fit first, then others that split the codes differently) and the copy of highest
+   training ELBO is kept: the likelihood of the codes under k-means does not always rank the
+   partitions as the self-trained model's ELBO does;
 2. fit a diagonal GMM with K components to the training set's codes μ̃(x): k-means from
    k-means++ seeds, then ``--gmm-iterations`` EM steps (1, the default, keeps the weights,
    means and variances of the k-means clusters, as DEC starts from k-means; EM run to
@@ -73,7 +77,7 @@ from minivae.stopping import Budget
 from minivae.topics import pretraining, self_training
 from minivae.topics.clustering import (
     clustering_accuracy,
-    fit_diagonal_gmm,
+    distinct_gmm_fits,
     match_clusters_to_labels,
 )
 from minivae.train import TEST_BINARIZATION_SEED  # the same binary test set as `train`
@@ -152,6 +156,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--starts", type=int, default=1,
                         help="prepare this many starts (pretraining, self-training, GMM) one "
                              "after another and keep the one of highest training ELBO")
+    parser.add_argument("--partitions", type=int, default=1,
+                        help="with --self-train-epochs: self-train a copy of the autoencoder "
+                             "from each of this many k-means partitions of its codes (the "
+                             "most likely first, each splitting the codes differently) and "
+                             "keep the copy of highest training ELBO")
     parser.add_argument("--seed", type=int, default=0)
     add_quiet_argument(parser)
     return parser.parse_args(argv)
@@ -252,20 +261,21 @@ def pretrained_model(model, train_pixels, args, rng, data_rng, path: Path, say,
     return {"seconds": seconds, **curves}
 
 
-def kmeans_means(model, train_pixels, args, rng) -> np.ndarray:
-    """The means (K, z_dim) of the mixture fitted to the training codes μ̃(x) as the GMM start
-    fits it (k-means, --gmm-iterations EM steps, best of --gmm-restarts)."""
-    fit = fit_diagonal_gmm(self_training.codes_of(model, train_pixels), args.n_clusters, rng,
-                           n_init=args.gmm_restarts, kmeans_steps=args.kmeans_steps,
-                           iterations=args.gmm_iterations)
-    return fit.means.astype(model.dtype)
+def kmeans_means(model, train_pixels, args, rng, count: int = 1) -> list[np.ndarray]:
+    """The means (K, z_dim) of mixtures fitted to the training codes μ̃(x) as the GMM start
+    fits them (k-means, --gmm-iterations EM steps, --gmm-restarts runs): the most likely fit's
+    first, then up to ``count`` − 1 more that split the codes differently, in falling
+    likelihood."""
+    fits = distinct_gmm_fits(self_training.codes_of(model, train_pixels), args.n_clusters, rng,
+                             count, n_init=args.gmm_restarts, kmeans_steps=args.kmeans_steps,
+                             iterations=args.gmm_iterations)
+    return [fit.means.astype(model.dtype) for fit in fits]
 
 
-def self_train(model, train_pixels, test_x, test_labels, args, rng, gmm_rng, say,
+def self_train(model, means, train_pixels, test_x, test_labels, args, rng, say,
                budget: Budget) -> dict:
-    """Step 1b: self-training from centroids of a k-means fit to the codes (``kmeans_means``);
-    per epoch the test accuracy of the clusters argmax_c q_ic."""
-    means = kmeans_means(model, train_pixels, args, gmm_rng)
+    """Step 1b: self-training from centroids ``means`` (a k-means fit to the codes,
+    ``kmeans_means``); per epoch the test accuracy of the clusters argmax_c q_ic."""
     accuracy = []
 
     def score(epoch, centroids):
@@ -291,7 +301,11 @@ def prepared_start(index, args, train_pixels, test_x, test_labels, rngs, out: Pa
     the same model, so comparable across autoencoders, and free of labels.  The test accuracy of
     the start is recorded beside it, for the report only.  Start 0 draws from the run's own
     generators (a run with one start is the run of earlier versions); start i > 0 from
-    generators seeded by (--seed, i)."""
+    generators seeded by (--seed, i).  With ``--partitions R`` the pretrained autoencoder is
+    self-trained R times, a copy from each of R k-means partitions of its codes
+    (``kmeans_means``), and the copy of highest training ELBO is the start; partition 0 (the
+    most likely) draws from the start's generators, partition r > 0 from generators seeded by
+    (--seed, i, 5, r)."""
     model_rng, pretrain_rng, data_rng, gmm_rng = rngs
     if index:
         model_rng, pretrain_rng, data_rng, gmm_rng = np.random.default_rng(
@@ -300,9 +314,13 @@ def prepared_start(index, args, train_pixels, test_x, test_labels, rngs, out: Pa
     # each counted from the beginning of this start, and ending with the whole budget
     pretrain_budget = budget.stage(args.pretrain_minutes)
     self_train_budget = budget.stage(args.self_train_minutes)
-    model = VaDE(train_pixels.shape[1], hidden=tuple(args.hidden), z_dim=args.z_dim,
-                 activation=args.activation, n_clusters=args.n_clusters, rng=model_rng,
-                 soft_targets=args.pixels == "grey")
+
+    def new_model(rng):
+        return VaDE(train_pixels.shape[1], hidden=tuple(args.hidden), z_dim=args.z_dim,
+                    activation=args.activation, n_clusters=args.n_clusters, rng=rng,
+                    soft_targets=args.pixels == "grey")
+
+    model = new_model(model_rng)
     if args.starts > 1:
         say(f"start {index} of {args.starts}")
     summary = {"start": index}
@@ -310,32 +328,64 @@ def prepared_start(index, args, train_pixels, test_x, test_labels, rngs, out: Pa
     score_rng = np.random.default_rng([args.seed, index, 4])  # the run's draws stay the same
 
     def score_codes():  # each test code to its nearest k-means mean
-        means = kmeans_means(model, train_pixels, args, score_rng)
+        (means,) = kmeans_means(model, train_pixels, args, score_rng)
         codes = self_training.codes_of(model, test_x)
         nearest = ((codes[:, None, :] - means[None]) ** 2).sum(axis=2).argmin(axis=1)
         return clustering_accuracy(test_labels, nearest)
 
     summary["pretraining"] = pretrained_model(model, train_pixels, args, pretrain_rng, data_rng,
                                               out / name, say, pretrain_budget, score_codes)
-    if args.self_train_epochs:
-        summary["self_training"] = self_train(model, train_pixels, test_x, test_labels, args,
-                                              pretrain_rng, gmm_rng, say, self_train_budget)
-    codes_of = train_pixels if args.pixels == "grey" else binarize_dynamic(train_pixels,
-                                                                            data_rng)
-    codes = in_batches(lambda b: model.encode(b).loc.data, codes_of)
-    gmm = model.initialize_prior(codes, gmm_rng, n_init=args.gmm_restarts,
-                                 kmeans_steps=args.kmeans_steps, iterations=args.gmm_iterations)
-    summary["gmm_log_likelihood"] = gmm.log_likelihoods[-1]
-    score_rng = np.random.default_rng([args.seed, index, 3])  # not the run's noise: start 0
-    summary["train_elbo"] = float(in_batches(lambda b: model.elbo(b, score_rng).data,
-                                             codes_of).mean())
-    summary["test_accuracy"] = clustering_accuracy(test_labels, in_batches(model.predict, test_x))
+    candidates = []
+    partitions = (kmeans_means(model, train_pixels, args, gmm_rng, args.partitions)
+                  if args.self_train_epochs else [])
+    pretrained = {key: value.copy() for key, value in model.state_dict().items()}
+    for r, means in enumerate(partitions):
+        if r and self_train_budget.spent():
+            break
+        rngs = ((pretrain_rng, data_rng, gmm_rng) if r == 0 else
+                np.random.default_rng([args.seed, index, 5, r]).spawn(3))
+        if r:
+            model = new_model(np.random.default_rng(0))  # every weight replaced just below
+            model.load_state_dict(pretrained)
+            say(f"self-training partition {r} of the codes (of {len(partitions)})")
+        trained = self_train(model, means, train_pixels, test_x, test_labels, args, rngs[0],
+                             say, self_train_budget)
+        candidates.append((model, {"partition": r, "self_training": trained,
+                                   **gmm_start(model, index, args, train_pixels, test_x,
+                                               test_labels, rngs[1], rngs[2])}))
+    if not partitions:
+        candidates.append((model, gmm_start(model, index, args, train_pixels, test_x,
+                                            test_labels, data_rng, gmm_rng)))
+    model, chosen = max(candidates, key=lambda candidate: candidate[1]["train_elbo"])
+    summary.update(chosen)
     summary["seconds"] = time.perf_counter() - began
+    if args.partitions > 1:
+        summary["partitions"] = [{key: value for key, value in candidate.items()
+                                  if key != "self_training"} for _, candidate in candidates]
+        say(f"partition {chosen['partition']} kept: the highest training ELBO ("
+            + ", ".join(f"{c['train_elbo']:.2f}" for c in summary["partitions"]) + ")")
     if args.starts > 1:
         say(f"start {index}: training ELBO {summary['train_elbo']:.2f}, test accuracy "
             f"{100 * summary['test_accuracy']:.2f}% (not used to choose), "
             f"{summary['seconds']:.0f} s")
     return model, summary
+
+
+def gmm_start(model, index, args, train_pixels, test_x, test_labels, data_rng, gmm_rng
+              ) -> dict:
+    """Step 2: the GMM fitted to the codes copied into the prior; the training ELBO, by which
+    starts and partitions are chosen (with the same noise for every partition of a start), and
+    the test accuracy (for the report only)."""
+    codes_of = train_pixels if args.pixels == "grey" else binarize_dynamic(train_pixels,
+                                                                            data_rng)
+    codes = in_batches(lambda b: model.encode(b).loc.data, codes_of)
+    gmm = model.initialize_prior(codes, gmm_rng, n_init=args.gmm_restarts,
+                                 kmeans_steps=args.kmeans_steps, iterations=args.gmm_iterations)
+    score_rng = np.random.default_rng([args.seed, index, 3])  # not the run's noise: start 0
+    return {"gmm_log_likelihood": gmm.log_likelihoods[-1],
+            "train_elbo": float(in_batches(lambda b: model.elbo(b, score_rng).data,
+                                           codes_of).mean()),
+            "test_accuracy": clustering_accuracy(test_labels, in_batches(model.predict, test_x))}
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -356,6 +406,10 @@ def main(args: argparse.Namespace) -> dict:
         checks.positive(getattr(args, name), "--" + name.replace("_", "-"), number=True,
                         optional=True)
     checks.positive_int(args.starts, "--starts")
+    checks.positive_int(args.partitions, "--partitions")
+    if args.partitions > 1 and not args.self_train_epochs:
+        raise ValueError(f"--partitions {args.partitions} self-trains from that many k-means "
+                         f"partitions: it needs --self-train-epochs > 0")
     checks.positive(args.lr, "--lr", number=True)
     checks.positive(args.adam_eps, "--adam-eps", number=True)
     checks.real(args.min_lr, "--min-lr", 0.0, args.lr)
@@ -393,7 +447,8 @@ def main(args: argparse.Namespace) -> dict:
         if model is None or summary["train_elbo"] > max(s["train_elbo"] for s in starts[:-1]):
             model, chosen = candidate, summary
     history.update({key: chosen[key] for key in ("pretraining", "self_training",
-                                                 "gmm_log_likelihood") if key in chosen})
+                                                 "gmm_log_likelihood", "partition",
+                                                 "partitions") if key in chosen})
     if args.starts > 1:
         history["starts"], history["chosen_start"] = starts, chosen["start"]
         scores = ", ".join(f"{s['train_elbo']:.2f}" for s in starts)
@@ -476,6 +531,8 @@ def print_table(history: dict, args, out: Path) -> None:
                           f"{len(curves['finetune'])} ep")
     if "self_training" in history:
         pretrained += f" + self-training {len(history['self_training']['kl'])} ep"
+    if "partitions" in history:
+        pretrained += f" (best of {len(history['partitions'])} k-means partitions by ELBO)"
     init = (f"{pretrained} + diag. GMM ({args.kmeans_steps} k-means + {args.gmm_iterations} EM,"
             f" best of {args.gmm_restarts})")
     if "starts" in history:
@@ -495,6 +552,10 @@ def print_table(history: dict, args, out: Path) -> None:
     for model, arch, training, accuracy in rows:
         print(f"| {model:{widths[0]}s} | {arch:{widths[1]}s} | {training:{widths[2]}s} | "
               f"{accuracy:7.2f}% |")
+    for partition in history.get("partitions", []):
+        kept = " (kept)" if partition["partition"] == history["partition"] else ""
+        print(f"partition {partition['partition']}: training ELBO {partition['train_elbo']:.2f}, "
+              f"test accuracy {100 * partition['test_accuracy']:.2f}%{kept}")
     for start in history.get("starts", []):
         kept = " (kept)" if start["start"] == history["chosen_start"] else ""
         print(f"start {start['start']}: training ELBO {start['train_elbo']:.2f}, test accuracy "

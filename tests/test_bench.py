@@ -86,12 +86,17 @@ def test_results_figures_draw_the_runs_metrics(tmp_path, monkeypatch):
     m1m2 = tmp_path / "m1m2"  # and the keys demos/semi_supervised.py writes in results.json
     run_demo("semi_supervised", m1m2, "--epochs", "2", "--vae-epochs", "1", "--hidden", "16",
              "--z-dim", "4", "--m1-units", "all", "--skip-m2", "--quiet")
+    vade = tmp_path / "vade"  # and the keys demos/vade_clustering.py writes in results.json
+    run_demo("vade_clustering", vade, "--max-train", "200", "--hidden", "16", "--z-dim", "3",
+             "--n-clusters", "3", "--gmm-restarts", "1", "--pretrain", "plain",
+             "--pretrain-epochs", "1", "--epochs", "2", "--quiet")
     monkeypatch.setattr(results_figures, "OUT", tmp_path / "figures")
     results_figures.main(["--burda", *runs, "--burda-labels", "one core", "both cores",
                           "--m2", str(m2), str(m2), "--m2-draws", str(m2), str(m2),
-                          "--m1m2-draws", str(m1m2), str(m1m2)])
+                          "--m1m2-draws", str(m1m2), str(m1m2),
+                          "--vade", str(vade), "--vade-compare", str(vade)])
     for name in ("burda_one_hour.png", "m2_test_error.png", "m2_label_draws.png",
-                 "m1m2_label_draws.png"):
+                 "m1m2_label_draws.png", "vade_seeds.png"):
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

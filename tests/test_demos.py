@@ -184,6 +184,33 @@ def test_vade_demo_keeps_the_start_of_highest_training_elbo(tmp_path, capsys):
                  str(tmp_path / "two" / "pretrained.npz"))
 
 
+def test_vade_demo_keeps_the_partition_of_highest_training_elbo(tmp_path, capsys):
+    """--partitions 2: the autoencoder is self-trained twice, from two k-means partitions of its
+    codes, each copy scored by its training ELBO; the run goes on from the higher one, and
+    partition 0 is the start of a one-partition run with the same seed.  Without
+    self-training, --partitions 2 is refused before any work."""
+    mnist_5k()
+    tiny = ["--max-train", "300", "--hidden", "24", "16", "--z-dim", "4", "--n-clusters", "4",
+            "--gmm-restarts", "4", "--layer-epochs", "1", "--finetune-epochs", "1",
+            "--self-train-epochs", "2", "--epochs", "1"]
+    result = run_demo("vade_clustering", tmp_path / "two", *tiny, "--partitions", "2")
+    partitions = result["partitions"]
+    assert [p["partition"] for p in partitions] == [0, 1]
+    scores = [p["train_elbo"] for p in partitions]
+    assert np.isfinite(scores).all() and scores[0] != scores[1]
+    kept = int(np.argmax(scores))
+    assert result["partition"] == kept
+    assert result["accuracy_after_init"] == partitions[kept]["test_accuracy"]
+    assert "best of 2 k-means partitions by ELBO" in capsys.readouterr().out
+    one = run_demo("vade_clustering", tmp_path / "one", *tiny, "--quiet")
+    assert one["accuracy_after_init"] == partitions[0]["test_accuracy"]
+    assert one["gmm_log_likelihood"] == partitions[0]["gmm_log_likelihood"]
+    with pytest.raises(ValueError, match="--partitions 2 .* --self-train-epochs"):
+        run_demo("vade_clustering", tmp_path / "x", "--partitions", "2")
+    with pytest.raises(ValueError, match="--partitions must be"):
+        run_demo("vade_clustering", tmp_path / "y", "--partitions", "0")
+
+
 def test_vae_digits_demo_prints_the_elbos_it_recorded(tmp_path, capsys):
     """Two epochs on mnist-5k: the three pictures and metrics.json are written, and the printed
     table holds the recorded ELBOs: finite, ≤ 0 (log p(x|z) ≤ 0 for binary pixels and KL ≥ 0,

@@ -224,12 +224,47 @@ def fit_diagonal_gmm(points, n_components: int, rng: np.random.Generator,
     ::test_gmm_fit_recovers_separated_components, ::test_gmm_restarts_keep_the_most_likely_fit,
     ::test_gmm_restarts_return_the_most_likely_of_the_runs
     """
+    fits = _fits(points, n_components, rng, iterations, kmeans_steps, tolerance, variance_floor,
+                 n_init)
+    return max(fits, key=lambda gmm: gmm.log_likelihoods[-1])
+
+
+def distinct_gmm_fits(points, n_components: int, rng: np.random.Generator, count: int,
+                      n_init: int = 1, agreement: float = 0.99, **em_options
+                      ) -> list[DiagonalGMM]:
+    """Up to ``count`` of ``fit_diagonal_gmm``'s ``n_init`` runs (the same draws from rng), most
+    likely first, no two of which split the points alike.  A run's partition is each point's
+    most responsible component, argmax_c r_ic; a run is passed over when its partition and one
+    already kept agree on more than ``agreement`` of the points under the best one-to-one
+    matching of their components (``clustering_accuracy`` of one partition against the other),
+    since EM from different seeds often ends in the same clusters, numbered differently.  The
+    first fit returned is the one ``fit_diagonal_gmm`` returns.  Labels play no part.
+
+    Verified by: tests/topics/test_clustering.py::test_distinct_fits_begin_with_the_most_likely,
+    ::test_distinct_fits_split_the_points_differently
+    """
+    count = checks.integer(count, "count", 1)
+    agreement = checks.real(agreement, "agreement", 0.0, 1.0)
+    fits = _fits(points, n_components, rng, n_init=n_init, **em_options)
+    points = _check_points(points)
+    kept, partitions = [], []
+    for gmm in sorted(fits, key=lambda gmm: gmm.log_likelihoods[-1], reverse=True):  # stable
+        partition = gmm.log_responsibilities(points)[0].argmax(axis=1)
+        if all(clustering_accuracy(partition, other) <= agreement for other in partitions):
+            kept.append(gmm), partitions.append(partition)
+        if len(kept) == count:
+            break
+    return kept
+
+
+def _fits(points, n_components, rng, iterations=200, kmeans_steps=10, tolerance=1e-6,
+          variance_floor=1e-6, n_init=1) -> list[DiagonalGMM]:
+    """``n_init`` EM runs, one after another from rng (``fit_diagonal_gmm``'s options)."""
     points, rng = _check_points(points), checks.generator(rng)
     n_components, n_init, iterations, kmeans_steps, tolerance, variance_floor = _check_em_options(
         n_components, len(points), n_init, iterations, kmeans_steps, tolerance, variance_floor)
-    fits = [_fit_once(points, n_components, rng, iterations, kmeans_steps, tolerance,
+    return [_fit_once(points, n_components, rng, iterations, kmeans_steps, tolerance,
                       variance_floor) for _ in range(n_init)]
-    return max(fits, key=lambda gmm: gmm.log_likelihoods[-1])
 
 
 def _check_points(points) -> np.ndarray:

@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 
 from minivae.topics.clustering import (
     clustering_accuracy,
+    distinct_gmm_fits,
     fit_diagonal_gmm,
     linear_assignment,
     match_clusters_to_labels,
@@ -149,6 +150,41 @@ def test_gmm_restarts_return_the_most_likely_of_the_runs():
     np.testing.assert_array_equal(best.means, runs[int(np.argmax(finals))].means)
 
 
+def test_distinct_fits_begin_with_the_most_likely():
+    """The runs are fit_diagonal_gmm's (the same draws): the first kept is the fit it returns,
+    the rest follow in falling likelihood; one asked for is that fit alone."""
+    points, _, _, _, _ = mixture_data(800, seed=3)
+    best = fit_diagonal_gmm(points, 6, np.random.default_rng(7), n_init=8)
+    fits = distinct_gmm_fits(points, 6, np.random.default_rng(7), count=4, n_init=8)
+    assert len(fits) >= 2  # six components for three clusters: the runs split them apart
+    np.testing.assert_array_equal(fits[0].means, best.means)
+    finals = [fit.log_likelihoods[-1] for fit in fits]
+    assert finals == sorted(finals, reverse=True)
+    (one,) = distinct_gmm_fits(points, 6, np.random.default_rng(7), count=1, n_init=8)
+    np.testing.assert_array_equal(one.means, best.means)
+    for bad in ({"count": 0}, {"agreement": 1.5}, {"n_init": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            distinct_gmm_fits(points, 3, np.random.default_rng(0), **{"count": 2, **bad})
+
+
+def test_distinct_fits_split_the_points_differently():
+    """No two fits kept agree on more than ``agreement`` of the points (under the best matching
+    of their components); runs that all find the same three separated clusters count once."""
+    points, _, _, _, _ = mixture_data(800, seed=3)
+    fits = distinct_gmm_fits(points, 6, np.random.default_rng(7), count=8, n_init=8,
+                             agreement=0.9)
+    partitions = [fit.log_responsibilities(points)[0].argmax(axis=1) for fit in fits]
+    for a, b in itertools.combinations(partitions, 2):
+        assert clustering_accuracy(a, b) <= 0.9
+    # agreement 1: every run is kept, alike or not
+    assert len(distinct_gmm_fits(points, 6, np.random.default_rng(7), count=3, n_init=3,
+                                 agreement=1.0)) == 3
+    centres = np.array([[0.0, 0.0], [40.0, 0.0], [0.0, 40.0]])  # 40 standard deviations apart
+    separated = np.repeat(centres, 100, axis=0) + np.random.default_rng(1).normal(size=(300, 2))
+    same = distinct_gmm_fits(separated, 3, np.random.default_rng(0), count=3, n_init=5)
+    assert len(same) == 1
+
+
 def test_gmm_fit_recovers_separated_components():
     from sklearn.mixture import GaussianMixture
 
@@ -191,6 +227,13 @@ def test_diagonal_gmm_em(points, n_components, iterations, tolerance, floor):
                                iterations=iterations, tolerance=tolerance, variance_floor=floor)
         return gmm.weights, gmm.means, gmm.variances, gmm.log_likelihoods
     check_contract("fit_diagonal_gmm", fit)
+
+    def distinct():
+        fits = distinct_gmm_fits(points, n_components, np.random.default_rng(0), count=2,
+                                 n_init=2, iterations=iterations, tolerance=tolerance,
+                                 variance_floor=floor)
+        return [(gmm.weights, gmm.means, gmm.variances, gmm.log_likelihoods) for gmm in fits]
+    check_contract("distinct_gmm_fits", distinct)
 
 
 def test_diagonal_gmm_names_the_variance_floor_and_data_too_large():
