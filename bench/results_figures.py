@@ -18,7 +18,7 @@ docs/results/m1m2_label_draws.png draws M1+M2's test error per epoch, one line p
 A VaDE run is a folder of ``demos/vade_clustering.py`` (its results.json):
 docs/results/vade_seeds.png draws VaDE's test accuracy per epoch after the GMM start (epoch 0),
 one solid line per --vade run and one dashed line per --vade-compare run, each named by its seed
-and learning rate (another name with --vade-figure).
+(one colour per seed) and learning rate (another name with --vade-figure).
 """
 from __future__ import annotations
 
@@ -103,13 +103,16 @@ def vade_curves(runs: list[str], compare: list[str], path: Path) -> Path:
                                       if stage in ("GMM init", "VaDE")])
             args = result["args"]
             axes.plot(np.arange(len(curve)), curve, linestyle=style,
+                      color=f"C{args['seed'] % 10}",  # a seed's lines share a colour
                       label=f"seed {args['seed']}, Adam {args['lr']:g}: {curve[-1]:.2f} %")
     axes.axhline(85.0, color="black", linestyle=":", label="goal: 85 %")
+    low, high = axes.get_ylim()
+    axes.set_ylim(low - 0.4 * (high - low), high)  # room for the legend below the lines
     axes.set_xlabel("VaDE epoch (0: the GMM start)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title("VaDE on full MNIST after pretraining and self-training, one seed per line")
     axes.grid(True, alpha=0.4)
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="small", loc="lower right", ncol=2)
     return save_png(figure, path)
 
 
