@@ -338,7 +338,8 @@ def prepared_start(index, args, train_pixels, test_x, test_labels, rngs, out: Pa
     candidates = []
     partitions = (kmeans_means(model, train_pixels, args, gmm_rng, args.partitions)
                   if args.self_train_epochs else [])
-    pretrained = {key: value.copy() for key, value in model.state_dict().items()}
+    if len(partitions) > 1:  # each later partition self-trains a copy of this autoencoder
+        pretrained = {key: value.copy() for key, value in model.state_dict().items()}
     for r, means in enumerate(partitions):
         if r and self_train_budget.spent():
             break
