@@ -343,6 +343,7 @@ def prepared_start(index, args, train_pixels, test_x, test_labels, rngs, out: Pa
     for r, means in enumerate(partitions):
         if r and self_train_budget.spent():
             break
+        partition_began = time.perf_counter()
         rngs = ((pretrain_rng, data_rng, gmm_rng) if r == 0 else
                 np.random.default_rng([args.seed, index, 5, r]).spawn(3))
         if r:
@@ -353,7 +354,8 @@ def prepared_start(index, args, train_pixels, test_x, test_labels, rngs, out: Pa
                              say, self_train_budget)
         candidates.append((model, {"partition": r, "self_training": trained,
                                    **gmm_start(model, index, args, train_pixels, test_x,
-                                               test_labels, rngs[1], rngs[2])}))
+                                               test_labels, rngs[1], rngs[2]),
+                                   "partition_seconds": time.perf_counter() - partition_began}))
     if not partitions:
         candidates.append((model, gmm_start(model, index, args, train_pixels, test_x,
                                             test_labels, data_rng, gmm_rng)))
@@ -364,7 +366,8 @@ def prepared_start(index, args, train_pixels, test_x, test_labels, rngs, out: Pa
         summary["partitions"] = [{key: value for key, value in candidate.items()
                                   if key != "self_training"} for _, candidate in candidates]
         say(f"partition {chosen['partition']} kept: the highest training ELBO ("
-            + ", ".join(f"{c['train_elbo']:.2f}" for c in summary["partitions"]) + ")")
+            + ", ".join(f"{c['train_elbo']:.2f} in {c['partition_seconds']:.0f} s"
+                        for c in summary["partitions"]) + ")")
     if args.starts > 1:
         say(f"start {index}: training ELBO {summary['train_elbo']:.2f}, test accuracy "
             f"{100 * summary['test_accuracy']:.2f}% (not used to choose), "

@@ -201,6 +201,8 @@ def test_vade_demo_keeps_the_partition_of_highest_training_elbo(tmp_path, capsys
     kept = int(np.argmax(scores))
     assert result["partition"] == kept
     assert result["accuracy_after_init"] == partitions[kept]["test_accuracy"]
+    seconds = [p["partition_seconds"] for p in partitions]  # each partition's own share
+    assert min(seconds) > 0 and sum(seconds) < result["seconds"] - result["pretraining"]["seconds"]
     assert "best of 2 k-means partitions by ELBO" in capsys.readouterr().out
     one = run_demo("vade_clustering", tmp_path / "one", *tiny, "--quiet")
     assert one["accuracy_after_init"] == partitions[0]["test_accuracy"]
