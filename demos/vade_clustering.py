@@ -9,13 +9,14 @@ Recipe (the initialization is half of VaDE):
    ``--pretrain-loss``: the cross-entropy −log p(x | μ̃(x)) or the squared error of the decoded
    means (DEC's and IDEC's loss), which also serves the layer-wise recipe's fine-tuning.  The
    result is saved to OUT/pretrained.npz, and ``--pretrained PATH`` starts from such a file instead;
-   ``--self-train-epochs N`` then trains the autoencoder N epochs more on reconstruction plus
-   DEC's self-training target, which pulls the codes into clusters (IDEC;
-   minivae/topics/self_training.py; 0, the default, skips it); with ``--partitions R`` a copy
-   of the autoencoder is self-trained from each of R k-means partitions of its codes (the most
-   likely fit first, then others that split the codes differently) and the copy of highest
-   training ELBO is kept (on MNIST the ELBO chose the less accurate partition in three of four
-   comparisons: docs/RESULTS.md, "Which k-means partition to self-train from");
+   ``--self-train-epochs N`` then trains the autoencoder N epochs more on reconstruction (by
+   the ``--pretrain-loss``) plus DEC's self-training target, which pulls the codes into
+   clusters (IDEC; minivae/topics/self_training.py; 0, the default, skips it); with
+   ``--partitions R`` a copy of the autoencoder is self-trained from each of R k-means
+   partitions of its codes (the most likely fit first, then others that split the codes
+   differently) and the copy of highest training ELBO is kept (on MNIST the ELBO chose the less
+   accurate partition in three of four comparisons: docs/RESULTS.md, "Which k-means partition
+   to self-train from");
 2. fit a diagonal GMM with K components to the training set's codes μ̃(x): k-means from
    k-means++ seeds, then ``--gmm-iterations`` EM steps (1, the default, keeps the weights,
    means and variances of the k-means clusters, as DEC starts from k-means; EM run to
@@ -288,7 +289,8 @@ def self_train(model, means, train_pixels, test_x, test_labels, args, rng, say,
     curves = self_training.refine(
         model, train_pixels, means, rng, epochs=args.self_train_epochs,
         batch_size=args.pretrain_batch_size, lr=args.self_train_lr,
-        weight=args.self_train_weight, progress=not args.quiet, budget=budget, on_epoch=score)
+        weight=args.self_train_weight, progress=not args.quiet, budget=budget, on_epoch=score,
+        loss=args.pretrain_loss)
     return {**curves, "centroids": curves["centroids"].tolist(), "test_accuracy": accuracy}
 
 

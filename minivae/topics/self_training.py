@@ -20,6 +20,10 @@ decodable (IDEC; DEC drops the decoder, but VaDE needs it).  Per example:
     loss_i = −log p(x_i | μ̃(x_i)) + weight · KL(p_i ‖ q_i),
     KL(p_i ‖ q_i) = Σ_c p_ic log(p_ic / q_ic).
 
+The reconstruction term is the pretraining's loss (``loss``, pretraining.autoencoder_loss):
+the cross-entropy above, or the squared error of the decoded means that IDEC keeps beside the
+target, so self-training goes on with what the autoencoder was trained on.
+
 Training stops early when fewer than ``tolerance`` of the examples change their cluster
 argmax_c q_ic between two target updates (DEC's rule).  Labels play no part.
 
@@ -38,7 +42,7 @@ from tqdm.auto import tqdm
 from minivae import checks, threads
 from minivae.engine.tensor import Tensor, no_grad
 from minivae.optim import Adam
-from minivae.topics.pretraining import autoencoder_loss, autoencoder_model
+from minivae.topics.pretraining import AUTOENCODER_LOSSES, autoencoder_loss, autoencoder_model
 
 
 def log_soft_assignments(z, centroids) -> Tensor:
@@ -77,14 +81,17 @@ def target_distribution(log_q) -> np.ndarray:
     return log_p - np.logaddexp.reduce(log_p, axis=1, keepdims=True)
 
 
-def self_training_loss(model, centroids: Tensor, x, log_p) -> tuple[Tensor, Tensor]:
-    """(−log p(x | μ̃(x)), KL(p ‖ q)) per example, both (B,), for grey levels x and fixed log p.
+def self_training_loss(model, centroids: Tensor, x, log_p, loss: str = "bernoulli"
+                       ) -> tuple[Tensor, Tensor]:
+    """(reconstruction, KL(p ‖ q)) per example, both (B,), for grey levels x and fixed log p;
+    the reconstruction is ``autoencoder_loss(model, x, loss)``: −log p(x | μ̃(x)) for
+    "bernoulli", Σ_j (σ(l_j) − x_j)² for "squared".
 
     Verified by: tests/topics/test_self_training.py::test_loss_is_reconstruction_plus_kl,
     ::test_self_training_gradients_pass_gradcheck
     """
     model = autoencoder_model(model)
-    reconstruction = autoencoder_loss(model, x)  # which checks x
+    reconstruction = autoencoder_loss(model, x, loss)  # which checks x and loss
     log_p = checks.finite_float_array(log_p, "log_p", matrix=True)
     checks.shape(log_p.shape == (len(x), len(centroids)), "log_p",
                  f"({len(x)}, {len(centroids)}): a target per example and centroid", log_p.shape)
@@ -110,13 +117,13 @@ def codes_of(model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
 def refine(model, x: np.ndarray, centroids: np.ndarray, rng: np.random.Generator,
            epochs: int = 50, batch_size: int = 256, lr: float = 1e-3, weight: float = 100.0,
            update_every: int = 140, tolerance: float = 0.001, progress: bool = False,
-           budget=None, on_epoch=None) -> dict:
+           budget=None, on_epoch=None, loss: str = "bernoulli") -> dict:
     """Self-train ``model``'s encoder and decoder, and the centroids, on grey levels x (module
     docstring); returns the centroids and per-epoch curves ("reconstruction", "kl", "changed":
     the share of examples whose cluster changed at the epoch's last target update).  Ends at
     ``epochs``, when fewer than ``tolerance`` change, or after the first epoch that finds
     ``budget`` spent; ``on_epoch(epoch, centroids)`` runs after each epoch (e.g. to score the
-    codes)."""
+    codes); ``loss`` names the reconstruction term (``self_training_loss``)."""
     model = autoencoder_model(model)
     checks.batch(x, model.x_dim, model.dtype, "unit_interval")
     centroids = checks.finite_float_array(centroids, "centroids", matrix=True)
@@ -128,6 +135,7 @@ def refine(model, x: np.ndarray, centroids: np.ndarray, rng: np.random.Generator
         checks.positive_int(value, name)
     checks.positive(lr, "lr", number=True), checks.positive(weight, "weight", number=True)
     checks.real(tolerance, "tolerance", 0.0, 1.0)
+    checks.one_of(loss, AUTOENCODER_LOSSES, "loss")  # before the first step, not at it
     centres = Tensor(centroids.astype(model.dtype), requires_grad=True)
     optimizers = [Adam(model.parameters(), lr=lr), Adam([centres], lr=lr)]
     curves = {"reconstruction": [], "kl": [], "changed": []}
@@ -146,7 +154,7 @@ def refine(model, x: np.ndarray, centroids: np.ndarray, rng: np.random.Generator
                 previous, clusters = clusters, log_q.argmax(axis=1)
                 changed = 1.0 if previous is None else float(np.mean(previous != clusters))
             rows = order[start:start + batch_size]
-            reconstruction, kl = self_training_loss(model, centres, x[rows], log_p[rows])
+            reconstruction, kl = self_training_loss(model, centres, x[rows], log_p[rows], loss)
             for optimizer in optimizers:
                 optimizer.zero_grad()
             (reconstruction + weight * kl).mean().backward()

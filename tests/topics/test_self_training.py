@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from scipy.special import rel_entr
+from scipy.special import expit, rel_entr
 
 from minivae.engine.gradcheck import gradcheck
 from minivae.engine.tensor import Tensor
@@ -69,6 +69,11 @@ def test_loss_is_reconstruction_plus_kl():
     np.testing.assert_allclose(reconstruction.data, autoencoder_loss(model, x).data)
     q = numpy_q(codes_of(model, x), centroids)
     np.testing.assert_allclose(kl.data, rel_entr(np.exp(log_p), q).sum(1), rtol=1e-10)
+    # IDEC's reconstruction term: the squared error of the decoded means, beside the same KL
+    squared, same_kl = self_training_loss(model, Tensor(centroids), x, log_p, loss="squared")
+    logits = model.decoder(Tensor(codes_of(model, x))).data
+    np.testing.assert_allclose(squared.data, ((expit(logits) - x) ** 2).sum(1), rtol=1e-10)
+    np.testing.assert_allclose(same_kl.data, kl.data)
 
 
 def test_self_training_gradients_pass_gradcheck():
@@ -124,12 +129,26 @@ def test_refine_stops_when_few_change_and_at_its_budget():
     assert seen == [(1, (2, 2)), (2, (2, 2)), (3, (2, 2))]
 
 
+@pytest.mark.parametrize("loss", ["bernoulli", "squared"])
+def test_refine_reconstructs_by_the_loss_it_is_given(loss):
+    """At a rate too small to move any weight, the epoch's reported reconstruction is the
+    named autoencoder loss of the starting model, averaged over the images."""
+    rng = np.random.default_rng(5)
+    x, _ = two_kinds_of_image(60, rng)
+    model = tiny_model()
+    expected = autoencoder_loss(model, x, loss).data.mean()
+    result = refine(model, x, rng.normal(size=(2, 2)), rng, epochs=1, batch_size=20,
+                    lr=1e-300, tolerance=0.0, loss=loss)
+    np.testing.assert_allclose(result["reconstruction"][0], expected, rtol=1e-10)
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(centroids=np.zeros((3, 5))), "centroids"),
     (dict(weight=0.0), "weight"),
     (dict(update_every=0), "update_every"),
     (dict(tolerance=2.0), "tolerance"),
     (dict(x=np.full((4, 6), 2.0)), "x"),
+    (dict(loss="absolute"), "loss"),
 ])
 def test_refine_refuses_bad_arguments(bad, message):
     arguments = dict(model=tiny_model(), x=np.full((4, 6), 0.5), centroids=np.zeros((3, 2)),
