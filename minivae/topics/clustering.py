@@ -245,8 +245,8 @@ def distinct_gmm_fits(points, n_components: int, rng: np.random.Generator, count
     """
     count = checks.integer(count, "count", 1)
     agreement = checks.real(agreement, "agreement", 0.0, 1.0)
+    points = _check_points(points)  # converted once: _fits's own check then copies nothing
     fits = _fits(points, n_components, rng, n_init=n_init, **em_options)
-    points = _check_points(points)
     kept, partitions = [], []
     for gmm in sorted(fits, key=lambda gmm: gmm.log_likelihoods[-1], reverse=True):  # stable
         partition = gmm.log_responsibilities(points)[0].argmax(axis=1)
